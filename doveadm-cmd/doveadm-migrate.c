@@ -1,0 +1,415 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "module-dir.h"
+#include "ioloop.h"
+#include "mail-user.h"
+#include "doveadm-mail.h"
+#include "doveadm-print.h"
+#include "migrate-error.h"
+#include "migrate-settings.h"
+#include "migrate-state.h"
+#include "migrate-run.h"
+#include "migrate-report.h"
+
+/* The doveadm layer: parse options, call the engine in plugin/, print.
+   No migration rule lives here. */
+
+const char *doveadm_migrate_plugin_version = DOVECOT_ABI_VERSION;
+
+void doveadm_migrate_plugin_init(struct module *module);
+void doveadm_migrate_plugin_deinit(void);
+void doveadm_migrate_plugin_preinit(void);
+
+struct migrate_cmd_context {
+	struct doveadm_mail_cmd_context ctx;
+	struct migrate_run_options opts;
+	const char *reason_filter;
+	const char *csv_path;
+};
+
+static bool cmd_migrate_parse_arg(struct doveadm_mail_cmd_context *_ctx,
+				  int c)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+
+	switch (c) {
+	case 'd':
+		ctx->opts.delete = TRUE;
+		break;
+	case 'm':
+		ctx->opts.folder = p_strdup(_ctx->pool, optarg);
+		break;
+	case 'I':
+		ctx->opts.identities = TRUE;
+		break;
+	case 'r':
+		ctx->reason_filter = p_strdup(_ctx->pool, optarg);
+		break;
+	case 'c':
+		ctx->csv_path = p_strdup(_ctx->pool, optarg);
+		break;
+	default:
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static void cmd_migrate_failed(struct doveadm_mail_cmd_context *ctx,
+			       struct mail_user *user,
+			       enum migrate_error code, const char *error)
+{
+	int exit_code = migrate_error_to_exit_code(code);
+
+	i_assert(exit_code != 0);
+	e_error(user->event, "migrate: %s", error);
+	/* the most serious failure of all users wins; tempfail is least */
+	if (ctx->exit_code == 0 || ctx->exit_code == EX_TEMPFAIL ||
+	    ctx->exit_code == 2)
+		ctx->exit_code = exit_code;
+}
+
+static void cmd_migrate_print_folders(struct migrate_run *run)
+{
+	struct migrate_folder *folder;
+
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->result == NULL)
+			continue;
+		doveadm_print(folder->src_name);
+		doveadm_print(folder->dest.vname == NULL ? "" :
+			      folder->dest.vname);
+		doveadm_print(folder->result);
+		doveadm_print_num(folder->src_messages);
+		doveadm_print_num(folder->imported);
+		doveadm_print_num(folder->existing);
+		doveadm_print_num(folder->failed);
+		doveadm_print_num(folder->deferred);
+		doveadm_print_num(folder->flags_updated);
+		doveadm_print_num(folder->expunged);
+		doveadm_print_num(folder->bytes);
+		doveadm_print(folder->uids_preserved == NULL ? "" :
+			      folder->uids_preserved);
+		doveadm_print(folder->error != NULL ? folder->error :
+			      (folder->dest.skip && folder->dest.reason != NULL ?
+			       folder->dest.reason : ""));
+	}
+}
+
+static int cmd_migrate_run_run(struct doveadm_mail_cmd_context *_ctx,
+			       struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	struct migrate_run *run;
+	int ret;
+
+	/* waits run doveadm's ioloop: lib-storage adds its timeouts there */
+	run = migrate_run_init(user, &ctx->opts);
+	ret = migrate_run_execute(run);
+	cmd_migrate_print_folders(run);
+	if (ret < 0)
+		cmd_migrate_failed(_ctx, user, run->error_code, run->error);
+	migrate_run_deinit(&run);
+	return ret;
+}
+
+static void cmd_migrate_run_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+				 const char *const args[] ATTR_UNUSED)
+{
+	doveadm_print_header_simple("folder");
+	doveadm_print_header_simple("dest");
+	doveadm_print_header_simple("result");
+	doveadm_print_header_simple("source");
+	doveadm_print_header_simple("imported");
+	doveadm_print_header_simple("existing");
+	doveadm_print_header_simple("failed");
+	doveadm_print_header_simple("deferred");
+	doveadm_print_header_simple("flags");
+	doveadm_print_header_simple("expunged");
+	doveadm_print_header_simple("bytes");
+	doveadm_print_header_simple("uids");
+	doveadm_print_header_simple("note");
+}
+
+static struct migrate_cmd_context *cmd_migrate_alloc(const char *getopt)
+{
+	struct migrate_cmd_context *ctx;
+
+	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
+	ctx->ctx.getopt_args = getopt;
+	ctx->ctx.v.parse_arg = cmd_migrate_parse_arg;
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	return ctx;
+}
+
+static struct doveadm_mail_cmd_context *cmd_migrate_run_alloc(void)
+{
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc("dm:");
+
+	ctx->opts.mode = MIGRATE_RUN_MODE_IMPORT;
+	ctx->ctx.v.init = cmd_migrate_run_init;
+	ctx->ctx.v.run = cmd_migrate_run_run;
+	return &ctx->ctx;
+}
+
+/* plan */
+
+static void cmd_migrate_plan_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+				  const char *const args[] ATTR_UNUSED)
+{
+	doveadm_print_header_simple("folder");
+	doveadm_print_header_simple("dest");
+	doveadm_print_header_simple("special_use");
+	doveadm_print_header_simple("messages");
+	doveadm_print_header_simple("size");
+	doveadm_print_header_simple("action");
+	doveadm_print_header_simple("reason");
+}
+
+static int cmd_migrate_plan_run(struct doveadm_mail_cmd_context *_ctx,
+				struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	struct migrate_folder *folder;
+	struct migrate_run *run;
+	int ret;
+
+	run = migrate_run_init(user, &ctx->opts);
+	ret = migrate_run_execute(run);
+	if (ret == 0) {
+		array_foreach_elem(&run->folders, folder) {
+			doveadm_print(folder->src_name);
+			doveadm_print(folder->dest.vname == NULL ? "" :
+				      folder->dest.vname);
+			doveadm_print(folder->dest.special_use == 0 ? "" :
+				migrate_special_use_name(
+					folder->dest.special_use));
+			if (folder->have_status) {
+				doveadm_print_num(folder->status_messages);
+				doveadm_print_num(folder->status_size);
+			} else {
+				doveadm_print("");
+				doveadm_print("");
+			}
+			doveadm_print(folder->dest.skip ? "skip" :
+				      (folder->dest.gmail_all_mail ?
+				       "import-unlabelled" : "import"));
+			doveadm_print(folder->dest.reason == NULL ? "" :
+				      folder->dest.reason);
+		}
+	} else {
+		cmd_migrate_failed(_ctx, user, run->error_code, run->error);
+	}
+	migrate_run_deinit(&run);
+	return ret;
+}
+
+static struct doveadm_mail_cmd_context *cmd_migrate_plan_alloc(void)
+{
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc("m:");
+
+	ctx->opts.mode = MIGRATE_RUN_MODE_PLAN;
+	ctx->ctx.v.init = cmd_migrate_plan_init;
+	ctx->ctx.v.run = cmd_migrate_plan_run;
+	return &ctx->ctx;
+}
+
+/* status, report, reset: read or clear the state only */
+
+static int cmd_migrate_open_state(struct doveadm_mail_cmd_context *ctx,
+				  struct mail_user *user,
+				  struct migrate_state **state_r)
+{
+	struct migrate_settings *set;
+	const char *error;
+
+	if (migrate_settings_read_state(user, ctx->pool, &set, &error) < 0 ||
+	    migrate_state_open(user, set->state_dict, state_r, &error) < 0) {
+		cmd_migrate_failed(ctx, user, MIGRATE_ERROR_CONFIG, error);
+		return -1;
+	}
+	return 0;
+}
+
+static void cmd_migrate_status_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+				    const char *const args[] ATTR_UNUSED)
+{
+	migrate_report_status_headers();
+}
+
+static int cmd_migrate_status_run(struct doveadm_mail_cmd_context *ctx,
+				  struct mail_user *user)
+{
+	struct migrate_state *state;
+	const char *error;
+	int ret;
+
+	if (cmd_migrate_open_state(ctx, user, &state) < 0)
+		return -1;
+	ret = migrate_report_status(state, &error);
+	if (ret < 0)
+		cmd_migrate_failed(ctx, user, MIGRATE_ERROR_TEMP, error);
+	migrate_state_close(&state);
+	return ret;
+}
+
+static struct doveadm_mail_cmd_context *cmd_migrate_status_alloc(void)
+{
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc("");
+
+	ctx->ctx.v.init = cmd_migrate_status_init;
+	ctx->ctx.v.run = cmd_migrate_status_run;
+	return &ctx->ctx;
+}
+
+static void cmd_migrate_report_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+				    const char *const args[] ATTR_UNUSED)
+{
+	migrate_report_items_headers();
+}
+
+static int cmd_migrate_report_run(struct doveadm_mail_cmd_context *_ctx,
+				  struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	struct migrate_report_filter filter;
+	struct migrate_state *state;
+	const char *error;
+	int ret;
+
+	if (cmd_migrate_open_state(_ctx, user, &state) < 0)
+		return -1;
+	i_zero(&filter);
+	filter.folder = ctx->opts.folder;
+	filter.reason = ctx->reason_filter;
+	filter.csv_path = ctx->csv_path;
+	ret = migrate_report_items(state, &filter, &error);
+	if (ret < 0) {
+		cmd_migrate_failed(_ctx, user, strstr(error, "--reason") != NULL ?
+				   MIGRATE_ERROR_CONFIG : MIGRATE_ERROR_TEMP,
+				   error);
+	}
+	migrate_state_close(&state);
+	return ret;
+}
+
+static struct doveadm_mail_cmd_context *cmd_migrate_report_alloc(void)
+{
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc("m:r:c:");
+
+	ctx->ctx.v.init = cmd_migrate_report_init;
+	ctx->ctx.v.run = cmd_migrate_report_run;
+	return &ctx->ctx;
+}
+
+static int cmd_migrate_reset_run(struct doveadm_mail_cmd_context *_ctx,
+				 struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	struct migrate_state *state;
+	const char *error;
+	int ret;
+
+	if (cmd_migrate_open_state(_ctx, user, &state) < 0)
+		return -1;
+	ret = migrate_state_reset(state, ctx->opts.folder, &error);
+	if (ret < 0)
+		cmd_migrate_failed(_ctx, user, MIGRATE_ERROR_TEMP, error);
+	migrate_state_close(&state);
+	return ret;
+}
+
+static struct doveadm_mail_cmd_context *cmd_migrate_reset_alloc(void)
+{
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc("m:");
+
+	ctx->ctx.v.run = cmd_migrate_reset_run;
+	return &ctx->ctx;
+}
+
+static struct doveadm_cmd_ver2 migrate_commands[] = {
+{
+	.name = "migrate run",
+	.mail_cmd = cmd_migrate_run_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-d] [-m <folder>]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('d', "delete", CMD_PARAM_BOOL, 0)
+DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+},
+{
+	.name = "migrate plan",
+	.mail_cmd = cmd_migrate_plan_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-m <folder>]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+},
+{
+	.name = "migrate status",
+	.mail_cmd = cmd_migrate_status_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX,
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAMS_END
+},
+{
+	.name = "migrate report",
+	.mail_cmd = cmd_migrate_report_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
+		"[-r <reason>] [-m <folder>] [-c <csv file>]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('r', "reason", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAM('c', "csv", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+},
+{
+	.name = "migrate reset",
+	.mail_cmd = cmd_migrate_reset_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-m <folder>]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+},
+};
+
+static bool migrate_commands_registered = FALSE;
+
+static void doveadm_migrate_register(void)
+{
+	unsigned int i;
+
+	if (migrate_commands_registered)
+		return;
+	migrate_commands_registered = TRUE;
+	for (i = 0; i < N_ELEMENTS(migrate_commands); i++)
+		doveadm_cmd_register_ver2(&migrate_commands[i]);
+}
+
+/* Called at dlopen(): lets doveadm find the commands when the plugin is
+   loaded through mail_plugins from a build tree. */
+void doveadm_migrate_plugin_preinit(void)
+{
+	doveadm_migrate_register();
+}
+
+void doveadm_migrate_plugin_init(struct module *module ATTR_UNUSED)
+{
+	doveadm_migrate_register();
+}
+
+void doveadm_migrate_plugin_deinit(void)
+{
+}

@@ -1,0 +1,26 @@
+#ifndef MIGRATE_ERROR_H
+#define MIGRATE_ERROR_H
+
+/* Why something failed; decides the retry policy and the exit code. */
+enum migrate_error {
+	MIGRATE_ERROR_NONE = 0,
+	/* network, timeout, BYE, throttling: retry later (EX_TEMPFAIL) */
+	MIGRATE_ERROR_TEMP,
+	/* source login refused (EX_NOPERM) */
+	MIGRATE_ERROR_AUTH,
+	/* bad setting, TLS verification, unusable rules (EX_CONFIG) */
+	MIGRATE_ERROR_CONFIG,
+	/* source sent something we can't parse (EX_PROTOCOL) */
+	MIGRATE_ERROR_PROTOCOL,
+	/* destination storage failed (EX_TEMPFAIL, quota included) */
+	MIGRATE_ERROR_DESTINATION,
+	/* another run holds the user's lock (EX_TEMPFAIL) */
+	MIGRATE_ERROR_LOCKED,
+	/* run finished but some items failed (exit 2) */
+	MIGRATE_ERROR_ITEMS,
+};
+
+/* Category of every event this plugin emits */
+extern struct event_category event_category_migrate;
+
+#endif

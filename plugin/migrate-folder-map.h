@@ -1,0 +1,101 @@
+#ifndef MIGRATE_FOLDER_MAP_H
+#define MIGRATE_FOLDER_MAP_H
+
+/* Translates a source folder (as LIST returned it) into a destination
+   folder name: namespace prefix and delimiter translation, modified UTF-7
+   decoding, hostile-name sanitizing, special-use automap, PCRE2 rules,
+   include/exclude. Pure logic: no storage and no network access here. */
+
+enum migrate_special_use {
+	MIGRATE_SPECIAL_USE_NONE	= 0x00,
+	MIGRATE_SPECIAL_USE_SENT	= 0x01,
+	MIGRATE_SPECIAL_USE_DRAFTS	= 0x02,
+	MIGRATE_SPECIAL_USE_TRASH	= 0x04,
+	MIGRATE_SPECIAL_USE_JUNK	= 0x08,
+	MIGRATE_SPECIAL_USE_ARCHIVE	= 0x10,
+	MIGRATE_SPECIAL_USE_ALL		= 0x20,
+	MIGRATE_SPECIAL_USE_FLAGGED	= 0x40,
+	MIGRATE_SPECIAL_USE_IMPORTANT	= 0x80,
+};
+#define MIGRATE_SPECIAL_USE_COUNT 8
+
+enum migrate_folder_src_flags {
+	MIGRATE_FOLDER_SRC_FLAG_NOSELECT	= 0x01,
+	MIGRATE_FOLDER_SRC_FLAG_NONEXISTENT	= 0x02,
+	MIGRATE_FOLDER_SRC_FLAG_SUBSCRIBED	= 0x04,
+};
+
+struct migrate_folder_map_settings {
+	/* Destination inbox namespace separator, e.g. '/' or '.' */
+	char dest_sep;
+	/* Destination folder name for each special use (index = bit number,
+	   i.e. 0=\Sent ... 7=\Important), or NULL when the destination
+	   config has none; then the English default name is used. */
+	const char *special_use_dest[MIGRATE_SPECIAL_USE_COUNT];
+	/* migrate_automap: map special-use folders (flags or well-known
+	   localized names) onto the destination special-use folders. */
+	bool automap;
+	/* migrate_folder_map: path of the rules file, or NULL */
+	const char *rules_path;
+	/* migrate_include / migrate_exclude: PCRE2 patterns or NULL */
+	const char *include;
+	const char *exclude;
+	/* Source is Gmail (X-GM-EXT-1) or looks like it ([Gmail]/ names):
+	   skip virtual folders as documented. */
+	bool gmail;
+	/* migrate_gmail_skip, as special-use bits (default \Junk \Trash) */
+	enum migrate_special_use gmail_skip;
+};
+
+struct migrate_folder_src {
+	/* Raw name from LIST (modified UTF-7, source delimiter) */
+	const char *name;
+	/* Source hierarchy delimiter, '\0' for flat (NIL) */
+	char delimiter;
+	/* Personal namespace prefix from NAMESPACE, e.g. "INBOX." or "" */
+	const char *ns_prefix;
+	enum migrate_folder_src_flags flags;
+	/* From SPECIAL-USE / XLIST flags; NONE if the server gave none */
+	enum migrate_special_use special_use;
+};
+
+struct migrate_folder_dest {
+	/* Destination vname: UTF-8, destination separator. NULL if skip. */
+	const char *vname;
+	/* Special use the folder was recognised as (flag or name) */
+	enum migrate_special_use special_use;
+	/* Source name decoded to UTF-8 with '/' as separator, prefix
+	   stripped: what rules and include/exclude match against. */
+	const char *decoded_name;
+	bool skip;
+	/* Human-readable reason for skip, or how the name was changed
+	   (e.g. "sanitized: control characters"); NULL when plain. */
+	const char *reason;
+	/* Special case: Gmail [Gmail]/All Mail; importer imports only the
+	   messages that exist in no other folder, into vname. */
+	bool gmail_all_mail;
+};
+
+struct migrate_folder_map;
+
+int migrate_folder_map_init(const struct migrate_folder_map_settings *set,
+			    struct migrate_folder_map **map_r,
+			    const char **error_r);
+void migrate_folder_map_deinit(struct migrate_folder_map **map);
+
+/* Map one source folder. Never fails: unusable names come back with
+   skip=TRUE and a reason. Strings are allocated from pool. */
+void migrate_folder_map_lookup(struct migrate_folder_map *map,
+			       const struct migrate_folder_src *src,
+			       pool_t pool, struct migrate_folder_dest *dest_r);
+
+/* Parse a LIST flag such as "\Sent" (case-insensitive); NONE if none. */
+enum migrate_special_use migrate_special_use_parse(const char *flag);
+/* "\Sent" etc. for a single bit */
+const char *migrate_special_use_name(enum migrate_special_use use);
+/* Parse a space-separated list like "\Junk \Trash"; -1 on unknown */
+int migrate_special_use_parse_list(const char *str,
+				   enum migrate_special_use *uses_r,
+				   const char **error_r);
+
+#endif

@@ -1,0 +1,37 @@
+#ifndef MIGRATE_IDENTITY_H
+#define MIGRATE_IDENTITY_H
+
+/* A message's identity, for dedupe: the same on the source (from the header
+   fields FETCHed with BODY.PEEK[HEADER.FIELDS (...)] and RFC822.SIZE) and
+   at the destination (the same fields and the virtual size). It is the
+   normalised Message-ID plus a fingerprint of the other fields and the
+   size, so two different messages sharing a Message-ID stay apart and a
+   message without Message-ID still has a stable identity. */
+
+/* The header fields the identity is computed from, for FETCH */
+#define MIGRATE_IDENTITY_FETCH_FIELDS \
+	"MESSAGE-ID DATE FROM TO CC SUBJECT"
+extern const char *const migrate_identity_fields[];
+
+struct migrate_identity_info {
+	/* "m<hex>-<size>" with a Message-ID, "h<hex>-<size>" without */
+	const char *identity;
+	/* for reports: the raw Message-ID (sanitized), subject (RFC 2047
+	   decoded), Date header; NULL when missing */
+	const char *message_id;
+	const char *subject;
+	const char *date;
+};
+
+/* Compute identity from a header block containing (at least) the fields
+   above. Other fields in the block are ignored. Uses the data stack:
+   call it inside a frame when looping. */
+void migrate_identity_compute(const unsigned char *header, size_t size,
+			      uoff_t message_size, pool_t pool,
+			      struct migrate_identity_info *info_r);
+
+/* Normalise a Message-ID value: the <...> part, whitespace and comments
+   removed, lowercased. NULL if it holds no usable id. */
+const char *migrate_identity_normalize_message_id(const char *value);
+
+#endif

@@ -1,0 +1,1511 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "str.h"
+#include "strnum.h"
+#include "str-sanitize.h"
+#include "istream.h"
+#include "ioloop.h"
+#include "imap-arg.h"
+#include "imap-date.h"
+#include "imap-util.h"
+#include "mail-storage.h"
+#include "mail-namespace.h"
+#include "mail-search-build.h"
+#include "migrate-settings.h"
+#include "migrate-source-conn.h"
+#include "migrate-identity.h"
+#include "migrate-run.h"
+
+/* UIDs per FETCH command: small enough that a NO for one poison message
+   costs little, large enough to keep command overhead negligible */
+#define MIGRATE_FETCH_CHUNK 50
+#define MIGRATE_LIST_CHUNK 5000
+
+enum migrate_msg_action {
+	MIGRATE_MSG_IMPORT = 0,
+	MIGRATE_MSG_PRESENT,
+	MIGRATE_MSG_DEFERRED,
+	MIGRATE_MSG_TOO_BIG,
+	MIGRATE_MSG_DUPLICATE,
+	MIGRATE_MSG_DONE,
+	MIGRATE_MSG_FAILED,
+};
+
+struct migrate_msg {
+	uint32_t uid, seq;
+	uoff_t size;
+	time_t internaldate;
+	int tz_offset;
+	enum mail_flags flags;
+	const char *const *keywords;
+	const char *identity;
+	const char *message_id, *subject, *date;
+	enum migrate_msg_action action;
+	bool listed;
+};
+
+struct migrate_dest_ids {
+	ARRAY_TYPE(uint32_t) uids;
+	unsigned int used;
+};
+
+struct migrate_importer {
+	struct migrate_run *run;
+	struct migrate_folder *folder;
+	pool_t pool;
+	struct event *event;
+
+	struct migrate_folder_state fs;
+	bool have_state, state_valid;
+
+	/* source EXAMINE results */
+	uint32_t uidvalidity, uidnext, exists;
+	uint64_t highestmodseq;
+
+	struct mailbox *box;
+	struct mailbox_transaction_context *trans;
+	unsigned int trans_msgs;
+	uoff_t trans_bytes;
+	uint32_t trans_last_uid;
+	bool preserve_uids;
+	bool uids_preserve_failed;
+
+	ARRAY(struct migrate_msg *) msgs;
+	HASH_TABLE(void *, struct migrate_msg *) msgs_by_uid;
+	HASH_TABLE(const char *, struct migrate_dest_ids *) dest_ids;
+	/* sequence -> UID for FETCH replies whose UID follows the body */
+	ARRAY_TYPE(uint32_t) seq_uids;
+
+	/* UIDs saved in the open transaction, in order */
+	ARRAY_TYPE(uint32_t) pending_uids;
+	/* msgs[] before this index are all handled */
+	unsigned int handled_idx;
+	/* a listing command failed: some UIDs may be missing from msgs */
+	bool listing_incomplete;
+};
+
+static void migrate_importer_item(struct migrate_importer *imp,
+				  const struct migrate_msg *msg,
+				  enum migrate_item_class class,
+				  const char *reason);
+
+static void
+migrate_parse_flags(struct migrate_importer *imp, const struct imap_arg *args,
+		    struct migrate_msg *msg)
+{
+	ARRAY_TYPE(const_string) keywords;
+	const char *atom;
+
+	msg->flags = 0;
+	p_array_init(&keywords, imp->pool, 4);
+	for (; !IMAP_ARG_IS_EOL(args); args++) {
+		if (!imap_arg_get_atom(args, &atom))
+			continue;
+		if (atom[0] == '\\') {
+			if (strcasecmp(atom, "\\Seen") == 0)
+				msg->flags |= MAIL_SEEN;
+			else if (strcasecmp(atom, "\\Answered") == 0)
+				msg->flags |= MAIL_ANSWERED;
+			else if (strcasecmp(atom, "\\Flagged") == 0)
+				msg->flags |= MAIL_FLAGGED;
+			else if (strcasecmp(atom, "\\Deleted") == 0)
+				msg->flags |= MAIL_DELETED;
+			else if (strcasecmp(atom, "\\Draft") == 0)
+				msg->flags |= MAIL_DRAFT;
+			/* \Recent and unknown system flags are dropped */
+			continue;
+		}
+		atom = p_strdup(imp->pool, atom);
+		array_push_back(&keywords, &atom);
+	}
+	array_append_zero(&keywords);
+	msg->keywords = array_front(&keywords);
+}
+
+/* Parse FETCH items into msg. Returns the UID, 0 if none. */
+static uint32_t
+migrate_parse_fetch(struct migrate_importer *imp, const struct imap_arg *args,
+		    struct migrate_msg *msg, const unsigned char **hdr_r,
+		    size_t *hdr_size_r)
+{
+	const struct imap_arg *list;
+	const char *name, *value;
+	uint32_t uid = 0;
+
+	*hdr_r = NULL;
+	*hdr_size_r = 0;
+	while (!IMAP_ARG_IS_EOL(&args[0]) && !IMAP_ARG_IS_EOL(&args[1])) {
+		if (!imap_arg_get_atom(&args[0], &name)) {
+			args++;
+			continue;
+		}
+		if (strcasecmp(name, "UID") == 0) {
+			if (!imap_arg_get_atom(&args[1], &value) ||
+			    str_to_uint32(value, &uid) < 0)
+				uid = 0;
+		} else if (strcasecmp(name, "FLAGS") == 0 && msg != NULL) {
+			if (imap_arg_get_list(&args[1], &list))
+				migrate_parse_flags(imp, list, msg);
+		} else if (strcasecmp(name, "INTERNALDATE") == 0 &&
+			   msg != NULL) {
+			if (imap_arg_get_astring(&args[1], &value) &&
+			    !imap_parse_datetime(value, &msg->internaldate,
+						 &msg->tz_offset))
+				msg->internaldate = 0;
+		} else if (strcasecmp(name, "RFC822.SIZE") == 0 &&
+			   msg != NULL) {
+			if (!imap_arg_get_atom(&args[1], &value) ||
+			    str_to_uoff(value, &msg->size) < 0)
+				msg->size = 0;
+		} else if (str_begins(t_str_ucase(name),
+				      "BODY[HEADER.FIELDS")) {
+			/* the parser joined "BODY[HEADER.FIELDS (...)]" */
+			if (imap_arg_get_nstring(&args[1], &value) &&
+			    value != NULL) {
+				*hdr_r = (const unsigned char *)value;
+				*hdr_size_r = strlen(value);
+			}
+		}
+		args += 2;
+	}
+	return uid;
+}
+
+/* The parser splits "BODY[HEADER.FIELDS (A B)]" into an atom, a list and
+   an atom; rejoin so items come in name/value pairs. */
+static const struct imap_arg *
+migrate_fetch_args_normalize(const struct imap_arg *args)
+{
+	ARRAY(struct imap_arg) out;
+	const char *name;
+	unsigned int i;
+
+	t_array_init(&out, 16);
+	for (i = 0; !IMAP_ARG_IS_EOL(&args[i]); i++) {
+		if (imap_arg_get_atom(&args[i], &name) &&
+		    strncasecmp(name, "BODY[HEADER.FIELDS", 18) == 0 &&
+		    args[i+1].type == IMAP_ARG_LIST &&
+		    imap_arg_get_atom(&args[i+2], &name) && name[0] == ']') {
+			struct imap_arg *arg = array_append_space(&out);
+			arg->type = IMAP_ARG_ATOM;
+			arg->_data.str = "BODY[HEADER.FIELDS]";
+			arg->str_len = strlen(arg->_data.str);
+			i += 2;
+			continue;
+		}
+		array_push_back(&out, &args[i]);
+	}
+	array_push_back(&out, &args[i]);
+	return array_front(&out);
+}
+
+static void migrate_seq_set(struct migrate_importer *imp, uint32_t seq,
+			    uint32_t uid)
+{
+	if (seq == 0 || seq > imp->exists + 100000)
+		return;
+	array_idx_set(&imp->seq_uids, seq - 1, &uid);
+}
+
+static void migrate_seq_expunge(struct migrate_importer *imp, uint32_t seq)
+{
+	if (seq > 0 && seq <= array_count(&imp->seq_uids))
+		array_delete(&imp->seq_uids, seq - 1, 1);
+}
+
+static uint32_t migrate_seq_lookup(struct migrate_importer *imp, uint32_t seq)
+{
+	const uint32_t *uidp;
+
+	if (seq == 0 || seq > array_count(&imp->seq_uids))
+		return 0;
+	uidp = array_idx(&imp->seq_uids, seq - 1);
+	return *uidp;
+}
+
+/* EXAMINE */
+
+static void migrate_examine_cb(const struct migrate_reply *reply,
+			       struct migrate_importer *imp)
+{
+	uint64_t num;
+
+	if (strcasecmp(reply->name, "EXISTS") == 0) {
+		imp->exists = reply->num;
+		return;
+	}
+	if (strcasecmp(reply->name, "EXPUNGE") == 0) {
+		migrate_seq_expunge(imp, reply->num);
+		return;
+	}
+	if (reply->resp_code == NULL || reply->resp_code_arg == NULL ||
+	    str_to_uint64(reply->resp_code_arg, &num) < 0)
+		return;
+	if (strcasecmp(reply->resp_code, "UIDVALIDITY") == 0)
+		imp->uidvalidity = num;
+	else if (strcasecmp(reply->resp_code, "UIDNEXT") == 0)
+		imp->uidnext = num;
+	else if (strcasecmp(reply->resp_code, "HIGHESTMODSEQ") == 0)
+		imp->highestmodseq = num;
+}
+
+static int migrate_importer_examine(struct migrate_importer *imp)
+{
+	struct migrate_run *run = imp->run;
+	string_t *cmd = t_str_new(128);
+	enum migrate_error code;
+	const char *error;
+	int ret;
+
+	str_append(cmd, "EXAMINE ");
+	if (!migrate_source_conn_append_mailbox(run->conn, cmd,
+						imp->folder->src_name)) {
+		imp->folder->error = "folder name can't be sent to the server";
+		return 0;
+	}
+	if (migrate_source_conn_has_capability(run->conn, "CONDSTORE"))
+		str_append(cmd, " (CONDSTORE)");
+	imp->exists = imp->uidvalidity = imp->uidnext = 0;
+	imp->highestmodseq = 0;
+	array_clear(&imp->seq_uids);
+	ret = migrate_source_conn_run(run->conn, str_c(cmd),
+		(migrate_untagged_callback_t *)migrate_examine_cb, imp,
+		&code, &error);
+	if (ret < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	if (ret == 0) {
+		imp->folder->error = p_strdup_printf(run->pool,
+			"EXAMINE failed: %s", error);
+		return 0;
+	}
+	if (imp->uidvalidity == 0) {
+		imp->folder->error = "server sent no UIDVALIDITY";
+		return 0;
+	}
+	return 1;
+}
+
+/* Destination */
+
+static int migrate_importer_dest_open(struct migrate_importer *imp)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_folder *folder = imp->folder;
+	struct mail_namespace *ns;
+	struct mailbox_update update;
+	struct mailbox_status status;
+	enum mailbox_existence existence;
+	enum mail_error mail_error;
+	const char *error;
+
+	ns = mail_namespace_find(run->user->namespaces, folder->dest.vname);
+	imp->box = mailbox_alloc(ns->list, folder->dest.vname, 0);
+	if (mailbox_exists(imp->box, TRUE, &existence) < 0)
+		goto failed;
+	i_zero(&update);
+	if (run->set->preserve_uids)
+		update.uid_validity = imp->uidvalidity;
+	if (existence != MAILBOX_EXISTENCE_SELECT) {
+		if (mailbox_create(imp->box, &update, FALSE) < 0) {
+			error = mailbox_get_last_internal_error(imp->box,
+								&mail_error);
+			if (mail_error != MAIL_ERROR_EXISTS)
+				goto failed;
+		}
+	}
+	if (mailbox_open(imp->box) < 0 ||
+	    mailbox_sync(imp->box, 0) < 0)
+		goto failed;
+	mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
+				STATUS_MESSAGES, &status);
+	/* an empty, never used folder can still take the source's
+	   UIDVALIDITY */
+	if (run->set->preserve_uids && status.messages == 0 &&
+	    status.uidnext == 1 && status.uidvalidity != imp->uidvalidity) {
+		if (mailbox_update(imp->box, &update) < 0)
+			goto failed;
+		mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY |
+					STATUS_UIDNEXT | STATUS_MESSAGES,
+					&status);
+	}
+	imp->preserve_uids = run->set->preserve_uids &&
+		status.uidvalidity == imp->uidvalidity;
+	/* setting it again is harmless; reading it needs a list refresh */
+	if (folder->subscribed && run->set->subscriptions)
+		(void)mailbox_set_subscribed(imp->box, TRUE);
+	return 0;
+failed:
+	error = mailbox_get_last_internal_error(imp->box, &mail_error);
+	run->error_code = MIGRATE_ERROR_DESTINATION;
+	run->error = p_strdup_printf(run->pool,
+		"Destination folder %s: %s", folder->dest.vname, error);
+	folder->error = run->error;
+	return -1;
+}
+
+static void migrate_importer_dest_status(struct migrate_importer *imp,
+					 struct mailbox_status *status_r)
+{
+	mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY |
+				STATUS_UIDNEXT | STATUS_MESSAGES, status_r);
+}
+
+/* Read the identities of destination mail with UID >= min_uid. */
+static int migrate_importer_dest_scan(struct migrate_importer *imp,
+				      uint32_t min_uid)
+{
+	struct mailbox_transaction_context *t;
+	struct mail_search_args *search_args;
+	struct mail_search_arg *sarg;
+	struct mail_search_context *search_ctx;
+	struct mailbox_header_lookup_ctx *headers;
+	struct migrate_identity_info info;
+	struct migrate_dest_ids *ids;
+	struct istream *input;
+	struct mail *mail;
+	const unsigned char *data;
+	uoff_t vsize;
+	size_t size;
+	buffer_t *buf;
+	int ret = 0;
+
+	if (mailbox_sync(imp->box, 0) < 0)
+		return -1;
+	t = mailbox_transaction_begin(imp->box, 0, __func__);
+	search_args = mail_search_build_init();
+	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
+	p_array_init(&sarg->value.seqset, search_args->pool, 1);
+	seq_range_array_add_range(&sarg->value.seqset, min_uid, (uint32_t)-1);
+	headers = mailbox_header_lookup_init(imp->box,
+					     migrate_identity_fields);
+	search_ctx = mailbox_search_init(t, search_args, NULL,
+					 MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mail_search_args_unref(&search_args);
+	buf = buffer_create_dynamic(default_pool, 1024);
+	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		buffer_set_used_size(buf, 0);
+		if (mail_get_header_stream(mail, headers, &input) < 0 ||
+		    mail_get_virtual_size(mail, &vsize) < 0) {
+			ret = -1;
+		} else {
+			while (i_stream_read_more(input, &data, &size) > 0) {
+				buffer_append(buf, data, size);
+				i_stream_skip(input, size);
+			}
+			migrate_identity_compute(buf->data, buf->used, vsize,
+						 pool_datastack_create(),
+						 &info);
+			ids = hash_table_lookup(imp->dest_ids, info.identity);
+			if (ids == NULL) {
+				const char *key =
+					p_strdup(imp->pool, info.identity);
+				ids = p_new(imp->pool,
+					    struct migrate_dest_ids, 1);
+				p_array_init(&ids->uids, imp->pool, 1);
+				hash_table_insert(imp->dest_ids, key, ids);
+			}
+			array_push_back(&ids->uids, &mail->uid);
+		}
+	} T_END;
+	buffer_free(&buf);
+	if (mailbox_search_deinit(&search_ctx) < 0)
+		ret = -1;
+	mailbox_header_lookup_unref(&headers);
+	(void)mailbox_transaction_commit(&t);
+	if (ret < 0) {
+		enum mail_error error;
+		imp->run->error_code = MIGRATE_ERROR_DESTINATION;
+		imp->run->error = p_strdup_printf(imp->run->pool,
+			"Destination folder %s: can't read existing mail: %s",
+			imp->folder->dest.vname,
+			mailbox_get_last_internal_error(imp->box, &error));
+	}
+	return ret;
+}
+
+/* Claim a destination message with this identity; 0 if none left. */
+static uint32_t migrate_importer_dest_claim(struct migrate_importer *imp,
+					    const char *identity)
+{
+	struct migrate_dest_ids *ids;
+	const uint32_t *uidp;
+
+	ids = hash_table_lookup(imp->dest_ids, identity);
+	if (ids == NULL || ids->used >= array_count(&ids->uids))
+		return 0;
+	uidp = array_idx(&ids->uids, ids->used++);
+	return *uidp;
+}
+
+/* Listing: identities of the source messages to consider */
+
+static void migrate_list_cb(const struct migrate_reply *reply,
+			    struct migrate_importer *imp)
+{
+	struct migrate_identity_info info;
+	struct migrate_msg *msg;
+	const unsigned char *hdr;
+	size_t hdr_size;
+	uint32_t uid;
+
+	if (strcasecmp(reply->name, "EXPUNGE") == 0) {
+		migrate_seq_expunge(imp, reply->num);
+		return;
+	}
+	if (strcasecmp(reply->name, "EXISTS") == 0) {
+		imp->exists = reply->num;
+		return;
+	}
+	if (strcasecmp(reply->name, "FETCH") != 0)
+		return;
+	msg = p_new(imp->pool, struct migrate_msg, 1);
+	uid = migrate_parse_fetch(imp, migrate_fetch_args_normalize(reply->args),
+				  msg, &hdr, &hdr_size);
+	if (uid == 0 || hash_table_lookup(imp->msgs_by_uid,
+					  POINTER_CAST(uid)) != NULL)
+		return;
+	msg->uid = uid;
+	msg->seq = reply->num;
+	msg->listed = TRUE;
+	migrate_seq_set(imp, reply->num, uid);
+	migrate_identity_compute(hdr == NULL ? uchar_empty_ptr : hdr,
+				 hdr_size, msg->size, imp->pool, &info);
+	msg->identity = info.identity;
+	msg->message_id = info.message_id;
+	msg->subject = info.subject;
+	msg->date = info.date;
+	array_push_back(&imp->msgs, &msg);
+	hash_table_insert(imp->msgs_by_uid, POINTER_CAST(uid), msg);
+}
+
+static int migrate_importer_list(struct migrate_importer *imp,
+				 const ARRAY_TYPE(seq_range) *uids)
+{
+	struct migrate_run *run = imp->run;
+	ARRAY_TYPE(seq_range) chunk;
+	struct seq_range_iter iter;
+	enum migrate_error code;
+	const char *error;
+	unsigned int n = 0;
+	uint32_t uid;
+	string_t *cmd;
+	int ret;
+
+	if (array_count(uids) == 0)
+		return 1;
+	/* chunks keep the command line short on fragmented sets */
+	t_array_init(&chunk, 32);
+	seq_range_array_iter_init(&iter, uids);
+	for (;;) {
+		bool more = seq_range_array_iter_nth(&iter, n++, &uid);
+		if (more)
+			seq_range_array_add(&chunk, uid);
+		if (seq_range_count(&chunk) == 0)
+			break;
+		if (more && seq_range_count(&chunk) < MIGRATE_LIST_CHUNK &&
+		    array_count(&chunk) < 500)
+			continue;
+		cmd = t_str_new(256);
+		str_append(cmd, "UID FETCH ");
+		imap_write_seq_range(cmd, &chunk);
+		str_append(cmd, " (UID RFC822.SIZE INTERNALDATE FLAGS "
+			   "BODY.PEEK[HEADER.FIELDS ("
+			   MIGRATE_IDENTITY_FETCH_FIELDS ")])");
+		ret = migrate_source_conn_run(run->conn, str_c(cmd),
+			(migrate_untagged_callback_t *)migrate_list_cb, imp,
+			&code, &error);
+		if (ret < 0) {
+			run->error_code = code;
+			run->error = p_strdup(run->pool, error);
+			return -1;
+		}
+		if (ret == 0 && code == MIGRATE_ERROR_TEMP) {
+			if (migrate_run_throttle(run, error) < 0)
+				return -1;
+			continue;
+		}
+		/* NO for a listing: what was listed is still usable, the
+		   rest is found by UID SEARCH */
+		if (ret == 0) {
+			e_warning(imp->event, "Listing messages: %s", error);
+			imp->listing_incomplete = TRUE;
+		}
+		array_clear(&chunk);
+		if (!more)
+			break;
+	}
+	return 1;
+}
+
+struct migrate_search_ctx {
+	struct migrate_importer *imp;
+	ARRAY_TYPE(seq_range) uids;
+};
+
+static void migrate_search_cb(const struct migrate_reply *reply,
+			      struct migrate_search_ctx *ctx)
+{
+	const struct imap_arg *args;
+	const char *atom;
+	uint32_t uid;
+
+	if (strcasecmp(reply->name, "SEARCH") != 0)
+		return;
+	for (args = reply->args; !IMAP_ARG_IS_EOL(args); args++) {
+		if (imap_arg_get_atom(args, &atom) &&
+		    str_to_uint32(atom, &uid) == 0 && uid > 0)
+			seq_range_array_add(&ctx->uids, uid);
+	}
+}
+
+/* Messages the listing couldn't read (the server said NO) still exist:
+   record them as failed items so the high-water mark can't pass them
+   silently and a later run retries them. */
+static int migrate_importer_list_missing(struct migrate_importer *imp,
+					 const ARRAY_TYPE(seq_range) *range)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_search_ctx ctx;
+	struct seq_range_iter iter;
+	struct migrate_msg *msg;
+	enum migrate_error code;
+	const char *error;
+	unsigned int n = 0;
+	uint32_t uid;
+	string_t *cmd;
+	int ret;
+
+	i_zero(&ctx);
+	ctx.imp = imp;
+	t_array_init(&ctx.uids, 16);
+	cmd = t_str_new(128);
+	str_append(cmd, "UID SEARCH UID ");
+	imap_write_seq_range(cmd, range);
+	ret = migrate_source_conn_run(run->conn, str_c(cmd),
+		(migrate_untagged_callback_t *)migrate_search_cb, &ctx,
+		&code, &error);
+	if (ret < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	seq_range_array_iter_init(&iter, &ctx.uids);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		if (hash_table_lookup(imp->msgs_by_uid,
+				      POINTER_CAST(uid)) != NULL)
+			continue;
+		msg = p_new(imp->pool, struct migrate_msg, 1);
+		msg->uid = uid;
+		msg->identity = p_strdup_printf(imp->pool, "unlisted-%u", uid);
+		msg->action = MIGRATE_MSG_FAILED;
+		array_push_back(&imp->msgs, &msg);
+		hash_table_insert(imp->msgs_by_uid, POINTER_CAST(uid), msg);
+		migrate_importer_item(imp, msg, MIGRATE_ITEM_FETCH_FAILED,
+			"the server refused to FETCH this message's headers");
+		run->item_errors++;
+	}
+	return 0;
+}
+
+static int migrate_msg_cmp(struct migrate_msg *const *m1,
+			   struct migrate_msg *const *m2)
+{
+	return (*m1)->uid < (*m2)->uid ? -1 : ((*m1)->uid > (*m2)->uid ? 1 : 0);
+}
+
+static struct migrate_item *
+migrate_importer_find_item(struct migrate_importer *imp, uint32_t uid)
+{
+	struct migrate_item *item;
+
+	array_foreach_modifiable(&imp->fs.items, item) {
+		if (item->uid == uid)
+			return item;
+	}
+	return NULL;
+}
+
+static void migrate_importer_item(struct migrate_importer *imp,
+				  const struct migrate_msg *msg,
+				  enum migrate_item_class class,
+				  const char *reason)
+{
+	struct migrate_item *item;
+
+	item = migrate_importer_find_item(imp, msg->uid);
+	if (item == NULL) {
+		item = array_append_space(&imp->fs.items);
+		item->uid = msg->uid;
+		item->first_seen = ioloop_time;
+	}
+	item->class = class;
+	item->reason = p_strdup(imp->pool, str_sanitize(reason, 500));
+	item->last_seen = ioloop_time;
+	item->resolved = FALSE;
+	if (class != MIGRATE_ITEM_FILTERED)
+		item->attempts++;
+	item->message_id = msg->message_id;
+	item->subject = msg->subject;
+	item->date = msg->date;
+	item->size = msg->size;
+	e_debug(imp->event, "UID %u: %s: %s", msg->uid,
+		migrate_item_class_name(class), reason);
+}
+
+static void migrate_importer_item_resolved(struct migrate_importer *imp,
+					   uint32_t uid)
+{
+	struct migrate_item *item = migrate_importer_find_item(imp, uid);
+
+	if (item != NULL && !item->resolved) {
+		item->resolved = TRUE;
+		item->last_seen = ioloop_time;
+	}
+}
+
+/* Decide per listed message: already there, import, defer, skip. */
+static void migrate_importer_classify(struct migrate_importer *imp)
+{
+	const struct migrate_settings *set = imp->run->set;
+	struct migrate_msg *msg;
+	uint32_t dst_uid;
+
+	array_sort(&imp->msgs, migrate_msg_cmp);
+	array_foreach_elem(&imp->msgs, msg) {
+		if (!msg->listed)
+			continue;
+		dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, msg->uid);
+		if (dst_uid != 0 && imp->state_valid) {
+			msg->action = MIGRATE_MSG_PRESENT;
+			migrate_importer_item_resolved(imp, msg->uid);
+			continue;
+		}
+		dst_uid = migrate_importer_dest_claim(imp, msg->identity);
+		if (dst_uid != 0) {
+			msg->action = MIGRATE_MSG_PRESENT;
+			migrate_uidmap_add(&imp->fs.uidmap, msg->uid, dst_uid);
+			migrate_importer_item_resolved(imp, msg->uid);
+			continue;
+		}
+		if (imp->folder->dest.gmail_all_mail &&
+		    hash_table_lookup(imp->run->seen_identities,
+				      msg->identity) != NULL) {
+			/* labelled mail: it's in its label folder already */
+			msg->action = MIGRATE_MSG_DUPLICATE;
+			continue;
+		}
+		if (set->dedupe_across_folders &&
+		    hash_table_lookup(imp->run->seen_identities,
+				      msg->identity) != NULL) {
+			msg->action = MIGRATE_MSG_DUPLICATE;
+			migrate_importer_item(imp, msg, MIGRATE_ITEM_DUPLICATE,
+				"already imported into another folder "
+				"(migrate_dedupe_across_folders)");
+			continue;
+		}
+		if ((set->max_size != 0 && msg->size > set->max_size) ||
+		    (set->min_size != 0 && msg->size < set->min_size) ||
+		    (set->since != 0 && msg->internaldate < set->since) ||
+		    (set->before != 0 && msg->internaldate >= set->before)) {
+			msg->action = MIGRATE_MSG_DEFERRED;
+			migrate_importer_item(imp, msg, MIGRATE_ITEM_FILTERED,
+				"left out by migrate_max_size/min_size/"
+				"since/before");
+			continue;
+		}
+		if (msg->size > set->max_message_size) {
+			msg->action = MIGRATE_MSG_TOO_BIG;
+			migrate_importer_item(imp, msg, MIGRATE_ITEM_TOO_BIG,
+				t_strdup_printf("%"PRIuUOFF_T" bytes is over "
+					"migrate_max_message_size", msg->size));
+			continue;
+		}
+		msg->action = MIGRATE_MSG_IMPORT;
+	}
+}
+
+static void migrate_importer_remember(struct migrate_importer *imp)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_msg *msg;
+
+	if (!run->set->dedupe_across_folders && !run->gmail)
+		return;
+	array_foreach_elem(&imp->msgs, msg) {
+		if (msg->action == MIGRATE_MSG_DUPLICATE ||
+		    hash_table_lookup(run->seen_identities,
+				      msg->identity) != NULL)
+			continue;
+		const char *key = p_strdup(run->seen_pool, msg->identity);
+		hash_table_insert(run->seen_identities, key, key);
+	}
+}
+
+/* Move the high-water mark over every handled message, never past one
+   still to be imported: a resumed run must find it again. */
+static void migrate_importer_advance(struct migrate_importer *imp)
+{
+	struct migrate_msg *const *msgs;
+	unsigned int count;
+
+	msgs = array_get(&imp->msgs, &count);
+	while (imp->handled_idx < count &&
+	       msgs[imp->handled_idx]->action != MIGRATE_MSG_IMPORT) {
+		if (msgs[imp->handled_idx]->uid > imp->fs.last_uid)
+			imp->fs.last_uid = msgs[imp->handled_idx]->uid;
+		imp->handled_idx++;
+	}
+}
+
+/* Saving */
+
+static int migrate_importer_commit(struct migrate_importer *imp)
+{
+	struct mail_transaction_commit_changes changes;
+	struct migrate_run *run = imp->run;
+	struct mailbox_status status;
+	struct seq_range_iter iter;
+	const uint32_t *src_uidp;
+	unsigned int n = 0;
+	uint32_t dst_uid;
+	enum mail_error error;
+	const char *errstr;
+
+	if (imp->trans == NULL)
+		return 0;
+	if (mailbox_transaction_commit_get_changes(&imp->trans, &changes) < 0) {
+		errstr = mailbox_get_last_internal_error(imp->box, &error);
+		run->error_code = MIGRATE_ERROR_DESTINATION;
+		run->error = p_strdup_printf(run->pool,
+			"Destination folder %s: commit failed: %s",
+			imp->folder->dest.vname, errstr);
+		array_clear(&imp->pending_uids);
+		imp->trans_msgs = 0;
+		imp->trans_bytes = 0;
+		return -1;
+	}
+	/* saved_uids come in save order */
+	seq_range_array_iter_init(&iter, &changes.saved_uids);
+	array_foreach(&imp->pending_uids, src_uidp) {
+		if (!seq_range_array_iter_nth(&iter, n++, &dst_uid))
+			break;
+		migrate_uidmap_add(&imp->fs.uidmap, *src_uidp, dst_uid);
+		if (dst_uid != *src_uidp && imp->preserve_uids)
+			imp->uids_preserve_failed = TRUE;
+	}
+	pool_unref(&changes.pool);
+	array_clear(&imp->pending_uids);
+	imp->trans_msgs = 0;
+	imp->trans_bytes = 0;
+
+	/* the mail is safe now: the state may follow */
+	migrate_importer_dest_status(imp, &status);
+	imp->fs.dst_uidvalidity = status.uidvalidity;
+	imp->fs.dst_uidnext = status.uidnext;
+	migrate_importer_advance(imp);
+	imp->have_state = TRUE;
+	if (migrate_state_folder_set(run->state, imp->folder->src_name,
+				     &imp->fs, &errstr) < 0) {
+		run->error_code = MIGRATE_ERROR_TEMP;
+		run->error = p_strdup(run->pool, errstr);
+		return -1;
+	}
+	return 0;
+}
+
+static struct migrate_msg *
+migrate_importer_body_msg(struct migrate_importer *imp,
+			  const struct migrate_reply *reply,
+			  struct migrate_msg *tmp)
+{
+	const unsigned char *hdr;
+	size_t hdr_size;
+	struct migrate_msg *msg;
+	uint32_t uid;
+
+	i_zero(tmp);
+	uid = migrate_parse_fetch(imp, migrate_fetch_args_normalize(reply->args),
+				  tmp, &hdr, &hdr_size);
+	if (uid == 0)
+		uid = migrate_seq_lookup(imp, reply->num);
+	if (uid == 0)
+		return NULL;
+	msg = hash_table_lookup(imp->msgs_by_uid, POINTER_CAST(uid));
+	if (msg == NULL)
+		return NULL;
+	/* the FLAGS that came with the body are fresher */
+	if (tmp->keywords != NULL) {
+		msg->flags = tmp->flags;
+		msg->keywords = tmp->keywords;
+	}
+	if (tmp->internaldate != 0) {
+		msg->internaldate = tmp->internaldate;
+		msg->tz_offset = tmp->tz_offset;
+	}
+	return msg;
+}
+
+/* Stream one body into the destination. Returns 1 saved, 0 item failed,
+   -1 run failure. */
+static int migrate_importer_save(struct migrate_importer *imp,
+				 struct migrate_msg *msg,
+				 struct istream *body, uoff_t body_size)
+{
+	struct migrate_run *run = imp->run;
+	struct mail_save_context *save;
+	struct mail_keywords *kw;
+	enum mail_error mail_error;
+	const char *error;
+	ssize_t ret;
+	bool failed = FALSE;
+
+	if (imp->trans == NULL) {
+		imp->trans = mailbox_transaction_begin(imp->box,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
+	}
+	save = mailbox_save_alloc(imp->trans);
+	kw = msg->keywords == NULL || msg->keywords[0] == NULL ? NULL :
+		mailbox_keywords_create_valid(imp->box, msg->keywords);
+	mailbox_save_set_flags(save, msg->flags, kw);
+	if (kw != NULL)
+		mailbox_keywords_unref(&kw);
+	if (msg->internaldate != 0)
+		mailbox_save_set_received_date(save, msg->internaldate,
+					       msg->tz_offset);
+	if (imp->preserve_uids)
+		mailbox_save_set_uid(save, msg->uid);
+	if (mailbox_save_begin(&save, body) < 0) {
+		error = mailbox_get_last_internal_error(imp->box, &mail_error);
+		goto dest_failed;
+	}
+	for (;;) {
+		if (mailbox_save_continue(save) < 0) {
+			failed = TRUE;
+			break;
+		}
+		ret = i_stream_read(body);
+		if (ret > 0 || ret == -2)
+			continue;
+		if (ret == -1)
+			break;
+		if (migrate_source_conn_wait(run->conn, &error) < 0) {
+			mailbox_save_cancel(&save);
+			run->error_code = MIGRATE_ERROR_TEMP;
+			run->error = p_strdup(run->pool, error);
+			migrate_source_conn_disconnect(run->conn);
+			return -1;
+		}
+	}
+	if (!failed && (body->stream_errno != 0 ||
+			body->v_offset != body_size)) {
+		/* cut mid-message: never save half a message */
+		mailbox_save_cancel(&save);
+		return 0;
+	}
+	if (failed) {
+		error = mailbox_get_last_internal_error(imp->box, &mail_error);
+		mailbox_save_cancel(&save);
+		goto dest_failed_nosave;
+	}
+	if (mailbox_save_finish(&save) < 0) {
+		error = mailbox_get_last_internal_error(imp->box, &mail_error);
+		goto dest_failed_nosave;
+	}
+	array_push_back(&imp->pending_uids, &msg->uid);
+	imp->trans_msgs++;
+	imp->trans_bytes += body_size;
+	imp->trans_last_uid = msg->uid;
+	msg->action = MIGRATE_MSG_DONE;
+	imp->folder->imported++;
+	imp->folder->bytes += body_size;
+	run->cur_done++;
+	migrate_importer_item_resolved(imp, msg->uid);
+	return 1;
+
+dest_failed:
+dest_failed_nosave:
+	if (mail_error == MAIL_ERROR_NOQUOTA) {
+		migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_QUOTA, error);
+		run->error_code = MIGRATE_ERROR_DESTINATION;
+		run->error = p_strdup_printf(run->pool,
+			"Destination quota exceeded in %s: %s",
+			imp->folder->dest.vname, error);
+		return -1;
+	}
+	migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_ERROR, error);
+	msg->action = MIGRATE_MSG_FAILED;
+	return 0;
+}
+
+static bool migrate_importer_batch_full(struct migrate_importer *imp)
+{
+	return imp->trans_msgs >= imp->run->set->batch_messages ||
+		imp->trans_bytes >= imp->run->set->batch_bytes;
+}
+
+struct migrate_fetch_cmd {
+	unsigned int tag;
+	ARRAY_TYPE(seq_range) uids;
+};
+
+/* Fetch and save the bodies of every message marked IMPORT, pipelined. */
+static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
+{
+	struct migrate_run *run = imp->run;
+	ARRAY(struct migrate_fetch_cmd) cmds;
+	struct migrate_fetch_cmd *cmd;
+	struct migrate_msg *msg, tmp, *const *msgp;
+	struct migrate_reply reply;
+	const struct imap_arg *tail;
+	enum migrate_error code;
+	unsigned int i, next = 0, in_flight = 0, count, chunk;
+	const char *error;
+	string_t *line;
+	int ret;
+
+	t_array_init(&cmds, 64);
+	msgp = array_get(&imp->msgs, &count);
+	run->cur_done = 0;
+	run->cur_total = 0;
+	for (i = 0; i < count; i++) {
+		if (msgp[i]->action == MIGRATE_MSG_IMPORT)
+			run->cur_total++;
+	}
+	for (;;) {
+		/* keep the pipeline full */
+		while (in_flight < run->set->pipeline_depth && next < count) {
+			cmd = array_append_space(&cmds);
+			t_array_init(&cmd->uids, 8);
+			chunk = 0;
+			for (; next < count && chunk < MIGRATE_FETCH_CHUNK;
+			     next++) {
+				if (msgp[next]->action != MIGRATE_MSG_IMPORT)
+					continue;
+				seq_range_array_add(&cmd->uids,
+						    msgp[next]->uid);
+				chunk++;
+			}
+			if (chunk == 0) {
+				array_pop_back(&cmds);
+				break;
+			}
+			line = t_str_new(128);
+			str_append(line, "UID FETCH ");
+			imap_write_seq_range(line, &cmd->uids);
+			str_append(line, " (UID FLAGS INTERNALDATE BODY.PEEK[])");
+			cmd->tag = migrate_source_conn_send(run->conn,
+							    str_c(line));
+			in_flight += chunk;
+		}
+		if (array_count(&cmds) == 0)
+			break;
+
+		if (migrate_source_conn_read(run->conn, &reply, &code,
+					     &error) < 0) {
+			run->error_code = code;
+			run->error = p_strdup(run->pool, error);
+			return -1;
+		}
+		if (reply.body != NULL) {
+			msg = migrate_importer_body_msg(imp, &reply, &tmp);
+			ret = 1;
+			if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT) {
+				ret = migrate_importer_save(imp, msg,
+					reply.body, reply.body_size);
+				if (ret < 0)
+					return -1;
+			}
+			if (migrate_source_conn_finish_body(run->conn, &tail,
+					&code, &error) < 0) {
+				run->error_code = code;
+				run->error = p_strdup(run->pool, error);
+				return -1;
+			}
+			if (migrate_importer_batch_full(imp) &&
+			    migrate_importer_commit(imp) < 0)
+				return -1;
+			continue;
+		}
+		if (reply.type == MIGRATE_REPLY_UNTAGGED) {
+			if (strcasecmp(reply.name, "EXPUNGE") == 0)
+				migrate_seq_expunge(imp, reply.num);
+			continue;
+		}
+		if (reply.type != MIGRATE_REPLY_TAGGED)
+			continue;
+		cmd = NULL;
+		array_foreach_modifiable(&cmds, cmd) {
+			if (cmd->tag == reply.tag)
+				break;
+		}
+		if (cmd == NULL || cmd->tag != reply.tag)
+			continue;
+		/* whatever of this command's UIDs didn't arrive failed */
+		{
+			struct seq_range_iter iter;
+			unsigned int n = 0;
+			uint32_t uid;
+			bool throttled = strcasecmp(reply.name, "OK") != 0 &&
+				migrate_reply_is_throttle(&reply);
+
+			seq_range_array_iter_init(&iter, &cmd->uids);
+			while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+				in_flight--;
+				msg = hash_table_lookup(imp->msgs_by_uid,
+							POINTER_CAST(uid));
+				if (msg == NULL ||
+				    msg->action != MIGRATE_MSG_IMPORT)
+					continue;
+				if (throttled) {
+					/* try again later in this pass */
+					continue;
+				}
+				msg->action = MIGRATE_MSG_FAILED;
+				if (strcasecmp(reply.name, "OK") == 0) {
+					migrate_importer_item(imp, msg,
+						MIGRATE_ITEM_VANISHED,
+						"expunged on the source "
+						"during the run");
+				} else {
+					migrate_importer_item(imp, msg,
+						MIGRATE_ITEM_FETCH_FAILED,
+						t_strdup_printf("%s %s",
+							reply.name,
+							reply.text == NULL ? "" :
+							reply.text));
+					run->item_errors++;
+				}
+			}
+			array_delete(&cmds, array_ptr_to_idx(&cmds, cmd), 1);
+			if (throttled) {
+				/* re-send the rest after backing off */
+				if (migrate_importer_commit(imp) < 0 ||
+				    migrate_run_throttle(run, reply.text) < 0)
+					return -1;
+				next = 0;
+				while (array_count(&cmds) > 0)
+					array_pop_back(&cmds);
+				in_flight = 0;
+				/* drain replies of the other commands */
+				return 0;
+			}
+		}
+		if (run->set->errors_max > 0 &&
+		    run->item_errors >= run->set->errors_max) {
+			run->error_code = MIGRATE_ERROR_ITEMS;
+			run->error = p_strdup_printf(run->pool,
+				"Stopped after %u failed messages "
+				"(migrate_errors_max)", run->item_errors);
+			return -1;
+		}
+	}
+	return 1;
+}
+
+/* Update destination flags of already imported messages from source. */
+struct migrate_flag_sync {
+	struct migrate_importer *imp;
+	struct mailbox_transaction_context *t;
+	struct mail *mail;
+	ARRAY_TYPE(seq_range) seen_uids;
+};
+
+static void migrate_flags_cb(const struct migrate_reply *reply,
+			     struct migrate_flag_sync *ctx)
+{
+	struct migrate_importer *imp = ctx->imp;
+	struct migrate_msg tmp;
+	const unsigned char *hdr;
+	size_t hdr_size;
+	struct mail_keywords *kw;
+	const char *const *old_kw;
+	uint32_t uid, dst_uid;
+	unsigned int i;
+	bool kw_differ;
+
+	if (strcasecmp(reply->name, "FETCH") != 0)
+		return;
+	i_zero(&tmp);
+	uid = migrate_parse_fetch(imp, reply->args, &tmp, &hdr, &hdr_size);
+	if (uid == 0 || tmp.keywords == NULL)
+		return;
+	seq_range_array_add(&ctx->seen_uids, uid);
+	dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, uid);
+	if (dst_uid == 0 || !mail_set_uid(ctx->mail, dst_uid))
+		return;
+	old_kw = mail_get_keywords(ctx->mail);
+	kw_differ = str_array_length(old_kw) !=
+		str_array_length(tmp.keywords);
+	for (i = 0; !kw_differ && tmp.keywords[i] != NULL; i++) {
+		if (!str_array_icase_find(old_kw, tmp.keywords[i]))
+			kw_differ = TRUE;
+	}
+	if ((mail_get_flags(ctx->mail) & MAIL_FLAGS_NONRECENT) == tmp.flags &&
+	    !kw_differ)
+		return;
+	mail_update_flags(ctx->mail, MODIFY_REPLACE, tmp.flags);
+	if (kw_differ) {
+		kw = mailbox_keywords_create_valid(imp->box, tmp.keywords);
+		mail_update_keywords(ctx->mail, MODIFY_REPLACE, kw);
+		mailbox_keywords_unref(&kw);
+	}
+	imp->folder->flags_updated++;
+}
+
+static int migrate_importer_sync_flags(struct migrate_importer *imp,
+				       uint32_t max_uid, bool *full_r)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_flag_sync ctx;
+	enum migrate_error code;
+	const char *error;
+	string_t *cmd;
+	int ret;
+
+	*full_r = FALSE;
+	if (max_uid == 0 || array_count(&imp->fs.uidmap) == 0)
+		return 1;
+	i_zero(&ctx);
+	ctx.imp = imp;
+	t_array_init(&ctx.seen_uids, 32);
+	cmd = t_str_new(128);
+	str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS)", max_uid);
+	if (imp->fs.src_highestmodseq != 0 && imp->highestmodseq != 0 &&
+	    migrate_source_conn_has_capability(run->conn, "CONDSTORE") &&
+	    !run->opts.delete) {
+		if (imp->highestmodseq == imp->fs.src_highestmodseq)
+			return 1;
+		str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
+			    imp->fs.src_highestmodseq);
+	} else {
+		*full_r = TRUE;
+	}
+	ctx.t = mailbox_transaction_begin(imp->box,
+		MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+	ctx.mail = mail_alloc(ctx.t, 0, NULL);
+	ret = migrate_source_conn_run(run->conn, str_c(cmd),
+		(migrate_untagged_callback_t *)migrate_flags_cb, &ctx,
+		&code, &error);
+	mail_free(&ctx.mail);
+	if (mailbox_transaction_commit(&ctx.t) < 0) {
+		enum mail_error mail_error;
+		run->error_code = MIGRATE_ERROR_DESTINATION;
+		run->error = p_strdup_printf(run->pool,
+			"Destination folder %s: flag update failed: %s",
+			imp->folder->dest.vname,
+			mailbox_get_last_internal_error(imp->box, &mail_error));
+		return -1;
+	}
+	if (ret < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	if (ret == 0) {
+		e_warning(imp->event, "Flag sync: %s", error);
+		*full_r = FALSE;
+		return 1;
+	}
+	if (*full_r && run->opts.delete) {
+		/* delete mode: imported messages gone from the source */
+		struct mailbox_transaction_context *t;
+		struct mail *mail;
+		const struct migrate_uid_run *urun;
+		ARRAY_TYPE(uint32_t) gone;
+		uint32_t uid, *uidp;
+
+		t_array_init(&gone, 16);
+		array_foreach(&imp->fs.uidmap, urun) {
+			for (uid = urun->src_uid;
+			     uid < urun->src_uid + urun->count; uid++) {
+				if (uid <= max_uid &&
+				    !seq_range_exists(&ctx.seen_uids, uid))
+					array_push_back(&gone, &uid);
+			}
+		}
+		t = mailbox_transaction_begin(imp->box,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+		mail = mail_alloc(t, 0, NULL);
+		array_foreach_modifiable(&gone, uidp) {
+			uint32_t dst_uid =
+				migrate_uidmap_lookup(&imp->fs.uidmap, *uidp);
+			if (dst_uid != 0 && mail_set_uid(mail, dst_uid)) {
+				mail_expunge(mail);
+				imp->folder->expunged++;
+			}
+			migrate_uidmap_remove(&imp->fs.uidmap, *uidp);
+		}
+		mail_free(&mail);
+		if (mailbox_transaction_commit(&t) < 0) {
+			enum mail_error mail_error;
+			run->error_code = MIGRATE_ERROR_DESTINATION;
+			run->error = p_strdup_printf(run->pool,
+				"Destination folder %s: expunge failed: %s",
+				imp->folder->dest.vname,
+				mailbox_get_last_internal_error(imp->box,
+								&mail_error));
+			return -1;
+		}
+	}
+	return 1;
+}
+
+static bool migrate_importer_item_retryable(struct migrate_importer *imp,
+					    const struct migrate_item *item)
+{
+	if (item->resolved)
+		return FALSE;
+	switch (item->class) {
+	case MIGRATE_ITEM_FILTERED:
+	case MIGRATE_ITEM_THROTTLED:
+	case MIGRATE_ITEM_TIMEOUT:
+	case MIGRATE_ITEM_DEST_QUOTA:
+		return TRUE;
+	case MIGRATE_ITEM_VANISHED:
+	case MIGRATE_ITEM_DUPLICATE:
+		return FALSE;
+	default:
+		return item->attempts < imp->run->set->item_retries;
+	}
+}
+
+static const char *migrate_folder_status(const struct migrate_importer *imp)
+{
+	const struct migrate_item *item;
+
+	array_foreach(&imp->fs.items, item) {
+		if (!item->resolved && item->class != MIGRATE_ITEM_FILTERED &&
+		    item->class != MIGRATE_ITEM_DUPLICATE)
+			return "completed-with-errors";
+	}
+	return "completed";
+}
+
+static int migrate_importer_pass(struct migrate_importer *imp)
+{
+	struct migrate_folder *folder = imp->folder;
+	struct mailbox_status status;
+	ARRAY_TYPE(seq_range) list_uids;
+	const struct migrate_item *item;
+	struct migrate_msg *msg;
+	uint32_t prev_last_uid;
+	bool full_flags;
+	int ret;
+
+	ret = migrate_importer_examine(imp);
+	if (ret <= 0)
+		return ret;
+	if (imp->box == NULL && migrate_importer_dest_open(imp) < 0)
+		return -1;
+	migrate_importer_dest_status(imp, &status);
+
+	imp->state_valid = imp->have_state &&
+		imp->fs.src_uidvalidity == imp->uidvalidity &&
+		imp->fs.dst_uidvalidity == status.uidvalidity;
+	if (imp->have_state && !imp->state_valid) {
+		e_info(imp->event, "UIDVALIDITY changed (source %u -> %u, "
+		       "destination %u -> %u): matching by identity",
+		       imp->fs.src_uidvalidity, imp->uidvalidity,
+		       imp->fs.dst_uidvalidity, status.uidvalidity);
+		array_clear(&imp->fs.uidmap);
+		imp->fs.last_uid = 0;
+		/* the item log's UIDs belong to the old UIDVALIDITY */
+		array_clear(&imp->fs.items);
+	}
+	if (!imp->state_valid) {
+		imp->fs.last_uid = 0;
+		imp->fs.dst_uidnext = 1;
+	}
+	/* destination mail we don't know of: a crashed run's last batch,
+	   or mail delivered since. Match it by identity. */
+	hash_table_clear(imp->dest_ids, TRUE);
+	if (status.uidnext > imp->fs.dst_uidnext &&
+	    migrate_importer_dest_scan(imp, imp->fs.dst_uidnext) < 0)
+		return -1;
+
+	t_array_init(&list_uids, 16);
+	if (imp->exists > 0 && imp->uidnext - 1 > imp->fs.last_uid) {
+		seq_range_array_add_range(&list_uids, imp->fs.last_uid + 1,
+					  imp->uidnext > 0 ?
+					  imp->uidnext - 1 : (uint32_t)-1);
+	} else if (imp->exists > 0 && imp->uidnext == 0) {
+		seq_range_array_add_range(&list_uids, imp->fs.last_uid + 1,
+					  (uint32_t)-1);
+	}
+	array_foreach(&imp->fs.items, item) {
+		if (item->uid <= imp->fs.last_uid &&
+		    migrate_importer_item_retryable(imp, item))
+			seq_range_array_add(&list_uids, item->uid);
+	}
+	array_clear(&imp->msgs);
+	hash_table_clear(imp->msgs_by_uid, TRUE);
+	imp->handled_idx = 0;
+	imp->listing_incomplete = FALSE;
+	if (imp->exists > 0 && migrate_importer_list(imp, &list_uids) < 0)
+		return -1;
+	if (imp->listing_incomplete &&
+	    migrate_importer_list_missing(imp, &list_uids) < 0)
+		return -1;
+	migrate_importer_classify(imp);
+
+	/* the flags of what earlier passes imported */
+	prev_last_uid = imp->fs.last_uid;
+	if (imp->state_valid &&
+	    migrate_importer_sync_flags(imp, prev_last_uid, &full_flags) < 0)
+		return -1;
+
+	ret = migrate_importer_fetch_bodies(imp);
+	if (ret < 0) {
+		/* keep what was saved */
+		(void)migrate_importer_commit(imp);
+		return -1;
+	}
+	if (migrate_importer_commit(imp) < 0)
+		return -1;
+	if (ret == 0) {
+		/* throttled: go round again */
+		return 2;
+	}
+
+	array_foreach_elem(&imp->msgs, msg) {
+		switch (msg->action) {
+		case MIGRATE_MSG_PRESENT:
+			folder->existing++;
+			break;
+		case MIGRATE_MSG_DEFERRED:
+			folder->deferred++;
+			break;
+		case MIGRATE_MSG_FAILED:
+		case MIGRATE_MSG_TOO_BIG:
+			folder->failed++;
+			break;
+		default:
+			break;
+		}
+	}
+	migrate_importer_remember(imp);
+
+	/* everything listed is handled: imported, present, or logged */
+	if (imp->uidnext > 0 && imp->uidnext - 1 > imp->fs.last_uid)
+		imp->fs.last_uid = imp->uidnext - 1;
+	else if (array_count(&imp->msgs) > 0) {
+		msg = array_idx_elem(&imp->msgs, array_count(&imp->msgs) - 1);
+		if (msg->uid > imp->fs.last_uid)
+			imp->fs.last_uid = msg->uid;
+	}
+	migrate_importer_dest_status(imp, &status);
+	imp->fs.src_uidvalidity = imp->uidvalidity;
+	imp->fs.src_uidnext = imp->uidnext;
+	imp->fs.src_highestmodseq = imp->highestmodseq;
+	imp->fs.src_messages = imp->exists;
+	imp->fs.dst_uidvalidity = status.uidvalidity;
+	imp->fs.dst_uidnext = status.uidnext;
+	imp->fs.dst_messages = status.messages;
+	return 1;
+}
+
+int migrate_importer_folder(struct migrate_run *run,
+			    struct migrate_folder *folder)
+{
+	struct migrate_importer imp;
+	const char *error;
+	unsigned int passes = 0;
+	int ret;
+
+	i_zero(&imp);
+	imp.run = run;
+	imp.folder = folder;
+	imp.pool = pool_alloconly_create("migrate importer", 1024*64);
+	imp.event = event_create(run->event);
+	event_add_str(imp.event, "folder", folder->dest.vname);
+	event_set_append_log_prefix(imp.event, t_strdup_printf(
+		"%s: ", folder->dest.vname));
+	p_array_init(&imp.msgs, imp.pool, 128);
+	hash_table_create_direct(&imp.msgs_by_uid, imp.pool, 128);
+	hash_table_create(&imp.dest_ids, imp.pool, 128, str_hash, strcmp);
+	p_array_init(&imp.seq_uids, imp.pool, 128);
+	p_array_init(&imp.pending_uids, imp.pool, 128);
+	run->cur_folder = folder->dest.vname;
+
+	ret = migrate_state_folder_get(run->state, folder->src_name, imp.pool,
+				       &imp.fs, &error);
+	if (ret < 0) {
+		run->error_code = MIGRATE_ERROR_TEMP;
+		run->error = p_strdup(run->pool, error);
+	} else {
+		imp.have_state = ret > 0;
+		imp.fs.dest_vname = folder->dest.vname;
+		imp.fs.imported = imp.fs.existing = imp.fs.failed = 0;
+		imp.fs.deferred = imp.fs.flags_updated = 0;
+		imp.fs.status = "running";
+		imp.fs.started = ioloop_time;
+		imp.fs.last_error = NULL;
+		do {
+			ret = migrate_importer_pass(&imp);
+			if (ret < 0 && run->error_code == MIGRATE_ERROR_TEMP &&
+			    !migrate_source_conn_is_connected(run->conn)) {
+				/* resume in place after reconnecting */
+				if (imp.trans != NULL)
+					mailbox_transaction_rollback(&imp.trans);
+				if (migrate_run_reconnect(run, run->error) == 0)
+					ret = 2;
+			}
+		} while (ret == 2 && ++passes < 1000);
+	}
+
+	if (imp.trans != NULL)
+		mailbox_transaction_rollback(&imp.trans);
+	folder->src_messages = imp.exists;
+	folder->uids_preserved = !imp.preserve_uids ? "no" :
+		(imp.uids_preserve_failed ? "partial" : "yes");
+	if (ret > 0) {
+		struct mailbox_status status;
+		migrate_importer_dest_status(&imp, &status);
+		folder->dst_messages = status.messages;
+		folder->result = migrate_folder_status(&imp);
+	} else {
+		folder->result = "failed";
+		if (folder->error == NULL)
+			folder->error = run->error;
+	}
+	imp.fs.status = folder->result;
+	imp.fs.last_error = folder->error;
+	imp.fs.finished = ioloop_time;
+	imp.fs.imported = folder->imported;
+	imp.fs.existing = folder->existing;
+	imp.fs.failed = folder->failed;
+	imp.fs.deferred = folder->deferred;
+	imp.fs.flags_updated = folder->flags_updated;
+	imp.fs.total_imported += folder->imported;
+	imp.fs.bytes += folder->bytes;
+	imp.fs.uids_preserved = folder->uids_preserved;
+	if (ret != 0 && migrate_state_folder_set(run->state, folder->src_name,
+						 &imp.fs, &error) < 0) {
+		e_error(imp.event, "%s", error);
+		if (ret > 0) {
+			run->error_code = MIGRATE_ERROR_TEMP;
+			run->error = p_strdup(run->pool, error);
+			ret = -1;
+		}
+	}
+	if (imp.box != NULL)
+		mailbox_free(&imp.box);
+	hash_table_destroy(&imp.msgs_by_uid);
+	hash_table_destroy(&imp.dest_ids);
+	event_unref(&imp.event);
+	pool_unref(&imp.pool);
+	run->cur_folder = NULL;
+	if (ret == 0) {
+		/* this folder failed, the run goes on */
+		folder->result = "failed";
+		return 0;
+	}
+	return ret < 0 ? -1 : 0;
+}

@@ -1,0 +1,218 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "ostream.h"
+#include "time-util.h"
+#include "doveadm-print.h"
+#include "migrate-state.h"
+#include "migrate-report.h"
+
+#include <fcntl.h>
+
+static const char *migrate_report_time(time_t t)
+{
+	return t == 0 ? "" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
+}
+
+void migrate_report_status_headers(void)
+{
+	doveadm_print_header_simple("folder");
+	doveadm_print_header_simple("dest");
+	doveadm_print_header_simple("state");
+	doveadm_print_header_simple("source");
+	doveadm_print_header_simple("dest_count");
+	doveadm_print_header_simple("imported");
+	doveadm_print_header_simple("existing");
+	doveadm_print_header_simple("failed");
+	doveadm_print_header_simple("deferred");
+	doveadm_print_header_simple("bytes");
+	doveadm_print_header_simple("uids");
+	doveadm_print_header_simple("started");
+	doveadm_print_header_simple("finished");
+	doveadm_print_header_simple("last_error");
+}
+
+int migrate_report_status(struct migrate_state *state, const char **error_r)
+{
+	struct migrate_run_state rs;
+	struct migrate_folder_state fs;
+	ARRAY_TYPE(const_string) names;
+	const char *name;
+	int ret;
+
+	ret = migrate_state_run_get(state, pool_datastack_create(), &rs,
+				    error_r);
+	if (ret < 0)
+		return -1;
+	doveadm_print("*");
+	doveadm_print("");
+	doveadm_print(ret == 0 ? "queued" : rs.status);
+	doveadm_print("");
+	doveadm_print("");
+	doveadm_print_num(rs.imported);
+	doveadm_print_num(rs.existing);
+	doveadm_print_num(rs.failed);
+	doveadm_print_num(rs.deferred);
+	doveadm_print_num(rs.bytes);
+	doveadm_print("");
+	doveadm_print(migrate_report_time(rs.started));
+	doveadm_print(migrate_report_time(rs.finished));
+	doveadm_print(rs.last_error == NULL ? "" : rs.last_error);
+
+	t_array_init(&names, 16);
+	if (migrate_state_folders_get(state, pool_datastack_create(), &names,
+				      error_r) < 0)
+		return -1;
+	array_foreach_elem(&names, name) {
+		ret = migrate_state_folder_get(state, name,
+					       pool_datastack_create(), &fs,
+					       error_r);
+		if (ret < 0)
+			return -1;
+		doveadm_print(name);
+		doveadm_print(fs.dest_vname == NULL ? "" : fs.dest_vname);
+		doveadm_print(ret == 0 || fs.status == NULL ? "queued" :
+			      fs.status);
+		doveadm_print_num(fs.src_messages);
+		doveadm_print_num(fs.dst_messages);
+		doveadm_print_num(fs.total_imported);
+		doveadm_print_num(fs.existing);
+		doveadm_print_num(fs.failed);
+		doveadm_print_num(fs.deferred);
+		doveadm_print_num(fs.bytes);
+		doveadm_print(fs.uids_preserved == NULL ? "" :
+			      fs.uids_preserved);
+		doveadm_print(migrate_report_time(fs.started));
+		doveadm_print(migrate_report_time(fs.finished));
+		doveadm_print(fs.last_error == NULL ? "" : fs.last_error);
+	}
+	return 0;
+}
+
+static const char *const migrate_item_columns[] = {
+	"folder", "uid", "message_id", "subject", "date", "size", "reason",
+	"detail", "attempts", "first_seen", "last_seen", "resolved", NULL
+};
+
+void migrate_report_items_headers(void)
+{
+	unsigned int i;
+
+	for (i = 0; migrate_item_columns[i] != NULL; i++)
+		doveadm_print_header_simple(migrate_item_columns[i]);
+}
+
+static void csv_append(string_t *str, const char *value)
+{
+	const char *p;
+
+	if (str_len(str) > 0 && str_data(str)[str_len(str)-1] != '\n')
+		str_append_c(str, ',');
+	if (value == NULL)
+		return;
+	if (strpbrk(value, ",\"\r\n") == NULL) {
+		str_append(str, value);
+		return;
+	}
+	str_append_c(str, '"');
+	for (p = value; *p != '\0'; p++) {
+		if (*p == '"')
+			str_append_c(str, '"');
+		str_append_c(str, *p);
+	}
+	str_append_c(str, '"');
+}
+
+int migrate_report_items(struct migrate_state *state,
+			 const struct migrate_report_filter *filter,
+			 const char **error_r)
+{
+	struct migrate_folder_state fs;
+	const struct migrate_item *item;
+	ARRAY_TYPE(const_string) names;
+	enum migrate_item_class class;
+	struct ostream *csv = NULL;
+	const char *name, *values[12];
+	string_t *line;
+	unsigned int i;
+	int fd, ret = 0;
+
+	if (filter->reason != NULL &&
+	    migrate_item_class_parse(filter->reason, &class) < 0) {
+		*error_r = t_strdup_printf("Unknown --reason %s",
+					   filter->reason);
+		return -1;
+	}
+	if (filter->csv_path != NULL) {
+		fd = open(filter->csv_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd == -1) {
+			*error_r = t_strdup_printf("open(%s) failed: %m",
+						   filter->csv_path);
+			return -1;
+		}
+		csv = o_stream_create_fd_autoclose(&fd, 0);
+		line = t_str_new(128);
+		for (i = 0; migrate_item_columns[i] != NULL; i++)
+			csv_append(line, migrate_item_columns[i]);
+		str_append(line, "\r\n");
+		o_stream_nsend(csv, str_data(line), str_len(line));
+	}
+
+	t_array_init(&names, 16);
+	if (migrate_state_folders_get(state, pool_datastack_create(), &names,
+				      error_r) < 0)
+		ret = -1;
+	array_foreach_elem(&names, name) {
+		if (ret < 0)
+			break;
+		if (filter->folder != NULL && strcmp(filter->folder, name) != 0)
+			continue;
+		if (migrate_state_folder_get(state, name,
+					     pool_datastack_create(), &fs,
+					     error_r) < 0) {
+			ret = -1;
+			break;
+		}
+		if (filter->folder != NULL && fs.dest_vname != NULL &&
+		    strcmp(filter->folder, name) != 0 &&
+		    strcmp(filter->folder, fs.dest_vname) != 0)
+			continue;
+		array_foreach(&fs.items, item) {
+			if (filter->reason != NULL && item->class != class)
+				continue;
+			values[0] = name;
+			values[1] = dec2str(item->uid);
+			values[2] = item->message_id;
+			values[3] = item->subject;
+			values[4] = item->date;
+			values[5] = dec2str(item->size);
+			values[6] = migrate_item_class_name(item->class);
+			values[7] = item->reason;
+			values[8] = dec2str(item->attempts);
+			values[9] = migrate_report_time(item->first_seen);
+			values[10] = migrate_report_time(item->last_seen);
+			values[11] = item->resolved ? "yes" : "no";
+			for (i = 0; i < N_ELEMENTS(values); i++)
+				doveadm_print(values[i] == NULL ? "" : values[i]);
+			if (csv != NULL) {
+				line = t_str_new(256);
+				for (i = 0; i < N_ELEMENTS(values); i++)
+					csv_append(line, values[i]);
+				str_append(line, "\r\n");
+				o_stream_nsend(csv, str_data(line),
+					       str_len(line));
+			}
+		}
+	}
+	if (csv != NULL) {
+		if (o_stream_finish(csv) < 0 && ret == 0) {
+			*error_r = t_strdup_printf("write(%s) failed: %s",
+				filter->csv_path, o_stream_get_error(csv));
+			ret = -1;
+		}
+		o_stream_destroy(&csv);
+	}
+	return ret;
+}

@@ -1,0 +1,27 @@
+#ifndef MIGRATE_REPORT_H
+#define MIGRATE_REPORT_H
+
+/* Operator-facing output of the state: migrate status and migrate report,
+   through doveadm_print so -f json|tab|table|flow work. */
+
+struct migrate_state;
+
+struct migrate_report_filter {
+	/* source folder (raw or decoded) or NULL */
+	const char *folder;
+	/* reason class, e.g. "too-big", or NULL */
+	const char *reason;
+	/* also write the items as CSV to this file */
+	const char *csv_path;
+};
+
+void migrate_report_status_headers(void);
+/* A user-level row first, then a row per folder */
+int migrate_report_status(struct migrate_state *state, const char **error_r);
+
+void migrate_report_items_headers(void);
+int migrate_report_items(struct migrate_state *state,
+			 const struct migrate_report_filter *filter,
+			 const char **error_r);
+
+#endif

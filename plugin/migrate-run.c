@@ -1,0 +1,682 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "str.h"
+#include "strnum.h"
+#include "ioloop.h"
+#include "imap-arg.h"
+#include "imap-util.h"
+#include "mail-storage.h"
+#include "mail-storage-settings.h"
+#include "mail-namespace.h"
+#include "mail-user.h"
+#include "migrate-settings.h"
+#include "migrate-source-conn.h"
+#include "migrate-run.h"
+
+#include <stdio.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#define MIGRATE_PROGRESS_INTERVAL_MSECS 250
+#define MIGRATE_PROGRESS_LOG_INTERVAL_MSECS (30*1000)
+
+struct event_category event_category_migrate = {
+	.name = "migrate",
+};
+
+int migrate_error_to_exit_code(enum migrate_error error)
+{
+	switch (error) {
+	case MIGRATE_ERROR_NONE:
+		return 0;
+	case MIGRATE_ERROR_TEMP:
+	case MIGRATE_ERROR_DESTINATION:
+	case MIGRATE_ERROR_LOCKED:
+		return EX_TEMPFAIL;
+	case MIGRATE_ERROR_AUTH:
+		return EX_NOPERM;
+	case MIGRATE_ERROR_CONFIG:
+		return EX_CONFIG;
+	case MIGRATE_ERROR_PROTOCOL:
+		return EX_PROTOCOL;
+	case MIGRATE_ERROR_ITEMS:
+		return 2;
+	}
+	i_unreached();
+}
+
+void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
+{
+	migrate_source_conn_sleep(run->conn, msecs);
+}
+
+static unsigned int migrate_backoff_msecs(struct migrate_run *run,
+					  unsigned int attempt)
+{
+	unsigned int max_msecs = run->set->backoff_max_secs * 1000;
+	unsigned int msecs = 1000;
+
+	while (attempt-- > 0 && msecs < max_msecs)
+		msecs *= 2;
+	if (msecs > max_msecs)
+		msecs = max_msecs;
+	/* jitter: 50..100% so parallel runs don't reconnect in lockstep */
+	return msecs / 2 + i_rand_limit(msecs / 2 + 1);
+}
+
+int migrate_run_reconnect(struct migrate_run *run, const char *why)
+{
+	enum migrate_error code;
+	const char *error;
+	unsigned int msecs;
+
+	while (run->reconnects < run->set->reconnect_max) {
+		msecs = migrate_backoff_msecs(run, run->reconnects);
+		run->reconnects++;
+		e_warning(run->event, "Source connection lost (%s); "
+			  "reconnecting in %u ms (attempt %u of %u, "
+			  "migrate_reconnect_max)", why, msecs,
+			  run->reconnects, run->set->reconnect_max);
+		migrate_run_sleep(run, msecs);
+		if (migrate_source_conn_connect(run->conn, &code,
+						&error) == 0) {
+			run->error_code = MIGRATE_ERROR_NONE;
+			run->error = NULL;
+			return 0;
+		}
+		why = error;
+		if (code != MIGRATE_ERROR_TEMP) {
+			run->error_code = code;
+			run->error = p_strdup(run->pool, error);
+			return -1;
+		}
+	}
+	run->error_code = MIGRATE_ERROR_TEMP;
+	run->error = p_strdup_printf(run->pool, "Giving up after %u "
+		"reconnects (migrate_reconnect_max): %s", run->reconnects, why);
+	return -1;
+}
+
+int migrate_run_throttle(struct migrate_run *run, const char *why)
+{
+	unsigned int msecs = migrate_backoff_msecs(run, run->throttle_waits);
+
+	if (run->throttle_wait_secs + msecs / 1000 >
+	    run->set->throttle_max_wait_secs) {
+		run->error_code = MIGRATE_ERROR_TEMP;
+		run->error = p_strdup_printf(run->pool, "Source server kept "
+			"throttling for %u seconds (migrate_throttle_max_wait): "
+			"%s", run->throttle_wait_secs, why);
+		return -1;
+	}
+	run->throttle_waits++;
+	run->throttle_wait_secs += (msecs + 999) / 1000;
+	e_warning(run->event, "Source server is throttling (%s); "
+		  "waiting %u ms", why == NULL ? "" : why, msecs);
+	migrate_run_sleep(run, msecs);
+	return 0;
+}
+
+static void migrate_run_progress(struct migrate_run *run)
+{
+	if (run->cur_folder == NULL)
+		return;
+	if (run->progress_tty) {
+		fprintf(stderr, "\r%s: %s %u/%u msgs, %.1f MB, %u throttle "
+			"waits\033[K", run->user->username, run->cur_folder,
+			run->cur_done, run->cur_total,
+			run->bytes / (1024.0*1024.0), run->throttle_waits);
+		fflush(stderr);
+	} else {
+		e_info(run->event, "Progress: folder %s: %u/%u messages",
+		       run->cur_folder, run->cur_done, run->cur_total);
+	}
+}
+
+struct migrate_run *
+migrate_run_init(struct mail_user *user, const struct migrate_run_options *opts)
+{
+	struct migrate_run *run;
+	pool_t pool;
+
+	pool = pool_alloconly_create("migrate run", 4096);
+	run = p_new(pool, struct migrate_run, 1);
+	run->pool = pool;
+	run->user = user;
+	run->opts = *opts;
+	run->opts.folder = p_strdup(pool, opts->folder);
+	run->event = event_create(user->event);
+	event_add_category(run->event, &event_category_migrate);
+	event_add_str(run->event, "user", user->username);
+	event_set_append_log_prefix(run->event, "migrate: ");
+	p_array_init(&run->folders, pool, 16);
+	run->seen_pool = pool_alloconly_create("migrate seen ids", 4096);
+	hash_table_create(&run->seen_identities, run->seen_pool, 128,
+			  str_hash, strcmp);
+	run->started = ioloop_time;
+	return run;
+}
+
+void migrate_run_deinit(struct migrate_run **_run)
+{
+	struct migrate_run *run = *_run;
+
+	*_run = NULL;
+	if (run->conn != NULL)
+		migrate_source_conn_destroy(&run->conn);
+	if (run->map != NULL)
+		migrate_folder_map_deinit(&run->map);
+	if (run->state != NULL)
+		migrate_state_close(&run->state);
+	hash_table_destroy(&run->seen_identities);
+	pool_unref(&run->seen_pool);
+	event_unref(&run->event);
+	pool_unref(&run->pool);
+}
+
+/* NAMESPACE, LIST, LSUB */
+
+static void migrate_namespace_cb(const struct migrate_reply *reply,
+				 struct migrate_run *run)
+{
+	const struct imap_arg *list, *ns;
+	const char *prefix, *sep;
+
+	if (strcasecmp(reply->name, "NAMESPACE") != 0)
+		return;
+	/* personal namespaces: ((prefix sep) ...) */
+	if (!imap_arg_get_list(&reply->args[0], &list) ||
+	    !imap_arg_get_list(&list[0], &ns) ||
+	    !imap_arg_get_astring(&ns[0], &prefix))
+		return;
+	run->src_ns_prefix = p_strdup(run->pool, prefix);
+	if (imap_arg_get_nstring(&ns[1], &sep) && sep != NULL &&
+	    sep[0] != '\0')
+		run->src_delimiter = sep[0];
+}
+
+static struct migrate_folder *
+migrate_run_folder_find(struct migrate_run *run, const char *name)
+{
+	struct migrate_folder *folder;
+
+	array_foreach_elem(&run->folders, folder) {
+		if (strcmp(folder->src_name, name) == 0)
+			return folder;
+	}
+	return NULL;
+}
+
+static void migrate_list_cb(const struct migrate_reply *reply,
+			    struct migrate_run *run)
+{
+	const struct imap_arg *flags;
+	struct migrate_folder *folder;
+	const char *flag, *sep, *name;
+	bool lsub;
+
+	lsub = strcasecmp(reply->name, "LSUB") == 0;
+	if (!lsub && strcasecmp(reply->name, "LIST") != 0 &&
+	    strcasecmp(reply->name, "XLIST") != 0)
+		return;
+	if (!imap_arg_get_list(&reply->args[0], &flags) ||
+	    !imap_arg_get_nstring(&reply->args[1], &sep) ||
+	    !imap_arg_get_astring(&reply->args[2], &name))
+		return;
+	if (run->src_delimiter == '\0' && sep != NULL && sep[0] != '\0')
+		run->src_delimiter = sep[0];
+	folder = migrate_run_folder_find(run, name);
+	if (lsub) {
+		if (folder != NULL)
+			folder->subscribed = TRUE;
+		return;
+	}
+	if (folder == NULL) {
+		folder = p_new(run->pool, struct migrate_folder, 1);
+		folder->src_name = p_strdup(run->pool, name);
+		array_push_back(&run->folders, &folder);
+	}
+	for (; !IMAP_ARG_IS_EOL(flags); flags++) {
+		if (!imap_arg_get_atom(flags, &flag))
+			continue;
+		if (strcasecmp(flag, "\\Noselect") == 0)
+			folder->src_flags |= MIGRATE_FOLDER_SRC_FLAG_NOSELECT;
+		else if (strcasecmp(flag, "\\NonExistent") == 0)
+			folder->src_flags |= MIGRATE_FOLDER_SRC_FLAG_NONEXISTENT;
+		else if (strcasecmp(flag, "\\Subscribed") == 0)
+			folder->subscribed = TRUE;
+		else if (strcasecmp(flag, "\\Inbox") == 0)
+			;
+		else
+			folder->src_special_use |=
+				migrate_special_use_parse(flag);
+	}
+}
+
+static int migrate_run_list(struct migrate_run *run)
+{
+	enum migrate_error code;
+	const char *error, *cmd;
+	int ret;
+
+	if (migrate_source_conn_has_capability(run->conn, "NAMESPACE")) {
+		ret = migrate_source_conn_run(run->conn, "NAMESPACE",
+			(migrate_untagged_callback_t *)migrate_namespace_cb,
+			run, &code, &error);
+		if (ret < 0)
+			goto failed;
+	}
+	run->gmail = migrate_source_conn_has_capability(run->conn,
+							"X-GM-EXT-1");
+	if (migrate_source_conn_has_capability(run->conn, "SPECIAL-USE") ||
+	    !migrate_source_conn_has_capability(run->conn, "XLIST"))
+		cmd = "LIST \"\" \"*\"";
+	else
+		cmd = "XLIST \"\" \"*\"";
+	ret = migrate_source_conn_run(run->conn, cmd,
+		(migrate_untagged_callback_t *)migrate_list_cb, run,
+		&code, &error);
+	if (ret <= 0)
+		goto failed;
+	ret = migrate_source_conn_run(run->conn, "LSUB \"\" \"*\"",
+		(migrate_untagged_callback_t *)migrate_list_cb, run,
+		&code, &error);
+	if (ret < 0)
+		goto failed;
+	return 0;
+failed:
+	run->error_code = ret < 0 ? code : MIGRATE_ERROR_PROTOCOL;
+	run->error = p_strdup_printf(run->pool, "Listing source folders "
+				     "failed: %s", error);
+	return -1;
+}
+
+static void migrate_run_dest_special_use(struct migrate_run *run,
+					 struct migrate_folder_map_settings *set)
+{
+	struct mail_namespace *ns;
+	struct mailbox_settings *const *boxes;
+	enum migrate_special_use uses;
+	unsigned int i, bit;
+	const char *error;
+
+	ns = mail_namespace_find_inbox(run->user->namespaces);
+	set->dest_sep = mail_namespace_get_sep(ns);
+	if (!array_is_created(&ns->set->mailboxes))
+		return;
+	array_foreach(&ns->set->mailboxes, boxes) {
+		if ((*boxes)->special_use == NULL ||
+		    (*boxes)->special_use[0] == '\0' ||
+		    migrate_special_use_parse_list((*boxes)->special_use,
+						   &uses, &error) < 0)
+			continue;
+		for (i = 0, bit = 1; i < MIGRATE_SPECIAL_USE_COUNT;
+		     i++, bit <<= 1) {
+			if ((uses & bit) != 0 &&
+			    set->special_use_dest[i] == NULL)
+				set->special_use_dest[i] = t_strconcat(
+					ns->prefix, (*boxes)->name, NULL);
+		}
+	}
+}
+
+static int migrate_run_map_folders(struct migrate_run *run)
+{
+	struct migrate_folder_map_settings map_set;
+	struct migrate_folder_src src;
+	struct migrate_folder *folder;
+	enum migrate_special_use gmail_skip;
+	const char *error;
+
+	i_zero(&map_set);
+	migrate_run_dest_special_use(run, &map_set);
+	map_set.automap = run->set->automap;
+	map_set.rules_path = run->set->folder_map;
+	map_set.include = run->set->include;
+	map_set.exclude = run->set->exclude;
+	if (migrate_special_use_parse_list(run->set->gmail_skip,
+					   &gmail_skip, &error) < 0) {
+		run->error_code = MIGRATE_ERROR_CONFIG;
+		run->error = p_strdup_printf(run->pool, "Invalid setting "
+			"migrate_gmail_skip=%s: %s", run->set->gmail_skip,
+			error);
+		return -1;
+	}
+	map_set.gmail_skip = gmail_skip;
+	if (!run->gmail) {
+		/* a Gmail-like layout without X-GM-EXT-1 */
+		array_foreach_elem(&run->folders, folder) {
+			if (strncmp(folder->src_name, "[Gmail]", 7) == 0 ||
+			    strncmp(folder->src_name, "[Google Mail]", 13) == 0)
+				run->gmail = TRUE;
+		}
+	}
+	map_set.gmail = run->gmail;
+	if (migrate_folder_map_init(&map_set, &run->map, &error) < 0) {
+		run->error_code = MIGRATE_ERROR_CONFIG;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	array_foreach_elem(&run->folders, folder) {
+		i_zero(&src);
+		src.name = folder->src_name;
+		src.delimiter = run->src_delimiter;
+		src.ns_prefix = run->src_ns_prefix == NULL ? "" :
+			run->src_ns_prefix;
+		src.flags = folder->src_flags |
+			(folder->subscribed ?
+			 MIGRATE_FOLDER_SRC_FLAG_SUBSCRIBED : 0);
+		src.special_use = folder->src_special_use;
+		migrate_folder_map_lookup(run->map, &src, run->pool,
+					  &folder->dest);
+		if (folder->dest.skip)
+			folder->result = "skipped";
+	}
+	return 0;
+}
+
+static bool migrate_folder_selected(struct migrate_run *run,
+				    struct migrate_folder *folder)
+{
+	if (run->opts.folder == NULL)
+		return TRUE;
+	return strcmp(run->opts.folder, folder->src_name) == 0 ||
+		(folder->dest.decoded_name != NULL &&
+		 strcmp(run->opts.folder, folder->dest.decoded_name) == 0) ||
+		(folder->dest.vname != NULL &&
+		 strcmp(run->opts.folder, folder->dest.vname) == 0);
+}
+
+/* One pipelined STATUS round for every folder: the no-change pass costs a
+   single round trip. */
+struct migrate_status_ctx {
+	struct migrate_run *run;
+};
+
+static void migrate_status_cb(const struct migrate_reply *reply,
+			      struct migrate_run *run)
+{
+	const struct imap_arg *list;
+	struct migrate_folder *folder;
+	const char *name, *key, *value;
+	uint64_t num;
+
+	if (strcasecmp(reply->name, "STATUS") != 0 ||
+	    !imap_arg_get_astring(&reply->args[0], &name) ||
+	    !imap_arg_get_list(&reply->args[1], &list))
+		return;
+	folder = migrate_run_folder_find(run, name);
+	if (folder == NULL)
+		return;
+	for (; !IMAP_ARG_IS_EOL(&list[0]) && !IMAP_ARG_IS_EOL(&list[1]);
+	     list += 2) {
+		if (!imap_arg_get_atom(&list[0], &key) ||
+		    !imap_arg_get_atom(&list[1], &value) ||
+		    str_to_uint64(value, &num) < 0)
+			continue;
+		if (strcasecmp(key, "MESSAGES") == 0)
+			folder->status_messages = num;
+		else if (strcasecmp(key, "UIDNEXT") == 0)
+			folder->status_uidnext = num;
+		else if (strcasecmp(key, "UIDVALIDITY") == 0)
+			folder->status_uidvalidity = num;
+		else if (strcasecmp(key, "HIGHESTMODSEQ") == 0)
+			folder->status_highestmodseq = num;
+		else if (strcasecmp(key, "SIZE") == 0)
+			folder->status_size = num;
+	}
+	folder->have_status = TRUE;
+}
+
+static int migrate_run_status(struct migrate_run *run)
+{
+	struct migrate_folder *folder;
+	struct migrate_reply reply;
+	const struct imap_arg *tail;
+	enum migrate_error code;
+	unsigned int sent = 0, done = 0, last_tag = 0;
+	const char *error, *items;
+	string_t *cmd;
+
+	items = migrate_source_conn_has_capability(run->conn, "CONDSTORE") ?
+		"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" :
+		"(MESSAGES UIDNEXT UIDVALIDITY)";
+	if (migrate_source_conn_has_capability(run->conn, "STATUS=SIZE"))
+		items = t_strconcat(t_strcut(items, ')'), " SIZE)", NULL);
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->dest.skip || !migrate_folder_selected(run, folder))
+			continue;
+		cmd = t_str_new(128);
+		str_append(cmd, "STATUS ");
+		if (!migrate_source_conn_append_mailbox(run->conn, cmd,
+							folder->src_name))
+			continue;
+		str_printfa(cmd, " %s", items);
+		last_tag = migrate_source_conn_send(run->conn, str_c(cmd));
+		sent++;
+	}
+	while (done < sent) {
+		if (migrate_source_conn_read(run->conn, &reply, &code,
+					     &error) < 0) {
+			run->error_code = code;
+			run->error = p_strdup(run->pool, error);
+			return -1;
+		}
+		if (reply.body != NULL) {
+			if (migrate_source_conn_finish_body(run->conn, &tail,
+							    &code, &error) < 0) {
+				run->error_code = code;
+				run->error = p_strdup(run->pool, error);
+				return -1;
+			}
+			continue;
+		}
+		if (reply.type == MIGRATE_REPLY_UNTAGGED)
+			migrate_status_cb(&reply, run);
+		else if (reply.type == MIGRATE_REPLY_TAGGED)
+			done++;
+	}
+	(void)last_tag;
+	return 0;
+}
+
+/* Nothing changed on the source since the last completed pass? */
+static bool migrate_run_folder_unchanged(struct migrate_run *run,
+					 struct migrate_folder *folder)
+{
+	struct migrate_folder_state fs;
+	const struct migrate_item *item;
+	const char *error;
+	int ret;
+
+	if (!folder->have_status || folder->status_highestmodseq == 0 ||
+	    run->opts.delete)
+		return FALSE;
+	ret = migrate_state_folder_get(run->state, folder->src_name,
+				       pool_datastack_create(), &fs, &error);
+	if (ret <= 0 || fs.status == NULL ||
+	    strcmp(fs.status, "completed") != 0)
+		return FALSE;
+	array_foreach(&fs.items, item) {
+		if (!item->resolved)
+			return FALSE;
+	}
+	if (fs.src_uidvalidity != folder->status_uidvalidity ||
+	    fs.src_uidnext != folder->status_uidnext ||
+	    fs.src_messages != folder->status_messages ||
+	    fs.src_highestmodseq != folder->status_highestmodseq ||
+	    fs.dest_vname == NULL ||
+	    strcmp(fs.dest_vname, folder->dest.vname) != 0)
+		return FALSE;
+	folder->src_messages = folder->status_messages;
+	folder->dst_messages = fs.dst_messages;
+	folder->uids_preserved = fs.uids_preserved;
+	return TRUE;
+}
+
+static int migrate_folder_order(struct migrate_folder *const *f1,
+				struct migrate_folder *const *f2)
+{
+	/* INBOX first; Gmail's All Mail last, after every label is known */
+	int o1 = strcasecmp((*f1)->src_name, "INBOX") == 0 ? 0 :
+		((*f1)->dest.gmail_all_mail ? 2 : 1);
+	int o2 = strcasecmp((*f2)->src_name, "INBOX") == 0 ? 0 :
+		((*f2)->dest.gmail_all_mail ? 2 : 1);
+
+	if (o1 != o2)
+		return o1 - o2;
+	return strcmp((*f1)->src_name, (*f2)->src_name);
+}
+
+static int migrate_run_import(struct migrate_run *run)
+{
+	struct migrate_folder *folder;
+	ARRAY_TYPE(const_string) names;
+	struct timeout *to;
+	const char *error;
+	int ret = 0;
+
+	array_sort(&run->folders, migrate_folder_order);
+	run->progress_tty = isatty(STDERR_FILENO) != 0;
+	to = timeout_add(run->progress_tty ? MIGRATE_PROGRESS_INTERVAL_MSECS :
+			 MIGRATE_PROGRESS_LOG_INTERVAL_MSECS,
+			 migrate_run_progress, run);
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->dest.skip || !migrate_folder_selected(run, folder))
+			continue;
+		if (migrate_run_folder_unchanged(run, folder)) {
+			folder->result = "unchanged";
+			continue;
+		}
+		if (migrate_importer_folder(run, folder) < 0) {
+			/* the run can't go on (source gone, dest broken) */
+			ret = -1;
+			break;
+		}
+		run->imported += folder->imported;
+		run->existing += folder->existing;
+		run->failed += folder->failed;
+		run->deferred += folder->deferred;
+		run->bytes += folder->bytes;
+	}
+	timeout_remove(&to);
+	if (run->progress_tty && run->cur_total > 0)
+		fprintf(stderr, "\r\033[K");
+
+	t_array_init(&names, array_count(&run->folders));
+	array_foreach_elem(&run->folders, folder) {
+		if (!folder->dest.skip)
+			array_push_back(&names, &folder->src_name);
+	}
+	if (migrate_state_folders_set(run->state, &names, &error) < 0)
+		e_error(run->event, "%s", error);
+	return ret;
+}
+
+static void migrate_run_save_run_state(struct migrate_run *run,
+				       const char *status)
+{
+	struct migrate_run_state rs;
+	const char *error;
+
+	i_zero(&rs);
+	rs.status = status;
+	rs.last_error = run->error;
+	rs.started = run->started;
+	rs.finished = strcmp(status, "running") == 0 ? 0 : ioloop_time;
+	rs.folders = array_count(&run->folders);
+	rs.imported = run->imported;
+	rs.existing = run->existing;
+	rs.failed = run->failed;
+	rs.deferred = run->deferred;
+	rs.bytes = run->bytes;
+	rs.throttle_waits = run->throttle_waits;
+	rs.reconnects = run->reconnects;
+	if (migrate_state_run_set(run->state, &rs, &error) < 0)
+		e_error(run->event, "%s", error);
+}
+
+int migrate_run_execute(struct migrate_run *run)
+{
+	struct migrate_settings *set;
+	struct migrate_folder *folder;
+	enum migrate_error code;
+	const char *error;
+	int ret;
+
+	if (migrate_settings_read(run->user, run->pool, &set, &error) < 0) {
+		run->error_code = MIGRATE_ERROR_CONFIG;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	run->set = set;
+	if (run->opts.mode != MIGRATE_RUN_MODE_PLAN) {
+		if (migrate_state_open(run->user, set->state_dict,
+				       &run->state, &error) < 0) {
+			run->error_code = MIGRATE_ERROR_CONFIG;
+			run->error = p_strdup(run->pool, error);
+			return -1;
+		}
+	}
+	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
+		ret = migrate_state_lock(run->state, set->lock_timeout_secs,
+					 &error);
+		if (ret <= 0) {
+			run->error_code = ret < 0 ? MIGRATE_ERROR_TEMP :
+				MIGRATE_ERROR_LOCKED;
+			run->error = p_strdup(run->pool, error);
+			return -1;
+		}
+	}
+
+	run->conn = migrate_source_conn_create(set, run->user, run->event);
+	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {
+		if (code == MIGRATE_ERROR_TEMP && run->opts.mode ==
+		    MIGRATE_RUN_MODE_IMPORT && set->reconnect_max > 0 &&
+		    strstr(error, "resolve") == NULL) {
+			if (migrate_run_reconnect(run, error) < 0)
+				goto failed;
+		} else {
+			run->error_code = code;
+			run->error = p_strdup(run->pool, error);
+			goto failed;
+		}
+	}
+	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
+		migrate_run_save_run_state(run, "running");
+	if (migrate_run_list(run) < 0 || migrate_run_map_folders(run) < 0 ||
+	    migrate_run_status(run) < 0)
+		goto failed;
+
+	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
+		if (migrate_run_import(run) < 0)
+			goto failed;
+		array_foreach_elem(&run->folders, folder) {
+			if (folder->result != NULL &&
+			    strcmp(folder->result, "failed") == 0) {
+				run->error_code = MIGRATE_ERROR_ITEMS;
+				run->error = p_strdup_printf(run->pool,
+					"Folder %s failed: %s",
+					folder->dest.vname, folder->error);
+			} else if (folder->result != NULL &&
+				   strcmp(folder->result,
+					  "completed-with-errors") == 0 &&
+				   run->error_code == MIGRATE_ERROR_NONE) {
+				run->error_code = MIGRATE_ERROR_ITEMS;
+				run->error = "Some messages could not be "
+					"imported (see migrate report)";
+			}
+		}
+		migrate_run_save_run_state(run, run->error_code ==
+			MIGRATE_ERROR_NONE ? "completed" :
+			"completed-with-errors");
+	}
+	return run->error_code == MIGRATE_ERROR_NONE ? 0 : -1;
+failed:
+	if (run->state != NULL && run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
+		migrate_run_save_run_state(run, "failed");
+	return -1;
+}

@@ -1,0 +1,118 @@
+#ifndef MIGRATE_RUN_H
+#define MIGRATE_RUN_H
+
+#include "migrate-error.h"
+#include "migrate-folder-map.h"
+#include "migrate-state.h"
+
+struct mail_user;
+struct migrate_settings;
+struct migrate_source_conn;
+
+enum migrate_run_mode {
+	/* import (migrate run) */
+	MIGRATE_RUN_MODE_IMPORT = 0,
+	/* connect, list and map, write nothing (migrate plan) */
+	MIGRATE_RUN_MODE_PLAN,
+	/* compare source and destination counts (migrate verify) */
+	MIGRATE_RUN_MODE_VERIFY,
+};
+
+struct migrate_run_options {
+	enum migrate_run_mode mode;
+	/* expunge at the destination what we imported and the source no
+	   longer has */
+	bool delete;
+	/* verify: compare identity multisets, not just counts */
+	bool identities;
+	/* only this source folder (decoded name or raw), or NULL */
+	const char *folder;
+};
+
+/* One source folder and what the run did with it */
+struct migrate_folder {
+	const char *src_name;
+	struct migrate_folder_dest dest;
+	enum migrate_folder_src_flags src_flags;
+	enum migrate_special_use src_special_use;
+	bool subscribed;
+
+	/* from the pipelined STATUS round */
+	bool have_status;
+	uint32_t status_messages, status_uidnext, status_uidvalidity;
+	uint64_t status_highestmodseq;
+	uoff_t status_size;
+
+	/* result of this run */
+	const char *result;	/* completed, unchanged, failed, skipped... */
+	const char *error;
+	uint32_t src_messages, dst_messages;
+	uint32_t imported, existing, failed, deferred, flags_updated;
+	uint32_t expunged, unexplained;
+	uint64_t bytes;
+	const char *uids_preserved;
+};
+ARRAY_DEFINE_TYPE(migrate_folder, struct migrate_folder *);
+
+struct migrate_run {
+	pool_t pool;
+	struct mail_user *user;
+	struct event *event;
+	const struct migrate_settings *set;
+	struct migrate_run_options opts;
+	struct migrate_state *state;
+	struct migrate_source_conn *conn;
+	struct migrate_folder_map *map;
+
+	char src_delimiter;
+	const char *src_ns_prefix;
+	bool gmail;
+	ARRAY_TYPE(migrate_folder) folders;
+
+	/* identities already imported in earlier folders, with
+	   migrate_dedupe_across_folders and for Gmail's All Mail */
+	HASH_TABLE(const char *, const char *) seen_identities;
+	pool_t seen_pool;
+
+	enum migrate_error error_code;
+	const char *error;
+	unsigned int item_errors, reconnects, throttle_waits;
+	unsigned int throttle_wait_secs;
+	time_t started;
+
+	/* totals */
+	uint32_t imported, existing, failed, deferred;
+	uint64_t bytes;
+
+	/* progress */
+	struct timeout *to_progress;
+	const char *cur_folder;
+	uint32_t cur_done, cur_total;
+	bool progress_tty;
+};
+
+/* Run one user's migration (or plan/verify). Returns 0 when everything
+   went fine, -1 on failure (run->error_code, run->error). Per-folder
+   results stay in run->folders. */
+struct migrate_run *
+migrate_run_init(struct mail_user *user, const struct migrate_run_options *opts);
+int migrate_run_execute(struct migrate_run *run);
+void migrate_run_deinit(struct migrate_run **run);
+
+/* Reconnect after a temporary failure, with exponential backoff and
+   jitter. Returns 0 when connected again, -1 when giving up. */
+int migrate_run_reconnect(struct migrate_run *run, const char *why);
+/* Back off for a throttling reply. -1 if migrate_throttle_max_wait is
+   exhausted. */
+int migrate_run_throttle(struct migrate_run *run, const char *why);
+/* Sleep on the ioloop */
+void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
+
+/* Per folder, in migrate-importer.c */
+int migrate_importer_folder(struct migrate_run *run,
+			    struct migrate_folder *folder);
+
+/* Exit code for doveadm (sysexits) */
+int migrate_error_to_exit_code(enum migrate_error error);
+
+#endif

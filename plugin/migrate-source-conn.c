@@ -1,0 +1,1201 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "array.h"
+#include "str.h"
+#include "strnum.h"
+#include "net.h"
+#include "base64.h"
+#include "istream.h"
+#include "ostream.h"
+#include "iostream-ssl.h"
+#include "iostream-rawlog.h"
+#include "dsasl-client.h"
+#include "imap-arg.h"
+#include "imap-parser.h"
+#include "imap-quote.h"
+#include "mail-user.h"
+#include "safe-memset.h"
+#include "str-sanitize.h"
+#include "imap-util.h"
+#include "migrate-settings.h"
+#include "migrate-source-conn.h"
+
+#include <stdio.h>
+
+/* Longest non-literal reply line we accept, and the largest literal other
+   than a message body (e.g. a folder name or header block) we buffer.
+   Anything larger from the server is an error, so a hostile server can't
+   exhaust our memory. */
+#define MIGRATE_MAX_LINE_SIZE (1024*1024)
+#define MIGRATE_MAX_INLINE_LITERAL_SIZE (1024*1024)
+#define MIGRATE_INPUT_BUFFER_SIZE (MIGRATE_MAX_LINE_SIZE + \
+				   MIGRATE_MAX_INLINE_LITERAL_SIZE + 1024)
+
+struct migrate_source_conn {
+	pool_t pool;
+	struct event *event;
+	const struct migrate_settings *set;
+	struct mail_user *user;
+	const char *name;
+
+	int fd;
+	struct istream *input, *raw_input;
+	struct ostream *output, *raw_output;
+	struct ssl_iostream_context *ssl_ctx;
+	struct ssl_iostream *ssl_iostream;
+	struct imap_parser *parser;
+	struct timeout *to;
+	/* waits run this private ioloop, so nothing else (lib-storage's
+	   timeouts, doveadm's own ios) runs in the middle of a save */
+	struct ioloop *ioloop, *prev_ioloop;
+
+	unsigned int next_tag;
+	pool_t caps_pool;
+	const char *const *capabilities;
+	const char *bye_text;
+
+	/* the FETCH body handed out to the caller, or NULL */
+	struct istream *body;
+	uoff_t body_size;
+
+	bool connected:1;
+	bool wait_timed_out:1;
+	bool wait_done:1;
+	/* a full reply line was returned: reset the parser before reading
+	   the next one (the caller still holds the args until then) */
+	bool reset_pending:1;
+	bool literal_plus:1;
+};
+
+static bool sasl_initialized = FALSE;
+
+static void migrate_conn_ioloop_push(struct migrate_source_conn *conn);
+
+static const char *migrate_conn_read_error(struct migrate_source_conn *conn);
+
+struct migrate_source_conn *
+migrate_source_conn_create(const struct migrate_settings *set,
+			   struct mail_user *user, struct event *parent)
+{
+	struct migrate_source_conn *conn;
+	pool_t pool;
+
+	pool = pool_alloconly_create("migrate source conn", 1024);
+	conn = p_new(pool, struct migrate_source_conn, 1);
+	conn->pool = pool;
+	conn->set = set;
+	conn->user = user;
+	conn->fd = -1;
+	conn->name = p_strdup_printf(pool, "%s:%u", set->source_host,
+				     set->source_port);
+	conn->prev_ioloop = current_ioloop;
+	conn->ioloop = io_loop_create();
+	io_loop_set_current(conn->prev_ioloop);
+	conn->event = event_create(parent);
+	event_add_category(conn->event, &event_category_migrate);
+	event_set_append_log_prefix(conn->event, t_strdup_printf(
+		"source(%s): ", conn->name));
+	return conn;
+}
+
+void migrate_source_conn_disconnect(struct migrate_source_conn *conn)
+{
+	i_stream_unref(&conn->body);
+	if (conn->parser != NULL)
+		imap_parser_unref(&conn->parser);
+	timeout_remove(&conn->to);
+	/* raw_input/raw_output are aliases owned through input/output */
+	ssl_iostream_destroy(&conn->ssl_iostream);
+	i_stream_destroy(&conn->input);
+	o_stream_destroy(&conn->output);
+	conn->raw_input = NULL;
+	conn->raw_output = NULL;
+	if (conn->fd != -1) {
+		net_disconnect(conn->fd);
+		conn->fd = -1;
+	}
+	if (conn->caps_pool != NULL)
+		pool_unref(&conn->caps_pool);
+	conn->capabilities = NULL;
+	conn->connected = FALSE;
+	conn->reset_pending = FALSE;
+}
+
+void migrate_source_conn_destroy(struct migrate_source_conn **_conn)
+{
+	struct migrate_source_conn *conn = *_conn;
+
+	*_conn = NULL;
+	migrate_source_conn_disconnect(conn);
+	io_loop_set_current(conn->ioloop);
+	io_loop_destroy(&conn->ioloop);
+	io_loop_set_current(conn->prev_ioloop);
+	if (conn->ssl_ctx != NULL)
+		ssl_iostream_context_unref(&conn->ssl_ctx);
+	event_unref(&conn->event);
+	pool_unref(&conn->pool);
+}
+
+bool migrate_source_conn_is_connected(struct migrate_source_conn *conn)
+{
+	return conn->connected;
+}
+
+/* Waiting: run the caller's ioloop until the io fires or the timeout. */
+static void migrate_conn_wait_stop(struct migrate_source_conn *conn)
+{
+	conn->wait_done = TRUE;
+	io_loop_stop(conn->ioloop);
+}
+
+static void migrate_conn_wait_timeout(struct migrate_source_conn *conn)
+{
+	conn->wait_timed_out = TRUE;
+	io_loop_stop(conn->ioloop);
+}
+
+static void migrate_conn_ioloop_push(struct migrate_source_conn *conn)
+{
+	conn->prev_ioloop = current_ioloop;
+	io_loop_set_current(conn->ioloop);
+	if (conn->input != NULL)
+		i_stream_switch_ioloop_to(conn->input, conn->ioloop);
+	if (conn->output != NULL)
+		o_stream_switch_ioloop_to(conn->output, conn->ioloop);
+}
+
+static void migrate_conn_ioloop_pop(struct migrate_source_conn *conn)
+{
+	io_loop_set_current(conn->prev_ioloop);
+}
+
+/* Run the private ioloop until io fires or the timeout; io is created by
+   the caller between push and this call. */
+static int migrate_conn_wait_io(struct migrate_source_conn *conn,
+				struct io **io)
+{
+	conn->wait_timed_out = FALSE;
+	conn->wait_done = FALSE;
+	conn->to = timeout_add(conn->set->source_timeout_secs * 1000,
+			       migrate_conn_wait_timeout, conn);
+	io_loop_run(conn->ioloop);
+	io_remove(io);
+	timeout_remove(&conn->to);
+	migrate_conn_ioloop_pop(conn);
+	return conn->wait_timed_out ? -1 : 1;
+}
+
+static void migrate_conn_sleep_done(struct migrate_source_conn *conn)
+{
+	io_loop_stop(conn->ioloop);
+}
+
+void migrate_source_conn_sleep(struct migrate_source_conn *conn,
+			       unsigned int msecs)
+{
+	struct timeout *to;
+
+	migrate_conn_ioloop_push(conn);
+	to = timeout_add(msecs, migrate_conn_sleep_done, conn);
+	io_loop_run(conn->ioloop);
+	timeout_remove(&to);
+	migrate_conn_ioloop_pop(conn);
+}
+
+int migrate_source_conn_wait(struct migrate_source_conn *conn,
+			     const char **error_r)
+{
+	struct io *io;
+
+	if (!conn->connected) {
+		*error_r = "Not connected";
+		return -1;
+	}
+	migrate_conn_ioloop_push(conn);
+	io = io_add_istream(conn->input, migrate_conn_wait_stop, conn);
+	if (migrate_conn_wait_io(conn, &io) < 0) {
+		*error_r = t_strdup_printf("Timed out after %u seconds waiting "
+			"for the source server (migrate_source_timeout)",
+			conn->set->source_timeout_secs);
+		return -1;
+	}
+	return 1;
+}
+
+static int migrate_conn_tcp_connect(struct migrate_source_conn *conn,
+				    const char **error_r)
+{
+	struct ip_addr *ips;
+	unsigned int i, ips_count;
+	const char *error = NULL;
+	struct io *io;
+	int ret, fd;
+
+	ret = net_gethostbyname(conn->set->source_host, &ips, &ips_count);
+	if (ret != 0) {
+		*error_r = t_strdup_printf("Can't resolve migrate_source_host=%s: %s",
+			conn->set->source_host, net_gethosterror(ret));
+		return -1;
+	}
+	for (i = 0; i < ips_count; i++) {
+		fd = net_connect_ip(&ips[i], conn->set->source_port, NULL);
+		if (fd == -1) {
+			error = t_strdup_printf("connect(%s, %u) failed: %m",
+				net_ip2addr(&ips[i]), conn->set->source_port);
+			continue;
+		}
+		migrate_conn_ioloop_push(conn);
+		io = io_add(fd, IO_WRITE, migrate_conn_wait_stop, conn);
+		if (migrate_conn_wait_io(conn, &io) < 0) {
+			error = t_strdup_printf("connect(%s, %u) timed out "
+				"after %u seconds (migrate_source_timeout)",
+				net_ip2addr(&ips[i]), conn->set->source_port,
+				conn->set->source_timeout_secs);
+			net_disconnect(fd);
+			continue;
+		}
+		ret = net_geterror(fd);
+		if (ret != 0) {
+			error = t_strdup_printf("connect(%s, %u) failed: %s",
+				net_ip2addr(&ips[i]), conn->set->source_port,
+				strerror(ret));
+			net_disconnect(fd);
+			continue;
+		}
+		conn->fd = fd;
+		conn->raw_input = conn->input =
+			i_stream_create_fd(fd, MIGRATE_INPUT_BUFFER_SIZE);
+		conn->raw_output = conn->output =
+			o_stream_create_fd(fd, (size_t)-1);
+		o_stream_set_no_error_handling(conn->output, TRUE);
+		conn->connected = TRUE;
+		return 0;
+	}
+	*error_r = t_strdup_printf("Can't connect to migrate_source_host=%s "
+				   "port %u: %s", conn->set->source_host,
+				   conn->set->source_port, error);
+	return -1;
+}
+
+static int migrate_conn_ssl_handshaked(const char **error_r, void *context)
+{
+	struct migrate_source_conn *conn = context;
+	const char *error;
+
+	if (ssl_iostream_check_cert_validity(conn->ssl_iostream,
+					     conn->set->source_host,
+					     &error) == 0)
+		return 0;
+	if (!conn->set->source_ssl_verify) {
+		e_debug(conn->event, "Ignoring invalid certificate "
+			"(migrate_source_ssl_verify=no): %s", error);
+		return 0;
+	}
+	*error_r = error;
+	return -1;
+}
+
+static int migrate_conn_ssl_start(struct migrate_source_conn *conn,
+				  enum migrate_error *error_code_r,
+				  const char **error_r)
+{
+	struct ssl_iostream_settings ssl_set;
+	const char *error;
+	struct io *io;
+
+	mail_user_init_ssl_client_settings(conn->user, &ssl_set);
+	if (conn->set->source_ssl_ca_file != NULL) {
+		ssl_set.ca_file = conn->set->source_ssl_ca_file;
+		ssl_set.ca_dir = NULL;
+	}
+	ssl_set.verify_remote_cert = conn->set->source_ssl_verify;
+	ssl_set.allow_invalid_cert = !conn->set->source_ssl_verify;
+
+	if (conn->ssl_ctx == NULL &&
+	    ssl_iostream_client_context_cache_get(&ssl_set, &conn->ssl_ctx,
+						  &error) < 0) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = t_strdup_printf("Can't initialize TLS "
+			"(migrate_source_ssl_ca_file): %s", error);
+		return -1;
+	}
+	/* the ssl streams take over the plain ones (and their references) */
+	i_assert(conn->input == conn->raw_input);
+	if (io_stream_create_ssl_client(conn->ssl_ctx, conn->set->source_host,
+					&ssl_set, &conn->input, &conn->output,
+					&conn->ssl_iostream, &error) < 0) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = t_strdup_printf("Can't start TLS: %s", error);
+		return -1;
+	}
+	ssl_iostream_set_handshake_callback(conn->ssl_iostream,
+					    migrate_conn_ssl_handshaked, conn);
+	o_stream_set_no_error_handling(conn->output, TRUE);
+	if (ssl_iostream_handshake(conn->ssl_iostream) < 0)
+		goto failed;
+	while (!ssl_iostream_is_handshaked(conn->ssl_iostream)) {
+		/* reading drives the handshake */
+		if (i_stream_read(conn->input) < 0 &&
+		    !ssl_iostream_is_handshaked(conn->ssl_iostream))
+			goto failed;
+		if (ssl_iostream_is_handshaked(conn->ssl_iostream) ||
+		    i_stream_get_data_size(conn->input) > 0)
+			break;
+		migrate_conn_ioloop_push(conn);
+		io = io_add_istream(conn->input, migrate_conn_wait_stop, conn);
+		if (migrate_conn_wait_io(conn, &io) < 0) {
+			*error_code_r = MIGRATE_ERROR_TEMP;
+			*error_r = t_strdup_printf("TLS handshake timed out "
+				"after %u seconds (migrate_source_timeout)",
+				conn->set->source_timeout_secs);
+			return -1;
+		}
+	}
+	if (conn->parser != NULL)
+		imap_parser_set_streams(conn->parser, conn->input, NULL);
+	return 0;
+failed:
+	error = ssl_iostream_get_last_error(conn->ssl_iostream);
+	if (error == NULL)
+		error = migrate_conn_read_error(conn);
+	/* a certificate that fails verification won't pass on a retry */
+	*error_code_r = ssl_iostream_has_handshake_failed(conn->ssl_iostream) ?
+		MIGRATE_ERROR_CONFIG : MIGRATE_ERROR_TEMP;
+	*error_r = t_strdup_printf("TLS handshake with %s failed: %s "
+		"(check migrate_source_ssl_ca_file, migrate_source_host "
+		"must match the certificate)", conn->set->source_host, error);
+	return -1;
+}
+
+static const char *migrate_conn_read_error(struct migrate_source_conn *conn)
+{
+	const char *error = NULL;
+
+	if (conn->ssl_iostream != NULL)
+		error = ssl_iostream_get_last_error(conn->ssl_iostream);
+	if (error == NULL && conn->input->stream_errno != 0)
+		error = i_stream_get_error(conn->input);
+	if (error == NULL)
+		error = "Connection closed by the server";
+	if (conn->bye_text != NULL)
+		error = t_strdup_printf("%s (BYE: %s)", error, conn->bye_text);
+	return error;
+}
+
+/* Split "[CODE arg] text" */
+static void migrate_reply_parse_text(struct migrate_reply *reply,
+				     const char *text)
+{
+	const char *p, *end;
+
+	reply->text = text;
+	if (text == NULL || text[0] != '[')
+		return;
+	end = strchr(text, ']');
+	if (end == NULL)
+		return;
+	p = strchr(text, ' ');
+	if (p == NULL || p > end) {
+		reply->resp_code = t_strdup_until(text + 1, end);
+	} else {
+		reply->resp_code = t_strdup_until(text + 1, p);
+		reply->resp_code_arg = t_strdup_until(p + 1, end);
+	}
+	reply->text = end[1] == ' ' ? end + 2 : end + 1;
+}
+
+static bool migrate_reply_is_status(const char *name)
+{
+	return strcasecmp(name, "OK") == 0 || strcasecmp(name, "NO") == 0 ||
+		strcasecmp(name, "BAD") == 0 || strcasecmp(name, "BYE") == 0 ||
+		strcasecmp(name, "PREAUTH") == 0;
+}
+
+static void migrate_conn_set_capabilities(struct migrate_source_conn *conn,
+					  const char *caps)
+{
+	if (conn->caps_pool != NULL)
+		pool_unref(&conn->caps_pool);
+	conn->caps_pool = pool_alloconly_create("migrate caps", 512);
+	conn->capabilities = (const char *const *)
+		p_strsplit_spaces(conn->caps_pool, caps, " ");
+	conn->literal_plus =
+		migrate_source_conn_has_capability(conn, "LITERAL+");
+}
+
+bool migrate_source_conn_has_capability(struct migrate_source_conn *conn,
+					const char *cap)
+{
+	unsigned int i;
+
+	if (conn->capabilities == NULL)
+		return FALSE;
+	for (i = 0; conn->capabilities[i] != NULL; i++) {
+		if (strcasecmp(conn->capabilities[i], cap) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Is this literal a message body of a FETCH reply? If so, point args at
+   the FETCH list. */
+static bool
+migrate_conn_is_body_literal(const struct imap_arg *args,
+			     const struct imap_arg **list_r)
+{
+	const struct imap_arg *list;
+	const char *name;
+	unsigned int i;
+
+	if (args[0].type != IMAP_ARG_ATOM ||
+	    !imap_arg_atom_equals(&args[1], "FETCH") ||
+	    !imap_arg_get_list(&args[2], &list))
+		return FALSE;
+	for (i = 0; !IMAP_ARG_IS_EOL(&list[i]); i++) {
+		if (list[i].type != IMAP_ARG_LITERAL_SIZE &&
+		    list[i].type != IMAP_ARG_LITERAL_SIZE_NONSYNC)
+			continue;
+		if (i == 0 || !imap_arg_get_atom(&list[i-1], &name))
+			return FALSE;
+		*list_r = list;
+		return strcasecmp(name, "BODY[]") == 0 ||
+			strcasecmp(name, "RFC822") == 0 ||
+			strcasecmp(name, "BINARY[]") == 0;
+	}
+	return FALSE;
+}
+
+static void migrate_conn_line_done(struct migrate_source_conn *conn)
+{
+	const unsigned char *data;
+	size_t size;
+
+	/* skip the CRLF the parser left */
+	data = i_stream_get_data(conn->input, &size);
+	if (size > 0 && data[0] == '\r') {
+		i_stream_skip(conn->input, 1);
+		data++; size--;
+	}
+	if (size > 0 && data[0] == '\n')
+		i_stream_skip(conn->input, 1);
+	imap_parser_reset(conn->parser);
+	conn->reset_pending = FALSE;
+}
+
+static int
+migrate_conn_parse_args(struct migrate_source_conn *conn,
+			struct migrate_reply *reply,
+			enum migrate_error *error_code_r,
+			const char **error_r)
+{
+	const struct imap_arg *args, *list;
+	enum imap_parser_error parse_error;
+	uoff_t literal_size;
+	const char *str;
+	int ret;
+
+	for (;;) {
+		ret = imap_parser_read_args(conn->parser, 0,
+			IMAP_PARSE_FLAG_LITERAL_SIZE |
+			IMAP_PARSE_FLAG_ATOM_ALLCHARS |
+			IMAP_PARSE_FLAG_LITERAL8 |
+			IMAP_PARSE_FLAG_SERVER_TEXT, &args);
+		if (ret == -2)
+			return 0;
+		if (ret < 0) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = t_strdup_printf("Invalid reply from server: %s",
+				imap_parser_get_error(conn->parser, &parse_error));
+			return -1;
+		}
+		if (!imap_parser_get_literal_size(conn->parser, &literal_size))
+			break;
+		if (reply->type == MIGRATE_REPLY_UNTAGGED &&
+		    migrate_conn_is_body_literal(args, &list)) {
+			conn->body = i_stream_create_limit(conn->input,
+							   literal_size);
+			conn->body_size = literal_size;
+			reply->body = conn->body;
+			reply->body_size = literal_size;
+			break;
+		}
+		if (literal_size > MIGRATE_MAX_INLINE_LITERAL_SIZE) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = t_strdup_printf("Server sent a too large "
+				"literal (%"PRIuUOFF_T" bytes)", literal_size);
+			return -1;
+		}
+		imap_parser_read_last_literal(conn->parser);
+	}
+
+	if (reply->type == MIGRATE_REPLY_UNTAGGED &&
+	    args[0].type == IMAP_ARG_ATOM &&
+	    imap_arg_get_atom(&args[0], &str) &&
+	    str_to_uint32(str, &reply->num) == 0) {
+		/* "* 5 FETCH (...)", "* 3 EXISTS" */
+		if (!imap_arg_get_atom(&args[1], &reply->name)) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = "Invalid reply from server: "
+				"number without a name";
+			return -1;
+		}
+		if (imap_arg_get_list(&args[2], &list))
+			reply->args = list;
+		else
+			reply->args = &args[2];
+	} else {
+		if (!imap_arg_get_atom(&args[0], &reply->name)) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = "Invalid reply from server: missing name";
+			return -1;
+		}
+		reply->args = &args[1];
+		if (migrate_reply_is_status(reply->name)) {
+			/* "[CODE arg]" arrives as separate args */
+			migrate_reply_parse_text(reply,
+						 imap_args_to_str(&args[1]));
+		}
+	}
+	if (reply->body == NULL)
+		conn->reset_pending = TRUE;
+	return 1;
+}
+
+static int
+migrate_conn_read_once(struct migrate_source_conn *conn,
+		       struct migrate_reply *reply,
+		       enum migrate_error *error_code_r,
+		       const char **error_r)
+{
+	const char *tag, *line;
+
+	if (reply->name == NULL && reply->type == 0 && reply->tag == 0) {
+		tag = imap_parser_read_word(conn->parser);
+		if (tag == NULL)
+			return 0;
+		if (*tag == '\0') {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = "Invalid reply from server: bad tag";
+			return -1;
+		}
+		if (strcmp(tag, "+") == 0) {
+			reply->type = MIGRATE_REPLY_CONTINUE;
+			reply->name = "+";
+		} else if (strcmp(tag, "*") == 0) {
+			reply->type = MIGRATE_REPLY_UNTAGGED;
+			reply->name = "";
+		} else {
+			reply->type = MIGRATE_REPLY_TAGGED;
+			reply->name = "";
+			if (tag[0] != 'A' ||
+			    str_to_uint(tag + 1, &reply->tag) < 0 ||
+			    reply->tag == 0 || reply->tag > conn->next_tag) {
+				*error_code_r = MIGRATE_ERROR_PROTOCOL;
+				*error_r = t_strdup_printf("Invalid reply from "
+					"server: unknown tag '%s'",
+					str_sanitize(tag, 32));
+				return -1;
+			}
+		}
+	}
+	if (reply->type == MIGRATE_REPLY_CONTINUE) {
+		line = i_stream_next_line(conn->input);
+		if (line == NULL)
+			return 0;
+		reply->text = line;
+		imap_parser_reset(conn->parser);
+		return 1;
+	}
+	return migrate_conn_parse_args(conn, reply, error_code_r, error_r);
+}
+
+int migrate_source_conn_read(struct migrate_source_conn *conn,
+			     struct migrate_reply *reply_r,
+			     enum migrate_error *error_code_r,
+			     const char **error_r)
+{
+	ssize_t ret;
+	int ret2;
+
+	i_assert(conn->body == NULL);
+
+	if (!conn->connected) {
+		*error_code_r = MIGRATE_ERROR_TEMP;
+		*error_r = "Not connected";
+		return -1;
+	}
+	if (conn->reset_pending)
+		migrate_conn_line_done(conn);
+	i_zero(reply_r);
+	for (;;) {
+		ret2 = migrate_conn_read_once(conn, reply_r,
+					      error_code_r, error_r);
+		if (ret2 > 0) {
+			if (reply_r->type == MIGRATE_REPLY_UNTAGGED &&
+			    strcasecmp(reply_r->name, "BYE") == 0)
+				conn->bye_text = p_strdup(conn->pool,
+					str_sanitize(reply_r->text, 200));
+			if (strcasecmp(reply_r->name, "CAPABILITY") == 0 &&
+			    reply_r->type == MIGRATE_REPLY_UNTAGGED) {
+				const char *caps = imap_args_to_str(reply_r->args);
+				migrate_conn_set_capabilities(conn, caps);
+			} else if (reply_r->resp_code != NULL &&
+				   strcasecmp(reply_r->resp_code,
+					      "CAPABILITY") == 0 &&
+				   reply_r->resp_code_arg != NULL) {
+				migrate_conn_set_capabilities(conn,
+					reply_r->resp_code_arg);
+			}
+			return 1;
+		}
+		if (ret2 < 0) {
+			e_error(conn->event, "%s", *error_r);
+			migrate_source_conn_disconnect(conn);
+			return -1;
+		}
+		ret = i_stream_read(conn->input);
+		if (ret > 0)
+			continue;
+		if (ret == -2) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = "Server sent a too long reply line";
+		} else if (ret == -1) {
+			*error_code_r = MIGRATE_ERROR_TEMP;
+			*error_r = migrate_conn_read_error(conn);
+		} else if (migrate_source_conn_wait(conn, error_r) > 0) {
+			continue;
+		} else {
+			*error_code_r = MIGRATE_ERROR_TEMP;
+		}
+		migrate_source_conn_disconnect(conn);
+		return -1;
+	}
+}
+
+int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
+				    const struct imap_arg **args_r,
+				    enum migrate_error *error_code_r,
+				    const char **error_r)
+{
+	enum imap_parser_error parse_error;
+	const unsigned char *data;
+	size_t size;
+	ssize_t ret;
+	int ret2;
+
+	i_assert(conn->body != NULL);
+
+	/* skip whatever the caller didn't read */
+	while (conn->body->v_offset < conn->body_size) {
+		i_stream_skip(conn->body, i_stream_get_data_size(conn->body));
+		if (conn->body->v_offset >= conn->body_size)
+			break;
+		ret = i_stream_read(conn->body);
+		if (ret > 0 || ret == -2)
+			continue;
+		if (ret == -1) {
+			*error_code_r = MIGRATE_ERROR_TEMP;
+			*error_r = migrate_conn_read_error(conn);
+			migrate_source_conn_disconnect(conn);
+			return -1;
+		}
+		if (migrate_source_conn_wait(conn, error_r) < 0) {
+			*error_code_r = MIGRATE_ERROR_TEMP;
+			migrate_source_conn_disconnect(conn);
+			return -1;
+		}
+	}
+	i_stream_unref(&conn->body);
+
+	/* parse the rest of the FETCH list; ')' ends it */
+	imap_parser_reset(conn->parser);
+	for (;;) {
+		ret2 = imap_parser_read_args(conn->parser, 0,
+			IMAP_PARSE_FLAG_INSIDE_LIST |
+			IMAP_PARSE_FLAG_ATOM_ALLCHARS |
+			IMAP_PARSE_FLAG_LITERAL8, args_r);
+		if (ret2 >= 0)
+			break;
+		if (ret2 != -2) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = t_strdup_printf("Invalid FETCH reply: %s",
+				imap_parser_get_error(conn->parser, &parse_error));
+			migrate_source_conn_disconnect(conn);
+			return -1;
+		}
+		ret = i_stream_read(conn->input);
+		if (ret > 0)
+			continue;
+		if (ret == 0 && migrate_source_conn_wait(conn, error_r) > 0)
+			continue;
+		*error_code_r = ret == -2 ? MIGRATE_ERROR_PROTOCOL :
+			MIGRATE_ERROR_TEMP;
+		if (ret != 0)
+			*error_r = ret == -2 ? "Too long FETCH reply" :
+				migrate_conn_read_error(conn);
+		migrate_source_conn_disconnect(conn);
+		return -1;
+	}
+	/* ')' was the end of the list: the line must end right after it */
+	for (;;) {
+		data = i_stream_get_data(conn->input, &size);
+		const unsigned char *lf = memchr(data, '\n', size);
+		if (lf != NULL) {
+			/* the args stay valid: skipping doesn't free them */
+			i_stream_skip(conn->input, lf - data);
+			break;
+		}
+		if (size > 1024) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = "Garbage after FETCH reply";
+			migrate_source_conn_disconnect(conn);
+			return -1;
+		}
+		ret = i_stream_read(conn->input);
+		if (ret > 0)
+			continue;
+		if (ret == 0 && migrate_source_conn_wait(conn, error_r) > 0)
+			continue;
+		*error_code_r = MIGRATE_ERROR_TEMP;
+		if (ret != 0)
+			*error_r = migrate_conn_read_error(conn);
+		migrate_source_conn_disconnect(conn);
+		return -1;
+	}
+	conn->reset_pending = TRUE;
+	return 1;
+}
+
+unsigned int migrate_source_conn_send(struct migrate_source_conn *conn,
+				      const char *cmdline)
+{
+	unsigned int tag = ++conn->next_tag;
+
+	if (conn->connected) {
+		o_stream_nsend_str(conn->output, t_strdup_printf(
+			"A%u %s\r\n", tag, cmdline));
+		(void)o_stream_flush(conn->output);
+	}
+	return tag;
+}
+
+bool migrate_source_conn_append_mailbox(struct migrate_source_conn *conn,
+					string_t *dest, const char *name)
+{
+	const char *p;
+
+	for (p = name; *p != '\0'; p++) {
+		if (*p == '\r' || *p == '\n' || (unsigned char)*p >= 0x80)
+			break;
+	}
+	if (*p == '\0') {
+		imap_append_astring(dest, name);
+		return TRUE;
+	}
+	if (!conn->literal_plus)
+		return FALSE;
+	str_printfa(dest, "{%zu+}\r\n%s", strlen(name), name);
+	return TRUE;
+}
+
+int migrate_source_conn_run(struct migrate_source_conn *conn,
+			    const char *cmdline,
+			    migrate_untagged_callback_t *callback,
+			    void *context,
+			    enum migrate_error *error_code_r,
+			    const char **error_r)
+{
+	struct migrate_reply reply;
+	const struct imap_arg *tail;
+	unsigned int tag;
+
+	tag = migrate_source_conn_send(conn, cmdline);
+	for (;;) {
+		if (migrate_source_conn_read(conn, &reply, error_code_r,
+					     error_r) < 0)
+			return -1;
+		if (reply.body != NULL) {
+			if (migrate_source_conn_finish_body(conn, &tail,
+					error_code_r, error_r) < 0)
+				return -1;
+			continue;
+		}
+		if (reply.type == MIGRATE_REPLY_UNTAGGED) {
+			if (callback != NULL) T_BEGIN {
+				callback(&reply, context);
+			} T_END;
+			continue;
+		}
+		if (reply.type == MIGRATE_REPLY_CONTINUE) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = "Unexpected continuation from server";
+			migrate_source_conn_disconnect(conn);
+			return -1;
+		}
+		if (reply.tag != tag)
+			continue;
+		if (strcasecmp(reply.name, "OK") == 0)
+			return 1;
+		*error_code_r = migrate_reply_is_throttle(&reply) ?
+			MIGRATE_ERROR_TEMP : MIGRATE_ERROR_PROTOCOL;
+		*error_r = t_strdup_printf("%s %s", reply.name,
+			str_sanitize(reply.text == NULL ? "" : reply.text, 200));
+		return 0;
+	}
+}
+
+bool migrate_reply_is_throttle(const struct migrate_reply *reply)
+{
+	static const char *const codes[] = {
+		"THROTTLED", "UNAVAILABLE", "LIMIT", "INUSE", "SERVERBUG",
+		"OVERQUOTA", NULL
+	};
+	unsigned int i;
+
+	if (reply->resp_code != NULL) {
+		for (i = 0; codes[i] != NULL; i++) {
+			if (strcasecmp(reply->resp_code, codes[i]) == 0)
+				return TRUE;
+		}
+	}
+	if (reply->text == NULL)
+		return FALSE;
+	/* some servers only say it in words */
+	const char *text = t_str_lcase(reply->text);
+	return strstr(text, "throttl") != NULL ||
+		strstr(text, "too many") != NULL ||
+		strstr(text, "try again later") != NULL ||
+		strstr(text, "rate limit") != NULL;
+}
+
+/* Authentication */
+
+static bool
+migrate_conn_mech_allowed(struct migrate_source_conn *conn, const char *mech)
+{
+	return migrate_source_conn_has_capability(conn,
+		t_strconcat("AUTH=", mech, NULL));
+}
+
+static const char *
+migrate_conn_pick_mech(struct migrate_source_conn *conn)
+{
+	const char *const *mechs;
+
+	if (conn->set->source_sasl_mechanisms != NULL) {
+		mechs = t_strsplit_spaces(conn->set->source_sasl_mechanisms,
+					  " ,");
+		for (; *mechs != NULL; mechs++) {
+			if (migrate_conn_mech_allowed(conn, *mechs))
+				return t_str_ucase(*mechs);
+		}
+		return t_str_ucase(t_strsplit_spaces(
+			conn->set->source_sasl_mechanisms, " ,")[0]);
+	}
+	if (conn->set->source_master_user != NULL ||
+	    migrate_conn_mech_allowed(conn, "PLAIN"))
+		return "PLAIN";
+	return NULL;
+}
+
+static int
+migrate_conn_login_result(struct migrate_source_conn *conn,
+			  const struct migrate_reply *reply,
+			  enum migrate_error *error_code_r,
+			  const char **error_r)
+{
+	if (strcasecmp(reply->name, "OK") == 0)
+		return 1;
+	*error_code_r = migrate_reply_is_throttle(reply) ?
+		MIGRATE_ERROR_TEMP : MIGRATE_ERROR_AUTH;
+	*error_r = t_strdup_printf("Source server rejected the login of "
+		"user %s%s%s (migrate_source_user, migrate_source_password*): "
+		"%s %s", conn->set->source_user,
+		conn->set->source_master_user == NULL ? "" :
+		" with master user ",
+		conn->set->source_master_user == NULL ? "" :
+		conn->set->source_master_user, reply->name,
+		str_sanitize(reply->text == NULL ? "" : reply->text, 200));
+	return -1;
+}
+
+static int
+migrate_conn_authenticate(struct migrate_source_conn *conn,
+			  const char *mech_name, const char *password,
+			  enum migrate_error *error_code_r,
+			  const char **error_r)
+{
+	const struct dsasl_client_mech *mech;
+	struct dsasl_client_settings sasl_set;
+	struct dsasl_client *client;
+	struct migrate_reply reply;
+	const unsigned char *out;
+	size_t out_len;
+	const char *error;
+	unsigned int tag;
+	string_t *cmd;
+	buffer_t *buf;
+	int ret = -1;
+
+	if (!sasl_initialized) {
+		dsasl_clients_init();
+		sasl_initialized = TRUE;
+	}
+	mech = dsasl_client_mech_find(mech_name);
+	if (mech == NULL) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = t_strdup_printf("Unsupported SASL mechanism %s "
+			"(migrate_source_sasl_mechanisms)", mech_name);
+		return -1;
+	}
+	i_zero(&sasl_set);
+	if (conn->set->source_master_user != NULL) {
+		sasl_set.authid = conn->set->source_master_user;
+		sasl_set.authzid = conn->set->source_user;
+	} else {
+		sasl_set.authid = conn->set->source_user;
+	}
+	sasl_set.password = password;
+	client = dsasl_client_new(mech, &sasl_set);
+
+	cmd = t_str_new(256);
+	str_printfa(cmd, "AUTHENTICATE %s", mech_name);
+	if (migrate_source_conn_has_capability(conn, "SASL-IR")) {
+		if (dsasl_client_output(client, &out, &out_len, &error) < 0) {
+			*error_code_r = MIGRATE_ERROR_CONFIG;
+			*error_r = t_strdup_printf("SASL %s failed: %s",
+						   mech_name, error);
+			dsasl_client_free(&client);
+			return -1;
+		}
+		str_append_c(cmd, ' ');
+		if (out_len == 0)
+			str_append_c(cmd, '=');
+		else
+			base64_encode(out, out_len, cmd);
+	}
+	tag = migrate_source_conn_send(conn, str_c(cmd));
+	str_truncate(cmd, 0);
+	for (;;) {
+		if (migrate_source_conn_read(conn, &reply, error_code_r,
+					     error_r) < 0)
+			break;
+		if (reply.type == MIGRATE_REPLY_UNTAGGED)
+			continue;
+		if (reply.type == MIGRATE_REPLY_TAGGED) {
+			if (reply.tag != tag)
+				continue;
+			ret = migrate_conn_login_result(conn, &reply,
+							error_code_r, error_r);
+			break;
+		}
+		/* continuation: a challenge */
+		buf = t_buffer_create(128);
+		if (base64_decode(reply.text, strlen(reply.text),
+				  NULL, buf) < 0 ||
+		    dsasl_client_input(client, buf->data, buf->used,
+				       &error) < 0 ||
+		    dsasl_client_output(client, &out, &out_len,
+					&error) < 0) {
+			/* an error challenge (XOAUTH2): answer empty */
+			out_len = 0;
+		}
+		str_truncate(cmd, 0);
+		base64_encode(out, out_len, cmd);
+		str_append(cmd, "\r\n");
+		o_stream_nsend(conn->output, str_data(cmd), str_len(cmd));
+		(void)o_stream_flush(conn->output);
+		safe_memset(str_c_modifiable(cmd), 0, str_len(cmd));
+	}
+	dsasl_client_free(&client);
+	return ret;
+}
+
+static int
+migrate_conn_login_cmd(struct migrate_source_conn *conn,
+		       const char *password,
+		       enum migrate_error *error_code_r, const char **error_r)
+{
+	struct migrate_reply reply;
+	unsigned int tag;
+	string_t *cmd;
+
+	if (migrate_source_conn_has_capability(conn, "LOGINDISABLED")) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = "Source server disabled LOGIN and offers no "
+			"usable AUTHENTICATE mechanism "
+			"(migrate_source_ssl, migrate_source_sasl_mechanisms)";
+		return -1;
+	}
+	cmd = t_str_new(128);
+	str_append(cmd, "LOGIN ");
+	if (!migrate_source_conn_append_mailbox(conn, cmd,
+						conn->set->source_user)) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = "migrate_source_user can't be sent with LOGIN";
+		return -1;
+	}
+	str_append_c(cmd, ' ');
+	if (!migrate_source_conn_append_mailbox(conn, cmd, password)) {
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = "The source password can't be sent with LOGIN "
+			"(the server offers no AUTHENTICATE PLAIN)";
+		return -1;
+	}
+	tag = migrate_source_conn_send(conn, str_c(cmd));
+	safe_memset(str_c_modifiable(cmd), 0, str_len(cmd));
+	for (;;) {
+		if (migrate_source_conn_read(conn, &reply, error_code_r,
+					     error_r) < 0)
+			return -1;
+		if (reply.type == MIGRATE_REPLY_TAGGED && reply.tag == tag)
+			return migrate_conn_login_result(conn, &reply,
+							 error_code_r, error_r);
+	}
+}
+
+static int
+migrate_conn_get_password(struct migrate_source_conn *conn,
+			  const char **password_r, const char **error_r)
+{
+	const char *cmd = conn->set->source_oauth2_token_command;
+	char buf[8192];
+	size_t len = 0;
+	FILE *f;
+	int status;
+
+	if (cmd == NULL) {
+		*password_r = conn->set->source_password;
+		return 0;
+	}
+	/* a fresh token on every (re)connect */
+	f = popen(cmd, "r");
+	if (f == NULL) {
+		*error_r = t_strdup_printf("migrate_source_oauth2_token_command "
+					   "failed: popen(): %m");
+		return -1;
+	}
+	len = fread(buf, 1, sizeof(buf) - 1, f);
+	status = pclose(f);
+	while (len > 0 && (buf[len-1] == '\n' || buf[len-1] == '\r' ||
+			   buf[len-1] == ' '))
+		len--;
+	buf[len] = '\0';
+	if (status != 0 || len == 0) {
+		*error_r = t_strdup_printf("migrate_source_oauth2_token_command "
+			"failed (exit status %d, %zu bytes of output)",
+			status, len);
+		return -1;
+	}
+	*password_r = t_strdup(buf);
+	safe_memset(buf, 0, sizeof(buf));
+	return 0;
+}
+
+static int migrate_conn_greeting(struct migrate_source_conn *conn,
+				 bool *preauth_r,
+				 enum migrate_error *error_code_r,
+				 const char **error_r)
+{
+	struct migrate_reply reply;
+
+	if (migrate_source_conn_read(conn, &reply, error_code_r, error_r) < 0)
+		return -1;
+	*preauth_r = strcasecmp(reply.name, "PREAUTH") == 0;
+	if (reply.type != MIGRATE_REPLY_UNTAGGED ||
+	    (strcasecmp(reply.name, "OK") != 0 && !*preauth_r)) {
+		*error_code_r = migrate_reply_is_throttle(&reply) ||
+			strcasecmp(reply.name, "BYE") == 0 ?
+			MIGRATE_ERROR_TEMP : MIGRATE_ERROR_PROTOCOL;
+		*error_r = t_strdup_printf("Source server refused the "
+			"connection: %s %s", reply.name,
+			str_sanitize(reply.text == NULL ? "" : reply.text, 200));
+		return -1;
+	}
+	return 0;
+}
+
+int migrate_source_conn_connect(struct migrate_source_conn *conn,
+				enum migrate_error *error_code_r,
+				const char **error_r)
+{
+	const char *mech, *password;
+	bool preauth;
+	int ret;
+
+	migrate_source_conn_disconnect(conn);
+	conn->next_tag = 0;
+	conn->bye_text = NULL;
+	*error_code_r = MIGRATE_ERROR_TEMP;
+	if (migrate_conn_tcp_connect(conn, error_r) < 0)
+		return -1;
+	conn->parser = imap_parser_create(conn->input, NULL,
+					  MIGRATE_MAX_LINE_SIZE, NULL);
+	if (conn->set->source_ssl == MIGRATE_SSL_IMAPS &&
+	    migrate_conn_ssl_start(conn, error_code_r, error_r) < 0)
+		goto failed;
+	if (migrate_conn_greeting(conn, &preauth, error_code_r, error_r) < 0)
+		goto failed;
+	if (conn->capabilities == NULL &&
+	    migrate_source_conn_run(conn, "CAPABILITY", NULL, NULL,
+				    error_code_r, error_r) <= 0)
+		goto failed;
+	if (conn->set->source_ssl == MIGRATE_SSL_STARTTLS) {
+		if (!migrate_source_conn_has_capability(conn, "STARTTLS")) {
+			*error_code_r = MIGRATE_ERROR_CONFIG;
+			*error_r = "Source server doesn't support STARTTLS "
+				"(migrate_source_ssl=starttls)";
+			goto failed;
+		}
+		if (migrate_source_conn_run(conn, "STARTTLS", NULL, NULL,
+					    error_code_r, error_r) <= 0)
+			goto failed;
+		/* the parser is positioned at the end of the OK line */
+		migrate_conn_line_done(conn);
+		if (migrate_conn_ssl_start(conn, error_code_r, error_r) < 0)
+			goto failed;
+		/* capabilities before TLS can't be trusted */
+		if (migrate_source_conn_run(conn, "CAPABILITY", NULL, NULL,
+					    error_code_r, error_r) <= 0)
+			goto failed;
+	}
+	if (!preauth) {
+		if (migrate_conn_get_password(conn, &password, error_r) < 0) {
+			*error_code_r = MIGRATE_ERROR_AUTH;
+			goto failed;
+		}
+		mech = migrate_conn_pick_mech(conn);
+		if (mech != NULL) {
+			ret = migrate_conn_authenticate(conn, mech, password,
+							error_code_r, error_r);
+		} else {
+			ret = migrate_conn_login_cmd(conn, password,
+						     error_code_r, error_r);
+		}
+		if (ret < 0)
+			goto failed;
+		/* capabilities may change after login */
+		if (migrate_source_conn_run(conn, "CAPABILITY", NULL, NULL,
+					    error_code_r, error_r) <= 0)
+			goto failed;
+	}
+	/* the rawlog starts after login, so credentials never reach it */
+	if (conn->set->source_rawlog_dir != NULL) {
+		if (conn->reset_pending)
+			migrate_conn_line_done(conn);
+		if (iostream_rawlog_create(conn->set->source_rawlog_dir,
+					   &conn->input, &conn->output) < 0)
+			e_warning(conn->event, "Couldn't create rawlog in "
+				  "migrate_source_rawlog_dir=%s",
+				  conn->set->source_rawlog_dir);
+		imap_parser_set_streams(conn->parser, conn->input, NULL);
+	}
+	e_debug(conn->event, "Logged in as %s", conn->set->source_user);
+	return 0;
+failed:
+	e_debug(conn->event, "Connect failed: %s", *error_r);
+	migrate_source_conn_disconnect(conn);
+	return -1;
+}

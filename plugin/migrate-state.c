@@ -1,0 +1,703 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "strnum.h"
+#include "strescape.h"
+#include "hostpid.h"
+#include "ioloop.h"
+#include "dict.h"
+#include "mail-user.h"
+#include "migrate-state.h"
+
+#include <signal.h>
+
+#define MIGRATE_DICT_PREFIX "priv/migrate/"
+/* the item log is for humans: cap it so a broken folder can't grow the
+   state without bound */
+#define MIGRATE_ITEMS_MAX 10000
+
+struct migrate_state {
+	struct mail_user *user;
+	struct dict *dict;
+	const struct dict_op_settings *op_set;
+	bool locked;
+};
+
+static const char *const migrate_item_class_names[] = {
+	"fetch-failed", "malformed", "too-big", "filtered",
+	"destination-quota", "destination-error", "vanished", "duplicate",
+	"throttled", "timeout",
+};
+
+const char *migrate_item_class_name(enum migrate_item_class class)
+{
+	i_assert(class < MIGRATE_ITEM_CLASS_COUNT);
+	return migrate_item_class_names[class];
+}
+
+int migrate_item_class_parse(const char *name,
+			     enum migrate_item_class *class_r)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIGRATE_ITEM_CLASS_COUNT; i++) {
+		if (strcmp(migrate_item_class_names[i], name) == 0) {
+			*class_r = i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* UID map */
+
+static bool migrate_uidmap_find(const ARRAY_TYPE(migrate_uid_run) *map,
+				uint32_t src_uid, unsigned int *idx_r)
+{
+	const struct migrate_uid_run *runs;
+	unsigned int count, left = 0, right, mid;
+
+	runs = array_get(map, &count);
+	right = count;
+	while (left < right) {
+		mid = (left + right) / 2;
+		if (src_uid < runs[mid].src_uid)
+			right = mid;
+		else if (src_uid >= runs[mid].src_uid + runs[mid].count)
+			left = mid + 1;
+		else {
+			*idx_r = mid;
+			return TRUE;
+		}
+	}
+	*idx_r = left;
+	return FALSE;
+}
+
+uint32_t migrate_uidmap_lookup(const ARRAY_TYPE(migrate_uid_run) *map,
+			       uint32_t src_uid)
+{
+	const struct migrate_uid_run *run;
+	unsigned int idx;
+
+	if (!migrate_uidmap_find(map, src_uid, &idx))
+		return 0;
+	run = array_idx(map, idx);
+	return run->dst_uid + (src_uid - run->src_uid);
+}
+
+void migrate_uidmap_add(ARRAY_TYPE(migrate_uid_run) *map,
+			uint32_t src_uid, uint32_t dst_uid)
+{
+	struct migrate_uid_run *run, new_run;
+	unsigned int idx;
+
+	if (migrate_uidmap_find(map, src_uid, &idx)) {
+		/* remapped: drop the old mapping first */
+		migrate_uidmap_remove(map, src_uid);
+		(void)migrate_uidmap_find(map, src_uid, &idx);
+	}
+	if (idx > 0) {
+		run = array_idx_modifiable(map, idx - 1);
+		if (run->src_uid + run->count == src_uid &&
+		    run->dst_uid + run->count == dst_uid) {
+			run->count++;
+			return;
+		}
+	}
+	i_zero(&new_run);
+	new_run.src_uid = src_uid;
+	new_run.dst_uid = dst_uid;
+	new_run.count = 1;
+	array_insert(map, idx, &new_run, 1);
+}
+
+void migrate_uidmap_remove(ARRAY_TYPE(migrate_uid_run) *map, uint32_t src_uid)
+{
+	struct migrate_uid_run *run, tail;
+	unsigned int idx;
+	uint32_t offset;
+
+	if (!migrate_uidmap_find(map, src_uid, &idx))
+		return;
+	run = array_idx_modifiable(map, idx);
+	offset = src_uid - run->src_uid;
+	tail.src_uid = src_uid + 1;
+	tail.dst_uid = run->dst_uid + offset + 1;
+	tail.count = run->count - offset - 1;
+	run->count = offset;
+	if (run->count == 0) {
+		array_delete(map, idx, 1);
+		idx--;
+	}
+	if (tail.count > 0)
+		array_insert(map, idx + 1, &tail, 1);
+}
+
+void migrate_uidmap_encode(const ARRAY_TYPE(migrate_uid_run) *map,
+			   string_t *dest)
+{
+	const struct migrate_uid_run *run;
+
+	array_foreach(map, run) {
+		if (str_len(dest) > 0)
+			str_append_c(dest, ',');
+		str_printfa(dest, "%u:%u", run->src_uid, run->dst_uid);
+		if (run->count != 1)
+			str_printfa(dest, ":%u", run->count);
+	}
+}
+
+int migrate_uidmap_decode(const char *str, ARRAY_TYPE(migrate_uid_run) *map)
+{
+	const char *const *runs, *const *parts;
+	struct migrate_uid_run run;
+	uint32_t prev_end = 0;
+
+	if (*str == '\0')
+		return 0;
+	for (runs = t_strsplit(str, ","); *runs != NULL; runs++) {
+		parts = t_strsplit(*runs, ":");
+		if (str_array_length(parts) < 2 ||
+		    str_array_length(parts) > 3 ||
+		    str_to_uint32(parts[0], &run.src_uid) < 0 ||
+		    str_to_uint32(parts[1], &run.dst_uid) < 0)
+			return -1;
+		run.count = 1;
+		if (parts[2] != NULL &&
+		    str_to_uint32(parts[2], &run.count) < 0)
+			return -1;
+		/* must be sorted and non-overlapping */
+		if (run.src_uid == 0 || run.count == 0 ||
+		    run.src_uid < prev_end ||
+		    run.src_uid + run.count < run.src_uid)
+			return -1;
+		prev_end = run.src_uid + run.count;
+		array_push_back(map, &run);
+	}
+	return 0;
+}
+
+/* Folder state: tab-separated key=value pairs */
+
+static void state_add_str(string_t *dest, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	if (str_len(dest) > 0)
+		str_append_c(dest, '\t');
+	str_printfa(dest, "%s=%s", key, str_tabescape(value));
+}
+
+static void state_add_num(string_t *dest, const char *key, uint64_t value)
+{
+	if (value == 0)
+		return;
+	if (str_len(dest) > 0)
+		str_append_c(dest, '\t');
+	str_printfa(dest, "%s=%"PRIu64, key, value);
+}
+
+void migrate_folder_state_encode(const struct migrate_folder_state *fs,
+				 string_t *dest)
+{
+	state_add_str(dest, "dest", fs->dest_vname);
+	state_add_num(dest, "src_uidvalidity", fs->src_uidvalidity);
+	state_add_num(dest, "src_uidnext", fs->src_uidnext);
+	state_add_num(dest, "last_uid", fs->last_uid);
+	state_add_num(dest, "src_highestmodseq", fs->src_highestmodseq);
+	state_add_num(dest, "src_messages", fs->src_messages);
+	state_add_num(dest, "dst_uidvalidity", fs->dst_uidvalidity);
+	state_add_num(dest, "dst_uidnext", fs->dst_uidnext);
+	state_add_num(dest, "dst_messages", fs->dst_messages);
+	state_add_num(dest, "imported", fs->imported);
+	state_add_num(dest, "existing", fs->existing);
+	state_add_num(dest, "failed", fs->failed);
+	state_add_num(dest, "deferred", fs->deferred);
+	state_add_num(dest, "flags_updated", fs->flags_updated);
+	state_add_num(dest, "total_imported", fs->total_imported);
+	state_add_num(dest, "bytes", fs->bytes);
+	state_add_str(dest, "status", fs->status);
+	state_add_str(dest, "last_error", fs->last_error);
+	state_add_str(dest, "uids_preserved", fs->uids_preserved);
+	state_add_num(dest, "started", fs->started);
+	state_add_num(dest, "finished", fs->finished);
+}
+
+static int state_num(const char *value, uint64_t *num_r)
+{
+	return str_to_uint64(value, num_r);
+}
+
+int migrate_folder_state_decode(const char *str, pool_t pool,
+				struct migrate_folder_state *fs,
+				const char **error_r)
+{
+	const char *const *fields, *key, *value, *p;
+	uint64_t num;
+
+	for (fields = t_strsplit_tabescaped(str); *fields != NULL; fields++) {
+		p = strchr(*fields, '=');
+		if (p == NULL) {
+			*error_r = t_strdup_printf("Invalid state field '%s'",
+						   *fields);
+			return -1;
+		}
+		key = t_strdup_until(*fields, p);
+		value = p + 1;
+		if (strcmp(key, "dest") == 0)
+			fs->dest_vname = p_strdup(pool, value);
+		else if (strcmp(key, "status") == 0)
+			fs->status = p_strdup(pool, value);
+		else if (strcmp(key, "last_error") == 0)
+			fs->last_error = p_strdup(pool, value);
+		else if (strcmp(key, "uids_preserved") == 0)
+			fs->uids_preserved = p_strdup(pool, value);
+		else if (state_num(value, &num) < 0) {
+			*error_r = t_strdup_printf("Invalid state number %s=%s",
+						   key, value);
+			return -1;
+		} else if (strcmp(key, "src_uidvalidity") == 0)
+			fs->src_uidvalidity = num;
+		else if (strcmp(key, "src_uidnext") == 0)
+			fs->src_uidnext = num;
+		else if (strcmp(key, "last_uid") == 0)
+			fs->last_uid = num;
+		else if (strcmp(key, "src_highestmodseq") == 0)
+			fs->src_highestmodseq = num;
+		else if (strcmp(key, "src_messages") == 0)
+			fs->src_messages = num;
+		else if (strcmp(key, "dst_uidvalidity") == 0)
+			fs->dst_uidvalidity = num;
+		else if (strcmp(key, "dst_uidnext") == 0)
+			fs->dst_uidnext = num;
+		else if (strcmp(key, "dst_messages") == 0)
+			fs->dst_messages = num;
+		else if (strcmp(key, "imported") == 0)
+			fs->imported = num;
+		else if (strcmp(key, "existing") == 0)
+			fs->existing = num;
+		else if (strcmp(key, "failed") == 0)
+			fs->failed = num;
+		else if (strcmp(key, "deferred") == 0)
+			fs->deferred = num;
+		else if (strcmp(key, "flags_updated") == 0)
+			fs->flags_updated = num;
+		else if (strcmp(key, "total_imported") == 0)
+			fs->total_imported = num;
+		else if (strcmp(key, "bytes") == 0)
+			fs->bytes = num;
+		else if (strcmp(key, "started") == 0)
+			fs->started = num;
+		else if (strcmp(key, "finished") == 0)
+			fs->finished = num;
+		/* unknown keys come from newer versions: ignore */
+	}
+	return 0;
+}
+
+/* Item log: one item a line, tab-separated fields */
+
+void migrate_items_encode(const ARRAY_TYPE(migrate_item) *items,
+			  string_t *dest)
+{
+	const struct migrate_item *item;
+	unsigned int count = 0;
+
+	array_foreach(items, item) {
+		if (++count > MIGRATE_ITEMS_MAX)
+			break;
+		if (str_len(dest) > 0)
+			str_append_c(dest, '\n');
+		str_printfa(dest, "%u\t%s\t%s\t%u\t%ld\t%ld\t%d\t",
+			    item->uid, migrate_item_class_name(item->class),
+			    str_tabescape(item->reason == NULL ? "" :
+					  item->reason),
+			    item->attempts, (long)item->first_seen,
+			    (long)item->last_seen, item->resolved ? 1 : 0);
+		str_printfa(dest, "%s\t%s\t%s\t%"PRIuUOFF_T,
+			    str_tabescape(item->message_id == NULL ? "" :
+					  item->message_id),
+			    str_tabescape(item->subject == NULL ? "" :
+					  item->subject),
+			    str_tabescape(item->date == NULL ? "" : item->date),
+			    item->size);
+	}
+}
+
+static const char *item_str(pool_t pool, const char *value)
+{
+	return *value == '\0' ? NULL : p_strdup(pool, value);
+}
+
+int migrate_items_decode(const char *str, pool_t pool,
+			 ARRAY_TYPE(migrate_item) *items)
+{
+	const char *const *lines, *const *f;
+	struct migrate_item item;
+	long first, last;
+	int resolved;
+
+	if (*str == '\0')
+		return 0;
+	for (lines = t_strsplit(str, "\n"); *lines != NULL; lines++) {
+		f = t_strsplit_tabescaped(*lines);
+		if (str_array_length(f) != 11)
+			return -1;
+		i_zero(&item);
+		if (str_to_uint32(f[0], &item.uid) < 0 ||
+		    migrate_item_class_parse(f[1], &item.class) < 0 ||
+		    str_to_uint(f[3], &item.attempts) < 0 ||
+		    str_to_long(f[4], &first) < 0 ||
+		    str_to_long(f[5], &last) < 0 ||
+		    str_to_int(f[6], &resolved) < 0 ||
+		    str_to_uoff(f[10], &item.size) < 0)
+			return -1;
+		item.reason = item_str(pool, f[2]);
+		item.first_seen = first;
+		item.last_seen = last;
+		item.resolved = resolved != 0;
+		item.message_id = item_str(pool, f[7]);
+		item.subject = item_str(pool, f[8]);
+		item.date = item_str(pool, f[9]);
+		array_push_back(items, &item);
+	}
+	return 0;
+}
+
+/* Dict access */
+
+static const char *folder_key(const char *src_name, const char *what)
+{
+	return t_strconcat(MIGRATE_DICT_PREFIX"folder/",
+			   dict_escape_string(src_name), "/", what, NULL);
+}
+
+int migrate_state_open(struct mail_user *user, const char *dict_uri,
+		       struct migrate_state **state_r, const char **error_r)
+{
+	struct dict_settings dict_set;
+	struct migrate_state *state;
+	struct dict *dict;
+	const char *error;
+
+	i_zero(&dict_set);
+	dict_set.base_dir = user->set->base_dir;
+	dict_set.event_parent = user->event;
+	if (dict_init(dict_uri, &dict_set, &dict, &error) < 0) {
+		*error_r = t_strdup_printf("Invalid setting "
+			"migrate_state_dict=%s: %s", dict_uri, error);
+		return -1;
+	}
+	state = i_new(struct migrate_state, 1);
+	state->user = user;
+	state->dict = dict;
+	state->op_set = mail_user_get_dict_op_settings(user);
+	*state_r = state;
+	return 0;
+}
+
+void migrate_state_close(struct migrate_state **_state)
+{
+	struct migrate_state *state = *_state;
+	const char *error;
+
+	*_state = NULL;
+	if (state->locked && migrate_state_unlock(state, &error) < 0)
+		i_error("migrate: Couldn't release the run lock: %s", error);
+	dict_wait(state->dict);
+	dict_deinit(&state->dict);
+	i_free(state);
+}
+
+static void migrate_state_commit_cb(const struct dict_commit_result *result,
+				    struct dict_commit_result *result_r)
+{
+	result_r->ret = result->ret;
+	result_r->error = t_strdup(result->error);
+}
+
+/* Async commit + wait: a sync commit crashes dict-redis in 2.3.19. */
+static int migrate_state_commit(struct migrate_state *state,
+				struct dict_transaction_context **trans,
+				const char **error_r)
+{
+	struct dict_commit_result result;
+
+	i_zero(&result);
+	result.ret = DICT_COMMIT_RET_FAILED;
+	dict_transaction_commit_async(trans, migrate_state_commit_cb, &result);
+	dict_wait(state->dict);
+	if (result.ret < 0) {
+		*error_r = t_strdup_printf("State dict commit failed: %s",
+			result.error == NULL ? "unknown error" : result.error);
+		return -1;
+	}
+	return 0;
+}
+
+static int migrate_state_lookup(struct migrate_state *state, pool_t pool,
+				const char *key, const char **value_r,
+				const char **error_r)
+{
+	const char *error;
+	int ret;
+
+	ret = dict_lookup(state->dict, state->op_set, pool, key,
+			  value_r, &error);
+	if (ret < 0) {
+		*error_r = t_strdup_printf("State dict lookup(%s) failed: %s",
+					   key, error);
+	}
+	return ret;
+}
+
+int migrate_state_folder_get(struct migrate_state *state,
+			     const char *src_name, pool_t pool,
+			     struct migrate_folder_state *fs_r,
+			     const char **error_r)
+{
+	const char *value;
+	int ret;
+
+	i_zero(fs_r);
+	p_array_init(&fs_r->uidmap, pool, 16);
+	p_array_init(&fs_r->items, pool, 4);
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   folder_key(src_name, "state"),
+				   &value, error_r);
+	if (ret <= 0)
+		return ret;
+	if (migrate_folder_state_decode(value, pool, fs_r, error_r) < 0)
+		return -1;
+
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   folder_key(src_name, "uidmap"),
+				   &value, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0 && migrate_uidmap_decode(value, &fs_r->uidmap) < 0) {
+		/* a broken map only costs a rescan of the destination */
+		array_clear(&fs_r->uidmap);
+		fs_r->src_uidvalidity = 0;
+	}
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   folder_key(src_name, "items"),
+				   &value, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0 && migrate_items_decode(value, pool, &fs_r->items) < 0)
+		array_clear(&fs_r->items);
+	return 1;
+}
+
+int migrate_state_folder_set(struct migrate_state *state,
+			     const char *src_name,
+			     const struct migrate_folder_state *fs,
+			     const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	string_t *str = t_str_new(256);
+
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	migrate_folder_state_encode(fs, str);
+	dict_set(trans, folder_key(src_name, "state"), str_c(str));
+
+	str_truncate(str, 0);
+	if (array_is_created(&fs->uidmap))
+		migrate_uidmap_encode(&fs->uidmap, str);
+	dict_set(trans, folder_key(src_name, "uidmap"), str_c(str));
+
+	str_truncate(str, 0);
+	if (array_is_created(&fs->items))
+		migrate_items_encode(&fs->items, str);
+	if (str_len(str) > 0)
+		dict_set(trans, folder_key(src_name, "items"), str_c(str));
+	else
+		dict_unset(trans, folder_key(src_name, "items"));
+	return migrate_state_commit(state, &trans, error_r);
+}
+
+int migrate_state_folders_get(struct migrate_state *state, pool_t pool,
+			      ARRAY_TYPE(const_string) *names,
+			      const char **error_r)
+{
+	const char *value, *const *list;
+	int ret;
+
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   MIGRATE_DICT_PREFIX"folders",
+				   &value, error_r);
+	if (ret <= 0)
+		return ret;
+	for (list = t_strsplit_tabescaped(value); *list != NULL; list++) {
+		const char *name = p_strdup(pool, *list);
+		array_push_back(names, &name);
+	}
+	return 1;
+}
+
+int migrate_state_folders_set(struct migrate_state *state,
+			      const ARRAY_TYPE(const_string) *names,
+			      const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	string_t *str = t_str_new(256);
+	const char *name;
+
+	array_foreach_elem(names, name) {
+		if (str_len(str) > 0)
+			str_append_c(str, '\t');
+		str_append_tabescaped(str, name);
+	}
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	dict_set(trans, MIGRATE_DICT_PREFIX"folders", str_c(str));
+	return migrate_state_commit(state, &trans, error_r);
+}
+
+int migrate_state_run_get(struct migrate_state *state, pool_t pool,
+			  struct migrate_run_state *run_r,
+			  const char **error_r)
+{
+	struct migrate_folder_state fs;
+	const char *value;
+	int ret;
+
+	/* the run record reuses the folder state's encoding */
+	i_zero(run_r);
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   MIGRATE_DICT_PREFIX"run", &value, error_r);
+	if (ret <= 0)
+		return ret;
+	i_zero(&fs);
+	if (migrate_folder_state_decode(value, pool, &fs, error_r) < 0)
+		return -1;
+	run_r->status = fs.status;
+	run_r->last_error = fs.last_error;
+	run_r->started = fs.started;
+	run_r->finished = fs.finished;
+	run_r->folders = fs.src_messages;
+	run_r->imported = fs.imported;
+	run_r->existing = fs.existing;
+	run_r->failed = fs.failed;
+	run_r->deferred = fs.deferred;
+	run_r->bytes = fs.bytes;
+	run_r->throttle_waits = fs.dst_messages;
+	run_r->reconnects = fs.flags_updated;
+	return 1;
+}
+
+int migrate_state_run_set(struct migrate_state *state,
+			  const struct migrate_run_state *run,
+			  const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	struct migrate_folder_state fs;
+	string_t *str = t_str_new(256);
+
+	i_zero(&fs);
+	fs.status = run->status;
+	fs.last_error = run->last_error;
+	fs.started = run->started;
+	fs.finished = run->finished;
+	fs.src_messages = run->folders;
+	fs.imported = run->imported;
+	fs.existing = run->existing;
+	fs.failed = run->failed;
+	fs.deferred = run->deferred;
+	fs.bytes = run->bytes;
+	fs.dst_messages = run->throttle_waits;
+	fs.flags_updated = run->reconnects;
+	migrate_folder_state_encode(&fs, str);
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	dict_set(trans, MIGRATE_DICT_PREFIX"run", str_c(str));
+	return migrate_state_commit(state, &trans, error_r);
+}
+
+/* A holder on this host whose process is gone crashed: its lock is stale */
+static bool migrate_lock_holder_dead(const char *host, const char *pid_str)
+{
+	pid_t pid;
+
+	if (strcmp(host, my_hostname) != 0 || str_to_pid(pid_str, &pid) < 0)
+		return FALSE;
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+int migrate_state_lock(struct migrate_state *state, unsigned int ttl_secs,
+		       const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	const char *value, *const *parts, *me;
+	long expires;
+	int ret;
+
+	me = t_strdup_printf("%s %s", my_hostname, my_pid);
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   MIGRATE_DICT_PREFIX"lock", &value, error_r);
+	if (ret < 0)
+		return -1;
+	if (ret > 0) {
+		parts = t_strsplit(value, " ");
+		if (str_array_length(parts) == 3 &&
+		    str_to_long(parts[2], &expires) == 0 &&
+		    expires > ioloop_time &&
+		    !migrate_lock_holder_dead(parts[0], parts[1]) &&
+		    strcmp(t_strdup_printf("%s %s", parts[0], parts[1]),
+			   me) != 0) {
+			*error_r = t_strdup_printf("Another migrate run for "
+				"this user is in progress (host %s, pid %s); "
+				"its lock expires in %ld seconds "
+				"(migrate_lock_timeout)", parts[0], parts[1],
+				expires - (long)ioloop_time);
+			return 0;
+		}
+	}
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	dict_set(trans, MIGRATE_DICT_PREFIX"lock", t_strdup_printf("%s %ld",
+		 me, (long)(ioloop_time + ttl_secs)));
+	if (migrate_state_commit(state, &trans, error_r) < 0)
+		return -1;
+	state->locked = TRUE;
+	return 1;
+}
+
+int migrate_state_unlock(struct migrate_state *state, const char **error_r)
+{
+	struct dict_transaction_context *trans;
+
+	if (!state->locked)
+		return 0;
+	state->locked = FALSE;
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	dict_unset(trans, MIGRATE_DICT_PREFIX"lock");
+	return migrate_state_commit(state, &trans, error_r);
+}
+
+int migrate_state_reset(struct migrate_state *state, const char *src_name,
+			const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	ARRAY_TYPE(const_string) names;
+	const char *name;
+
+	t_array_init(&names, 16);
+	if (src_name != NULL)
+		array_push_back(&names, &src_name);
+	else if (migrate_state_folders_get(state, pool_datastack_create(),
+					   &names, error_r) < 0)
+		return -1;
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	array_foreach_elem(&names, name) {
+		dict_unset(trans, folder_key(name, "state"));
+		dict_unset(trans, folder_key(name, "uidmap"));
+		dict_unset(trans, folder_key(name, "items"));
+	}
+	if (src_name == NULL) {
+		dict_unset(trans, MIGRATE_DICT_PREFIX"folders");
+		dict_unset(trans, MIGRATE_DICT_PREFIX"run");
+	}
+	return migrate_state_commit(state, &trans, error_r);
+}
