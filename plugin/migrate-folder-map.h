@@ -28,6 +28,10 @@ enum migrate_folder_src_flags {
 struct migrate_folder_map_settings {
 	/* Destination inbox namespace separator, e.g. '/' or '.' */
 	char dest_sep;
+	/* Destination inbox namespace prefix, e.g. "INBOX." or "" (NULL is
+	   ""). Prepended to every vname but INBOX; special_use_dest[] names
+	   may already include it. */
+	const char *dest_prefix;
 	/* Destination folder name for each special use (index = bit number,
 	   i.e. 0=\Sent ... 7=\Important), or NULL when the destination
 	   config has none; then the English default name is used. */

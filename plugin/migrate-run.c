@@ -633,17 +633,12 @@ int migrate_run_execute(struct migrate_run *run)
 	}
 
 	run->conn = migrate_source_conn_create(set, run->user, run->event);
+	/* the first connect fails fast with a clear error: backoff and
+	   retries are for connections lost mid-run */
 	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {
-		if (code == MIGRATE_ERROR_TEMP && run->opts.mode ==
-		    MIGRATE_RUN_MODE_IMPORT && set->reconnect_max > 0 &&
-		    strstr(error, "resolve") == NULL) {
-			if (migrate_run_reconnect(run, error) < 0)
-				goto failed;
-		} else {
-			run->error_code = code;
-			run->error = p_strdup(run->pool, error);
-			goto failed;
-		}
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		goto failed;
 	}
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
 		migrate_run_save_run_state(run, "running");
