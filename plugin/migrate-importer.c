@@ -735,7 +735,7 @@ static void migrate_importer_remember(struct migrate_importer *imp)
 	struct migrate_run *run = imp->run;
 	struct migrate_msg *msg;
 
-	if (!run->set->dedupe_across_folders && !run->gmail)
+	if (!run->set->dedupe_across_folders && !run->have_all_folder)
 		return;
 	array_foreach_elem(&imp->msgs, msg) {
 		if (msg->action == MIGRATE_MSG_DUPLICATE ||

@@ -374,6 +374,8 @@ static int migrate_run_map_folders(struct migrate_run *run)
 					  &folder->dest);
 		if (folder->dest.skip)
 			folder->result = "skipped";
+		else if (folder->dest.gmail_all_mail)
+			run->have_all_folder = TRUE;
 	}
 	return 0;
 }

@@ -67,6 +67,9 @@ struct migrate_run {
 	char src_delimiter;
 	const char *src_ns_prefix;
 	bool gmail;
+	/* some folder is a virtual "all mail" (\All): remember every
+	   identity so it only brings what no other folder has */
+	bool have_all_folder;
 	ARRAY_TYPE(migrate_folder) folders;
 
 	/* identities already imported in earlier folders, with

@@ -977,6 +977,8 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 			base64_encode(out, out_len, cmd);
 	}
 	tag = migrate_source_conn_send(conn, str_c(cmd));
+	/* the initial response holds the password */
+	safe_memset(str_c_modifiable(cmd), 0, str_len(cmd));
 	str_truncate(cmd, 0);
 	for (;;) {
 		if (migrate_source_conn_read(conn, &reply, error_code_r,
