@@ -219,6 +219,104 @@ static struct doveadm_mail_cmd_context *cmd_migrate_plan_alloc(void)
 	return &ctx->ctx;
 }
 
+/* verify */
+
+static void cmd_migrate_verify_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+				    const char *const args[] ATTR_UNUSED)
+{
+	doveadm_print_header_simple("folder");
+	doveadm_print_header_simple("dest");
+	doveadm_print_header_simple("source");
+	doveadm_print_header_simple("destination");
+	doveadm_print_header_simple("explained");
+	doveadm_print_header_simple("labelled");
+	doveadm_print_header_simple("unexplained");
+	doveadm_print_header_simple("result");
+	doveadm_print_header_simple("uid");
+	doveadm_print_header_simple("message_id");
+	doveadm_print_header_simple("subject");
+}
+
+static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
+				  struct mail_user *user)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+	const struct migrate_verify_missing *missing;
+	struct migrate_folder *folder;
+	struct migrate_run *run;
+	uint32_t totals[5] = { 0, 0, 0, 0, 0 };
+	int ret;
+
+	run = migrate_run_init(user, &ctx->opts);
+	ret = migrate_run_execute(run);
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->result == NULL || folder->dest.skip)
+			continue;
+		doveadm_print(folder->src_name);
+		doveadm_print(folder->dest.vname);
+		doveadm_print_num(folder->src_messages);
+		doveadm_print_num(folder->dst_messages);
+		doveadm_print_num(folder->deferred);
+		doveadm_print_num(folder->existing);
+		doveadm_print_num(folder->unexplained);
+		doveadm_print(folder->result);
+		doveadm_print("");
+		doveadm_print("");
+		doveadm_print("");
+		totals[0] += folder->src_messages;
+		totals[1] += folder->dst_messages;
+		totals[2] += folder->deferred;
+		totals[3] += folder->existing;
+		totals[4] += folder->unexplained;
+		if (!array_is_created(&folder->missing))
+			continue;
+		array_foreach(&folder->missing, missing) {
+			doveadm_print(folder->src_name);
+			doveadm_print(folder->dest.vname);
+			doveadm_print("");
+			doveadm_print("");
+			doveadm_print("");
+			doveadm_print("");
+			doveadm_print("");
+			doveadm_print("unexplained");
+			doveadm_print_num(missing->uid);
+			doveadm_print(missing->message_id == NULL ? "" :
+				      missing->message_id);
+			doveadm_print(missing->subject == NULL ? "" :
+				      missing->subject);
+		}
+	}
+	if (run->error_code == MIGRATE_ERROR_NONE ||
+	    run->error_code == MIGRATE_ERROR_ITEMS) {
+		doveadm_print("*");
+		doveadm_print("");
+		doveadm_print_num(totals[0]);
+		doveadm_print_num(totals[1]);
+		doveadm_print_num(totals[2]);
+		doveadm_print_num(totals[3]);
+		doveadm_print_num(totals[4]);
+		doveadm_print(totals[4] == 0 ? "ok" : "missing");
+		doveadm_print("");
+		doveadm_print("");
+		doveadm_print("");
+	}
+	if (ret < 0)
+		cmd_migrate_failed(_ctx, user, run->error_code, run->error);
+	migrate_run_deinit(&run);
+	return ret;
+}
+
+static struct doveadm_mail_cmd_context *cmd_migrate_verify_alloc(void)
+{
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc("Im:");
+
+	ctx->opts.mode = MIGRATE_RUN_MODE_VERIFY;
+	ctx->ctx.v.init = cmd_migrate_verify_init;
+	ctx->ctx.v.run = cmd_migrate_verify_run;
+	return &ctx->ctx;
+}
+
 /* status, report, reset: read or clear the state only */
 
 static int cmd_migrate_open_state(struct doveadm_mail_cmd_context *ctx,
@@ -351,6 +449,16 @@ DOVEADM_CMD_PARAMS_END
 	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-m <folder>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+},
+{
+	.name = "migrate verify",
+	.mail_cmd = cmd_migrate_verify_alloc,
+	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-I] [-m <folder>]",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_MAIL_COMMON
+DOVEADM_CMD_PARAM('I', "identities", CMD_PARAM_BOOL, 0)
 DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)
 DOVEADM_CMD_PARAMS_END
 },

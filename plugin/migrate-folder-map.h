@@ -88,7 +88,10 @@ int migrate_folder_map_init(const struct migrate_folder_map_settings *set,
 void migrate_folder_map_deinit(struct migrate_folder_map **map);
 
 /* Map one source folder. Never fails: unusable names come back with
-   skip=TRUE and a reason. Strings are allocated from pool. */
+   skip=TRUE and a reason. Strings are allocated from pool. Look folders
+   up in LIST order (parents first): a subfolder of a folder that only its
+   special-use flag marks follows the parent's automapped name only when
+   the parent was looked up before it. */
 void migrate_folder_map_lookup(struct migrate_folder_map *map,
 			       const struct migrate_folder_src *src,
 			       pool_t pool, struct migrate_folder_dest *dest_r);

@@ -484,40 +484,19 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	hash_table_insert(imp->msgs_by_uid, POINTER_CAST(uid), msg);
 }
 
-static int migrate_importer_list(struct migrate_importer *imp,
-				 const ARRAY_TYPE(seq_range) *uids)
+static int migrate_importer_list_cmd(struct migrate_importer *imp,
+				     const char *uidset)
 {
 	struct migrate_run *run = imp->run;
-	ARRAY_TYPE(seq_range) chunk;
-	struct seq_range_iter iter;
 	enum migrate_error code;
 	const char *error;
-	unsigned int n = 0;
-	uint32_t uid;
-	string_t *cmd;
 	int ret;
 
-	if (array_count(uids) == 0)
-		return 1;
-	/* chunks keep the command line short on fragmented sets */
-	t_array_init(&chunk, 32);
-	seq_range_array_iter_init(&iter, uids);
 	for (;;) {
-		bool more = seq_range_array_iter_nth(&iter, n++, &uid);
-		if (more)
-			seq_range_array_add(&chunk, uid);
-		if (seq_range_count(&chunk) == 0)
-			break;
-		if (more && seq_range_count(&chunk) < MIGRATE_LIST_CHUNK &&
-		    array_count(&chunk) < 500)
-			continue;
-		cmd = t_str_new(256);
-		str_append(cmd, "UID FETCH ");
-		imap_write_seq_range(cmd, &chunk);
-		str_append(cmd, " (UID RFC822.SIZE INTERNALDATE FLAGS "
-			   "BODY.PEEK[HEADER.FIELDS ("
-			   MIGRATE_IDENTITY_FETCH_FIELDS ")])");
-		ret = migrate_source_conn_run(run->conn, str_c(cmd),
+		ret = migrate_source_conn_run(run->conn, t_strdup_printf(
+			"UID FETCH %s (UID RFC822.SIZE INTERNALDATE FLAGS "
+			"BODY.PEEK[HEADER.FIELDS ("
+			MIGRATE_IDENTITY_FETCH_FIELDS ")])", uidset),
 			(migrate_untagged_callback_t *)migrate_list_cb, imp,
 			&code, &error);
 		if (ret < 0) {
@@ -525,21 +504,65 @@ static int migrate_importer_list(struct migrate_importer *imp,
 			run->error = p_strdup(run->pool, error);
 			return -1;
 		}
-		if (ret == 0 && code == MIGRATE_ERROR_TEMP) {
+		if (ret > 0)
+			return 0;
+		if (code == MIGRATE_ERROR_TEMP) {
 			if (migrate_run_throttle(run, error) < 0)
 				return -1;
 			continue;
 		}
 		/* NO for a listing: what was listed is still usable, the
 		   rest is found by UID SEARCH */
-		if (ret == 0) {
-			e_warning(imp->event, "Listing messages: %s", error);
-			imp->listing_incomplete = TRUE;
-		}
-		array_clear(&chunk);
-		if (!more)
-			break;
+		e_warning(imp->event, "Listing messages: %s", error);
+		imp->listing_incomplete = TRUE;
+		return 0;
 	}
+}
+
+/* List the given UIDs: one command per MIGRATE_LIST_CHUNK UIDs of a
+   range (a sparse range costs nothing extra), single UIDs batched. */
+static int migrate_importer_list(struct migrate_importer *imp,
+				 const ARRAY_TYPE(seq_range) *uids)
+{
+	const struct seq_range *range;
+	string_t *set = t_str_new(256);
+	uint32_t start, end;
+	unsigned int count = 0;
+
+	array_foreach(uids, range) {
+		start = range->seq1;
+		do {
+			if (range->seq2 == (uint32_t)-1) {
+				/* open-ended: the server knows the end */
+				end = range->seq2;
+			} else if (range->seq2 - start >= MIGRATE_LIST_CHUNK) {
+				end = start + MIGRATE_LIST_CHUNK - 1;
+			} else {
+				end = range->seq2;
+			}
+			if (str_len(set) > 0)
+				str_append_c(set, ',');
+			if (start == end)
+				str_printfa(set, "%u", start);
+			else if (end == (uint32_t)-1)
+				str_printfa(set, "%u:*", start);
+			else
+				str_printfa(set, "%u:%u", start, end);
+			count += end == (uint32_t)-1 ? MIGRATE_LIST_CHUNK :
+				end - start + 1;
+			if (count >= MIGRATE_LIST_CHUNK || str_len(set) > 4000) {
+				if (migrate_importer_list_cmd(imp,
+							      str_c(set)) < 0)
+					return -1;
+				str_truncate(set, 0);
+				count = 0;
+			}
+			start = end + 1;
+		} while (end != range->seq2);
+	}
+	if (str_len(set) > 0 &&
+	    migrate_importer_list_cmd(imp, str_c(set)) < 0)
+		return -1;
 	return 1;
 }
 
@@ -1411,6 +1434,39 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	return 1;
 }
 
+static void migrate_importer_init(struct migrate_importer *imp,
+				  struct migrate_run *run,
+				  struct migrate_folder *folder)
+{
+	i_zero(imp);
+	imp->run = run;
+	imp->folder = folder;
+	imp->pool = pool_alloconly_create("migrate importer", 1024*64);
+	imp->event = event_create(run->event);
+	event_add_str(imp->event, "folder", folder->dest.vname);
+	event_set_append_log_prefix(imp->event, t_strdup_printf(
+		"%s: ", folder->dest.vname));
+	p_array_init(&imp->msgs, imp->pool, 128);
+	hash_table_create_direct(&imp->msgs_by_uid, imp->pool, 128);
+	hash_table_create(&imp->dest_ids, imp->pool, 128, str_hash, strcmp);
+	p_array_init(&imp->seq_uids, imp->pool, 128);
+	p_array_init(&imp->pending_uids, imp->pool, 128);
+	run->cur_folder = folder->dest.vname;
+}
+
+static void migrate_importer_deinit(struct migrate_importer *imp)
+{
+	if (imp->trans != NULL)
+		mailbox_transaction_rollback(&imp->trans);
+	if (imp->box != NULL)
+		mailbox_free(&imp->box);
+	hash_table_destroy(&imp->msgs_by_uid);
+	hash_table_destroy(&imp->dest_ids);
+	event_unref(&imp->event);
+	pool_unref(&imp->pool);
+	imp->run->cur_folder = NULL;
+}
+
 int migrate_importer_folder(struct migrate_run *run,
 			    struct migrate_folder *folder)
 {
@@ -1419,20 +1475,7 @@ int migrate_importer_folder(struct migrate_run *run,
 	unsigned int passes = 0;
 	int ret;
 
-	i_zero(&imp);
-	imp.run = run;
-	imp.folder = folder;
-	imp.pool = pool_alloconly_create("migrate importer", 1024*64);
-	imp.event = event_create(run->event);
-	event_add_str(imp.event, "folder", folder->dest.vname);
-	event_set_append_log_prefix(imp.event, t_strdup_printf(
-		"%s: ", folder->dest.vname));
-	p_array_init(&imp.msgs, imp.pool, 128);
-	hash_table_create_direct(&imp.msgs_by_uid, imp.pool, 128);
-	hash_table_create(&imp.dest_ids, imp.pool, 128, str_hash, strcmp);
-	p_array_init(&imp.seq_uids, imp.pool, 128);
-	p_array_init(&imp.pending_uids, imp.pool, 128);
-	run->cur_folder = folder->dest.vname;
+	migrate_importer_init(&imp, run, folder);
 
 	ret = migrate_state_folder_get(run->state, folder->src_name, imp.pool,
 				       &imp.fs, &error);
@@ -1495,17 +1538,144 @@ int migrate_importer_folder(struct migrate_run *run,
 			ret = -1;
 		}
 	}
-	if (imp.box != NULL)
-		mailbox_free(&imp.box);
-	hash_table_destroy(&imp.msgs_by_uid);
-	hash_table_destroy(&imp.dest_ids);
-	event_unref(&imp.event);
-	pool_unref(&imp.pool);
-	run->cur_folder = NULL;
+	migrate_importer_deinit(&imp);
 	if (ret == 0) {
 		/* this folder failed, the run goes on */
 		folder->result = "failed";
 		return 0;
 	}
 	return ret < 0 ? -1 : 0;
+}
+
+/* Verify: compare source and destination of one folder. */
+
+static void
+migrate_verify_missing(struct migrate_importer *imp,
+		       const struct migrate_msg *msg)
+{
+	struct migrate_verify_missing *missing;
+	struct migrate_folder *folder = imp->folder;
+
+	if (!array_is_created(&folder->missing))
+		p_array_init(&folder->missing, imp->run->pool, 8);
+	missing = array_append_space(&folder->missing);
+	missing->uid = msg->uid;
+	missing->message_id = p_strdup(imp->run->pool, msg->message_id);
+	missing->subject = p_strdup(imp->run->pool, msg->subject);
+	folder->unexplained++;
+}
+
+static bool migrate_verify_explained(struct migrate_importer *imp,
+				     uint32_t uid)
+{
+	const struct migrate_item *item = migrate_importer_find_item(imp, uid);
+
+	return item != NULL && !item->resolved;
+}
+
+int migrate_importer_verify(struct migrate_run *run,
+			    struct migrate_folder *folder)
+{
+	struct migrate_importer imp;
+	struct mailbox_status status;
+	enum mailbox_existence existence;
+	struct mail_namespace *ns;
+	const struct migrate_item *item;
+	ARRAY_TYPE(seq_range) all;
+	struct migrate_msg *msg;
+	const char *error;
+	bool identities;
+	int ret;
+
+	migrate_importer_init(&imp, run, folder);
+	identities = run->opts.identities || folder->dest.gmail_all_mail;
+	ret = migrate_state_folder_get(run->state, folder->src_name, imp.pool,
+				       &imp.fs, &error);
+	if (ret < 0) {
+		run->error_code = MIGRATE_ERROR_TEMP;
+		run->error = p_strdup(run->pool, error);
+		migrate_importer_deinit(&imp);
+		return -1;
+	}
+	ret = migrate_importer_examine(&imp);
+	if (ret <= 0) {
+		folder->result = "failed";
+		migrate_importer_deinit(&imp);
+		return ret < 0 ? -1 : 0;
+	}
+	/* the item log only speaks for the UIDVALIDITY it was written in */
+	if (imp.fs.src_uidvalidity != imp.uidvalidity)
+		array_clear(&imp.fs.items);
+	folder->src_messages = imp.exists;
+
+	ns = mail_namespace_find(run->user->namespaces, folder->dest.vname);
+	imp.box = mailbox_alloc(ns->list, folder->dest.vname, 0);
+	if (mailbox_exists(imp.box, TRUE, &existence) < 0 ||
+	    existence != MAILBOX_EXISTENCE_SELECT) {
+		i_zero(&status);
+	} else if (mailbox_open(imp.box) < 0 || mailbox_sync(imp.box, 0) < 0) {
+		enum mail_error mail_error;
+		run->error_code = MIGRATE_ERROR_DESTINATION;
+		run->error = p_strdup_printf(run->pool, "Destination folder "
+			"%s: %s", folder->dest.vname,
+			mailbox_get_last_internal_error(imp.box, &mail_error));
+		migrate_importer_deinit(&imp);
+		return -1;
+	} else {
+		migrate_importer_dest_status(&imp, &status);
+	}
+	folder->dst_messages = status.messages;
+
+	if (!identities) {
+		uint32_t explained = 0, expected;
+
+		array_foreach(&imp.fs.items, item) {
+			if (!item->resolved &&
+			    item->class != MIGRATE_ITEM_VANISHED)
+				explained++;
+		}
+		folder->deferred = explained;
+		expected = folder->src_messages > explained ?
+			folder->src_messages - explained : 0;
+		if (folder->dst_messages < expected)
+			folder->unexplained = expected - folder->dst_messages;
+		folder->result = folder->unexplained == 0 ? "ok" : "missing";
+		migrate_importer_deinit(&imp);
+		return 0;
+	}
+
+	t_array_init(&all, 1);
+	if (imp.exists > 0) {
+		seq_range_array_add_range(&all, 1, (uint32_t)-1);
+		if (migrate_importer_list(&imp, &all) < 0) {
+			migrate_importer_deinit(&imp);
+			return -1;
+		}
+	}
+	if (status.messages > 0 && migrate_importer_dest_scan(&imp, 1) < 0) {
+		migrate_importer_deinit(&imp);
+		return -1;
+	}
+	array_sort(&imp.msgs, migrate_msg_cmp);
+	array_foreach_elem(&imp.msgs, msg) {
+		if (migrate_importer_dest_claim(&imp, msg->identity) != 0)
+			continue;
+		if (migrate_verify_explained(&imp, msg->uid)) {
+			folder->deferred++;
+			continue;
+		}
+		if (folder->dest.gmail_all_mail &&
+		    hash_table_lookup(run->seen_identities,
+				      msg->identity) != NULL) {
+			/* labelled: it's in its label folder */
+			msg->action = MIGRATE_MSG_DUPLICATE;
+			folder->existing++;
+			continue;
+		}
+		migrate_verify_missing(&imp, msg);
+	}
+	migrate_importer_remember(&imp);
+	folder->result = folder->unexplained == 0 ? "ok" : "missing";
+	migrate_importer_deinit(&imp);
+	return 0;
 }

@@ -305,6 +305,7 @@ static void migrate_run_dest_special_use(struct migrate_run *run,
 
 	ns = mail_namespace_find_inbox(run->user->namespaces);
 	set->dest_sep = mail_namespace_get_sep(ns);
+	set->dest_prefix = ns->prefix;
 	if (!array_is_created(&ns->set->mailboxes))
 		return;
 	array_foreach(&ns->set->mailboxes, boxes) {
@@ -578,6 +579,29 @@ static int migrate_run_import(struct migrate_run *run)
 	return ret;
 }
 
+static int migrate_run_verify(struct migrate_run *run)
+{
+	struct migrate_folder *folder;
+	uint32_t unexplained = 0;
+
+	array_sort(&run->folders, migrate_folder_order);
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->dest.skip || !migrate_folder_selected(run, folder))
+			continue;
+		if (migrate_importer_verify(run, folder) < 0)
+			return -1;
+		unexplained += folder->unexplained;
+	}
+	if (unexplained > 0) {
+		run->error_code = MIGRATE_ERROR_ITEMS;
+		run->error = p_strdup_printf(run->pool, "verify: %u source "
+			"messages are missing at the destination with no "
+			"explanation in the item log", unexplained);
+		return -1;
+	}
+	return 0;
+}
+
 static void migrate_run_save_run_state(struct migrate_run *run,
 				       const char *status)
 {
@@ -648,6 +672,8 @@ int migrate_run_execute(struct migrate_run *run)
 	    migrate_run_status(run) < 0)
 		goto failed;
 
+	if (run->opts.mode == MIGRATE_RUN_MODE_VERIFY)
+		return migrate_run_verify(run);
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
 		if (migrate_run_import(run) < 0)
 			goto failed;

@@ -29,6 +29,11 @@ struct migrate_run_options {
 	const char *folder;
 };
 
+struct migrate_verify_missing {
+	uint32_t uid;
+	const char *message_id, *subject;
+};
+
 /* One source folder and what the run did with it */
 struct migrate_folder {
 	const char *src_name;
@@ -49,6 +54,9 @@ struct migrate_folder {
 	uint32_t src_messages, dst_messages;
 	uint32_t imported, existing, failed, deferred, flags_updated;
 	uint32_t expunged, unexplained;
+	/* verify --identities: source messages missing at the destination
+	   with nothing in the item log to explain them */
+	ARRAY(struct migrate_verify_missing) missing;
 	uint64_t bytes;
 	const char *uids_preserved;
 };
@@ -113,6 +121,10 @@ void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
 
 /* Per folder, in migrate-importer.c */
 int migrate_importer_folder(struct migrate_run *run,
+			    struct migrate_folder *folder);
+
+/* Per folder, for migrate verify */
+int migrate_importer_verify(struct migrate_run *run,
 			    struct migrate_folder *folder);
 
 /* Exit code for doveadm (sysexits) */
