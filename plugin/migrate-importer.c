@@ -11,6 +11,7 @@
 #include "imap-arg.h"
 #include "imap-date.h"
 #include "imap-util.h"
+#include "time-util.h"
 #include "mail-storage.h"
 #include "mail-namespace.h"
 #include "mail-search-build.h"
@@ -85,6 +86,7 @@ struct migrate_importer {
 	unsigned int handled_idx;
 	/* a listing command failed: some UIDs may be missing from msgs */
 	bool listing_incomplete;
+	struct timeval started;
 };
 
 static void migrate_importer_item(struct migrate_importer *imp,
@@ -949,6 +951,8 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	imp->folder->imported++;
 	imp->folder->bytes += body_size;
 	run->cur_done++;
+	run->bytes_done += body_size;
+	migrate_run_pace(run);
 	migrate_importer_item_resolved(imp, msg->uid);
 	return 1;
 
@@ -1476,6 +1480,7 @@ int migrate_importer_folder(struct migrate_run *run,
 	int ret;
 
 	migrate_importer_init(&imp, run, folder);
+	imp.started = ioloop_timeval;
 
 	ret = migrate_state_folder_get(run->state, folder->src_name, imp.pool,
 				       &imp.fs, &error);
@@ -1520,6 +1525,18 @@ int migrate_importer_folder(struct migrate_run *run,
 	}
 	imp.fs.status = folder->result;
 	imp.fs.last_error = folder->error;
+	e_info(event_create_passthrough(imp.event)->
+	       set_name("migrate_folder_finished")->
+	       add_str("result", folder->result)->
+	       add_int("messages", folder->imported)->
+	       add_int("existing", folder->existing)->
+	       add_int("failed", folder->failed)->
+	       add_int("bytes", folder->bytes)->
+	       add_int("duration_msecs", timeval_diff_msecs(&ioloop_timeval,
+							     &imp.started))->
+	       event(), "%s: %u imported, %u already there, %u failed, "
+	       "%"PRIu64" bytes", folder->result, folder->imported,
+	       folder->existing, folder->failed, folder->bytes);
 	imp.fs.finished = ioloop_time;
 	imp.fs.imported = folder->imported;
 	imp.fs.existing = folder->existing;

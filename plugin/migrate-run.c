@@ -6,6 +6,7 @@
 #include "str.h"
 #include "strnum.h"
 #include "ioloop.h"
+#include "time-util.h"
 #include "imap-arg.h"
 #include "imap-util.h"
 #include "mail-storage.h"
@@ -51,6 +52,45 @@ int migrate_error_to_exit_code(enum migrate_error error)
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
 {
 	migrate_source_conn_sleep(run->conn, msecs);
+}
+
+void migrate_run_pace(struct migrate_run *run)
+{
+	const struct migrate_settings *set = run->set;
+	long long elapsed_msecs, need_msecs = 0;
+	const char *error;
+
+	if (run->lock_renewed + (time_t)set->lock_timeout_secs / 3 <
+	    ioloop_time) {
+		run->lock_renewed = ioloop_time;
+		if (migrate_state_lock(run->state, set->lock_timeout_secs,
+				       &error) < 0)
+			e_warning(run->event, "Renewing the run lock: %s",
+				  error);
+	}
+	if (set->max_messages_per_second == 0 &&
+	    set->max_bytes_per_second == 0)
+		return;
+	if (run->pace_start.tv_sec == 0) {
+		run->pace_start = ioloop_timeval;
+		run->cur_done_total = 0;
+		run->bytes_done = 0;
+	}
+	run->cur_done_total++;
+	io_loop_time_refresh();
+	elapsed_msecs = timeval_diff_msecs(&ioloop_timeval, &run->pace_start);
+	if (set->max_messages_per_second > 0) {
+		need_msecs = (long long)run->cur_done_total * 1000 /
+			set->max_messages_per_second;
+	}
+	if (set->max_bytes_per_second > 0) {
+		long long bytes_msecs = (long long)(run->bytes_done * 1000 /
+						    set->max_bytes_per_second);
+		if (bytes_msecs > need_msecs)
+			need_msecs = bytes_msecs;
+	}
+	if (need_msecs > elapsed_msecs)
+		migrate_run_sleep(run, need_msecs - elapsed_msecs);
 }
 
 static unsigned int migrate_backoff_msecs(struct migrate_run *run,
@@ -650,6 +690,7 @@ int migrate_run_execute(struct migrate_run *run)
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
 		ret = migrate_state_lock(run->state, set->lock_timeout_secs,
 					 &error);
+		run->lock_renewed = ioloop_time;
 		if (ret <= 0) {
 			run->error_code = ret < 0 ? MIGRATE_ERROR_TEMP :
 				MIGRATE_ERROR_LOCKED;

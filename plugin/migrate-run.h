@@ -95,6 +95,12 @@ struct migrate_run {
 	uint32_t imported, existing, failed, deferred;
 	uint64_t bytes;
 
+	/* pacing (migrate_max_*_per_second) and lock renewal */
+	uint64_t bytes_done;
+	uint32_t cur_done_total;
+	struct timeval pace_start;
+	time_t lock_renewed;
+
 	/* progress */
 	struct timeout *to_progress;
 	const char *cur_folder;
@@ -116,6 +122,9 @@ int migrate_run_reconnect(struct migrate_run *run, const char *why);
 /* Back off for a throttling reply. -1 if migrate_throttle_max_wait is
    exhausted. */
 int migrate_run_throttle(struct migrate_run *run, const char *why);
+/* After each saved message: keep under the operator's rate caps and
+   keep the run lock alive. */
+void migrate_run_pace(struct migrate_run *run);
 /* Sleep on the ioloop */
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
 
