@@ -12,6 +12,8 @@
 #include "migrate-state.h"
 
 #include <signal.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define MIGRATE_DICT_PREFIX "priv/migrate/"
 /* the item log is for humans: cap it so a broken folder can't grow the
@@ -616,6 +618,28 @@ int migrate_state_run_set(struct migrate_state *state,
 	return migrate_state_commit(state, &trans, error_r);
 }
 
+/* Is this process a zombie (killed, not yet reaped)? Linux only; FALSE
+   where /proc isn't there. */
+static bool migrate_pid_is_zombie(pid_t pid)
+{
+	char buf[256];
+	const char *p;
+	ssize_t ret;
+	int fd;
+
+	fd = open(t_strdup_printf("/proc/%ld/stat", (long)pid), O_RDONLY);
+	if (fd == -1)
+		return FALSE;
+	ret = read(fd, buf, sizeof(buf) - 1);
+	i_close_fd(&fd);
+	if (ret <= 0)
+		return FALSE;
+	buf[ret] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')' */
+	p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' && p[2] == 'Z';
+}
+
 /* A holder on this host whose process is gone crashed: its lock is stale */
 static bool migrate_lock_holder_dead(const char *host, const char *pid_str)
 {
@@ -623,7 +647,9 @@ static bool migrate_lock_holder_dead(const char *host, const char *pid_str)
 
 	if (strcmp(host, my_hostname) != 0 || str_to_pid(pid_str, &pid) < 0)
 		return FALSE;
-	return kill(pid, 0) < 0 && errno == ESRCH;
+	if (kill(pid, 0) < 0)
+		return errno == ESRCH;
+	return migrate_pid_is_zombie(pid);
 }
 
 int migrate_state_lock(struct migrate_state *state, unsigned int ttl_secs,
