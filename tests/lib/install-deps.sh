@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install what building, the demo and the tests need on Debian 12, without
+# leaving any system service (Dovecot, Redis, PostgreSQL) running: the
+# demo and the tests start private instances on 127.0.0.1.
+set -euo pipefail
+
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO="sudo -n"
+
+PACKAGES=(
+	build-essential autoconf automake libtool pkg-config
+	dovecot-core dovecot-imapd dovecot-dev dovecot-sqlite dovecot-pgsql
+	libpcre2-dev openssl python3
+	redis-server postgresql isync man-db time
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+# a policy-rc.d that denies every service start, only during the install
+policy=/usr/sbin/policy-rc.d
+backup=
+if [ -e "$policy" ]; then
+	backup=$(mktemp)
+	$SUDO cp -p "$policy" "$backup"
+fi
+restore() {
+	if [ -n "$backup" ]; then
+		$SUDO cp -p "$backup" "$policy"
+		rm -f "$backup"
+	else
+		$SUDO rm -f "$policy"
+	fi
+}
+trap restore EXIT
+printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+$SUDO chmod 755 "$policy"
+$SUDO apt-get update -q
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+	"${missing[@]}"
