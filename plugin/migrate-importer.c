@@ -982,158 +982,187 @@ struct migrate_fetch_cmd {
 	ARRAY_TYPE(seq_range) uids;
 };
 
-/* Fetch and save the bodies of every message marked IMPORT, pipelined. */
-static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
-{
-	struct migrate_run *run = imp->run;
+struct migrate_fetch_ctx {
+	struct migrate_importer *imp;
 	ARRAY(struct migrate_fetch_cmd) cmds;
+	struct migrate_msg *const *msgs;
+	unsigned int count, next, in_flight;
+};
+
+/* Keep the pipeline full: FETCH commands for up to migrate_pipeline_depth
+   messages in flight. */
+static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
+{
+	struct migrate_importer *imp = ctx->imp;
+	struct migrate_run *run = imp->run;
 	struct migrate_fetch_cmd *cmd;
-	struct migrate_msg *msg, tmp, *const *msgp;
+	unsigned int chunk;
+	string_t *line;
+
+	while (ctx->in_flight < run->set->pipeline_depth &&
+	       ctx->next < ctx->count) {
+		cmd = array_append_space(&ctx->cmds);
+		p_array_init(&cmd->uids, imp->pool, 8);
+		chunk = 0;
+		for (; ctx->next < ctx->count && chunk < MIGRATE_FETCH_CHUNK;
+		     ctx->next++) {
+			if (ctx->msgs[ctx->next]->action != MIGRATE_MSG_IMPORT)
+				continue;
+			seq_range_array_add(&cmd->uids,
+					    ctx->msgs[ctx->next]->uid);
+			chunk++;
+		}
+		if (chunk == 0) {
+			array_pop_back(&ctx->cmds);
+			break;
+		}
+		line = t_str_new(128);
+		str_append(line, "UID FETCH ");
+		imap_write_seq_range(line, &cmd->uids);
+		str_append(line, " (UID FLAGS INTERNALDATE BODY.PEEK[])");
+		cmd->tag = migrate_source_conn_send(run->conn, str_c(line));
+		ctx->in_flight += chunk;
+	}
+}
+
+/* A tagged reply ends one FETCH command: whatever of its UIDs didn't
+   arrive failed (or vanished). Returns 1, 0 when throttled, -1 error. */
+static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
+				const struct migrate_reply *reply)
+{
+	struct migrate_importer *imp = ctx->imp;
+	struct migrate_run *run = imp->run;
+	struct migrate_fetch_cmd *cmd;
+	struct seq_range_iter iter;
+	struct migrate_msg *msg;
+	unsigned int n = 0;
+	uint32_t uid;
+	bool ok, throttled;
+
+	struct migrate_fetch_cmd *c;
+
+	cmd = NULL;
+	array_foreach_modifiable(&ctx->cmds, c) {
+		if (c->tag == reply->tag) {
+			cmd = c;
+			break;
+		}
+	}
+	if (cmd == NULL)
+		return 1;
+	ok = strcasecmp(reply->name, "OK") == 0;
+	throttled = !ok && migrate_reply_is_throttle(reply);
+	seq_range_array_iter_init(&iter, &cmd->uids);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		ctx->in_flight--;
+		msg = hash_table_lookup(imp->msgs_by_uid, POINTER_CAST(uid));
+		/* throttled: left to import, the next pass tries again */
+		if (msg == NULL || msg->action != MIGRATE_MSG_IMPORT ||
+		    throttled)
+			continue;
+		msg->action = MIGRATE_MSG_FAILED;
+		if (ok) {
+			migrate_importer_item(imp, msg, MIGRATE_ITEM_VANISHED,
+				"expunged on the source during the run");
+		} else {
+			migrate_importer_item(imp, msg,
+				MIGRATE_ITEM_FETCH_FAILED,
+				t_strdup_printf("%s %s", reply->name,
+					reply->text == NULL ? "" : reply->text));
+			run->item_errors++;
+		}
+	}
+	array_delete(&ctx->cmds, array_ptr_to_idx(&ctx->cmds, cmd), 1);
+	if (throttled) {
+		/* the other commands' replies are skipped by the next
+		   command run on this connection */
+		if (migrate_importer_commit(imp) < 0 ||
+		    migrate_run_throttle(run, reply->text) < 0)
+			return -1;
+		return 0;
+	}
+	if (run->set->errors_max > 0 &&
+	    run->item_errors >= run->set->errors_max) {
+		run->error_code = MIGRATE_ERROR_ITEMS;
+		run->error = p_strdup_printf(run->pool,
+			"Stopped after %u failed messages (migrate_errors_max)",
+			run->item_errors);
+		return -1;
+	}
+	return 1;
+}
+
+/* Handle one reply. Returns 1 to go on, 0 when throttled, -1 on error. */
+static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
+{
+	struct migrate_importer *imp = ctx->imp;
+	struct migrate_run *run = imp->run;
+	struct migrate_msg *msg, tmp;
 	struct migrate_reply reply;
 	const struct imap_arg *tail;
 	enum migrate_error code;
-	unsigned int i, next = 0, in_flight = 0, count, chunk;
 	const char *error;
-	string_t *line;
-	int ret;
 
-	t_array_init(&cmds, 64);
-	msgp = array_get(&imp->msgs, &count);
-	run->cur_done = 0;
-	run->cur_total = 0;
-	for (i = 0; i < count; i++) {
-		if (msgp[i]->action == MIGRATE_MSG_IMPORT)
-			run->cur_total++;
+	migrate_fetch_send(ctx);
+	if (migrate_source_conn_read(run->conn, &reply, &code, &error) < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
 	}
-	for (;;) {
-		/* keep the pipeline full */
-		while (in_flight < run->set->pipeline_depth && next < count) {
-			cmd = array_append_space(&cmds);
-			t_array_init(&cmd->uids, 8);
-			chunk = 0;
-			for (; next < count && chunk < MIGRATE_FETCH_CHUNK;
-			     next++) {
-				if (msgp[next]->action != MIGRATE_MSG_IMPORT)
-					continue;
-				seq_range_array_add(&cmd->uids,
-						    msgp[next]->uid);
-				chunk++;
-			}
-			if (chunk == 0) {
-				array_pop_back(&cmds);
-				break;
-			}
-			line = t_str_new(128);
-			str_append(line, "UID FETCH ");
-			imap_write_seq_range(line, &cmd->uids);
-			str_append(line, " (UID FLAGS INTERNALDATE BODY.PEEK[])");
-			cmd->tag = migrate_source_conn_send(run->conn,
-							    str_c(line));
-			in_flight += chunk;
-		}
-		if (array_count(&cmds) == 0)
-			break;
-
-		if (migrate_source_conn_read(run->conn, &reply, &code,
-					     &error) < 0) {
+	if (reply.body != NULL) {
+		msg = migrate_importer_body_msg(imp, &reply, &tmp);
+		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
+		    migrate_importer_save(imp, msg, reply.body,
+					  reply.body_size) < 0)
+			return -1;
+		if (migrate_source_conn_finish_body(run->conn, &tail,
+						    &code, &error) < 0) {
 			run->error_code = code;
 			run->error = p_strdup(run->pool, error);
 			return -1;
 		}
-		if (reply.body != NULL) {
-			msg = migrate_importer_body_msg(imp, &reply, &tmp);
-			ret = 1;
-			if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT) {
-				ret = migrate_importer_save(imp, msg,
-					reply.body, reply.body_size);
-				if (ret < 0)
-					return -1;
-			}
-			if (migrate_source_conn_finish_body(run->conn, &tail,
-					&code, &error) < 0) {
-				run->error_code = code;
-				run->error = p_strdup(run->pool, error);
-				return -1;
-			}
-			if (migrate_importer_batch_full(imp) &&
-			    migrate_importer_commit(imp) < 0)
-				return -1;
-			continue;
-		}
-		if (reply.type == MIGRATE_REPLY_UNTAGGED) {
-			if (strcasecmp(reply.name, "EXPUNGE") == 0)
-				migrate_seq_expunge(imp, reply.num);
-			continue;
-		}
-		if (reply.type != MIGRATE_REPLY_TAGGED)
-			continue;
-		cmd = NULL;
-		array_foreach_modifiable(&cmds, cmd) {
-			if (cmd->tag == reply.tag)
-				break;
-		}
-		if (cmd == NULL || cmd->tag != reply.tag)
-			continue;
-		/* whatever of this command's UIDs didn't arrive failed */
-		{
-			struct seq_range_iter iter;
-			unsigned int n = 0;
-			uint32_t uid;
-			bool throttled = strcasecmp(reply.name, "OK") != 0 &&
-				migrate_reply_is_throttle(&reply);
-
-			seq_range_array_iter_init(&iter, &cmd->uids);
-			while (seq_range_array_iter_nth(&iter, n++, &uid)) {
-				in_flight--;
-				msg = hash_table_lookup(imp->msgs_by_uid,
-							POINTER_CAST(uid));
-				if (msg == NULL ||
-				    msg->action != MIGRATE_MSG_IMPORT)
-					continue;
-				if (throttled) {
-					/* try again later in this pass */
-					continue;
-				}
-				msg->action = MIGRATE_MSG_FAILED;
-				if (strcasecmp(reply.name, "OK") == 0) {
-					migrate_importer_item(imp, msg,
-						MIGRATE_ITEM_VANISHED,
-						"expunged on the source "
-						"during the run");
-				} else {
-					migrate_importer_item(imp, msg,
-						MIGRATE_ITEM_FETCH_FAILED,
-						t_strdup_printf("%s %s",
-							reply.name,
-							reply.text == NULL ? "" :
-							reply.text));
-					run->item_errors++;
-				}
-			}
-			array_delete(&cmds, array_ptr_to_idx(&cmds, cmd), 1);
-			if (throttled) {
-				/* re-send the rest after backing off */
-				if (migrate_importer_commit(imp) < 0 ||
-				    migrate_run_throttle(run, reply.text) < 0)
-					return -1;
-				next = 0;
-				while (array_count(&cmds) > 0)
-					array_pop_back(&cmds);
-				in_flight = 0;
-				/* drain replies of the other commands */
-				return 0;
-			}
-		}
-		if (run->set->errors_max > 0 &&
-		    run->item_errors >= run->set->errors_max) {
-			run->error_code = MIGRATE_ERROR_ITEMS;
-			run->error = p_strdup_printf(run->pool,
-				"Stopped after %u failed messages "
-				"(migrate_errors_max)", run->item_errors);
+		if (migrate_importer_batch_full(imp) &&
+		    migrate_importer_commit(imp) < 0)
 			return -1;
-		}
+		return 1;
 	}
-	return 1;
+	if (reply.type == MIGRATE_REPLY_UNTAGGED) {
+		if (strcasecmp(reply.name, "EXPUNGE") == 0)
+			migrate_seq_expunge(imp, reply.num);
+		return 1;
+	}
+	if (reply.type != MIGRATE_REPLY_TAGGED)
+		return 1;
+	return migrate_fetch_tagged(ctx, &reply);
+}
+
+/* Fetch and save the bodies of every message marked IMPORT, pipelined.
+   Returns 1 when done, 0 when throttled (run the pass again), -1. */
+static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_fetch_ctx ctx;
+	unsigned int i;
+	int ret = 1;
+
+	i_zero(&ctx);
+	ctx.imp = imp;
+	p_array_init(&ctx.cmds, imp->pool, 16);
+	ctx.msgs = array_get(&imp->msgs, &ctx.count);
+	run->cur_done = 0;
+	run->cur_total = 0;
+	for (i = 0; i < ctx.count; i++) {
+		if (ctx.msgs[i]->action == MIGRATE_MSG_IMPORT)
+			run->cur_total++;
+	}
+	T_BEGIN {
+		migrate_fetch_send(&ctx);
+	} T_END;
+	/* a data stack frame per reply: memory stays flat over 100k mails */
+	while (ret > 0 && array_count(&ctx.cmds) > 0) T_BEGIN {
+		ret = migrate_fetch_step(&ctx);
+	} T_END;
+	return ret;
 }
 
 /* Update destination flags of already imported messages from source. */
