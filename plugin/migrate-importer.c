@@ -608,7 +608,8 @@ static int migrate_importer_list_missing(struct migrate_importer *imp,
 
 	i_zero(&ctx);
 	ctx.imp = imp;
-	t_array_init(&ctx.uids, 16);
+	/* grown in migrate_search_cb, in another data stack frame */
+	p_array_init(&ctx.uids, imp->pool, 16);
 	cmd = t_str_new(128);
 	str_append(cmd, "UID SEARCH UID ");
 	imap_write_seq_range(cmd, range);
@@ -1004,7 +1005,8 @@ static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
 		cmd = array_append_space(&ctx->cmds);
 		p_array_init(&cmd->uids, imp->pool, 8);
 		chunk = 0;
-		for (; ctx->next < ctx->count && chunk < MIGRATE_FETCH_CHUNK;
+		for (; ctx->next < ctx->count && chunk < MIGRATE_FETCH_CHUNK &&
+		     ctx->in_flight + chunk < run->set->pipeline_depth;
 		     ctx->next++) {
 			if (ctx->msgs[ctx->next]->action != MIGRATE_MSG_IMPORT)
 				continue;
@@ -1161,6 +1163,11 @@ static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 	/* a data stack frame per reply: memory stays flat over 100k mails */
 	while (ret > 0 && array_count(&ctx.cmds) > 0) T_BEGIN {
 		ret = migrate_fetch_step(&ctx);
+		/* the last command in flight is done: send the next ones
+		   (with a pipeline shallower than the messages to fetch,
+		   stopping here would skip them) */
+		if (ret > 0)
+			migrate_fetch_send(&ctx);
 	} T_END;
 	return ret;
 }
@@ -1230,7 +1237,9 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 		return 1;
 	i_zero(&ctx);
 	ctx.imp = imp;
-	t_array_init(&ctx.seen_uids, 32);
+	/* grown in migrate_flags_cb, inside the connection's own data stack
+	   frame: a t_array would panic there ("stack frame changed") */
+	p_array_init(&ctx.seen_uids, imp->pool, 32);
 	cmd = t_str_new(128);
 	str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS)", max_uid);
 	if (imp->fs.src_highestmodseq != 0 && imp->highestmodseq != 0 &&
@@ -1332,11 +1341,33 @@ static bool migrate_importer_item_retryable(struct migrate_importer *imp,
 	}
 }
 
+/* Every message copied so far (this pass or earlier ones) kept its source
+   UID: the UID map knows them all, so a pass that saves nothing new
+   doesn't turn "partial" back into "yes" */
+static bool migrate_importer_uids_match(const struct migrate_importer *imp)
+{
+	const struct migrate_uid_run *urun;
+
+	if (!array_is_created(&imp->fs.uidmap))
+		return TRUE;
+	array_foreach(&imp->fs.uidmap, urun) {
+		if (urun->src_uid != urun->dst_uid)
+			return FALSE;
+	}
+	return TRUE;
+}
+
 static const char *migrate_folder_status(const struct migrate_importer *imp)
 {
 	const struct migrate_item *item;
 
 	array_foreach(&imp->fs.items, item) {
+		/* a message that vanished in an earlier pass is gone from
+		   the source for good: nothing left to fix or retry */
+		if (item->class == MIGRATE_ITEM_VANISHED &&
+		    hash_table_lookup(imp->msgs_by_uid,
+				      POINTER_CAST(item->uid)) == NULL)
+			continue;
 		if (!item->resolved && item->class != MIGRATE_ITEM_FILTERED &&
 		    item->class != MIGRATE_ITEM_DUPLICATE)
 			return "completed-with-errors";
@@ -1456,6 +1487,9 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		if (msg->uid > imp->fs.last_uid)
 			imp->fs.last_uid = msg->uid;
 	}
+	/* the view still has the message count from before this pass's
+	   commits: sync it so dst_messages (status dest_count) is right */
+	(void)mailbox_sync(imp->box, 0);
 	migrate_importer_dest_status(imp, &status);
 	imp->fs.src_uidvalidity = imp->uidvalidity;
 	imp->fs.src_uidnext = imp->uidnext;
@@ -1541,7 +1575,8 @@ int migrate_importer_folder(struct migrate_run *run,
 		mailbox_transaction_rollback(&imp.trans);
 	folder->src_messages = imp.exists;
 	folder->uids_preserved = !imp.preserve_uids ? "no" :
-		(imp.uids_preserve_failed ? "partial" : "yes");
+		(imp.uids_preserve_failed ||
+		 !migrate_importer_uids_match(&imp) ? "partial" : "yes");
 	if (ret > 0) {
 		struct mailbox_status status;
 		migrate_importer_dest_status(&imp, &status);

@@ -244,7 +244,7 @@ migrate_run_folder_find(struct migrate_run *run, const char *name)
 	struct migrate_folder *folder;
 
 	array_foreach_elem(&run->folders, folder) {
-		if (strcmp(folder->src_name, name) == 0)
+		if (!folder->src_name_nul && strcmp(folder->src_name, name) == 0)
 			return folder;
 	}
 	return NULL;
@@ -256,7 +256,7 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	const struct imap_arg *flags;
 	struct migrate_folder *folder;
 	const char *flag, *sep, *name;
-	bool lsub;
+	bool lsub, nul;
 
 	lsub = strcasecmp(reply->name, "LSUB") == 0;
 	if (!lsub && strcasecmp(reply->name, "LIST") != 0 &&
@@ -268,7 +268,11 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 		return;
 	if (run->src_delimiter == '\0' && sep != NULL && sep[0] != '\0')
 		run->src_delimiter = sep[0];
-	folder = migrate_run_folder_find(run, name);
+	/* a literal may hold a NUL: the C string ends there */
+	nul = (reply->args[2].type == IMAP_ARG_STRING ||
+	       reply->args[2].type == IMAP_ARG_LITERAL) &&
+		reply->args[2].str_len != strlen(name);
+	folder = nul ? NULL : migrate_run_folder_find(run, name);
 	if (lsub) {
 		if (folder != NULL)
 			folder->subscribed = TRUE;
@@ -277,6 +281,7 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	if (folder == NULL) {
 		folder = p_new(run->pool, struct migrate_folder, 1);
 		folder->src_name = p_strdup(run->pool, name);
+		folder->src_name_nul = nul;
 		array_push_back(&run->folders, &folder);
 	}
 	for (; !IMAP_ARG_IS_EOL(flags); flags++) {
@@ -364,6 +369,83 @@ static void migrate_run_dest_special_use(struct migrate_run *run,
 	}
 }
 
+/* Would the destination storage create this name? */
+static bool migrate_dest_name_valid(struct migrate_run *run, const char *vname,
+				    const char **error_r)
+{
+	struct mail_namespace *ns;
+	struct mailbox *box;
+	enum mail_error mail_error;
+	bool valid;
+
+	ns = mail_namespace_find(run->user->namespaces, vname);
+	box = mailbox_alloc(ns->list, vname, 0);
+	valid = mailbox_verify_create_name(box) == 0;
+	if (!valid)
+		*error_r = t_strdup(mailbox_get_last_error(box, &mail_error));
+	mailbox_free(&box);
+	return valid;
+}
+
+/* The folder map knows no storage: a name part the destination reserves
+   ("dbox-Mails" for dbox, "cur", "new", "tmp" for Maildir) gets a '_'
+   appended, so one hostile name can't fail the run; a name that is still
+   refused is skipped with the reason. */
+static void migrate_run_dest_name_check(struct migrate_run *run,
+					struct migrate_folder *folder,
+					const struct migrate_folder_map_settings *set)
+{
+	const char sep[2] = { set->dest_sep, '\0' };
+	const char *vname = folder->dest.vname, *prefix, *error, *first_error;
+	const char **parts;
+	unsigned int i, j, count, tries;
+	size_t prefix_len = strlen(set->dest_prefix);
+	string_t *str;
+
+	if (vname == NULL || strcmp(vname, "INBOX") == 0 ||
+	    migrate_dest_name_valid(run, vname, &first_error))
+		return;
+	if (strncmp(vname, set->dest_prefix, prefix_len) != 0)
+		prefix_len = 0;
+	prefix = t_strndup(vname, prefix_len);
+	parts = (const char **)t_strsplit(vname + prefix_len, sep);
+	count = str_array_length(parts);
+	str = t_str_new(128);
+	for (tries = 0; tries < count; tries++) {
+		/* the first prefix of the name that is refused */
+		for (i = 0; i < count; i++) {
+			str_truncate(str, 0);
+			str_append(str, prefix);
+			for (j = 0; j <= i; j++) {
+				if (j > 0)
+					str_append_c(str, set->dest_sep);
+				str_append(str, parts[j]);
+			}
+			if (!migrate_dest_name_valid(run, str_c(str), &error))
+				break;
+		}
+		if (i == count)
+			break;
+		parts[i] = t_strconcat(parts[i], "_", NULL);
+	}
+	str_truncate(str, 0);
+	str_append(str, prefix);
+	str_append(str, t_strarray_join((const char *const *)parts, sep));
+	if (!migrate_dest_name_valid(run, str_c(str), &error)) {
+		folder->dest.skip = TRUE;
+		folder->dest.reason = p_strdup_printf(run->pool,
+			"the destination refuses the name %s: %s",
+			vname, first_error);
+		return;
+	}
+	folder->dest.vname = p_strdup(run->pool, str_c(str));
+	folder->dest.reason = p_strdup_printf(run->pool, "%s%sdestination "
+		"reserved name (%s): renamed to %s",
+		folder->dest.reason == NULL ? "" : folder->dest.reason,
+		folder->dest.reason == NULL ? "" : "; ", first_error,
+		folder->dest.vname);
+}
+
 static int migrate_run_map_folders(struct migrate_run *run)
 {
 	struct migrate_folder_map_settings map_set;
@@ -413,6 +495,14 @@ static int migrate_run_map_folders(struct migrate_run *run)
 		src.special_use = folder->src_special_use;
 		migrate_folder_map_lookup(run->map, &src, run->pool,
 					  &folder->dest);
+		if (folder->src_name_nul) {
+			folder->dest.skip = TRUE;
+			folder->dest.vname = NULL;
+			folder->dest.reason = "name holds a NUL byte: it can't "
+				"be sent back to the server";
+		} else if (!folder->dest.skip) T_BEGIN {
+			migrate_run_dest_name_check(run, folder, &map_set);
+		} T_END;
 		if (folder->dest.skip)
 			folder->result = "skipped";
 		else if (folder->dest.gmail_all_mail)
@@ -560,6 +650,18 @@ static bool migrate_run_folder_unchanged(struct migrate_run *run,
 	return TRUE;
 }
 
+static void migrate_run_subscribe(struct migrate_run *run,
+				  struct migrate_folder *folder)
+{
+	struct mail_namespace *ns;
+	struct mailbox *box;
+
+	ns = mail_namespace_find(run->user->namespaces, folder->dest.vname);
+	box = mailbox_alloc(ns->list, folder->dest.vname, 0);
+	(void)mailbox_set_subscribed(box, TRUE);
+	mailbox_free(&box);
+}
+
 static int migrate_folder_order(struct migrate_folder *const *f1,
 				struct migrate_folder *const *f2)
 {
@@ -592,6 +694,10 @@ static int migrate_run_import(struct migrate_run *run)
 			continue;
 		if (migrate_run_folder_unchanged(run, folder)) {
 			folder->result = "unchanged";
+			/* a subscription added on the source since the last
+			   pass still has to reach the destination */
+			if (folder->subscribed && run->set->subscriptions)
+				migrate_run_subscribe(run, folder);
 			continue;
 		}
 		if (migrate_importer_folder(run, folder) < 0) {

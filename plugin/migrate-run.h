@@ -41,6 +41,9 @@ struct migrate_folder {
 	enum migrate_folder_src_flags src_flags;
 	enum migrate_special_use src_special_use;
 	bool subscribed;
+	/* the LIST reply's name held a NUL byte: src_name is cut there and
+	   can't address the folder, which is skipped */
+	bool src_name_nul;
 
 	/* from the pipelined STATUS round */
 	bool have_status;

@@ -791,7 +791,16 @@ bool migrate_source_conn_append_mailbox(struct migrate_source_conn *conn,
 			break;
 	}
 	if (*p == '\0') {
-		imap_append_astring(dest, name);
+		/* always quoted: imap_append_astring() writes a name with
+		   more than four '"' or '\' as a synchronizing literal,
+		   which the pipelined commands can't wait for */
+		str_append_c(dest, '"');
+		for (p = name; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				str_append_c(dest, '\\');
+			str_append_c(dest, *p);
+		}
+		str_append_c(dest, '"');
 		return TRUE;
 	}
 	if (!conn->literal_plus)

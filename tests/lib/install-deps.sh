@@ -14,12 +14,36 @@ PACKAGES=(
 	redis-server postgresql isync man-db time
 )
 
+# If the system Dovecot or Redis runs anyway (started before us, or a
+# policy-rc.d that was ignored), stop it by the pid in its own pid file.
+stop_system_service() {
+	local pidfile=$1 name=$2 pid
+	[ -f "$pidfile" ] || return 0
+	pid=$(cat "$pidfile" 2>/dev/null) || return 0
+	case "$pid" in '' | *[!0-9]*) return 0 ;; esac
+	grep -q "$name" "/proc/$pid/cmdline" 2>/dev/null || return 0
+	echo "stopping the system $name (pid $pid)"
+	$SUDO kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	$SUDO kill -KILL "$pid" 2>/dev/null || true
+}
+stop_system_services() {
+	stop_system_service /run/dovecot/master.pid dovecot
+	stop_system_service /run/redis/redis-server.pid redis
+}
+
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+	stop_system_services
+	exit 0
+fi
 
 # a policy-rc.d that denies every service start, only during the install
 policy=/usr/sbin/policy-rc.d
@@ -43,3 +67,6 @@ $SUDO apt-get update -q
 $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
 	"${missing[@]}"
+restore
+trap - EXIT
+stop_system_services

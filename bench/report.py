@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Markdown report for a benchmark run.
+
+  report.py RESULTS.json        # re-render a saved run (bench/results/*.json)
+
+bench.py imports render(meta, rows, anomalies). Values are medians over the
+repetitions; ratios are median(migrate) / median(peer), so < 1 means
+migrate needed less (time, CPU, memory) than the peer.
+"""
+
+import json
+import statistics
+import sys
+
+TOOL_LABEL = {
+    "migrate": "migrate",
+    "dsync": "dsync imapc",
+    "dsync-pf100": "dsync imapc pf=100",
+    "mbsync": "mbsync",
+}
+PASSES = ["first", "nochange", "plus1"]
+PASS_LABEL = {"first": "first", "nochange": "no-change", "plus1": "+1 % new"}
+
+
+def med(values):
+    v = [x for x in values if x is not None]
+    return statistics.median(v) if v else None
+
+
+def fmt(x, digits=2):
+    if x is None:
+        return "–"
+    if isinstance(x, float) and x >= 100:
+        return "%.0f" % x
+    return ("%%.%df" % digits) % x
+
+
+def ratio(a, b, floor=0.0):
+    """a/b; "–" when b is missing or below `floor` (CPU times from
+    /usr/bin/time have 10 ms resolution: ratios to ~0 are noise)."""
+    if a is None or b is None or b == 0 or b < floor:
+        return "–"
+    return "%.2f" % (a / b)
+
+
+def summarize(rows):
+    """{(scenario, dest_format, tool, pass): stats} with mbsync rows copied
+    to every destination format."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["scenario"], r["dest_format"], r["tool"], r["pass"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        out[key] = {
+            "n": len(rs),
+            "ok": sum(1 for r in rs if r.get("ok")),
+            "wall": med(r.get("wall") for r in rs if r.get("ok")) if any(r.get("ok") for r in rs)
+                    else med(r.get("wall") for r in rs),
+            "cpu": med(r.get("cpu") for r in rs if r.get("ok")),
+            "rss": med((r.get("rss_kb") or 0) / 1024 for r in rs if r.get("ok")),
+            "src_cpu": med(r.get("src_cpu") for r in rs if r.get("ok")),
+            "dest_bytes": med(r.get("dest_bytes") for r in rs if r.get("ok")),
+            "msgs": sorted({r.get("msgs") for r in rs}, key=lambda x: (x is None, x)),
+            "expected": rs[0]["msgs_expected"],
+        }
+    return out
+
+
+def render(meta, rows, anomalies):
+    s = summarize(rows)
+    formats = meta["formats"]
+    tools = meta["tools"]
+    first_fmt = formats[0]
+    L = []
+    L.append("# dovecot-migrate benchmark — RTT %d ms%s" % (
+        meta["rtt_ms"], " (quick)" if meta.get("quick") else ""))
+    L.append("")
+    L.append("- date: %s; total time of this RTT: %.1f min" % (meta["date"], meta["seconds"] / 60))
+    L.append("- command: `%s`" % meta["command"])
+    L.append("- host: %s; load average at start %s, at end %s (other work on the machine adds noise)"
+             % (meta["host"], meta.get("loadavg", {}).get("start", "?"),
+                meta.get("loadavg", {}).get("end", "?")))
+    v = meta["versions"]
+    L.append("- versions: Dovecot %s; %s; plugin %s (.so sha256 %s…)" % (
+        v["dovecot"], v["mbsync"], v["plugin"], v.get("plugin_sha256", "?")))
+    L.append("- network: %s" % ("latency proxy on 127.0.0.1, %d ms RTT (%.1f ms each direction)"
+                                % (meta["rtt_ms"], meta["rtt_ms"] / 2) if meta["proxy"]
+                                else "direct 127.0.0.1, no proxy"))
+    L.append("- repetitions: %d (medians; tools alternate, order rotated per repetition); "
+             "destination mail_fsync=%s; dsync: `sync -1 -R … imapc:` with imapc_features=\"%s\""
+             % (meta["reps"], meta["mail_fsync"], meta["imapc_features"]))
+    for user, sc in meta["scenarios"].items():
+        L.append("- corpus `%s` (%s): %d messages, %.1f MB, %d folders, +%d messages for the "
+                 "\"+1 %%\" pass" % (user, sc.get("label"), sc["messages"], sc["bytes"] / 1e6,
+                                    sc["folders"], sc["extra"]))
+    L.append("")
+    L.append("Columns: wall = elapsed seconds; CPU = user+sys seconds of the client process "
+             "(doveadm or mbsync); RSS = its peak resident set (MiB); src CPU = CPU seconds of the "
+             "source Dovecot's imap processes for the session; MB/s = corpus bytes / wall (first "
+             "pass); ok = repetitions that exited 0 with the expected message count at the "
+             "destination. mbsync writes its own Maildir, so its row is the same under every "
+             "destination format.")
+    L.append("")
+    for user, sc in meta["scenarios"].items():
+        for f in formats:
+            L.append("## %s corpus, destination %s" % (sc.get("label"), f))
+            L.append("")
+            L.append("| tool | pass | wall s | CPU s | RSS MiB | src CPU s | MB/s | dest MB | ok |")
+            L.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+            for t in tools:
+                tf = first_fmt if t == "mbsync" else f
+                for p in PASSES:
+                    x = s.get((user, tf, t, p))
+                    if not x:
+                        continue
+                    mbs = (sc["bytes"] / 1e6 / x["wall"]) if (p == "first" and x["wall"]) else None
+                    msgs = "" if x["ok"] == x["n"] else " (msgs %s, want %d)" % (
+                        "/".join(str(m) for m in x["msgs"]), x["expected"])
+                    L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d%s |" % (
+                        TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt(x["wall"]),
+                        fmt(x["cpu"]), fmt(x["rss"], 1), fmt(x["src_cpu"]),
+                        fmt(mbs, 1) if mbs else "",
+                        fmt(x["dest_bytes"] / 1e6, 1) if x["dest_bytes"] else "",
+                        x["ok"], x["n"], msgs))
+            L.append("")
+            peers = [t for t in tools if t != "migrate"]
+            if peers:
+                L.append("migrate ÷ peer (ratio of the medians; < 1 = migrate is faster / uses "
+                         "less; – = peer value under 0.05 s, below the 10 ms clock resolution):")
+                L.append("")
+                L.append("| peer | pass | wall | CPU | RSS | src CPU |")
+                L.append("|---|---|---:|---:|---:|---:|")
+                for t in peers:
+                    tf = first_fmt if t == "mbsync" else f
+                    for p in PASSES:
+                        m = s.get((user, f, "migrate", p))
+                        x = s.get((user, tf, t, p))
+                        if not m or not x:
+                            continue
+                        L.append("| %s | %s | %s | %s | %s | %s |" % (
+                            TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p],
+                            ratio(m["wall"], x["wall"]), ratio(m["cpu"], x["cpu"], 0.05),
+                            ratio(m["rss"], x["rss"]), ratio(m["src_cpu"], x["src_cpu"], 0.05)))
+                L.append("")
+    L.append("## Anomalies")
+    L.append("")
+    if anomalies:
+        for a in anomalies:
+            L.append("- " + a)
+    else:
+        L.append("None: every measured command exited 0 and left the expected number of "
+                 "messages at the destination.")
+    L.append("")
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: report.py RESULTS.json")
+    with open(sys.argv[1]) as f:
+        d = json.load(f)
+    sys.stdout.write(render(d["meta"], d["rows"], d["anomalies"]))

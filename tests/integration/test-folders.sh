@@ -1,0 +1,624 @@
+#!/usr/bin/env bash
+# Folder mapping, end to end through doveadm against real source servers:
+#   1. Courier/cPanel layout ('.' separator, "INBOX." prefix)
+#   2. Gmail-like layout: All Mail brings only unlabelled mail, Spam and
+#      Trash skipped, [Gmail]/Sent Mail -> Sent
+#   3. localized special-use names without SPECIAL-USE flags; automap=no
+#   4. a rules file ([SKIP], backreferences), include/exclude; a broken
+#      rules file
+#   5. hostile folder names from a scripted server (tests/lib/hostile-imapd.py)
+#   6. migrate plan: columns, -f json, writes nothing
+# Every check reads the destination tree and each folder's messages back
+# over IMAP and compares them exactly with what the source was seeded with.
+# timeout: 300
+. "$(dirname "$0")/../lib/harness.sh"
+
+plugin_built || info "the plugin is not built: the migrate steps will fail"
+HOSTILE="$HARNESS_LIB/hostile-imapd.py"
+
+# ------------------------------------------------------------ helpers
+
+# Seeds a source account with deterministic small messages.
+#   seed PORT USER SPEC...   SPEC = [+]FOLDER=KEY,KEY,...  ('+' subscribes)
+# FOLDER is logical ('/'-separated, no namespace prefix, not mUTF-7); a KEY
+# is one message (the same KEY in two folders is the very same message);
+# "k*3" is k1,k2,k3; "FOLDER=" only creates the folder. Writes KEY ->
+# sha256 of the message into $T/keys.json (merged over calls).
+cat >"$T/seed.py" <<'EOF'
+import hashlib, json, os, sys
+sys.path.insert(0, os.environ["HARNESS_LIB"])
+import imaptool
+
+port, user, password, keyfile = sys.argv[1:5]
+specs = sys.argv[5:]
+
+def body(key):
+    return ("From: Folder Test <folders@example.org>\r\n"
+            "To: alice@example.org\r\n"
+            "Subject: message %s\r\n"
+            "Date: Tue, 03 Jan 2023 09:00:00 +0000\r\n"
+            "Message-ID: <%s@folders.test>\r\n"
+            "\r\n"
+            "Body of message %s.\r\n" % (key, key, key)).encode()
+
+class A: pass
+a = A(); a.host = "127.0.0.1"; a.port = int(port); a.user = user
+a.password = password; a.ssl = False; a.cafile = None; a.timeout = 60
+conn = imaptool.connect(a)
+acct = imaptool.Account(conn)
+keys = json.load(open(keyfile)) if os.path.exists(keyfile) else {}
+for spec in specs:
+    sub = spec.startswith("+")
+    folder, _, klist = spec.lstrip("+").partition("=")
+    server = "INBOX" if folder == "INBOX" else imaptool.create_folder(conn, acct, folder)
+    for k in [k for k in klist.split(",") if k]:
+        if "*" in k:
+            base, n = k.split("*")
+            ks = ["%s%d" % (base, i) for i in range(1, int(n) + 1)]
+        else:
+            ks = [k]
+        for key in ks:
+            b = body(key)
+            keys[key] = hashlib.sha256(b).hexdigest()
+            imaptool.append(conn, server, ["\\Seen"], '"03-Jan-2023 09:00:00 +0000"', b)
+    if sub:
+        imaptool.check(conn.subscribe(acct.mailbox_arg(server)), "SUBSCRIBE")
+conn.logout()
+json.dump(keys, open(keyfile, "w"))
+EOF
+export HARNESS_LIB
+
+seed() {
+	local port=$1 user=$2
+	shift 2
+	timeout 120 python3 "$T/seed.py" "$port" "$user" "spw-$user" "$T/keys.json" "$@" \
+		>"$T/seed.out" 2>&1 || {
+		cat "$T/seed.out" >&2
+		return 1
+	}
+}
+
+# expect_tree NAME USER JSON: the destination of USER holds exactly the
+# folders of JSON ({"folder": ["key", ...]}), each exactly these messages.
+# Folders that are not selectable (hierarchy parents) are not counted.
+expect_tree() {
+	local name=$1 user=$2 want=$3 out
+	if ! dst_dump "$user" "$T/tree-$user.json" 2>"$T/dump.err"; then
+		fail "$name" "destination dump of $user failed: $(tail -n 1 "$T/dump.err")"
+		return 1
+	fi
+	out=$(python3 - "$T/tree-$user.json" "$T/keys.json" "$want" <<'EOF'
+import json, sys
+from collections import Counter
+dump = json.load(open(sys.argv[1]))
+dump.pop("subscriptions", None)
+keys = {v: k for k, v in json.load(open(sys.argv[2])).items()}
+want = json.loads(sys.argv[3])
+bad = []
+got = {f: Counter(keys.get(m[0], "?" + m[0][:8]) for m in box["messages"])
+       for f, box in dump.items()}
+for f in sorted(set(got) | set(want)):
+    if f not in got:
+        bad.append("missing folder %r" % f)
+    elif f not in want:
+        bad.append("unexpected folder %r with %s" % (f, sorted(got[f].elements())))
+    elif got[f] != Counter(want[f]):
+        bad.append("%r: expected %s, got %s" % (f, sorted(want[f]), sorted(got[f].elements())))
+print("; ".join(bad))
+EOF
+)
+	if [ -z "$out" ]; then
+		pass "$name"
+	else
+		fail "$name" "$out"
+	fi
+}
+
+# migrate USER PORT [doveadm -o options...] -- run "migrate run -u USER"
+migrate() {
+	local user=$1 port=$2
+	shift 2
+	dst_doveadm -o plugin/migrate_source_port="$port" "$@" migrate run -u "$user"
+}
+
+# plan_json USER PORT [options...]: "doveadm -f json migrate plan" into
+# $T/plan-USER.json; the exit code in $LAST_RC
+plan_json() {
+	local user=$1 port=$2
+	shift 2
+	dst_doveadm -f json -o plugin/migrate_source_port="$port" "$@" \
+		migrate plan -u "$user" >"$T/plan-$user.json" 2>"$T/plan-$user.err"
+	LAST_RC=$?
+}
+
+# plan_check NAME USER PYTHON-EXPR-PER-ROW-DICT: rows = the plan as a list
+# of dicts; EXPECT maps a source folder to {column: value}. Every listed
+# source folder must be in the plan with these values.
+plan_check() {
+	local name=$1 user=$2 want=$3 out
+	out=$(python3 - "$T/plan-$user.json" "$want" <<'EOF'
+import json, sys
+raw = open(sys.argv[1], "rb").read().decode("utf-8", "surrogateescape")
+try:
+    rows = json.loads(raw)
+except ValueError as e:
+    print("plan output is not JSON: %s" % e); sys.exit()
+want = json.loads(sys.argv[2])
+by = {r["folder"]: r for r in rows}
+bad = []
+for f, cols in want.items():
+    if f not in by:
+        bad.append("no plan row for %r" % f); continue
+    for c, v in cols.items():
+        got = by[f].get(c)
+        if c == "reason~":
+            if v not in by[f].get("reason", ""):
+                bad.append("%r reason %r lacks %r" % (f, by[f].get("reason"), v))
+        elif str(got) != str(v):
+            bad.append("%r %s: expected %r, got %r" % (f, c, v, got))
+print("; ".join(bad))
+EOF
+)
+	if [ -z "$out" ]; then pass "$name"; else fail "$name" "$out"; fi
+}
+
+# untouched NAME USER: no mailbox and no message file at the destination
+untouched() {
+	local files boxes
+	files=$(dst_mail_files "$2")
+	boxes=$(dst_mailbox_dirs "$2")
+	if [ -z "$files" ] && [ -z "$boxes" ]; then
+		pass "$1"
+	else
+		fail "$1" "$(echo "$files" | grep -c .) message files, mailboxes: $(echo "$boxes" | tr '\n' ' ')"
+	fi
+}
+
+dst_start || die "destination server did not start"
+DST_SDBOX_DIR=$DST_DIR DST_SDBOX_PORT=$DST_PORT
+
+# ============================================================ 1. Courier
+src_start --courier --name courier || die "courier source did not start"
+COURIER_PORT=$SRC_PORT
+seed "$SRC_PORT" alice "+INBOX=c-in*5" "+Sent=c-sent*3" "Clients=c-cl*2" \
+	"+Clients/ProjectA=c-pa*4" "Clients/ProjectA/2024=c-pa24" "Drafts=c-dr" ||
+	die "seeding the courier source failed"
+src_dump alice "$T/src-courier.json" || die "courier source dump failed"
+dst_add_user c1 userdb_migrate_source_user=alice
+
+assert_exit NAME="courier: migrate run exits 0" 0 migrate c1 "$COURIER_PORT"
+expect_tree "courier: INBOX.x.y -> x/y, INBOX -> INBOX, INBOX.Sent -> Sent, exact contents" c1 '{
+	"INBOX": ["c-in1","c-in2","c-in3","c-in4","c-in5"],
+	"Sent": ["c-sent1","c-sent2","c-sent3"],
+	"Clients": ["c-cl1","c-cl2"],
+	"Clients/ProjectA": ["c-pa1","c-pa2","c-pa3","c-pa4"],
+	"Clients/ProjectA/2024": ["c-pa24"],
+	"Drafts": ["c-dr"], "Trash": [], "Junk": [], "Archive": []}'
+dst_dump c1 "$T/dst-c1.json" --uids 2>/dev/null
+src_dump alice "$T/src-courier-uids.json" --uids
+compare_dumps "courier: flags, dates, subscriptions, UIDs and UIDVALIDITY equal per folder" \
+	"$T/src-courier-uids.json" "$T/dst-c1.json" --uids --uidvalidity
+if [ -n "$(ls -d "$(dst_home c1)"/mail/mailboxes/INBOX.* "$(dst_home c1)"/mail/mailboxes/INBOX/* 2>/dev/null)" ]; then
+	fail "courier: no INBOX.* folders at the destination" "$(ls "$(dst_home c1)"/mail/mailboxes)"
+else
+	pass "courier: no INBOX.* folders at the destination"
+fi
+plan_json c1 "$COURIER_PORT"
+plan_check "courier: plan shows INBOX.Sent as \\Sent -> Sent" c1 '{
+	"INBOX.Sent": {"dest": "Sent", "special_use": "\\Sent", "action": "import"},
+	"INBOX.Clients.ProjectA": {"dest": "Clients/ProjectA", "action": "import"},
+	"INBOX": {"dest": "INBOX", "action": "import"}}'
+assert_exit NAME="courier: second run exits 0" 0 migrate c1 "$COURIER_PORT"
+expect_tree "courier: second run adds nothing" c1 "$(python3 -c '
+import json,sys; d=json.load(open(sys.argv[1])); keys={v:k for k,v in json.load(open(sys.argv[2])).items()}
+d.pop("subscriptions"); print(json.dumps({f:[keys[m[0]] for m in b["messages"]] for f,b in d.items()}))' \
+	"$T/tree-c1.json" "$T/keys.json")"
+
+# ============================================================ 2. Gmail
+src_start --gmail-like --name gmail || die "gmail-like source did not start"
+GMAIL_PORT=$SRC_PORT
+# Labelled mail is in its label folders and in All Mail; g-a* only in All
+# Mail (archived); Spam and Trash are not in All Mail (as on Gmail).
+seed "$SRC_PORT" alice "+INBOX=g-m1,g-m2,g-m3" "+Work=g-m1,g-w1" "Work/Projects=g-p1" \
+	"[Gmail]/Sent Mail=g-s1,g-s2" "[Gmail]/Drafts=g-d1" \
+	"[Gmail]/Spam=g-j1" "[Gmail]/Trash=g-t1,g-t2" \
+	"[Gmail]/All Mail=g-m1,g-m2,g-m3,g-w1,g-p1,g-s1,g-s2,g-d1,g-a1,g-a2,g-a3" ||
+	die "seeding the gmail-like source failed"
+GMAIL_TREE='{
+	"INBOX": ["g-m1","g-m2","g-m3"],
+	"Work": ["g-m1","g-w1"],
+	"Work/Projects": ["g-p1"],
+	"Sent": ["g-s1","g-s2"],
+	"Drafts": ["g-d1"],
+	"Archive": ["g-a1","g-a2","g-a3"]}'
+dst_add_user g1 userdb_migrate_source_user=alice
+assert_exit NAME="gmail: migrate run exits 0" 0 migrate g1 "$GMAIL_PORT"
+expect_tree "gmail: All Mail brings only archived mail to Archive, labels not duplicated, Spam/Trash skipped, Sent Mail -> Sent" \
+	g1 "$GMAIL_TREE"
+plan_json g1 "$GMAIL_PORT"
+plan_check "gmail: plan shows All Mail import-unlabelled, Spam/Trash skipped" g1 '{
+	"[Gmail]/All Mail": {"dest": "Archive", "special_use": "\\All", "messages": 11, "action": "import-unlabelled"},
+	"[Gmail]/Sent Mail": {"dest": "Sent", "special_use": "\\Sent", "messages": 2, "action": "import"},
+	"[Gmail]/Spam": {"action": "skip", "reason~": "migrate_gmail_skip"},
+	"[Gmail]/Trash": {"action": "skip", "reason~": "migrate_gmail_skip"}}'
+assert_exit NAME="gmail: second run exits 0" 0 migrate g1 "$GMAIL_PORT"
+expect_tree "gmail: second run adds nothing" g1 "$GMAIL_TREE"
+assert_exit NAME="gmail: migrate verify exits 0" 0 dst_doveadm \
+	-o plugin/migrate_source_port="$GMAIL_PORT" migrate verify -u g1
+
+# A delta pass after a partial run (here: INBOX alone first, as after a
+# crash between folders): INBOX is unchanged on the next run, its mail
+# must still count as labelled.
+dst_add_user g2 userdb_migrate_source_user=alice
+assert_exit NAME="gmail: run -m INBOX exits 0" 0 dst_doveadm \
+	-o plugin/migrate_source_port="$GMAIL_PORT" migrate run -m INBOX -u g2
+assert_exit NAME="gmail: full run after -m INBOX exits 0" 0 migrate g2 "$GMAIL_PORT"
+expect_tree "gmail: labelled mail of an unchanged folder is not duplicated into Archive" \
+	g2 "$GMAIL_TREE"
+
+# Spam and Trash are migrated when migrate_gmail_skip is emptied
+dst_add_user g3 userdb_migrate_source_user=alice
+assert_exit NAME="gmail: run with migrate_gmail_skip= exits 0" 0 migrate g3 "$GMAIL_PORT" \
+	-o plugin/migrate_gmail_skip=
+expect_tree "gmail: migrate_gmail_skip= brings Spam -> Junk and Trash -> Trash" g3 '{
+	"INBOX": ["g-m1","g-m2","g-m3"], "Work": ["g-m1","g-w1"], "Work/Projects": ["g-p1"],
+	"Sent": ["g-s1","g-s2"], "Drafts": ["g-d1"], "Archive": ["g-a1","g-a2","g-a3"],
+	"Junk": ["g-j1"], "Trash": ["g-t1","g-t2"]}'
+
+# ============================================================ 3. localized names
+# A source without special_use in its config: names are all there is.
+src_start --name plain || die "plain source did not start"
+PLAIN_PORT=$SRC_PORT
+sed -i '/^  mailbox /,/^  }/d' "$SRC_DIR/dovecot.conf"
+if grep -q special_use "$SRC_DIR/dovecot.conf"; then
+	die "could not strip special_use from the plain source's config"
+fi
+kill -HUP "$(cat "$SRC_DIR/run/master.pid")"
+sleep 1
+wait_port "$SRC_PORT" 10 || die "plain source did not come back after reload"
+seed "$SRC_PORT" alice "INBOX=l-in" "Gesendete Elemente=l-ge*2" "Papierkorb=l-pk" \
+	"Éléments envoyés=l-ee*2" "Sent Items=l-si" "Sent Items/2019=l-si19" \
+	"Deleted Items=l-di*2" "Junk Email=l-je" "Entwürfe=l-ent" "Projekte=l-pr" ||
+	die "seeding the plain source failed"
+if timeout 30 python3 - "$SRC_PORT" <<'EOF'
+import imaplib, sys
+c = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+c.login("alice", "spw-alice")
+typ, data = c.list('""', '"*"')
+flags = b" ".join(d for d in data if d)
+sys.exit(1 if b"Gesendete" not in flags or any(
+    f in flags for f in (b"\\Sent", b"\\Trash", b"\\Junk", b"\\Drafts")) else 0)
+EOF
+then
+	pass "plain source lists no special-use flags"
+else
+	fail "plain source lists no special-use flags" "it does (or LIST failed)"
+fi
+dst_add_user l1 userdb_migrate_source_user=alice
+assert_exit NAME="localized: migrate run exits 0" 0 migrate l1 "$PLAIN_PORT"
+LOC_TREE='{
+	"INBOX": ["l-in"],
+	"Sent": ["l-ge1","l-ge2","l-ee1","l-ee2","l-si"],
+	"Sent/2019": ["l-si19"],
+	"Trash": ["l-pk","l-di1","l-di2"],
+	"Junk": ["l-je"],
+	"Drafts": ["l-ent"],
+	"Projekte": ["l-pr"]}'
+expect_tree "localized: Gesendete Elemente/Éléments envoyés/Sent Items -> Sent, Papierkorb/Deleted Items -> Trash, Junk Email -> Junk" \
+	l1 "$LOC_TREE"
+plan_json l1 "$PLAIN_PORT"
+plan_check "localized: plan shows the special use found by name" l1 '{
+	"Gesendete Elemente": {"dest": "Sent", "special_use": "\\Sent", "action": "import"},
+	"&AMk-l&AOk-ments envoy&AOk-s": {"dest": "Sent", "special_use": "\\Sent"},
+	"Papierkorb": {"dest": "Trash", "special_use": "\\Trash"},
+	"Junk Email": {"dest": "Junk", "special_use": "\\Junk"},
+	"Sent Items/2019": {"dest": "Sent/2019", "reason~": "automap"}}'
+# several source folders share one destination folder: a run that lost
+# its state must match them all by identity, never duplicate
+assert_exit NAME="localized: migrate reset exits 0" 0 dst_doveadm migrate reset -u l1
+assert_exit NAME="localized: run after reset exits 0" 0 migrate l1 "$PLAIN_PORT"
+expect_tree "localized: run after reset adds nothing to the merged folders" l1 "$LOC_TREE"
+
+dst_add_user l2 userdb_migrate_source_user=alice
+assert_exit NAME="localized: run with migrate_automap=no exits 0" 0 migrate l2 "$PLAIN_PORT" \
+	-o plugin/migrate_automap=no
+expect_tree "localized: migrate_automap=no keeps every name" l2 '{
+	"INBOX": ["l-in"], "Gesendete Elemente": ["l-ge1","l-ge2"], "Papierkorb": ["l-pk"],
+	"Éléments envoyés": ["l-ee1","l-ee2"], "Sent Items": ["l-si"], "Sent Items/2019": ["l-si19"],
+	"Deleted Items": ["l-di1","l-di2"], "Junk Email": ["l-je"], "Entwürfe": ["l-ent"],
+	"Projekte": ["l-pr"]}'
+
+# ============================================================ 4. rules
+# bob on the same plain source
+seed "$PLAIN_PORT" bob "INBOX=r-in" "Archive=r-ar" "Archive/2019=r-19*2" "Archive/2020=r-20" \
+	"Archive/misc=r-mi" "Junk=r-j*2" "Clients/Acme=r-ca" "Clients/Globex=r-cg" \
+	"Private/Diary=r-pd" "Lists/dovecot=r-ld" || die "seeding bob failed"
+cat >"$T/rules" <<'EOF'
+# dovecot-migrate folder rules: first match wins
+^Archive/(\d{4})$ -> Old/$1
+^Junk$ -> [SKIP]
+^Clients/(?<who>[^/]+)$   ->   Customers/${who}
+^Lists/ -> Mailing lists/
+EOF
+chmod 644 "$T/rules"
+dst_add_user r1 userdb_migrate_source_user=bob
+assert_exit NAME="rules: run with rules and migrate_exclude exits 0" 0 migrate r1 "$PLAIN_PORT" \
+	-o plugin/migrate_folder_map="$T/rules" -o 'plugin/migrate_exclude=^Private(/|$)'
+expect_tree "rules: backreferences, named groups, [SKIP], exclude" r1 '{
+	"INBOX": ["r-in"], "Archive": ["r-ar"], "Old/2019": ["r-191","r-192"], "Old/2020": ["r-20"],
+	"Archive/misc": ["r-mi"], "Customers/Acme": ["r-ca"], "Customers/Globex": ["r-cg"],
+	"Mailing lists/dovecot": ["r-ld"]}'
+plan_json r1 "$PLAIN_PORT" -o plugin/migrate_folder_map="$T/rules" -o 'plugin/migrate_exclude=^Private(/|$)'
+plan_check "rules: plan names the rule and the exclude" r1 "{
+	\"Junk\": {\"action\": \"skip\", \"reason~\": \"$T/rules:3\"},
+	\"Archive/2019\": {\"dest\": \"Old/2019\", \"reason~\": \"$T/rules:2\"},
+	\"Private/Diary\": {\"action\": \"skip\", \"reason~\": \"migrate_exclude\"}}"
+
+dst_add_user r2 userdb_migrate_source_user=bob
+assert_exit NAME="rules: run with migrate_include and migrate_exclude exits 0" 0 migrate r2 "$PLAIN_PORT" \
+	-o plugin/migrate_folder_map="$T/rules" -o 'plugin/migrate_include=^(INBOX|Archive)' \
+	-o 'plugin/migrate_exclude=^Archive/misc$'
+expect_tree "rules: include keeps only INBOX and Archive*, exclude wins over include" r2 '{
+	"INBOX": ["r-in"], "Archive": ["r-ar"], "Old/2019": ["r-191","r-192"], "Old/2020": ["r-20"]}'
+
+# broken rules files: exit 78, one error line with file:line and the
+# reason, nothing written
+dst_add_user r3 userdb_migrate_source_user=bob
+bad_rules() { # NAME LINE-NO REGEX-OF-MESSAGE; the rules file is $T/bad-rules
+	local name=$1 line=$2 msg=$3 errors
+	assert_exit NAME="$name: exit 78" 78 migrate r3 "$PLAIN_PORT" \
+		-o plugin/migrate_folder_map="$T/bad-rules"
+	errors=$(grep -E 'Error|Fatal|Panic' "$LAST_ERR")
+	if [ "$(printf '%s\n' "$errors" | grep -c .)" = 1 ] &&
+		printf '%s' "$errors" | grep -Fq -- "$T/bad-rules:$line:" &&
+		printf '%s' "$errors" | grep -Eq -- "$msg"; then
+		pass "$name: one error line with file:line and the reason"
+	else
+		fail "$name: one error line with file:line and the reason" \
+			"stderr: $(head -c 400 "$LAST_ERR" | tr '\n' '|')"
+	fi
+	untouched "$name: destination untouched" r3
+}
+printf '# ok\n^Junk$ -> [SKIP]\n^Archive/(\\d{4}$ -> Old/$1\n' >"$T/bad-rules"
+chmod 644 "$T/bad-rules"
+bad_rules "rules: bad regex" 3 'missing closing parenthesis'
+printf '^Archive/(\\d{4})$ -> Old/$2\n' >"$T/bad-rules"
+bad_rules "rules: reference to a missing group" 1 'group \$2'
+printf '^Archive/(\\d{4})$ Old/$1\n' >"$T/bad-rules"
+bad_rules "rules: line without ->" 1 "Missing ' -> '"
+
+# ============================================================ 5. hostile names
+# hostile DELIM DSTUSER: start the scripted server with delimiter DELIM,
+# plan and run for DSTUSER, check everything.
+HOSTILE_N=0
+hostile() {
+	local delim=$1 user=$2 label=$3 hp pid i
+	HOSTILE_N=$((HOSTILE_N + 1))
+	local dir="$T/hostile$HOSTILE_N"
+	mkdir -p "$dir"
+	python3 "$HOSTILE" --port-file "$dir/port" --delimiter "$delim" \
+		--manifest "$dir/manifest.json" --log "$dir/imap.log" \
+		--max-seconds 150 ${HOSTILE_NUL:+--nul-literal} &
+	pid=$!
+	track_pid "$pid"
+	for i in $(seq 1 100); do [ -s "$dir/port" ] && break; sleep 0.05; done
+	hp=$(cat "$dir/port" 2>/dev/null)
+	[ -n "$hp" ] || { fail "$label: hostile server started" "no port"; return 1; }
+	dst_add_user "$user" userdb_migrate_source_user=alice
+	dst_set_source_password "$user" anything
+
+	# filesystem before: every directory and file under $T, and a few
+	# places outside it a traversal would hit
+	local outside="/etc/dbox-Mails /etc/passwd/dbox-Mails /tmp/dbox-Mails /tmp/mailboxes /dbox-Mails /root/dbox-Mails /root/mail /nonexistent /tmp/etc /tmp/Maildir /tmp/cur"
+	find "$T" -xdev \( -type d -o -type f -o -type l \) 2>/dev/null | sort >"$dir/fs-before"
+	local p
+	for p in $outside; do [ -e "$p" ] && echo "$p"; done >"$dir/outside-before"
+
+	plan_json "$user" "$hp"
+	if [ "$LAST_RC" = 0 ]; then
+		pass "$label: migrate plan exits 0"
+	else
+		fail "$label: migrate plan exits 0" "exit $LAST_RC: $(head -c 300 "$T/plan-$user.err")"
+	fi
+	cp "$T/plan-$user.json" "$dir/plan.json"
+	migrate "$user" "$hp" >"$dir/run.out" 2>"$dir/run.err"
+	local rc=$?
+	if [ "$rc" = 0 ] || [ "$rc" = 2 ]; then
+		pass "$label: migrate run exit $rc"
+	else
+		fail "$label: migrate run exit $rc" "$(grep -a Error "$dir/run.err" | head -n 3 | tr '\n' '|')"
+	fi
+	dst_dump "$user" "$dir/dump.json" 2>"$dir/dump.err" ||
+		fail "$label: destination dump" "$(tail -n 1 "$dir/dump.err")"
+
+	# plan rows vs manifest vs what landed where
+	local out
+	out=$(python3 - "$dir" "$delim" "$(dst_home "$user")" <<'EOF'
+import json, os, sys, unicodedata
+d, delim, home = sys.argv[1], sys.argv[2], sys.argv[3]
+man = json.load(open(d + "/manifest.json"))
+rows = json.loads(open(d + "/plan.json", "rb").read().decode("utf-8", "surrogateescape"))
+dump = json.load(open(d + "/dump.json")); dump.pop("subscriptions", None)
+bad = []
+if len(rows) != len(man):
+    bad.append("plan has %d rows for %d source folders" % (len(rows), len(man)))
+
+def unsafe(name):
+    for part in name.split("/"):
+        if part in ("", ".", "..") or part.startswith("~"):
+            return "part %r" % part
+    for ch in name:
+        o = ord(ch)
+        if o < 0x20 or 0x7f <= o <= 0x9f or o in (0x2028, 0x2029) or \
+           0x202a <= o <= 0x202e or 0x2066 <= o <= 0x2069 or 0xdc80 <= o <= 0xdcff:
+            return "character U+%04X" % o
+    if name.startswith("/"):
+        return "leading /"
+    return None
+
+expected = {}          # dest folder -> sha256 list
+for m, r in zip(man, rows):
+    raw = bytes.fromhex(m["name_hex"])
+    what = "%s (%s)" % (m["name_repr"][:50], r["dest"][:50])
+    try:
+        if r["folder"].encode("utf-8", "surrogateescape") != raw.split(b"\0")[0] and \
+           raw.decode("utf-8", "strict"):
+            bad.append("row order: plan row %r for source %r" % (r["folder"][:40], m["name_repr"][:40]))
+            continue
+    except UnicodeDecodeError:
+        pass
+    plain = raw.decode("utf-8", "replace").replace(delim, "/")
+    if m["expect"] == "skip" or b"\0" in raw:
+        if r["action"] != "skip" or not r["reason"]:
+            bad.append("%s: expected a skip with a reason, got %s %r" % (what, r["action"], r["reason"]))
+        continue
+    if r["action"] != "import":
+        bad.append("%s: expected import, got %s %r" % (what, r["action"], r["reason"]))
+        continue
+    why = unsafe(r["dest"])
+    if why:
+        bad.append("%s: unsafe destination name: %s" % (what, why))
+    if r["dest"] != plain and r["dest"] != "INBOX" and not r["reason"]:
+        bad.append("%s: renamed without a reason" % what)
+    expected.setdefault(r["dest"], []).append(m["sha256"])
+
+for f in sorted(set(expected) | set(dump)):
+    got = sorted(x[0] for x in dump.get(f, {"messages": []})["messages"])
+    if f not in dump:
+        bad.append("planned folder %r missing at the destination" % f)
+    elif f not in expected:
+        bad.append("unexpected destination folder %r" % f)
+    elif got != sorted(expected[f]):
+        bad.append("%r holds %d messages, expected %d (its source folders' own)" % (f, len(got), len(expected[f])))
+print("\n".join(bad[:12]))
+EOF
+)
+	if [ -z "$out" ]; then
+		pass "$label: every folder sanitized (with a reason) or skipped (with a reason); each landed folder holds exactly its source folders' messages"
+	else
+		fail "$label: plan/destination check" "$(printf '%s' "$out" | tr '\n' '|')"
+	fi
+
+	# filesystem after: nothing new outside the user's home, nothing under
+	# the home resolving outside it
+	find "$T" -xdev \( -type d -o -type f -o -type l \) 2>/dev/null | sort >"$dir/fs-after"
+	local home new_outside escaped
+	home=$(dst_home "$user")
+	new_outside=$(comm -13 "$dir/fs-before" "$dir/fs-after" | grep -v -F -e "$home/" -e "$dir/" \
+		-e "$DST_DIR/run/" -e "$DST_DIR/state/" -e "$T/last." -e "$T/plan-" -e "$T/dump.err" |
+		grep -v -x -F -e "$home" -e "$DST_DIR/dovecot.log")
+	escaped=$(find "$home" -xdev -print0 2>/dev/null | xargs -0 -r realpath -m -- 2>/dev/null |
+		grep -v -e "^$home\$" -e "^$home/")
+	for p in $outside; do [ -e "$p" ] && echo "$p"; done >"$dir/outside-after"
+	if [ -z "$new_outside" ] && [ -z "$escaped" ] && cmp -s "$dir/outside-before" "$dir/outside-after"; then
+		pass "$label: nothing written outside the user's mail root"
+	else
+		fail "$label: nothing written outside the user's mail root" \
+			"new outside home: $(echo "$new_outside" | head -n 5 | tr '\n' ' '); resolving outside: $(echo "$escaped" | head -n 5 | tr '\n' ' '); $(diff "$dir/outside-before" "$dir/outside-after" | tr '\n' ' ')"
+	fi
+	if [ -n "$(find "$home" -type l 2>/dev/null)" ]; then
+		fail "$label: no symlinks in the mail root" "$(find "$home" -type l | head -n 3)"
+	else
+		pass "$label: no symlinks in the mail root"
+	fi
+
+	# a second run brings nothing new
+	migrate "$user" "$hp" >"$dir/run2.out" 2>"$dir/run2.err"
+	rc=$?
+	dst_dump "$user" "$dir/dump2.json" 2>/dev/null
+	if { [ "$rc" = 0 ] || [ "$rc" = 2 ]; } &&
+		python3 -c 'import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a!=b)' \
+			"$dir/dump.json" "$dir/dump2.json"; then
+		pass "$label: second run exit $rc, destination unchanged"
+	else
+		fail "$label: second run exit $rc, destination unchanged" "$(grep -a Error "$dir/run2.err" | head -n 2 | tr '\n' '|')"
+	fi
+	kill "$pid" 2>/dev/null
+}
+hostile . h1 "hostile names, delimiter '.'"
+hostile / h2 "hostile names, delimiter '/'"
+HOSTILE_NUL=1 hostile . h3 "hostile names with a NUL byte in a literal"
+if python3 -c '
+import json,sys
+rows=json.load(open(sys.argv[1])); r=[x for x in rows if x["folder"]=="raw"]
+sys.exit(not (r and r[0]["action"]=="skip" and "NUL" in r[0]["reason"]))' "$T/hostile3/plan.json"; then
+	pass "a name with a NUL byte is skipped, the plan says why"
+else
+	fail "a name with a NUL byte is skipped, the plan says why" "$(grep -a '"raw' "$T/hostile3/plan.json" | head -c 300)"
+fi
+
+# the same hostile names into a Maildir destination (cur/new/tmp reserved)
+DST_DIR="$T/dst-maildir"
+dst_start --format maildir || die "maildir destination did not start"
+hostile . m1 "hostile names into Maildir"
+plan_check "Maildir: reserved names cur/new/tmp renamed, with a reason" m1 '{
+	"new": {"dest": "new_", "reason~": "reserved"},
+	"tmp": {"dest": "tmp_", "reason~": "reserved"},
+	"sub.cur": {"dest": "sub/cur_", "reason~": "reserved"},
+	"dbox-Mails": {"dest": "dbox-Mails", "action": "import"}}'
+DST_DIR=$DST_SDBOX_DIR DST_PORT=$DST_SDBOX_PORT DST_FORMAT=sdbox
+
+# ============================================================ 6. plan
+dst_add_user p1 userdb_migrate_source_user=alice
+assert_exit NAME="plan: migrate plan exits 0" 0 dst_doveadm \
+	-o plugin/migrate_source_port="$COURIER_PORT" migrate plan -u p1
+cp "$LAST_OUT" "$T/plan-table.txt"
+header=$(head -n 1 "$T/plan-table.txt")
+assert_match "plan: table header has folder, dest, special_use, messages, size, action" \
+	'^folder +dest +special_use +messages +size +action +reason' "$header"
+out=$(python3 - "$T/plan-table.txt" <<'EOF'
+import re, sys
+lines = open(sys.argv[1]).read().splitlines()
+rows = {l.split()[0]: l.split() for l in lines[1:] if l.strip()}
+want = {"INBOX": ["INBOX", "5"], "INBOX.Sent": ["Sent", "\\Sent", "3"],
+        "INBOX.Clients.ProjectA": ["Clients/ProjectA", "4"],
+        "INBOX.Clients.ProjectA.2024": ["Clients/ProjectA/2024", "1"],
+        "INBOX.Trash": ["Trash", "\\Trash", "0"]}
+bad = []
+for f, cols in want.items():
+    r = rows.get(f)
+    if r is None:
+        bad.append("no row for %s" % f)
+    elif r[1:1 + len(cols)] != cols or "import" not in r:
+        bad.append("%s: %s" % (f, " ".join(r)))
+print("; ".join(bad))
+EOF
+)
+if [ -z "$out" ]; then pass "plan: table rows show dest, special use, count, action"; else fail "plan: table rows" "$out"; fi
+plan_json p1 "$COURIER_PORT"
+if python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/plan-p1.json" 2>/dev/null; then
+	pass "plan: -f json output parses"
+else
+	fail "plan: -f json output parses" "$(head -c 300 "$T/plan-p1.json")"
+fi
+plan_check "plan: json rows" p1 '{
+	"INBOX": {"dest": "INBOX", "special_use": "", "messages": 5, "action": "import", "reason": ""},
+	"INBOX.Sent": {"dest": "Sent", "special_use": "\\Sent", "messages": 3, "action": "import"},
+	"INBOX.Clients": {"dest": "Clients", "messages": 2, "action": "import"},
+	"INBOX.Drafts": {"dest": "Drafts", "special_use": "\\Drafts", "messages": 1},
+	"INBOX.Archive": {"dest": "Archive", "special_use": "\\Archive", "messages": 0}}'
+out=$(python3 - "$T/plan-p1.json" "$T/src-courier.json" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+src = json.load(open(sys.argv[2])); src.pop("subscriptions")
+bad = []
+for r in rows:
+    if r["action"] == "skip":
+        continue
+    if int(r["messages"]) > 0 and int(r["size"] or 0) <= 0:
+        bad.append("%s: %s messages but size %r" % (r["folder"], r["messages"], r["size"]))
+    logical = r["dest"]
+    if logical in src and len(src[logical]["messages"]) != int(r["messages"]):
+        bad.append("%s: plan says %s messages, source has %d" % (r["folder"], r["messages"], len(src[logical]["messages"])))
+print("; ".join(bad))
+EOF
+)
+if [ -z "$out" ]; then pass "plan: message counts and sizes match the source"; else fail "plan: message counts and sizes" "$out"; fi
+untouched "plan: the destination has no folders and no mail after plan" p1
+if [ -z "$(find "$(dst_home p1)" -type f 2>/dev/null)" ]; then
+	pass "plan: no file at all written in the home"
+else
+	fail "plan: no file at all written in the home" "$(find "$(dst_home p1)" -type f | head -n 5 | tr '\n' ' ')"
+fi
+
+harness_done

@@ -1,0 +1,591 @@
+#!/usr/bin/env bash
+# Identity, dedupe and UID preservation against a real source IMAP server.
+#
+#  1. UID preservation: UIDVALIDITY and every UID (with gaps) carried over;
+#     a delivery to the destination forces new UIDs for later source mail
+#     (uids=partial) without failing the run.
+#  2. Subscriptions are copied.
+#  3. Identity traps: UIDVALIDITY change, lost state, mail without
+#     Message-ID, same Message-ID with other content, the same message
+#     twice in a folder, the same message in two folders (with and without
+#     migrate_dedupe_across_folders), a Draft rewritten on the source.
+#  4. Delete mode (-d) removes exactly what the source deleted, never
+#     destination-only mail.
+#  5. Source changes (APPEND/EXPUNGE) while a run is in progress.
+#
+# Every check compares full IMAP dumps: per folder the multiset of
+# (sha256 of the message, flags, INTERNALDATE), with --uids also the UID
+# and UIDVALIDITY.
+. "$(dirname "$0")/../lib/harness.sh"
+
+plugin_built || info "the plugin is not built: the migrate steps will fail"
+
+SECONDS=0
+section() { info "---- $* (t=${SECONDS}s)"; }
+
+# ------------------------------------------------------------ helpers
+
+# h.py: small IMAP operations the shared imaptool doesn't offer.
+cat >"$T/h.py" <<'EOF'
+import argparse, hashlib, json, os, random, re, sys, time, imaplib
+sys.path.insert(0, os.environ["HARNESS_LIB"])
+import imaptool as it
+
+def conn(port, user, pw):
+    return it.connect(argparse.Namespace(host="127.0.0.1", port=int(port),
+        user=user, password=pw, ssl=False, cafile=None, timeout=60))
+
+def box(acct, logical):
+    return acct.mailbox_arg(acct.to_server(logical))
+
+def cmd_append(a):
+    # append PORT USER PW FOLDER FLAGS EPOCH FILE -> prints the new UID
+    port, user, pw, folder, flags, epoch, path = a
+    c = conn(port, user, pw); acct = it.Account(c)
+    c.create(box(acct, folder))
+    body = open(path, "rb").read()
+    typ, data = c.append(box(acct, folder), "(%s)" % flags if flags else None,
+                         it.format_internaldate(int(epoch), 60), body)
+    if typ != "OK":
+        sys.exit("APPEND failed: %r" % data)
+    m = re.search(rb"APPENDUID \d+ (\d+)", data[-1] or b"")
+    print(m.group(1).decode() if m else "?")
+    c.logout()
+
+def cmd_expunge(a):
+    # expunge PORT USER PW FOLDER UIDSET
+    port, user, pw, folder, uids = a
+    c = conn(port, user, pw); acct = it.Account(c)
+    acct.select(acct.to_server(folder), readonly=False)
+    it.check(c.uid("STORE", uids, "+FLAGS.SILENT", "(\\Deleted)"), "STORE")
+    it.check(c.uid("EXPUNGE", uids), "UID EXPUNGE")
+    c.logout()
+
+def cmd_uids(a):
+    # uids PORT USER PW FOLDER -> "uid uid ..."
+    port, user, pw, folder = a
+    c = conn(port, user, pw); acct = it.Account(c)
+    acct.select(acct.to_server(folder))
+    print(" ".join(map(str, acct.uids())))
+    c.logout()
+
+def cmd_subscribe(a):
+    port, user, pw, folder = a
+    c = conn(port, user, pw); acct = it.Account(c)
+    it.check(c.subscribe(box(acct, folder)), "SUBSCRIBE")
+    c.logout()
+
+def synthetic(tag, i, size):
+    filler = ("line %d of message %s-%d, some words to fill the body.\r\n"
+              % (i, tag, i)) * max(1, size // 60)
+    return ("From: Churn <churn@example.org>\r\nTo: busy@example.org\r\n"
+            "Subject: %s message %d\r\nDate: Tue, 02 Jan 2024 10:%02d:%02d +0000\r\n"
+            "Message-ID: <%s-%d@identity.test>\r\n\r\n%s"
+            % (tag, i, (i // 60) % 60, i % 60, tag, i, filler)).encode()
+
+def cmd_fill(a):
+    # fill PORT USER PW FOLDER COUNT SIZE: COUNT synthetic messages
+    port, user, pw, folder, count, size = a
+    c = conn(port, user, pw); acct = it.Account(c)
+    c.create(box(acct, folder))
+    rng = random.Random(5)
+    for i in range(int(count)):
+        flags = "(\\Seen)" if rng.random() < 0.5 else None
+        it.check(c.append(box(acct, folder), flags,
+                          it.format_internaldate(1600000000 + i * 3600, 0),
+                          synthetic("bulk", i, int(size))), "APPEND")
+    c.logout()
+
+def cmd_churn(a):
+    # churn PORT USER PW FOLDER STOPFILE COUNTFILE: until STOPFILE exists,
+    # APPEND one new message and EXPUNGE one existing (upper half) each
+    # round; COUNTFILE holds the number of rounds done
+    port, user, pw, folder, stop, countfile = a
+    c = conn(port, user, pw); acct = it.Account(c)
+    acct.select(acct.to_server(folder), readonly=False)
+    rng = random.Random(9)
+    uids = acct.uids()
+    n, end = 0, time.time() + 90
+    while not os.path.exists(stop) and time.time() < end:
+        it.check(c.append(box(acct, folder), None,
+                          it.format_internaldate(1700000000 + n, 0),
+                          synthetic("churn", n, 400)), "APPEND")
+        upper = uids[len(uids) // 2:]
+        if upper:
+            u = rng.choice(upper)
+            uids.remove(u)
+            it.check(c.uid("STORE", str(u), "+FLAGS.SILENT", "(\\Deleted)"), "STORE")
+            it.check(c.uid("EXPUNGE", str(u)), "UID EXPUNGE")
+        c.noop()
+        n += 1
+        with open(countfile + ".tmp", "w") as f:
+            f.write(str(n))
+        os.rename(countfile + ".tmp", countfile)
+        time.sleep(0.02)
+    c.logout()
+
+def cmd_minus(a):
+    # minus IN OUT FOLDER:SHA256...: drop one entry with that hash from
+    # the folder (mail the destination has of its own)
+    d = json.load(open(a[0]))
+    for spec in a[2:]:
+        folder, h = spec.rsplit(":", 1)
+        msgs = d[folder]["messages"]
+        for i, m in enumerate(msgs):
+            if m[0] == h:
+                del msgs[i]
+                break
+        else:
+            sys.exit("minus: %s not in %s" % (h[:12], folder))
+    json.dump(d, open(a[1], "w"), ensure_ascii=False, indent=1, sort_keys=True)
+
+def cmd_sha(a):
+    print(hashlib.sha256(open(a[0], "rb").read()).hexdigest())
+
+cmds = {"append": cmd_append, "expunge": cmd_expunge, "uids": cmd_uids,
+        "subscribe": cmd_subscribe, "fill": cmd_fill, "churn": cmd_churn,
+        "minus": cmd_minus, "sha": cmd_sha}
+cmds[sys.argv[1]](sys.argv[2:])
+EOF
+export HARNESS_LIB
+h() { timeout -k 5 120 python3 "$T/h.py" "$@"; }
+# sh USER ...: h.py against the source as USER
+hs() {
+	local op=$1 user=$2
+	shift 2
+	h "$op" "$SRC_PORT" "$user" "$(src_password "$user")" "$@"
+}
+sha() { h sha "$1"; }
+
+migrate() {
+	local user=$1
+	shift
+	dst_doveadm "$@" migrate run -u "$user"
+}
+
+# dst_equals NAME USER EXPECTED.json [compare options...]
+dst_equals() {
+	local name=$1 user=$2 src=$3
+	shift 3
+	if ! dst_dump "$user" "$T/dst-$user.json" --uids 2>"$T/dump.err"; then
+		fail "$name" "destination dump of $user failed: $(tail -n 1 "$T/dump.err")"
+		return 1
+	fi
+	compare_dumps "$name" "$src" "$T/dst-$user.json" "$@"
+}
+
+# json_rows CMD...: doveadm -f json output of a destination command,
+# one JSON object per line
+dst_json() {
+	dst_doveadm -f json "$@" 2>"$T/json.err" | python3 -c '
+import json, sys
+for row in json.load(sys.stdin):
+    print(json.dumps(row, sort_keys=True))'
+}
+
+# status_uids USER: "folder=uids" per folder row of migrate status
+status_uids() {
+	dst_json migrate status -u "$1" | python3 -c '
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l)
+    if r["folder"] != "*":
+        print("%s=%s" % (r["folder"], r["uids"]))' | sort
+}
+
+# run_expunged: the sum of the "expunged" column of the last run's output
+run_expunged() {
+	python3 -c '
+import json, sys
+print(sum(int(r["expunged"] or 0) for r in json.load(open(sys.argv[1]))))' "$LAST_OUT"
+}
+
+# a message for doveadm save / IMAP APPEND, CRLF so IMAP returns it byte
+# for byte
+mkmsg() {
+	local file=$1 id=$2 subject=$3 body=$4
+	printf 'From: Local Sender <local@example.net>\r\nTo: alice@example.org\r\nSubject: %s\r\nDate: Wed, 03 Jan 2024 09:00:00 +0000\r\nMessage-ID: <%s@identity.test>\r\n\r\n%s\r\n' \
+		"$subject" "$id" "$body" >"$file"
+}
+
+src_start || die "source server did not start"
+dst_start || die "destination server did not start"
+# folder names map 1:1 (no "Entwürfe" -> Drafts automap): each source
+# folder is compared with the destination folder of the same name
+dst_add_user alice userdb_migrate_automap=no
+
+# ============================================================ 1. UIDs
+section "1. UID preservation"
+src_seed alice --seed 11 >"$T/seed.out" 2>&1 ||
+	die "seeding failed: $(tail -n 3 "$T/seed.out")"
+
+# gaps: expunge some UIDs in the middle of folders (never the highest, so
+# the destination's UIDNEXT ends up equal to the source's)
+for f in INBOX Work Sent; do
+	uids=($(hs uids alice "$f"))
+	n=${#uids[@]}
+	[ "$n" -ge 6 ] || continue
+	hs expunge alice "$f" "${uids[1]},${uids[3]},${uids[$((n / 2))]}" ||
+		fail "expunge on the source" "$f"
+done
+src_dump alice "$T/s1.json" --uids || die "source dump failed"
+gaps=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1])); d.pop("subscriptions")
+n = 0
+for name, b in d.items():
+    u = sorted(m[3] for m in b["messages"])
+    n += sum(1 for a, b2 in zip(u, u[1:]) if b2 != a + 1)
+print(n)' "$T/s1.json")
+if [ "$gaps" -ge 3 ]; then pass "the source has UID gaps ($gaps)"; else fail "the source has UID gaps" "$gaps"; fi
+
+assert_exit NAME="first run exits 0" 0 migrate alice
+dst_equals "first run: same messages, UIDs and UIDVALIDITY as the source" \
+	alice "$T/s1.json" --uids --uidvalidity
+cp "$T/dst-alice.json" "$T/d1.json"
+st=$(status_uids alice)
+nfolders=$(printf '%s\n' "$st" | grep -c .)
+if [ "$nfolders" -ge 10 ] && ! printf '%s\n' "$st" | grep -qv '=yes$'; then
+	pass "migrate status: uids=yes for all $nfolders folders"
+else
+	fail "migrate status: uids=yes for every folder" "$(echo "$st" | tr '\n' ' ')"
+fi
+
+# a delivery to the destination takes the UID the source gives its next
+# message: that message must get a new UID, the run must not fail
+mkmsg "$T/deliver1.eml" deliver-1 "delivered to the destination" "New mail after the cutover."
+check "deliver a message to the destination INBOX" \
+	dst_doveadm save -u alice -m INBOX <"$T/deliver1.eml"
+deliver1=$(sha "$T/deliver1.eml")
+for i in 1 2 3; do
+	mkmsg "$T/new$i.eml" "src-new-$i" "new source mail $i" "Body $i."
+	hs append alice INBOX '\Seen' $((1700000000 + i)) "$T/new$i.eml" >/dev/null ||
+		fail "append to the source" "new$i"
+done
+mkmsg "$T/new4.eml" src-new-4 "new source mail in Work" "Body 4."
+hs append alice Work "" 1700000004 "$T/new4.eml" >/dev/null || fail "append to the source" new4
+src_dump alice "$T/s2.json" --uids || die "source dump failed"
+assert_exit NAME="delta run after a destination delivery exits 0" 0 migrate alice
+dst_dump alice "$T/d2.json" --uids || fail "destination dump" failed
+h minus "$T/d2.json" "$T/d2-own.json" "INBOX:$deliver1" || fail "delivered message kept" "not in INBOX"
+compare_dumps "delta run: destination (without the delivery) == source" "$T/s2.json" "$T/d2-own.json"
+compare_dumps "delta run: UIDs of every folder without a delivery still match" \
+	"$T/s2.json" "$T/d2-own.json" --uids --uidvalidity --ignore-folders INBOX
+out=$(python3 - "$T/s1.json" "$T/s2.json" "$T/d2.json" "$deliver1" <<'EOF'
+import json, sys
+s1, s2, d2 = (json.load(open(p)) for p in sys.argv[1:4])
+dl = sys.argv[4]
+old = {m[3]: m[0] for m in s1["INBOX"]["messages"]}
+src = {m[3]: m[0] for m in s2["INBOX"]["messages"]}
+dst = {m[3]: m[0] for m in d2["INBOX"]["messages"]}
+errs = []
+for uid, h in old.items():
+    if dst.get(uid) != h:
+        errs.append("old UID %d changed" % uid)
+dl_uid = [u for u, h in dst.items() if h == dl]
+new = {u: h for u, h in src.items() if u not in old}
+if len(new) != 3:
+    errs.append("expected 3 new source messages, got %d" % len(new))
+newdst = sorted(u for u, h in dst.items() if h in new.values())
+if len(newdst) != 3:
+    errs.append("new messages at the destination: %r" % newdst)
+if not dl_uid or any(u <= dl_uid[0] for u in newdst):
+    errs.append("new messages must come after the delivery (%r, %r)" % (dl_uid, newdst))
+if len(set(dst)) != len(d2["INBOX"]["messages"]):
+    errs.append("duplicate UIDs")
+collided = [u for u in new if dst.get(u) != new[u]]
+if not collided:
+    errs.append("no new source message lost its UID: the test didn't force a collision")
+print("; ".join(errs) if errs else "ok")
+EOF
+)
+assert_eq "delta run: old UIDs kept, new source mail got new UIDs after the delivery" ok "$out"
+st=$(status_uids alice)
+assert_match "migrate status: INBOX uids=partial" '^INBOX=partial$' "$(printf '%s\n' "$st" | grep '^INBOX=')"
+assert_eq "migrate status: the other folders stay uids=yes" "" \
+	"$(printf '%s\n' "$st" | grep -v '^INBOX=' | grep -v '=yes$' | tr '\n' ' ')"
+
+# a later pass that imports nothing new (only a flag changed) must not
+# forget that INBOX has a message off its source UID
+check "change a flag in the source INBOX" src_mutate alice --seed 3 --flags 1 --folder INBOX
+assert_exit NAME="flag-only delta run exits 0" 0 migrate alice
+assert_eq "migrate status: INBOX stays uids=partial after a pass with nothing new" "INBOX=partial" \
+	"$(status_uids alice | grep '^INBOX=')"
+
+# ============================================================ 2. subscriptions
+section "2. subscriptions"
+subs() { python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["subscriptions"]))' "$1"; }
+assert_eq "subscriptions: destination == source" "$(subs "$T/s1.json")" "$(subs "$T/d1.json")"
+assert_match "subscriptions: subscribed folders are there" 'Entwürfe.*Lists/dovecot users' "$(subs "$T/d1.json")"
+if subs "$T/d1.json" | grep -qw Empty; then
+	fail "subscriptions: an unsubscribed source folder stays unsubscribed" "Empty is subscribed"
+else
+	pass "subscriptions: an unsubscribed source folder stays unsubscribed"
+fi
+check "subscribe Archive/2018 on the source" hs subscribe alice Archive/2018
+src_dump alice "$T/s2.json" --uids || die "source dump failed"
+assert_exit NAME="run after a new source subscription exits 0" 0 migrate alice
+dst_dump alice "$T/d2b.json" --uids || fail "destination dump" failed
+h minus "$T/d2b.json" "$T/d-own.json" "INBOX:$deliver1" || fail "delivered message kept" "not in INBOX"
+compare_dumps "a new source subscription is copied (dumps incl. subscriptions equal)" \
+	"$T/s2.json" "$T/d-own.json"
+assert_match "Archive/2018 is subscribed at the destination" 'Archive/2018' "$(subs "$T/d2b.json")"
+
+# ============================================================ 3. identity traps
+section "3a. UIDVALIDITY change on the source"
+check "change UIDVALIDITY of INBOX on the source" src_set_uidvalidity alice INBOX 771001
+check "change UIDVALIDITY of Work on the source" src_set_uidvalidity alice Work 771002
+src_dump alice "$T/s3.json" --uids || die "source dump failed"
+assert_exit NAME="run after UIDVALIDITY change exits 0" 0 migrate alice
+dst_dump alice "$T/d3.json" --uids || fail "destination dump" failed
+h minus "$T/d3.json" "$T/d3-own.json" "INBOX:$deliver1" || fail "UIDVALIDITY change: the delivery stays" "gone"
+compare_dumps "UIDVALIDITY change: no duplicates, no losses" "$T/s3.json" "$T/d3-own.json"
+
+section "3b. state lost"
+dict="$(dst_home alice)/.dovecot-migrate.dict"
+if [ -e "$dict" ]; then pass "state dict exists ($dict)"; else fail "state dict exists" "$dict"; fi
+rm -f "$dict"
+assert_exit NAME="run without state exits 0" 0 migrate alice
+dst_dump alice "$T/d4.json" --uids || fail "destination dump" failed
+h minus "$T/d4.json" "$T/d4-own.json" "INBOX:$deliver1" || fail "lost state: the delivery stays" "gone"
+compare_dumps "lost state: no duplicates, no losses" "$T/s3.json" "$T/d4-own.json"
+
+section "3c. crafted traps"
+src_add_user traps spw-traps
+dst_add_user traps
+mkdir -p "$T/m"
+# the crafted messages, from corpus messages
+python3 - "$CORPUS" "$T/m" <<'EOF'
+import csv, os, re, sys
+corpus, out = sys.argv[1:3]
+rows = list(csv.DictReader(open(os.path.join(corpus, "MANIFEST.tsv")), delimiter="\t"))
+def load(f):
+    return re.sub(rb"\r\n|\r(?!\n)|\n", b"\r\n", open(os.path.join(corpus, f), "rb").read())
+def head(d):
+    return d.split(b"\r\n\r\n", 1)[0]
+nomid, withid = [], []
+seen_ids = set()
+for r in rows:
+    d = load(r["file"])
+    m = re.search(rb"(?im)^message-id:\s*(\S+)", head(d))
+    if m is None:
+        nomid.append(d)
+    elif (len(d) < 3000 and re.search(rb"(?im)^subject: *\S", head(d))
+          and m.group(1) not in seen_ids and b"\r\n\r\n" in d):
+        seen_ids.add(m.group(1))
+        withid.append(d)
+def w(name, data):
+    open(os.path.join(out, name), "wb").write(data)
+for i, d in enumerate(nomid):
+    w("nomid-%03d.eml" % i, d)
+a, d_, e, g = withid[0], withid[1], withid[2], withid[3]
+w("A.eml", a)
+# B: A's headers, a longer body (same Message-ID, other size)
+w("B.eml", a + b"A second version of this message, with one more line.\r\n")
+# C: A with another Subject of the same length (same Message-ID and size)
+hd, body = a.split(b"\r\n\r\n", 1)
+def flip(m):
+    s = m.group(2)
+    t = bytes((c ^ 0x20) if 65 <= (c & ~0x20) <= 90 else c for c in s)
+    if t == s:
+        t = s[:-1] + (b"X" if s[-1:] != b"X" else b"Y")
+    return m.group(1) + t
+hd2 = re.sub(rb"(?im)^(subject: *)(\S[^\r\n]*)", flip, hd, count=1)
+assert hd2 != hd and len(hd2) == len(hd)
+w("C.eml", hd2 + b"\r\n\r\n" + body)
+# H: A with one body byte changed (same Message-ID, headers and size: the
+# same identity, but another message)
+i = next(k for k, c in enumerate(body) if 97 <= c <= 122)
+w("H.eml", hd + b"\r\n\r\n" + body[:i] + bytes([body[i] ^ 0x20]) + body[i + 1:])
+w("D.eml", d_)
+w("E.eml", e)
+w("G.eml", g)
+EOF
+n_nomid=$(ls "$T/m" | grep -c '^nomid-')
+info "$n_nomid corpus messages have no Message-ID"
+[ "$n_nomid" -ge 50 ] && pass "the corpus has messages without Message-ID ($n_nomid)" ||
+	fail "the corpus has messages without Message-ID" "$n_nomid"
+# a Draft, rewritten later
+printf 'From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: Plan for Q3\r\nDate: Thu, 04 Jan 2024 12:00:00 +0000\r\nMessage-ID: <draft-q3@identity.test>\r\n\r\nFirst draft.\r\n' >"$T/m/F.eml"
+printf 'From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: Plan for Q3\r\nDate: Thu, 04 Jan 2024 12:00:00 +0000\r\nMessage-ID: <draft-q3@identity.test>\r\n\r\nSecond draft, now with the budget and the timeline.\r\n' >"$T/m/F2.eml"
+
+# one APPEND connection per message keeps the helper simple; ~130 messages
+python3 - "$SRC_PORT" "$(src_password traps)" "$T/m" <<'EOF' || fail "seed the traps user" "append failed"
+import argparse, os, sys
+sys.path.insert(0, os.environ["HARNESS_LIB"])
+import imaptool as it
+port, pw, mdir = sys.argv[1:4]
+c = it.connect(argparse.Namespace(host="127.0.0.1", port=int(port), user="traps",
+    password=pw, ssl=False, cafile=None, timeout=60))
+acct = it.Account(c)
+t = [1650000000]
+def put(folder, name, flags=""):
+    srv = acct.to_server(folder)
+    c.create(acct.mailbox_arg(srv))
+    t[0] += 3600
+    it.append(c, srv, flags.split(), it.format_internaldate(t[0], 120),
+              open(os.path.join(mdir, name), "rb").read())
+nomid = sorted(f for f in os.listdir(mdir) if f.startswith("nomid-"))
+for i, f in enumerate(nomid):
+    put("NoMsgId", f, "\\Seen" if i % 3 else "")
+put("NoMsgId", nomid[0], "\\Flagged")     # the same no-Message-ID mail twice
+for f in nomid[:5]:
+    put("INBOX", f)                       # and some in INBOX too
+put("INBOX", "A.eml", "\\Seen")
+put("INBOX", "B.eml")
+put("INBOX", "C.eml", "\\Answered")
+put("INBOX", "D.eml", "\\Seen")
+put("INBOX", "D.eml", "\\Seen")           # the same message twice
+put("INBOX", "E.eml", "\\Seen")
+put("Aardvark", "E.eml", "\\Flagged")     # the same message in two folders
+put("INBOX", "H.eml")                     # A's headers and size, other body
+put("Beta", "G.eml")
+put("Alpha", "G.eml", "\\Seen")           # Alpha sorts first
+put("Drafts", "F.eml", "\\Draft")
+c.logout()
+EOF
+src_dump traps "$T/t1.json" --uids || die "source dump of traps failed"
+# a login creates the destination INBOX before the first run: an empty,
+# never used folder still takes the source's UIDVALIDITY
+dst_dump traps "$T/dst-traps-empty.json" || fail "destination login as traps" failed
+assert_exit NAME="traps: first run exits 0" 0 migrate traps
+dst_equals "traps: destination == source (nothing skipped, nothing twice)" traps "$T/t1.json" --uids --uidvalidity
+check_counts() {
+	python3 - "$@" <<'EOF'
+import json, sys, hashlib
+d = json.load(open(sys.argv[1]))
+want = sys.argv[2:]
+errs = []
+for spec in want:
+    folder, path, n = spec.split(":")
+    h = hashlib.sha256(open(path, "rb").read()).hexdigest()
+    got = sum(1 for m in d.get(folder, {"messages": []})["messages"] if m[0] == h)
+    if got != int(n):
+        errs.append("%s %s x%d, want %s" % (folder, path.rsplit("/", 1)[-1], got, n))
+print("; ".join(errs) or "ok")
+EOF
+}
+assert_eq "traps: A, B (same Message-ID, other size), C (same Message-ID and size, other Subject), H (same headers and size, other body) all imported" ok \
+	"$(check_counts "$T/dst-traps.json" "INBOX:$T/m/A.eml:1" "INBOX:$T/m/B.eml:1" "INBOX:$T/m/C.eml:1" "INBOX:$T/m/H.eml:1")"
+assert_eq "traps: the same message twice in a folder is there twice, in two folders once in each" ok \
+	"$(check_counts "$T/dst-traps.json" "INBOX:$T/m/D.eml:2" "INBOX:$T/m/E.eml:1" "Aardvark:$T/m/E.eml:1" \
+		"Alpha:$T/m/G.eml:1" "Beta:$T/m/G.eml:1" "NoMsgId:$T/m/nomid-000.eml:2")"
+dst_mail_files traps >"$T/tf1"
+assert_exit NAME="traps: verify -I exits 0" 0 dst_doveadm migrate verify -I -u traps
+assert_exit NAME="traps: second run exits 0" 0 migrate traps
+dst_equals "traps: second run: destination still == source" traps "$T/t1.json" --uids --uidvalidity
+dst_mail_files traps >"$T/tf2"
+if cmp -s "$T/tf1" "$T/tf2"; then pass "traps: second run wrote no message files"; else
+	fail "traps: second run wrote no message files" "$(diff "$T/tf1" "$T/tf2" | grep -c '^[<>]') changed"; fi
+rm -f "$(dst_home traps)/.dovecot-migrate.dict"
+assert_exit NAME="traps: run without state exits 0" 0 migrate traps
+dst_equals "traps: lost state: no message without Message-ID twice or missing" traps "$T/t1.json" --uids --uidvalidity
+check "traps: change UIDVALIDITY of NoMsgId on the source" src_set_uidvalidity traps NoMsgId 881001
+check "traps: change UIDVALIDITY of INBOX on the source" src_set_uidvalidity traps INBOX 881002
+src_dump traps "$T/t2.json" || die "source dump of traps failed"
+assert_exit NAME="traps: run after UIDVALIDITY change exits 0" 0 migrate traps
+dst_equals "traps: UIDVALIDITY change: mail without Message-ID matched, not copied again" traps "$T/t2.json"
+# plus one more re-run after all that: still nothing new
+assert_exit NAME="traps: another run exits 0" 0 migrate traps
+dst_equals "traps: another run: destination == source" traps "$T/t2.json"
+
+section "3d. dedupe across folders"
+dst_add_user tdedupe userdb_migrate_source_user=traps
+hE=$(sha "$T/m/E.eml")
+hG=$(sha "$T/m/G.eml")
+# expected: the source without the later copies. The no-Message-ID mail
+# that is in INBOX too goes from NoMsgId, both copies of nomid-000
+nomid_in_inbox=()
+for i in 0 0 1 2 3 4; do nomid_in_inbox+=("NoMsgId:$(sha "$T/m/nomid-00$i.eml")"); done
+h minus "$T/t2.json" "$T/t2-dedupe.json" "Aardvark:$hE" "Beta:$hG" "${nomid_in_inbox[@]}" ||
+	fail "expected dump" "minus failed"
+assert_exit NAME="dedupe: run with migrate_dedupe_across_folders=yes exits 0" 0 \
+	migrate tdedupe -o plugin/migrate_dedupe_across_folders=yes
+dst_equals "dedupe: a message in two folders lands once, in the first folder (INBOX, then by name)" \
+	tdedupe "$T/t2-dedupe.json"
+assert_eq "dedupe: same message twice in one folder stays twice, A/B/C stay apart" ok \
+	"$(check_counts "$T/dst-tdedupe.json" "INBOX:$T/m/D.eml:2" "INBOX:$T/m/A.eml:1" "INBOX:$T/m/B.eml:1" \
+		"INBOX:$T/m/C.eml:1" "INBOX:$T/m/H.eml:1" "INBOX:$T/m/E.eml:1" "Alpha:$T/m/G.eml:1" "INBOX:$T/m/nomid-000.eml:1" \
+		"NoMsgId:$T/m/nomid-000.eml:0" "NoMsgId:$T/m/nomid-005.eml:1")"
+rep=$(dst_json migrate report -u tdedupe | python3 -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin]
+print(" ".join(sorted("%s:%s" % (r["folder"], r["reason"]) for r in rows)))')
+assert_eq "dedupe: migrate report lists the skipped copies with reason duplicate" \
+	"Aardvark:duplicate Beta:duplicate$(printf ' NoMsgId:duplicate%.0s' 1 2 3 4 5 6)" "$rep"
+assert_exit NAME="dedupe: re-run exits 0" 0 migrate tdedupe -o plugin/migrate_dedupe_across_folders=yes
+dst_equals "dedupe: re-run imports no skipped copy" tdedupe "$T/t2-dedupe.json"
+assert_exit NAME="dedupe: verify -I exits 0 (the skipped copies are explained)" 0 \
+	dst_doveadm -o plugin/migrate_dedupe_across_folders=yes migrate verify -I -u tdedupe
+
+section "3e. Draft rewritten on the source"
+fuid=$(hs uids traps Drafts)
+check "expunge the old draft on the source" hs expunge traps Drafts "$fuid"
+hs append traps Drafts '\Draft' 1704369600 "$T/m/F2.eml" >/dev/null || fail "append the new draft" failed
+# and one of the two copies of D in INBOX: -d must take exactly one
+src_dump traps "$T/t2u.json" --uids || fail "source dump of traps" failed
+duid=$(python3 -c '
+import json, sys, hashlib
+h = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+d = json.load(open(sys.argv[1]))
+print(max(m[3] for m in d["INBOX"]["messages"] if m[0] == h))' "$T/t2u.json" "$T/m/D.eml")
+check "expunge one of the two copies of D on the source" hs expunge traps INBOX "$duid"
+src_dump traps "$T/t3.json" || die "source dump of traps failed"
+assert_exit NAME="draft: run exits 0" 0 migrate traps
+assert_eq "draft: the new version is imported, the old one kept without -d" ok \
+	"$(dst_dump traps "$T/dst-traps.json" && check_counts "$T/dst-traps.json" "Drafts:$T/m/F2.eml:1" "Drafts:$T/m/F.eml:1")"
+assert_exit NAME="draft: run -d exits 0" 0 dst_doveadm -f json migrate run -d -u traps
+assert_eq "draft: run -d expunged the old draft and one copy of D" 2 "$(run_expunged)"
+dst_equals "draft: after run -d only the new version is left, destination == source" traps "$T/t3.json"
+assert_eq "draft: run -d left one copy of D" ok "$(check_counts "$T/dst-traps.json" "INBOX:$T/m/D.eml:1" "Drafts:$T/m/F2.eml:1")"
+
+# ============================================================ 4. delete mode
+section "4. safe delete mode"
+mkmsg "$T/deliver2.eml" deliver-2 "filed at the destination" "Only at the destination."
+check "deliver a message to the destination Work" dst_doveadm save -u alice -m Work <"$T/deliver2.eml"
+deliver2=$(sha "$T/deliver2.eml")
+assert_exit NAME="expunge 9 messages on the source" 0 src_mutate alice --seed 41 --expunge 9
+src_dump alice "$T/s5.json" --uids || die "source dump failed"
+assert_exit NAME="delete mode: run -d exits 0" 0 dst_doveadm -f json migrate run -d -u alice
+assert_eq "delete mode: expunged exactly the 9 source deletions" 9 "$(run_expunged)"
+dst_dump alice "$T/d5.json" --uids || fail "destination dump" failed
+if h minus "$T/d5.json" "$T/d5-own.json" "INBOX:$deliver1" "Work:$deliver2"; then
+	pass "delete mode: destination-only mail is kept"
+else
+	fail "delete mode: destination-only mail is kept" "a delivered message is gone"
+fi
+compare_dumps "delete mode: destination (without the deliveries) == source" "$T/s5.json" "$T/d5-own.json"
+assert_exit NAME="delete mode: second run -d exits 0" 0 dst_doveadm -f json migrate run -d -u alice
+assert_eq "delete mode: second run -d expunges nothing" 0 "$(run_expunged)"
+
+# ============================================================ 5. concurrent changes
+section "5. source changes during a run"
+src_add_user busy spw-busy
+dst_add_user busy
+check "fill busy's INBOX with 1500 messages" hs fill busy INBOX 1500 3000
+rm -f "$T/churn.stop" "$T/churn.count"
+hs churn busy INBOX "$T/churn.stop" "$T/churn.count" >"$T/churn.out" 2>&1 &
+churn_pid=$!
+track_pid "$churn_pid"
+for i in $(seq 1 100); do [ -s "$T/churn.count" ] && break; sleep 0.1; done
+c0=$(cat "$T/churn.count" 2>/dev/null || echo 0)
+# paced (600 messages/s) so the run lasts a few seconds while the source
+# gets an APPEND and an EXPUNGE every ~20 ms
+run_capture migrate busy -o plugin/migrate_max_messages_per_second=600
+busy_rc=$LAST_RC
+c1=$(cat "$T/churn.count" 2>/dev/null || echo 0)
+: >"$T/churn.stop"
+wait "$churn_pid"
+case $busy_rc in
+0 | 2) pass "a run while the source changes doesn't abort (exit $busy_rc)" ;;
+*) fail "a run while the source changes doesn't abort" "exit $busy_rc: $(tail -n 3 "$LAST_ERR" | tr '\n' ' ')" ;;
+esac
+if [ $((c1 - c0)) -ge 3 ]; then pass "the source changed during the run ($((c1 - c0)) rounds)"; else
+	fail "the source changed during the run" "only $((c1 - c0)) rounds"; fi
+src_dump busy "$T/b1.json" || die "source dump of busy failed"
+# -d: what was imported and then expunged during the run goes too
+assert_exit NAME="the following run (-d) exits 0" 0 dst_doveadm migrate run -d -u busy
+dst_equals "the following run: destination == source" busy "$T/b1.json"
+
+info "total ${SECONDS}s"
+harness_done

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The product's spine, end to end through doveadm against a real source IMAP
+# server: first run, idempotent re-run, crash (kill -9) at 10 points and
+# resume, lost state, source changes, UIDVALIDITY change, error exit codes.
+# Every step compares a full IMAP dump of the destination with the source.
+. "$(dirname "$0")/../lib/harness.sh"
+
+plugin_built || info "the plugin is not built: the migrate steps will fail"
+
+src_start || die "source server did not start"
+dst_start || die "destination server did not start"
+src_seed alice --seed 11 --big-mb 3 >"$T/seed.out" 2>&1 ||
+	die "seeding failed: $(tail -n 3 "$T/seed.out")"
+src_dump alice "$T/src.json" || die "source dump failed"
+
+now() { date +%s.%N; }
+# calc EXPR: floating point arithmetic without bc
+calc() { python3 -c "import sys; print('%.3f' % eval(sys.argv[1]))" "$1"; }
+
+# migrate USER [doveadm -o options...]: run "migrate run -u USER".
+migrate() {
+	local user=$1
+	shift
+	dst_doveadm "$@" migrate run -u "$user"
+}
+
+# dst_equals NAME USER SRC.json: dump USER on the destination, compare.
+dst_equals() {
+	local name=$1 user=$2 src=$3
+	if ! dst_dump "$user" "$T/dst-$user.json" 2>"$T/dump.err"; then
+		fail "$name" "destination dump of $user failed: $(tail -n 1 "$T/dump.err")"
+		return 1
+	fi
+	compare_dumps "$name" "$src" "$T/dst-$user.json"
+}
+
+# ------------------------------------------------------------ first run
+t0=$(now)
+assert_exit NAME="first run exits 0" 0 migrate alice
+first_ok=$([ "$LAST_RC" = 0 ] && echo 1 || echo 0)
+duration=$(calc "$(now) - $t0")
+info "first run took ${duration}s"
+dst_equals "first run: destination == source" alice "$T/src.json"
+
+# ------------------------------------------------------------ second run
+dst_mail_files alice >"$T/files-before"
+assert_exit NAME="second run exits 0" 0 migrate alice
+dst_equals "second run: destination still == source" alice "$T/src.json"
+dst_mail_files alice >"$T/files-after"
+if [ ! -s "$T/files-before" ]; then
+	fail "second run wrote no message files" "the first run left no message files"
+elif cmp -s "$T/files-before" "$T/files-after"; then
+	pass "second run wrote no message files"
+else
+	fail "second run wrote no message files" \
+		"$(diff "$T/files-before" "$T/files-after" | grep -c '^[<>]') message files changed"
+fi
+assert_exit NAME="migrate status exits 0" 0 dst_doveadm migrate status -u alice
+
+# ------------------------------------------------------------ kill -9 at 10 points
+# Each point gets a fresh destination user migrating the same source
+# account, killed after k/11 of the first run's duration, then resumed.
+if [ "$first_ok" = 1 ]; then
+	killed=0
+	# SIGKILLed runs must leave nothing that blocks the next run (a stale
+	# lock is the classic): the resume below runs at once.
+	for k in $(seq 1 10); do
+		user=crash$k
+		dst_add_user "$user" userdb_migrate_source_user=alice
+		secs=$(calc "max(0.05, $duration * $k / 11)")
+		dst_doveadm_killed "$secs" migrate run -u "$user" >/dev/null 2>&1
+		rc=$?
+		[ "$rc" = 137 ] && killed=$((killed + 1))
+		assert_exit NAME="resume after kill -9 at ${secs}s exits 0" 0 migrate "$user"
+		dst_equals "resume after kill -9 at ${secs}s: destination == source" "$user" "$T/src.json"
+	done
+	info "$killed of 10 runs were killed before they finished"
+	if [ "$killed" -ge 5 ]; then
+		pass "most kill points hit a running migration ($killed/10)"
+	else
+		fail "most kill points hit a running migration" "only $killed/10 were killed"
+	fi
+else
+	fail "kill -9 at 10 points" "skipped: the first run failed"
+fi
+
+# ------------------------------------------------------------ lost state
+state=$(find "$(dst_home alice)" -name '*migrate*' 2>/dev/null)
+if [ -n "$state" ]; then
+	pass "state dict found under the home ($(echo "$state" | tr '\n' ' '))"
+	rm -rf $state
+else
+	fail "state dict found under the home" "nothing named *migrate* in $(dst_home alice)"
+fi
+assert_exit NAME="run without state exits 0" 0 migrate alice
+dst_equals "run without state: no duplicates, destination == source" alice "$T/src.json"
+
+# ------------------------------------------------------------ source changes
+assert_exit NAME="mutate the source" 0 src_mutate alice --seed 5 --flags 25 --append 12 --expunge 8
+src_dump alice "$T/src2.json" || fail "source dump after mutate" "failed"
+assert_exit NAME="run after source changes exits 0" 0 migrate alice
+dst_equals "run after source changes: destination == source" alice "$T/src2.json"
+
+# ------------------------------------------------------------ UIDVALIDITY change
+check "change UIDVALIDITY of Work on the source" src_set_uidvalidity alice Work 424242
+check "change UIDVALIDITY of INBOX on the source" src_set_uidvalidity alice INBOX 434343
+src_dump alice "$T/src3.json" || fail "source dump after uidvalidity change" "failed"
+assert_exit NAME="run after UIDVALIDITY change exits 0" 0 migrate alice
+dst_equals "run after UIDVALIDITY change: destination == source" alice "$T/src3.json"
+
+# ------------------------------------------------------------ errors
+# Each on a fresh user whose destination must stay untouched: no message
+# files and no mailbox but (possibly) an empty INBOX.
+dst_add_user err userdb_migrate_source_user=alice
+
+# expect_error NAME CODE SETTING_REGEX doveadm -o options...
+expect_error() {
+	local name=$1 code=$2 setting=$3
+	shift 3
+	assert_exit NAME="$name: exit $code" "$code" migrate err "$@"
+	local errors
+	errors=$(grep -E 'Error|Fatal|Panic' "$LAST_ERR")
+	if [ "$(printf '%s\n' "$errors" | grep -c .)" = 1 ] &&
+		printf '%s' "$errors" | grep -Eq -- "$setting"; then
+		pass "$name: one error line naming $setting"
+	else
+		fail "$name: one error line naming $setting" \
+			"stderr: $(head -c 400 "$LAST_ERR" | tr '\n' '|')"
+	fi
+	local files boxes
+	files=$(dst_mail_files err)
+	boxes=$(dst_mailbox_dirs err | grep -v '/INBOX/dbox-Mails$\|^\./Maildir/cur$')
+	if [ -z "$files" ] && [ -z "$boxes" ]; then
+		pass "$name: destination untouched"
+	else
+		fail "$name: destination untouched" \
+			"$(echo "$files" | grep -c .) message files, mailboxes: $(echo "$boxes" | tr '\n' ' ')"
+	fi
+}
+
+expect_error "wrong source password" 77 'migrate_source_(user|password)' \
+	-o plugin/migrate_source_password=wrong-password
+expect_error "unknown source host" 75 'migrate_source_host' \
+	-o plugin/migrate_source_host=nonexistent.invalid
+expect_error "IMAPS with an unknown CA" 78 'migrate_source_ssl' \
+	-o plugin/migrate_source_ssl=imaps -o plugin/migrate_source_port="$SRC_SSL_PORT"
+expect_error "missing migrate_source_host" 78 'migrate_source_host' \
+	-o plugin/migrate_source_host=
+
+assert_exit NAME="IMAPS with migrate_source_ssl_ca_file exits 0" 0 migrate err \
+	-o plugin/migrate_source_ssl=imaps -o plugin/migrate_source_port="$SRC_SSL_PORT" \
+	-o plugin/migrate_source_ssl_ca_file="$SRC_CA" -o plugin/migrate_source_host=localhost
+dst_equals "IMAPS run: destination == source" err "$T/src3.json"
+
+harness_done

@@ -1,0 +1,47 @@
+# shellcheck shell=bash
+# Helpers shared by tests/lib/harness.sh and tests/run-all.sh.
+
+# stop_dovecot_base_dirs BASE_DIR...: stop private Dovecot instances by the
+# pid in each BASE_DIR/master.pid. Dovecot's master takes its children down
+# on SIGTERM (it needs 2-3 s, so all masters are signalled first and then
+# waited for together). SIGKILL only as a last resort, and then for the
+# children too, found by parent pid: never by process name, other
+# instances may run on the same machine.
+stop_dovecot_base_dirs() {
+	local d pid i kids alive pids=()
+	for d in "$@"; do
+		[ -f "$d/master.pid" ] || continue
+		pid=$(cat "$d/master.pid" 2>/dev/null)
+		rm -f "$d/master.pid"
+		case "$pid" in '' | *[!0-9]*) continue ;; esac
+		# the pid file may be stale: only signal a dovecot master
+		grep -q dovecot "/proc/$pid/cmdline" 2>/dev/null || continue
+		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+	done
+	[ ${#pids[@]} -gt 0 ] || return 0
+	for i in $(seq 1 100); do
+		alive=0
+		for pid in "${pids[@]}"; do
+			kill -0 "$pid" 2>/dev/null && alive=1
+		done
+		[ $alive = 1 ] || break
+		sleep 0.1
+	done
+	for pid in "${pids[@]}"; do
+		kill -0 "$pid" 2>/dev/null || continue
+		kids=$(ps -o pid= --ppid "$pid" 2>/dev/null)
+		# shellcheck disable=SC2086
+		kill -KILL "$pid" $kids 2>/dev/null
+	done
+	return 0
+}
+
+# Stop every instance whose base_dir is below DIR (a test's temp root).
+stop_dovecots_under() {
+	[ -d "$1" ] || return 0
+	local dirs=() f
+	while read -r f; do
+		dirs+=("$(dirname "$f")")
+	done < <(find "$1" -maxdepth 4 -name master.pid -path '*/run/master.pid' 2>/dev/null)
+	stop_dovecot_base_dirs "${dirs[@]}"
+}

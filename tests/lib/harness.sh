@@ -1,0 +1,712 @@
+# shellcheck shell=bash
+# Integration-test harness for dovecot-migrate. Source it from a test script:
+#
+#   . "$(dirname "$0")/../lib/harness.sh"
+#   src_start; dst_start
+#   ...assertions...
+#   harness_done            # prints the summary, exits 0 iff nothing failed
+#
+# Every test gets a private temp root $T (removed on exit unless KEEP=1), two
+# private Dovecot instances (source and destination) on free 127.0.0.1 ports,
+# and a trap that stops every process it started by pid. Nothing here touches
+# the system Dovecot (/etc/dovecot, /run/dovecot).
+#
+# Environment knobs:
+#   KEEP=1             keep $T after the test (its path is printed)
+#   DOVEADM_TIMEOUT=N  bound for every doveadm call (default 180 s)
+#   IMAPTOOL_TIMEOUT=N bound for every imaptool call (default 300 s)
+#   HARNESS_REGISTRY=D run-all.sh sets this so it can clean up after a test
+#                      that was killed too hard to run its own trap
+
+# ---------------------------------------------------------------- basics
+
+HARNESS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HARNESS_LIB/common.sh"
+TOP=${TOP:-$(cd "$HARNESS_LIB/../.." && pwd)}
+IMAPTOOL="$HARNESS_LIB/imaptool.py"
+# CI clones main with shared/ beside it; /work/shared is the same place here.
+CORPUS=${CORPUS:-$(git -C "$TOP" rev-parse --show-toplevel 2>/dev/null || echo "$TOP")/../shared/corpus}
+# a clone elsewhere (e.g. /tmp/ci-check) still finds the machine's corpus
+[ -d "$CORPUS" ] || [ ! -d /work/shared/corpus ] || CORPUS=/work/shared/corpus
+PLUGIN_DIR="$TOP/doveadm-cmd/.libs"
+PLUGIN_NAME=doveadm_migrate
+DOVEADM_TIMEOUT=${DOVEADM_TIMEOUT:-180}
+IMAPTOOL_TIMEOUT=${IMAPTOOL_TIMEOUT:-300}
+TEST_NAME=${TEST_NAME:-$(basename "$0" .sh)}
+MAIL_USER=vmail
+
+HARNESS_PASSED=0
+HARNESS_FAILED=0
+HARNESS_DONE=0
+HARNESS_PIDS=()          # background processes started by the test
+HARNESS_BASE_DIRS=()     # base_dirs of the Dovecot instances we started
+
+export LC_ALL=C TZ=UTC
+
+# Results go to the test's original stdout (fd $HARNESS_OUT) even when they
+# are printed from inside a redirected command: a signal trap runs with the
+# redirections of whatever command it interrupted, and `check x cmd >file`
+# must not swallow the PASS line.
+exec {HARNESS_OUT}>&1
+out() { printf '%s\n' "$*" >&"$HARNESS_OUT"; }
+info() { out "# $*"; }
+die() {
+	fail "$TEST_NAME" "$*"
+	harness_done
+}
+
+if [ "$(id -u)" != 0 ]; then
+	echo "FAIL: $TEST_NAME: the integration harness must run as root (it starts private Dovecot instances)"
+	exit 1
+fi
+for bin in dovecot doveadm openssl python3 timeout; do
+	command -v "$bin" >/dev/null 2>&1 || {
+		echo "FAIL: $TEST_NAME: $bin is not installed"
+		exit 1
+	}
+done
+
+# The mail user: a system account, never uid 0 (doveadm refuses root).
+if ! id "$MAIL_USER" >/dev/null 2>&1; then
+	useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$MAIL_USER" ||
+		{ echo "FAIL: $TEST_NAME: cannot create user $MAIL_USER"; exit 1; }
+fi
+
+# /tmp is world-traversable; $T must be too, because Dovecot's mail
+# processes (and the plugin inside doveadm) run as vmail.
+T=$(mktemp -d /tmp/dm-test.XXXXXX) || exit 1
+chmod 755 "$T"
+if [ -n "${HARNESS_REGISTRY:-}" ] && [ -d "$HARNESS_REGISTRY" ]; then
+	echo "$T" >>"$HARNESS_REGISTRY/roots"
+fi
+
+# ---------------------------------------------------------------- cleanup
+
+harness_cleanup() {
+	local pid
+	trap - EXIT INT TERM HUP PIPE
+	for pid in "${HARNESS_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null
+	done
+	stop_dovecot_base_dirs "${HARNESS_BASE_DIRS[@]}"
+	if [ "${KEEP:-0}" = 1 ]; then
+		info "KEEP=1: test files left in $T"
+	else
+		rm -rf "$T"
+	fi
+}
+
+harness_on_signal() {
+	fail "$TEST_NAME" "interrupted by signal $1"
+	harness_done
+}
+
+harness_on_exit() {
+	local rc=$?
+	if [ "$HARNESS_DONE" = 0 ]; then
+		# the script ended without harness_done: never report success then
+		[ "$rc" = 0 ] && rc=1
+		out "FAIL: $TEST_NAME: script ended early (exit $rc)"
+	fi
+	harness_cleanup
+	exit "$rc"
+}
+trap harness_on_exit EXIT
+trap 'harness_on_signal TERM' TERM
+trap 'harness_on_signal INT' INT
+trap 'harness_on_signal HUP' HUP
+# a reader that went away (… | head) must not skip the cleanup
+trap 'harness_on_signal PIPE' PIPE
+
+# Remember a background pid so cleanup kills it.
+track_pid() { HARNESS_PIDS+=("$1"); }
+
+# ---------------------------------------------------------------- results
+
+pass() {
+	HARNESS_PASSED=$((HARNESS_PASSED + 1))
+	out "PASS: $1"
+}
+
+# fail NAME WHY...
+fail() {
+	local name=$1
+	shift
+	HARNESS_FAILED=$((HARNESS_FAILED + 1))
+	out "FAIL: $name: $*"
+}
+
+# check NAME cmd...: PASS if the command exits 0, FAIL otherwise.
+check() {
+	local name=$1
+	shift
+	if "$@"; then pass "$name"; else fail "$name" "command failed: $*"; fi
+}
+
+# assert_eq NAME EXPECTED ACTUAL
+assert_eq() {
+	if [ "$2" == "$3" ]; then
+		pass "$1"
+	else
+		fail "$1" "expected '$2', got '$3'"
+	fi
+}
+
+# assert_match NAME REGEX STRING
+assert_match() {
+	if printf '%s' "$3" | grep -Eq -- "$2"; then
+		pass "$1"
+	else
+		fail "$1" "'$(printf '%s' "$3" | head -c 300)' does not match /$2/"
+	fi
+}
+
+# assert_exit [NAME=] CODE cmd...: run cmd, PASS if it exits with CODE.
+# Its stdout/stderr stay in $LAST_OUT/$LAST_ERR and the code in $LAST_RC.
+# Without an explicit name the command line is the name.
+LAST_OUT="$T/last.out"
+LAST_ERR="$T/last.err"
+LAST_RC=0
+assert_exit() {
+	local name=""
+	case "$1" in NAME=*) name=${1#NAME=}; shift ;; esac
+	local want=$1
+	shift
+	[ -n "$name" ] || name="exit $want: $*"
+	run_capture "$@"
+	if [ "$LAST_RC" = "$want" ]; then
+		pass "$name"
+	else
+		fail "$name" "exit $LAST_RC, expected $want; stderr: $(tail -n 3 "$LAST_ERR" | tr '\n' ' ' | head -c 400)"
+	fi
+}
+
+# run_capture cmd...: run, keep output in $LAST_OUT/$LAST_ERR, code in $LAST_RC.
+run_capture() {
+	"$@" >"$LAST_OUT" 2>"$LAST_ERR"
+	LAST_RC=$?
+	return 0
+}
+
+# Print the summary and exit: 0 iff no assertion failed and at least one ran.
+harness_done() {
+	HARNESS_DONE=1
+	info "$TEST_NAME: $HARNESS_PASSED passed, $HARNESS_FAILED failed"
+	if [ "$HARNESS_FAILED" -gt 0 ] || [ "$HARNESS_PASSED" -eq 0 ]; then
+		[ "$HARNESS_PASSED" -eq 0 ] && [ "$HARNESS_FAILED" -eq 0 ] &&
+			out "FAIL: $TEST_NAME: no assertions ran"
+		exit 1
+	fi
+	exit 0
+}
+
+# ---------------------------------------------------------------- helpers
+
+# bounded SECS cmd...: run cmd, TERM after SECS (KILL 5 s later).
+# --foreground keeps cmd in our process group: when run-all.sh's timeout
+# (or ^C) signals the group, cmd dies at once and our trap runs; a plain
+# nested timeout would shield cmd and bash would defer the trap until cmd
+# finished on its own.
+bounded() {
+	local secs=$1
+	shift
+	timeout --foreground -k 5 "$secs" "$@"
+}
+
+# A free TCP port on 127.0.0.1 (the kernel picks it; small race accepted).
+free_port() {
+	python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_port PORT [SECONDS]: until something accepts on 127.0.0.1:PORT.
+wait_port() {
+	python3 - "$1" "${2:-20}" <<'EOF'
+import socket, sys, time
+port, limit = int(sys.argv[1]), float(sys.argv[2])
+end = time.time() + limit
+while time.time() < end:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+EOF
+}
+
+# Start a Dovecot instance from CONF whose base_dir is BASE_DIR.
+start_dovecot() {
+	local conf=$1 base_dir=$2 log=$3 port=$4 i
+	mkdir -p "$base_dir"
+	if ! bounded 30 doveconf -c "$conf" -n >"$base_dir/../doveconf.out" 2>&1; then
+		cat "$base_dir/../doveconf.out" >&2
+		return 1
+	fi
+	HARNESS_BASE_DIRS+=("$base_dir")
+	# The daemon must not inherit our stdout/stderr (nor $HARNESS_OUT): a
+	# pipe it holds open would keep the reader (run-all.sh's tee) waiting.
+	if ! bounded 30 dovecot -c "$conf" </dev/null >>"$log" 2>&1 {HARNESS_OUT}>&-; then
+		[ -f "$log" ] && tail -n 20 "$log" >&2
+		return 1
+	fi
+	for i in $(seq 1 100); do
+		[ -s "$base_dir/master.pid" ] && break
+		sleep 0.1
+	done
+	if ! wait_port "$port" 20; then
+		echo "dovecot ($conf) did not start listening on $port" >&2
+		[ -f "$log" ] && tail -n 20 "$log" >&2
+		return 1
+	fi
+}
+
+# Self-signed certificate for CN=localhost, SAN localhost + 127.0.0.1.
+make_cert() {
+	local dir=$1
+	mkdir -p "$dir"
+	bounded 60 openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+		-subj "/CN=localhost" \
+		-addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-keyout "$dir/key.pem" -out "$dir/cert.pem" >/dev/null 2>&1 ||
+		return 1
+	chmod 600 "$dir/key.pem"
+}
+
+# Settings shared by both instances. $1 = instance dir.
+common_conf() {
+	local dir=$1
+	cat <<EOF
+# Generated by tests/lib/harness.sh: a private instance, not the system one.
+base_dir = $dir/run
+state_dir = $dir/state
+instance_name = dm-test-$(basename "$T")-$(basename "$dir")
+protocols = imap
+listen = 127.0.0.1
+log_path = $dir/dovecot.log
+info_log_path = $dir/dovecot.log
+debug_log_path = $dir/dovecot.log
+mail_uid = $MAIL_USER
+mail_gid = $MAIL_USER
+first_valid_uid = 1
+first_valid_gid = 1
+auth_mechanisms = plain login
+disable_plaintext_auth = no
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u $dir/passwd
+}
+userdb {
+  driver = passwd-file
+  args = username_format=%u $dir/passwd
+  default_fields = uid=$MAIL_USER gid=$MAIL_USER
+}
+EOF
+}
+
+# Add or replace "NAME:{PLAIN}PASS::::HOME::EXTRA" in a passwd-file.
+# Dovecot's auth process re-stat()s a passwd-file at most once per second
+# and reloads it when mtime or size changed. So the file is replaced
+# atomically, and when a running instance reads it we wait for the next
+# second: a lookup right after this returns sees the change.
+passwd_add() {
+	local file=$1 name=$2 pass=$3 home=$4
+	shift 4
+	case "$name$pass" in *:* | *' '*)
+		echo "passwd_add: ':' and ' ' are not allowed in $name/$pass" >&2
+		return 1
+		;;
+	esac
+	{
+		[ -f "$file" ] && grep -v "^$name:" "$file"
+		printf '%s:{PLAIN}%s::::%s::%s\n' "$name" "$pass" "$home" "$*"
+	} >"$file.new"
+	chmod 644 "$file.new"
+	mv -f "$file.new" "$file"
+	if [ -s "$(dirname "$file")/run/master.pid" ]; then
+		python3 -c 'import time; time.sleep(1.05 - time.time() % 1)'
+	fi
+}
+
+# ---------------------------------------------------------------- source
+
+SRC_DIR="$T/src"
+SRC_LAYOUT=default
+SRC_PORT=
+SRC_SSL_PORT=
+SRC_CA=
+
+# src_start [--courier] [--gmail-like] [--name NAME]
+# --name starts an additional source in $T/src-NAME (the default one is
+# $T/src); it becomes the current source. src_use switches between them.
+src_start() {
+	local courier=0 gmail=0 sep=/ prefix=""
+	SRC_DIR="$T/src"
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--courier) courier=1 ;;
+		--gmail-like) gmail=1 ;;
+		--name) SRC_DIR="$T/src-$2"; shift ;;
+		*) echo "src_start: unknown option $1" >&2; return 1 ;;
+		esac
+		shift
+	done
+	SRC_LAYOUT=default
+	if [ $courier = 1 ]; then
+		SRC_LAYOUT=courier sep=. prefix=INBOX.
+	fi
+	[ $gmail = 1 ] && SRC_LAYOUT=gmail
+	if [ $courier = 1 ] && [ $gmail = 1 ]; then
+		echo "src_start: --courier and --gmail-like don't combine" >&2
+		return 1
+	fi
+	mkdir -p "$SRC_DIR/home" "$SRC_DIR/state"
+	chown "$MAIL_USER:$MAIL_USER" "$SRC_DIR/home"
+	make_cert "$SRC_DIR/ssl" || { echo "src_start: openssl failed" >&2; return 1; }
+	SRC_CA="$SRC_DIR/ssl/cert.pem"
+	SRC_PORT=$(free_port)
+	SRC_SSL_PORT=$(free_port)
+	while [ "$SRC_SSL_PORT" = "$SRC_PORT" ]; do SRC_SSL_PORT=$(free_port); done
+	export SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT
+
+	: >"$SRC_DIR/passwd"
+	src_add_user alice "spw-alice"
+	src_add_user bob "spw-bob"
+
+	{
+		common_conf "$SRC_DIR"
+		cat <<EOF
+ssl = yes
+ssl_cert = <$SRC_DIR/ssl/cert.pem
+ssl_key = <$SRC_DIR/ssl/key.pem
+ssl_dh = </usr/share/dovecot/dh.pem
+mail_location = maildir:~/Maildir
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $SRC_PORT
+  }
+  inet_listener imaps {
+    address = 127.0.0.1
+    port = $SRC_SSL_PORT
+    ssl = yes
+  }
+}
+namespace inbox {
+  inbox = yes
+  separator = $sep
+  prefix = $prefix
+EOF
+		# Special-use folders exist from the first login (auto = create)
+		# but are subscribed only where the seed says so.
+		if [ $gmail = 1 ]; then
+			cat <<'EOF'
+  mailbox "[Gmail]/Sent Mail" {
+    special_use = \Sent
+    auto = create
+  }
+  mailbox "[Gmail]/Drafts" {
+    special_use = \Drafts
+    auto = create
+  }
+  mailbox "[Gmail]/Trash" {
+    special_use = \Trash
+    auto = create
+  }
+  mailbox "[Gmail]/Spam" {
+    special_use = \Junk
+    auto = create
+  }
+  mailbox "[Gmail]/All Mail" {
+    special_use = \All
+    auto = create
+  }
+EOF
+		else
+			local box
+			for box in Sent Drafts Trash Junk Archive; do
+				printf '  mailbox %s {\n    special_use = \\%s\n    auto = create\n  }\n' "$box" "$box"
+			done
+		fi
+		echo "}"
+	} >"$SRC_DIR/dovecot.conf"
+	[ -f /usr/share/dovecot/dh.pem ] || sed -i '/^ssl_dh/d' "$SRC_DIR/dovecot.conf"
+
+	start_dovecot "$SRC_DIR/dovecot.conf" "$SRC_DIR/run" "$SRC_DIR/dovecot.log" "$SRC_PORT" ||
+		{ echo "src_start: dovecot failed to start" >&2; return 1; }
+	wait_port "$SRC_SSL_PORT" 10 || return 1
+	local v
+	for v in SRC_DIR SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT; do
+		printf '%s=%q\n' "$v" "${!v}"
+	done >"$SRC_DIR/instance.env"
+	info "source: imap 127.0.0.1:$SRC_PORT imaps :$SRC_SSL_PORT layout=$SRC_LAYOUT"
+}
+
+# src_use [NAME]: make the source started with --name NAME (no NAME: the
+# default one) the current source for the src_* helpers.
+src_use() {
+	local dir="$T/src${1:+-$1}"
+	[ -f "$dir/instance.env" ] || { echo "src_use: no source ${1:-default}" >&2; return 1; }
+	. "$dir/instance.env"
+	export SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT
+}
+
+# src_add_user NAME PASS
+src_add_user() {
+	passwd_add "$SRC_DIR/passwd" "$1" "$2" "$SRC_DIR/home/$1"
+	# destination instances read the source password from this file
+	src_password_file_write "$1" "$2"
+}
+
+src_password() {
+	sed -n "s/^$1:{PLAIN}\([^:]*\):.*/\1/p" "$SRC_DIR/passwd"
+}
+
+# src_doveadm ARGS...: doveadm against the source instance (no plugin).
+src_doveadm() {
+	bounded "$DOVEADM_TIMEOUT" doveadm -c "$SRC_DIR/dovecot.conf" "$@"
+}
+
+# src_seed USER [imaptool seed options...]: seeds USER with the corpus.
+src_seed() {
+	local user=$1
+	shift
+	imaptool seed --host 127.0.0.1 --port "$SRC_PORT" --user "$user" \
+		--password "$(src_password "$user")" --corpus "$CORPUS" \
+		--layout "$SRC_LAYOUT" "$@"
+}
+
+# src_dump USER OUT.json [--uids]
+src_dump() {
+	local user=$1 out=$2
+	shift 2
+	imaptool dump --host 127.0.0.1 --port "$SRC_PORT" --user "$user" \
+		--password "$(src_password "$user")" "$@" >"$out"
+}
+
+# src_mutate USER [imaptool mutate options...]
+src_mutate() {
+	local user=$1
+	shift
+	imaptool mutate --host 127.0.0.1 --port "$SRC_PORT" --user "$user" \
+		--password "$(src_password "$user")" "$@"
+}
+
+# src_set_uidvalidity USER FOLDER VALUE: a real UIDVALIDITY change (the
+# folder's messages get new UIDs from the source's point of view).
+src_set_uidvalidity() {
+	src_doveadm mailbox update -u "$1" --uid-validity "$3" "$2"
+}
+
+# ---------------------------------------------------------------- destination
+
+DST_DIR="$T/dst"
+DST_PORT=
+DST_FORMAT=sdbox
+
+# dst_start [--format maildir|sdbox|mdbox] [--conf-extra FILE]
+# --conf-extra appends FILE's text to the generated dovecot.conf (e.g. a
+# dict service or extra plugin settings a test needs).
+dst_start() {
+	local extra=""
+	DST_FORMAT=sdbox
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--format) DST_FORMAT=$2; shift 2 ;;
+		--format=*) DST_FORMAT=${1#--format=}; shift ;;
+		--conf-extra) extra=$2; shift 2 ;;
+		*) echo "dst_start: unknown option $1" >&2; return 1 ;;
+		esac
+	done
+	local location
+	case "$DST_FORMAT" in
+	maildir) location="maildir:~/Maildir:LAYOUT=fs" ;;
+	sdbox) location="sdbox:~/mail" ;;
+	mdbox) location="mdbox:~/mdbox" ;;
+	*) echo "dst_start: unknown format $DST_FORMAT" >&2; return 1 ;;
+	esac
+	mkdir -p "$DST_DIR/home" "$DST_DIR/state"
+	chown "$MAIL_USER:$MAIL_USER" "$DST_DIR/home"
+	mkdir -p "$T/srcpw"
+	DST_PORT=$(free_port)
+	export DST_PORT DST_FORMAT
+
+	: >"$DST_DIR/passwd"
+	dst_add_user alice
+	dst_add_user bob
+
+	{
+		common_conf "$DST_DIR"
+		cat <<EOF
+ssl = no
+mail_location = $location
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $DST_PORT
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+namespace inbox {
+  inbox = yes
+  separator = /
+  prefix =
+  mailbox Sent {
+    special_use = \\Sent
+    auto = no
+  }
+  mailbox Drafts {
+    special_use = \\Drafts
+    auto = no
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = no
+  }
+  mailbox Junk {
+    special_use = \\Junk
+    auto = no
+  }
+  mailbox Archive {
+    special_use = \\Archive
+    auto = no
+  }
+}
+plugin {
+  migrate_source_host = 127.0.0.1
+  migrate_source_port = ${SRC_PORT:-143}
+  migrate_source_ssl = no
+  migrate_source_password_file = $T/srcpw/%u
+}
+EOF
+		[ -n "$extra" ] && cat "$extra"
+	} >"$DST_DIR/dovecot.conf"
+
+	start_dovecot "$DST_DIR/dovecot.conf" "$DST_DIR/run" "$DST_DIR/dovecot.log" "$DST_PORT" ||
+		{ echo "dst_start: dovecot failed to start" >&2; return 1; }
+	info "destination: imap 127.0.0.1:$DST_PORT format=$DST_FORMAT"
+}
+
+# dst_add_user NAME [userdb extra fields...]: destination password is
+# dpw-NAME. Extra fields are passwd-file extra fields, e.g.
+#   dst_add_user carol userdb_migrate_source_user=alice
+# A source password file for NAME is written when the source knows NAME.
+dst_add_user() {
+	local name=$1 src_user=$1 f pw
+	shift
+	for f in "$@"; do
+		case "$f" in
+		userdb_migrate_source_user=* | userdb_plugin/migrate_source_user=*)
+			src_user=${f#*=} ;;
+		esac
+	done
+	passwd_add "$DST_DIR/passwd" "$name" "dpw-$name" "$DST_DIR/home/$name" "$@"
+	if [ -f "$SRC_DIR/passwd" ]; then
+		pw=$(src_password "$src_user")
+		[ -n "$pw" ] && src_password_file_write "$name" "$pw"
+	fi
+	return 0
+}
+
+dst_password() { echo "dpw-$1"; }
+dst_home() { echo "$DST_DIR/home/$1"; }
+
+# The file migrate_source_password_file = $T/srcpw/%u points at: readable by
+# vmail only (doveadm runs the plugin as the mail user).
+src_password_file_write() {
+	mkdir -p "$T/srcpw"
+	chmod 755 "$T/srcpw"
+	printf '%s' "$2" >"$T/srcpw/$1"
+	chown "$MAIL_USER:$MAIL_USER" "$T/srcpw/$1"
+	chmod 600 "$T/srcpw/$1"
+}
+
+# dst_set_source_password USER PASS: the source password the plugin uses
+# when migrating destination user USER.
+dst_set_source_password() { src_password_file_write "$1" "$2"; }
+
+# The doveadm command line with the plugin loaded from the build tree.
+# Without a built plugin doveadm would die on the missing plugin dir; run it
+# plain then, so non-migrate commands still work and "migrate" fails as an
+# unknown command.
+dst_doveadm_argv() {
+	DST_DOVEADM=(doveadm -c "$DST_DIR/dovecot.conf")
+	if plugin_built; then
+		DST_DOVEADM+=(-o "mail_plugin_dir=$PLUGIN_DIR" -o "mail_plugins=$PLUGIN_NAME")
+	else
+		echo "harness: warning: plugin not built ($PLUGIN_DIR/lib20_doveadm_migrate_plugin.so); doveadm runs without it" >&2
+	fi
+}
+
+# dst_doveadm ARGS...: doveadm against the destination with the plugin.
+dst_doveadm() {
+	dst_doveadm_argv
+	bounded "$DOVEADM_TIMEOUT" "${DST_DOVEADM[@]}" "$@"
+}
+
+# dst_doveadm_killed SECS ARGS...: like dst_doveadm, but SIGKILLed after
+# SECS (fractions allowed): simulates a crash at an arbitrary point.
+dst_doveadm_killed() {
+	local secs=$1
+	shift
+	dst_doveadm_argv
+	timeout --foreground -s KILL "$secs" "${DST_DOVEADM[@]}" "$@"
+}
+
+# dst_dump USER OUT.json [--uids]: read the destination back over IMAP.
+dst_dump() {
+	local user=$1 out=$2
+	shift 2
+	imaptool dump --host 127.0.0.1 --port "$DST_PORT" --user "$user" \
+		--password "$(dst_password "$user")" "$@" >"$out"
+}
+
+# dst_mail_files USER: sorted list "sha256 relative-path" of the message
+# files under USER's home (index/log files excluded): a cheap fingerprint
+# that proves the destination storage wasn't written.
+dst_mail_files() {
+	local home
+	home=$(dst_home "$1")
+	[ -d "$home" ] || return 0
+	(cd "$home" && find . -type f \( -name 'u.*' -o -name 'm.*' -o -path '*/cur/*' -o -path '*/new/*' \) \
+		-print0 | sort -z | xargs -0 -r sha256sum)
+}
+
+# dst_mailbox_count USER: number of mailboxes that exist for USER (without
+# creating anything: reads the storage directory, not the IMAP server).
+dst_mailbox_dirs() {
+	local home
+	home=$(dst_home "$1")
+	[ -d "$home" ] || return 0
+	case "$DST_FORMAT" in
+	sdbox | mdbox) (cd "$home" && find . -type d -name dbox-Mails | sort) ;;
+	maildir) (cd "$home" && find . -type d -name cur | sort) ;;
+	esac
+}
+
+# ---------------------------------------------------------------- imaptool
+
+imaptool() {
+	bounded "$IMAPTOOL_TIMEOUT" python3 "$IMAPTOOL" "$@"
+}
+
+# compare_dumps NAME A.json B.json [compare options...]: PASS/FAIL with diff.
+compare_dumps() {
+	local name=$1 a=$2 b=$3 out
+	shift 3
+	out=$(imaptool compare "$a" "$b" "$@" 2>&1)
+	local rc=$?
+	if [ $rc = 0 ]; then
+		pass "$name"
+	else
+		fail "$name" "dumps differ (compare exit $rc)"
+		printf '%s\n' "$out" | head -n 40 | sed 's/^/#   /' >&"$HARNESS_OUT"
+	fi
+	return $rc
+}
+
+# plugin_built: whether the doveadm plugin exists in the build tree.
+plugin_built() { [ -f "$PLUGIN_DIR/lib20_doveadm_migrate_plugin.so" ]; }
