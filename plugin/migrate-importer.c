@@ -46,6 +46,8 @@ struct migrate_msg {
 	const char *message_id, *subject, *date;
 	enum migrate_msg_action action;
 	bool listed;
+	/* matched to destination mail by identity in this pass */
+	uint32_t claimed_dst_uid;
 };
 
 struct migrate_dest_ids {
@@ -715,6 +717,7 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 		dst_uid = migrate_importer_dest_claim(imp, msg->identity);
 		if (dst_uid != 0) {
 			msg->action = MIGRATE_MSG_PRESENT;
+			msg->claimed_dst_uid = dst_uid;
 			migrate_uidmap_add(&imp->fs.uidmap, msg->uid, dst_uid);
 			migrate_importer_item_resolved(imp, msg->uid);
 			continue;
@@ -1180,6 +1183,10 @@ struct migrate_flag_sync {
 	ARRAY_TYPE(seq_range) seen_uids;
 };
 
+static void migrate_dest_update_flags(struct migrate_importer *imp,
+				      struct mail *mail,
+				      const struct migrate_msg *src);
+
 static void migrate_flags_cb(const struct migrate_reply *reply,
 			     struct migrate_flag_sync *ctx)
 {
@@ -1187,11 +1194,7 @@ static void migrate_flags_cb(const struct migrate_reply *reply,
 	struct migrate_msg tmp;
 	const unsigned char *hdr;
 	size_t hdr_size;
-	struct mail_keywords *kw;
-	const char *const *old_kw;
 	uint32_t uid, dst_uid;
-	unsigned int i;
-	bool kw_differ;
 
 	if (strcasecmp(reply->name, "FETCH") != 0)
 		return;
@@ -1201,25 +1204,67 @@ static void migrate_flags_cb(const struct migrate_reply *reply,
 		return;
 	seq_range_array_add(&ctx->seen_uids, uid);
 	dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, uid);
-	if (dst_uid == 0 || !mail_set_uid(ctx->mail, dst_uid))
-		return;
-	old_kw = mail_get_keywords(ctx->mail);
-	kw_differ = str_array_length(old_kw) !=
-		str_array_length(tmp.keywords);
-	for (i = 0; !kw_differ && tmp.keywords[i] != NULL; i++) {
-		if (!str_array_icase_find(old_kw, tmp.keywords[i]))
+	if (dst_uid != 0 && mail_set_uid(ctx->mail, dst_uid))
+		migrate_dest_update_flags(imp, ctx->mail, &tmp);
+}
+
+/* Make a destination mail's flags and keywords those of the source */
+static void migrate_dest_update_flags(struct migrate_importer *imp,
+				      struct mail *mail,
+				      const struct migrate_msg *src)
+{
+	static const char *const no_keywords[] = { NULL };
+	const char *const *src_kw, *const *old_kw;
+	struct mail_keywords *kw;
+	unsigned int i;
+	bool kw_differ;
+
+	src_kw = src->keywords == NULL ? no_keywords : src->keywords;
+	old_kw = mail_get_keywords(mail);
+	kw_differ = str_array_length(old_kw) != str_array_length(src_kw);
+	for (i = 0; !kw_differ && src_kw[i] != NULL; i++) {
+		if (!str_array_icase_find(old_kw, src_kw[i]))
 			kw_differ = TRUE;
 	}
-	if ((mail_get_flags(ctx->mail) & MAIL_FLAGS_NONRECENT) == tmp.flags &&
+	if ((mail_get_flags(mail) & MAIL_FLAGS_NONRECENT) == src->flags &&
 	    !kw_differ)
 		return;
-	mail_update_flags(ctx->mail, MODIFY_REPLACE, tmp.flags);
+	mail_update_flags(mail, MODIFY_REPLACE, src->flags);
 	if (kw_differ) {
-		kw = mailbox_keywords_create_valid(imp->box, tmp.keywords);
-		mail_update_keywords(ctx->mail, MODIFY_REPLACE, kw);
+		kw = mailbox_keywords_create_valid(imp->box, src_kw);
+		mail_update_keywords(mail, MODIFY_REPLACE, kw);
 		mailbox_keywords_unref(&kw);
 	}
 	imp->folder->flags_updated++;
+}
+
+/* Mail matched by identity (state lost, UIDVALIDITY changed, a crashed
+   run's last batch) takes the source's current flags. */
+static int migrate_importer_sync_claimed(struct migrate_importer *imp)
+{
+	struct mailbox_transaction_context *t;
+	struct migrate_msg *msg;
+	struct mail *mail;
+	enum mail_error mail_error;
+
+	t = mailbox_transaction_begin(imp->box,
+		MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+	mail = mail_alloc(t, 0, NULL);
+	array_foreach_elem(&imp->msgs, msg) {
+		if (msg->claimed_dst_uid != 0 &&
+		    mail_set_uid(mail, msg->claimed_dst_uid))
+			migrate_dest_update_flags(imp, mail, msg);
+	}
+	mail_free(&mail);
+	if (mailbox_transaction_commit(&t) < 0) {
+		imp->run->error_code = MIGRATE_ERROR_DESTINATION;
+		imp->run->error = p_strdup_printf(imp->run->pool,
+			"Destination folder %s: flag update failed: %s",
+			imp->folder->dest.vname,
+			mailbox_get_last_internal_error(imp->box, &mail_error));
+		return -1;
+	}
+	return 0;
 }
 
 static int migrate_importer_sync_flags(struct migrate_importer *imp,
@@ -1441,6 +1486,8 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	    migrate_importer_list_missing(imp, &list_uids) < 0)
 		return -1;
 	migrate_importer_classify(imp);
+	if (migrate_importer_sync_claimed(imp) < 0)
+		return -1;
 
 	/* the flags of what earlier passes imported */
 	prev_last_uid = imp->fs.last_uid;
