@@ -1149,6 +1149,8 @@ folder_map_lookup_real(struct migrate_folder_map *map,
 	if (uses == 0 && by_name && count == top + 1) {
 		uses = folder_map_name_special_use(map, names[top],
 						   gmail_child);
+		if (!gmail_child)
+			uses &= ~map->set.source_flagged;
 		own = special_use_primary(uses);
 	}
 	dest_r->special_use = own;

@@ -47,6 +47,10 @@ struct migrate_folder_map_settings {
 	/* Source is Gmail (X-GM-EXT-1) or looks like it ([Gmail]/ names):
 	   skip virtual folders as documented. */
 	bool gmail;
+	/* Special uses some source folder carries as a flag: a localized
+	   name never claims a use the source already flags elsewhere
+	   (a real \Drafts folder beats a folder merely named "Entwürfe") */
+	enum migrate_special_use source_flagged;
 	/* migrate_gmail_skip, as special-use bits (default \Junk \Trash) */
 	enum migrate_special_use gmail_skip;
 };

@@ -1581,6 +1581,64 @@ static void migrate_importer_deinit(struct migrate_importer *imp)
 	imp->run->cur_folder = NULL;
 }
 
+/* Gmail: mail in the label folders is labelled mail, which All Mail
+   must not bring again into Archive. The label folders' identities are
+   read from the destination, so this holds also for label folders this
+   run didn't list: unchanged ones, completed by an earlier (crashed) run,
+   or left out with -m. */
+int migrate_importer_remember_labelled(struct migrate_run *run)
+{
+	struct migrate_importer imp;
+	struct migrate_folder *folder;
+	struct mail_namespace *ns;
+	enum mailbox_existence existence;
+	struct hash_iterate_context *iter;
+	struct migrate_dest_ids *ids;
+	enum mail_error mail_error;
+	const char *identity;
+	int ret = 0;
+
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->dest.skip || folder->dest.gmail_all_mail ||
+		    folder->dest.vname == NULL)
+			continue;
+		migrate_importer_init(&imp, run, folder);
+		ns = mail_namespace_find(run->user->namespaces,
+					 folder->dest.vname);
+		imp.box = mailbox_alloc(ns->list, folder->dest.vname, 0);
+		if (mailbox_exists(imp.box, TRUE, &existence) < 0 ||
+		    (existence == MAILBOX_EXISTENCE_SELECT &&
+		     mailbox_open(imp.box) < 0)) {
+			run->error_code = MIGRATE_ERROR_DESTINATION;
+			run->error = p_strdup_printf(run->pool,
+				"Destination folder %s: %s", folder->dest.vname,
+				mailbox_get_last_internal_error(imp.box,
+								&mail_error));
+			ret = -1;
+		} else if (existence == MAILBOX_EXISTENCE_SELECT &&
+			   migrate_importer_dest_scan(&imp, 1) < 0) {
+			ret = -1;
+		} else if (existence == MAILBOX_EXISTENCE_SELECT) {
+			iter = hash_table_iterate_init(imp.dest_ids);
+			while (hash_table_iterate(iter, imp.dest_ids,
+						  &identity, &ids)) {
+				if (hash_table_lookup(run->seen_identities,
+						      identity) != NULL)
+					continue;
+				const char *key =
+					p_strdup(run->seen_pool, identity);
+				hash_table_insert(run->seen_identities,
+						  key, key);
+			}
+			hash_table_iterate_deinit(&iter);
+		}
+		migrate_importer_deinit(&imp);
+		if (ret < 0)
+			break;
+	}
+	return ret;
+}
+
 int migrate_importer_folder(struct migrate_run *run,
 			    struct migrate_folder *folder)
 {

@@ -478,6 +478,8 @@ static int migrate_run_map_folders(struct migrate_run *run)
 		}
 	}
 	map_set.gmail = run->gmail;
+	array_foreach_elem(&run->folders, folder)
+		map_set.source_flagged |= folder->src_special_use;
 	if (migrate_folder_map_init(&map_set, &run->map, &error) < 0) {
 		run->error_code = MIGRATE_ERROR_CONFIG;
 		run->error = p_strdup(run->pool, error);
@@ -682,6 +684,7 @@ static int migrate_run_import(struct migrate_run *run)
 	ARRAY_TYPE(const_string) names;
 	struct timeout *to;
 	const char *error;
+	bool labelled_known = FALSE;
 	int ret = 0;
 
 	array_sort(&run->folders, migrate_folder_order);
@@ -699,6 +702,14 @@ static int migrate_run_import(struct migrate_run *run)
 			if (folder->subscribed && run->set->subscriptions)
 				migrate_run_subscribe(run, folder);
 			continue;
+		}
+		if (folder->dest.gmail_all_mail && !labelled_known) {
+			/* All Mail comes last: every label folder is done */
+			labelled_known = TRUE;
+			if (migrate_importer_remember_labelled(run) < 0) {
+				ret = -1;
+				break;
+			}
 		}
 		if (migrate_importer_folder(run, folder) < 0) {
 			/* the run can't go on (source gone, dest broken) */
@@ -729,11 +740,17 @@ static int migrate_run_verify(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
 	uint32_t unexplained = 0;
+	bool labelled_known = FALSE;
 
 	array_sort(&run->folders, migrate_folder_order);
 	array_foreach_elem(&run->folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
 			continue;
+		if (folder->dest.gmail_all_mail && !labelled_known) {
+			labelled_known = TRUE;
+			if (migrate_importer_remember_labelled(run) < 0)
+				return -1;
+		}
 		if (migrate_importer_verify(run, folder) < 0)
 			return -1;
 		unexplained += folder->unexplained;

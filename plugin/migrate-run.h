@@ -139,6 +139,10 @@ int migrate_importer_folder(struct migrate_run *run,
 int migrate_importer_verify(struct migrate_run *run,
 			    struct migrate_folder *folder);
 
+/* Before Gmail's All Mail: remember the identities of the mail in every
+   label folder at the destination (run->seen_identities). */
+int migrate_importer_remember_labelled(struct migrate_run *run);
+
 /* Exit code for doveadm (sysexits) */
 int migrate_error_to_exit_code(enum migrate_error error);
 

@@ -352,7 +352,9 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 		"migrate_folder_map"));
 	set->include = p_strdup(pool, migrate_getenv(user, "migrate_include"));
 	set->exclude = p_strdup(pool, migrate_getenv(user, "migrate_exclude"));
-	value = migrate_getenv(user, "migrate_gmail_skip");
+	/* set but empty: skip nothing (unlike the other settings, empty
+	   isn't the default here) */
+	value = mail_user_plugin_getenv(user, "migrate_gmail_skip");
 	set->gmail_skip = p_strdup(pool, value != NULL ? value :
 				   "\\Junk \\Trash");
 
