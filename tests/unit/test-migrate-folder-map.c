@@ -570,6 +570,32 @@ static void test_folder_map_special_use_names(void)
 	test_end();
 }
 
+static void test_folder_map_names_yield_to_flags(void)
+{
+	struct migrate_folder_map_settings set;
+	struct migrate_folder_map *map;
+	struct migrate_folder_dest dest;
+
+	test_begin("folder map: a flagged folder beats a localized name");
+	i_zero(&set);
+	set.dest_sep = '/';
+	set.automap = TRUE;
+	set.source_flagged = MIGRATE_SPECIAL_USE_DRAFTS;
+	map = test_map_init(&set);
+	/* the source flags Drafts \Drafts: "Entwürfe" is a plain folder */
+	test_lookup(map, "Drafts", '/', "", MIGRATE_SPECIAL_USE_DRAFTS, 0,
+		    &dest);
+	test_assert_strcmp(dest.vname, "Drafts");
+	test_lookup(map, "Entw&APw-rfe", '/', "", 0, 0, &dest);
+	test_assert_strcmp(dest.vname, "Entw\xc3\xbcrfe");
+	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_NONE);
+	/* uses the source doesn't flag still map by name */
+	test_lookup(map, "Papierkorb", '/', "", 0, 0, &dest);
+	test_assert_strcmp(dest.vname, "Trash");
+	migrate_folder_map_deinit(&map);
+	test_end();
+}
+
 static void test_folder_map_rules(void)
 {
 	static const char *rules =
@@ -889,6 +915,7 @@ int main(void)
 		test_folder_map_hostile,
 		test_folder_map_special_use_flags,
 		test_folder_map_special_use_names,
+		test_folder_map_names_yield_to_flags,
 		test_folder_map_rules,
 		test_folder_map_rules_invalid,
 		test_folder_map_include_exclude,
