@@ -73,6 +73,11 @@ struct migrate_importer {
 	unsigned int trans_msgs;
 	uoff_t trans_bytes;
 	uint32_t trans_last_uid;
+	/* the last save in the open transaction failed: see
+	   migrate_importer_rollback() */
+	bool trans_save_failed;
+	/* a batch was rolled back: its messages need another pass */
+	bool batch_rolled_back;
 	bool preserve_uids;
 	bool uids_preserve_failed;
 
@@ -88,6 +93,9 @@ struct migrate_importer {
 	unsigned int handled_idx;
 	/* a listing command failed: some UIDs may be missing from msgs */
 	bool listing_incomplete;
+	/* UIDs that failed (FETCH or destination) in this folder's run:
+	   later passes of the same run don't retry them */
+	ARRAY_TYPE(seq_range) failed_uids;
 	struct timeval started;
 };
 
@@ -673,6 +681,9 @@ static void migrate_importer_item(struct migrate_importer *imp,
 		item->first_seen = ioloop_time;
 	}
 	item->class = class;
+	if (class == MIGRATE_ITEM_FETCH_FAILED ||
+	    class == MIGRATE_ITEM_DEST_ERROR)
+		seq_range_array_add(&imp->failed_uids, msg->uid);
 	item->reason = p_strdup(imp->pool, str_sanitize(reason, 500));
 	item->last_seen = ioloop_time;
 	item->resolved = FALSE;
@@ -738,6 +749,11 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 				"(migrate_dedupe_across_folders)");
 			continue;
 		}
+		if (seq_range_exists(&imp->failed_uids, msg->uid)) {
+			/* failed earlier in this run: the next run retries */
+			msg->action = MIGRATE_MSG_FAILED;
+			continue;
+		}
 		if ((set->max_size != 0 && msg->size > set->max_size) ||
 		    (set->min_size != 0 && msg->size < set->min_size) ||
 		    (set->since != 0 && msg->internaldate < set->since) ||
@@ -794,6 +810,32 @@ static void migrate_importer_advance(struct migrate_importer *imp)
 
 /* Saving */
 
+/* Drop the open transaction. Its messages go back to IMPORT, so the high-water
+   mark can't pass them and a later pass fetches them again. */
+static void migrate_importer_rollback(struct migrate_importer *imp)
+{
+	const uint32_t *src_uidp;
+	struct migrate_msg *msg;
+
+	mailbox_transaction_rollback(&imp->trans);
+	array_foreach(&imp->pending_uids, src_uidp) {
+		msg = hash_table_lookup(imp->msgs_by_uid,
+					POINTER_CAST(*src_uidp));
+		if (msg == NULL || msg->action != MIGRATE_MSG_DONE)
+			continue;
+		msg->action = MIGRATE_MSG_IMPORT;
+		if (imp->folder->imported > 0)
+			imp->folder->imported--;
+		imp->batch_rolled_back = TRUE;
+	}
+	imp->folder->bytes = imp->folder->bytes > imp->trans_bytes ?
+		imp->folder->bytes - imp->trans_bytes : 0;
+	array_clear(&imp->pending_uids);
+	imp->trans_msgs = 0;
+	imp->trans_bytes = 0;
+	imp->trans_save_failed = FALSE;
+}
+
 static int migrate_importer_commit(struct migrate_importer *imp)
 {
 	struct mail_transaction_commit_changes changes;
@@ -808,6 +850,16 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 
 	if (imp->trans == NULL)
 		return 0;
+	if (imp->trans_save_failed) {
+		/* The transaction's last save failed (a body cut off
+		   mid-literal, a destination write error). dbox keeps that
+		   failure in the transaction's save context, and committing
+		   now would unlink the files of every message saved in it
+		   while their index records stay ("Unexpectedly lost uid").
+		   Roll the batch back instead: it is fetched again. */
+		migrate_importer_rollback(imp);
+		return 0;
+	}
 	if (mailbox_transaction_commit_get_changes(&imp->trans, &changes) < 0) {
 		errstr = mailbox_get_last_internal_error(imp->box, &error);
 		run->error_code = MIGRATE_ERROR_DESTINATION;
@@ -833,8 +885,22 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	imp->trans_msgs = 0;
 	imp->trans_bytes = 0;
 
-	/* the mail is safe now: the state may follow */
+	/* the mail is safe now: the state may follow. The box's view
+	   only sees the commit after a sync: without it dst_uidnext
+	   would be stale, and a resumed run would match mail this map
+	   already owns by identity once more. */
+	if (mailbox_sync(imp->box, 0) < 0) {
+		errstr = mailbox_get_last_internal_error(imp->box, &error);
+		run->error_code = MIGRATE_ERROR_DESTINATION;
+		run->error = p_strdup_printf(run->pool,
+			"Destination folder %s: sync after commit failed: %s",
+			imp->folder->dest.vname, errstr);
+		return -1;
+	}
 	migrate_importer_dest_status(imp, &status);
+	/* the map belongs to this UIDVALIDITY pair: a pass resumed after
+	   a reconnect (or the next run) can trust it */
+	imp->fs.src_uidvalidity = imp->uidvalidity;
 	imp->fs.dst_uidvalidity = status.uidvalidity;
 	imp->fs.dst_uidnext = status.uidnext;
 	migrate_importer_advance(imp);
@@ -900,6 +966,8 @@ static int migrate_importer_save(struct migrate_importer *imp,
 			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
 	}
 	save = mailbox_save_alloc(imp->trans);
+	/* until mailbox_save_finish() succeeds */
+	imp->trans_save_failed = TRUE;
 	kw = msg->keywords == NULL || msg->keywords[0] == NULL ? NULL :
 		mailbox_keywords_create_valid(imp->box, msg->keywords);
 	mailbox_save_set_flags(save, msg->flags, kw);
@@ -947,6 +1015,7 @@ static int migrate_importer_save(struct migrate_importer *imp,
 		error = mailbox_get_last_internal_error(imp->box, &mail_error);
 		goto dest_failed_nosave;
 	}
+	imp->trans_save_failed = FALSE;
 	array_push_back(&imp->pending_uids, &msg->uid);
 	imp->trans_msgs++;
 	imp->trans_bytes += body_size;
@@ -1507,6 +1576,11 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		/* throttled: go round again */
 		return 2;
 	}
+	if (imp->batch_rolled_back) {
+		/* a rolled back batch: fetch those messages again */
+		imp->batch_rolled_back = FALSE;
+		return 2;
+	}
 
 	array_foreach_elem(&imp->msgs, msg) {
 		switch (msg->action) {
@@ -1565,6 +1639,7 @@ static void migrate_importer_init(struct migrate_importer *imp,
 	hash_table_create(&imp->dest_ids, imp->pool, 128, str_hash, strcmp);
 	p_array_init(&imp->seq_uids, imp->pool, 128);
 	p_array_init(&imp->pending_uids, imp->pool, 128);
+	p_array_init(&imp->failed_uids, imp->pool, 8);
 	run->cur_folder = folder->dest.vname;
 }
 

@@ -10,7 +10,9 @@
 #   6. migrate plan: columns, -f json, writes nothing
 # Every check reads the destination tree and each folder's messages back
 # over IMAP and compares them exactly with what the source was seeded with.
-# timeout: 300
+# timeout: 180
+# small accounts: a doveadm or imaptool call that takes a minute is stuck
+DOVEADM_TIMEOUT=${DOVEADM_TIMEOUT:-60} IMAPTOOL_TIMEOUT=${IMAPTOOL_TIMEOUT:-60}
 . "$(dirname "$0")/../lib/harness.sh"
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
@@ -71,7 +73,7 @@ export HARNESS_LIB
 seed() {
 	local port=$1 user=$2
 	shift 2
-	timeout 120 python3 "$T/seed.py" "$port" "$user" "spw-$user" "$T/keys.json" "$@" \
+	timeout --foreground -k 5 60 python3 "$T/seed.py" "$port" "$user" "spw-$user" "$T/keys.json" "$@" \
 		>"$T/seed.out" 2>&1 || {
 		cat "$T/seed.out" >&2
 		return 1
@@ -131,9 +133,9 @@ plan_json() {
 	LAST_RC=$?
 }
 
-# plan_check NAME USER PYTHON-EXPR-PER-ROW-DICT: rows = the plan as a list
-# of dicts; EXPECT maps a source folder to {column: value}. Every listed
-# source folder must be in the plan with these values.
+# plan_check NAME USER JSON: JSON maps a source folder (raw name) to
+# {column: value} ("reason~": a substring of the reason); every listed
+# folder must have a row in $T/plan-USER.json with these values.
 plan_check() {
 	local name=$1 user=$2 want=$3 out
 	out=$(python3 - "$T/plan-$user.json" "$want" <<'EOF'
@@ -187,32 +189,31 @@ src_dump alice "$T/src-courier.json" || die "courier source dump failed"
 dst_add_user c1 userdb_migrate_source_user=alice
 
 assert_exit NAME="courier: migrate run exits 0" 0 migrate c1 "$COURIER_PORT"
-expect_tree "courier: INBOX.x.y -> x/y, INBOX -> INBOX, INBOX.Sent -> Sent, exact contents" c1 '{
+COURIER_TREE='{
 	"INBOX": ["c-in1","c-in2","c-in3","c-in4","c-in5"],
 	"Sent": ["c-sent1","c-sent2","c-sent3"],
 	"Clients": ["c-cl1","c-cl2"],
 	"Clients/ProjectA": ["c-pa1","c-pa2","c-pa3","c-pa4"],
 	"Clients/ProjectA/2024": ["c-pa24"],
 	"Drafts": ["c-dr"], "Trash": [], "Junk": [], "Archive": []}'
+expect_tree "courier: INBOX.x.y -> x/y, INBOX -> INBOX, INBOX.Sent -> Sent, exact contents" \
+	c1 "$COURIER_TREE"
 dst_dump c1 "$T/dst-c1.json" --uids 2>/dev/null
 src_dump alice "$T/src-courier-uids.json" --uids
 compare_dumps "courier: flags, dates, subscriptions, UIDs and UIDVALIDITY equal per folder" \
 	"$T/src-courier-uids.json" "$T/dst-c1.json" --uids --uidvalidity
-if [ -n "$(ls -d "$(dst_home c1)"/mail/mailboxes/INBOX.* "$(dst_home c1)"/mail/mailboxes/INBOX/* 2>/dev/null)" ]; then
-	fail "courier: no INBOX.* folders at the destination" "$(ls "$(dst_home c1)"/mail/mailboxes)"
-else
-	pass "courier: no INBOX.* folders at the destination"
-fi
+# the storage itself, not through IMAP: exactly these mailbox directories
+assert_eq "courier: storage holds exactly the mapped mailboxes (no INBOX.x, no INBOX/x)" \
+	"$(printf './mail/mailboxes/%s/dbox-Mails\n' Archive Clients Clients/ProjectA \
+		Clients/ProjectA/2024 Drafts INBOX Junk Sent Trash | sort)" \
+	"$(dst_mailbox_dirs c1)"
 plan_json c1 "$COURIER_PORT"
 plan_check "courier: plan shows INBOX.Sent as \\Sent -> Sent" c1 '{
 	"INBOX.Sent": {"dest": "Sent", "special_use": "\\Sent", "action": "import"},
 	"INBOX.Clients.ProjectA": {"dest": "Clients/ProjectA", "action": "import"},
 	"INBOX": {"dest": "INBOX", "action": "import"}}'
 assert_exit NAME="courier: second run exits 0" 0 migrate c1 "$COURIER_PORT"
-expect_tree "courier: second run adds nothing" c1 "$(python3 -c '
-import json,sys; d=json.load(open(sys.argv[1])); keys={v:k for k,v in json.load(open(sys.argv[2])).items()}
-d.pop("subscriptions"); print(json.dumps({f:[keys[m[0]] for m in b["messages"]] for f,b in d.items()}))' \
-	"$T/tree-c1.json" "$T/keys.json")"
+expect_tree "courier: second run adds nothing" c1 "$COURIER_TREE"
 
 # ============================================================ 2. Gmail
 src_start --gmail-like --name gmail || die "gmail-like source did not start"
@@ -273,14 +274,17 @@ sed -i '/^  mailbox /,/^  }/d' "$SRC_DIR/dovecot.conf"
 if grep -q special_use "$SRC_DIR/dovecot.conf"; then
 	die "could not strip special_use from the plain source's config"
 fi
-kill -HUP "$(cat "$SRC_DIR/run/master.pid")"
-sleep 1
-wait_port "$SRC_PORT" 10 || die "plain source did not come back after reload"
+# restart (not reload) so that no login can see the old config
+master=$(cat "$SRC_DIR/run/master.pid")
+kill -TERM "$master"
+for i in $(seq 1 100); do kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+start_dovecot "$SRC_DIR/dovecot.conf" "$SRC_DIR/run" "$SRC_DIR/dovecot.log" "$SRC_PORT" ||
+	die "plain source did not restart"
 seed "$SRC_PORT" alice "INBOX=l-in" "Gesendete Elemente=l-ge*2" "Papierkorb=l-pk" \
 	"Éléments envoyés=l-ee*2" "Sent Items=l-si" "Sent Items/2019=l-si19" \
 	"Deleted Items=l-di*2" "Junk Email=l-je" "Entwürfe=l-ent" "Projekte=l-pr" ||
 	die "seeding the plain source failed"
-if timeout 30 python3 - "$SRC_PORT" <<'EOF'
+if timeout --foreground -k 5 30 python3 - "$SRC_PORT" <<'EOF'
 import imaplib, sys
 c = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
 c.login("alice", "spw-alice")
@@ -396,9 +400,14 @@ hostile() {
 	HOSTILE_N=$((HOSTILE_N + 1))
 	local dir="$T/hostile$HOSTILE_N"
 	mkdir -p "$dir"
-	python3 "$HOSTILE" --port-file "$dir/port" --delimiter "$delim" \
-		--manifest "$dir/manifest.json" --log "$dir/imap.log" \
-		--max-seconds 150 ${HOSTILE_NUL:+--nul-literal} &
+	# detached from our stdout (and run-all.sh's pipe): only its files
+	(
+		exec </dev/null >"$dir/server.out" 2>&1
+		[ -n "${HARNESS_OUT:-}" ] && eval "exec $HARNESS_OUT>&-"
+		exec python3 "$HOSTILE" --port-file "$dir/port" --delimiter "$delim" \
+			--manifest "$dir/manifest.json" --log "$dir/imap.log" \
+			--max-seconds 150 ${HOSTILE_NUL:+--nul-literal}
+	) &
 	pid=$!
 	track_pid "$pid"
 	for i in $(seq 1 100); do [ -s "$dir/port" ] && break; sleep 0.05; done

@@ -7,7 +7,8 @@ accepts any LOGIN (or PREAUTHs with --preauth), answers NAMESPACE with
 "..", "../etc", a leading '/' and '~', control characters, NUL-ish escapes,
 invalid modified UTF-7, raw 8-bit, over-long names, a 40-level hierarchy,
 the destination separator '/' inside a name (with delimiter '.'), names
-that collide after sanitizing, quotes and backslashes... Every folder holds
+that collide after sanitizing, quotes and backslashes, names the
+destination storage reserves (dbox-Mails; cur, new, tmp)... Every folder holds
 exactly one small message (its own, so a test can tell where it landed),
 served through STATUS, EXAMINE/SELECT, UID SEARCH and UID FETCH.
 
@@ -99,8 +100,11 @@ def folder_table(d, nul_literal=False):
     ]
     if nul_literal:
         names.append(("raw\x00nul", [], "any"))
-    out = []
+    out, seen = [], set()
     for name, flags, expect in names:
+        if name in seen:
+            continue        # "../etc" twice with delimiter '/'
+        seen.add(name)
         raw = name.encode("latin-1") if name.startswith("latin1-") else \
             name.encode("utf-8")
         out.append((raw, flags, expect))
