@@ -93,6 +93,10 @@ struct migrate_importer {
 	unsigned int handled_idx;
 	/* a listing command failed: some UIDs may be missing from msgs */
 	bool listing_incomplete;
+	/* the listing came pipelined with EXAMINE, up to prefetch_end */
+	bool prefetched;
+	uint32_t prefetch_end;
+	unsigned int pass_no;
 	/* UIDs that failed (FETCH or destination) in this folder's run:
 	   later passes of the same run don't retry them */
 	ARRAY_TYPE(seq_range) failed_uids;
@@ -264,13 +268,22 @@ static void migrate_examine_cb(const struct migrate_reply *reply,
 		imp->highestmodseq = num;
 }
 
-static int migrate_importer_examine(struct migrate_importer *imp)
+static void migrate_list_cb(const struct migrate_reply *reply,
+			    struct migrate_importer *imp);
+static const char *migrate_list_cmd(const char *uidset);
+
+/* EXAMINE; with prefetch_uidset, the listing of those UIDs is pipelined
+   right behind it (one round trip instead of two). imp->prefetched says
+   whether that listing is complete. */
+static int migrate_importer_examine(struct migrate_importer *imp,
+				    const char *prefetch_uidset)
 {
 	struct migrate_run *run = imp->run;
 	string_t *cmd = t_str_new(128);
-	enum migrate_error code;
-	const char *error;
-	int ret;
+	enum migrate_error code, list_code;
+	const char *error, *list_error;
+	unsigned int tag, list_tag = 0;
+	int ret, list_ret;
 
 	str_append(cmd, "EXAMINE ");
 	if (!migrate_source_conn_append_mailbox(run->conn, cmd,
@@ -282,10 +295,27 @@ static int migrate_importer_examine(struct migrate_importer *imp)
 		str_append(cmd, " (CONDSTORE)");
 	imp->exists = imp->uidvalidity = imp->uidnext = 0;
 	imp->highestmodseq = 0;
+	imp->prefetched = FALSE;
 	array_clear(&imp->seq_uids);
-	ret = migrate_source_conn_run(run->conn, str_c(cmd),
+	tag = migrate_source_conn_send(run->conn, str_c(cmd));
+	if (prefetch_uidset != NULL) {
+		list_tag = migrate_source_conn_send(run->conn,
+			migrate_list_cmd(prefetch_uidset));
+	}
+	ret = migrate_source_conn_wait_tag(run->conn, tag,
 		(migrate_untagged_callback_t *)migrate_examine_cb, imp,
 		&code, &error);
+	if (ret >= 0 && list_tag != 0) {
+		list_ret = migrate_source_conn_wait_tag(run->conn, list_tag,
+			(migrate_untagged_callback_t *)migrate_list_cb, imp,
+			&list_code, &list_error);
+		if (list_ret < 0) {
+			ret = -1;
+			code = list_code;
+			error = list_error;
+		}
+		imp->prefetched = ret > 0 && list_ret > 0;
+	}
 	if (ret < 0) {
 		run->error_code = code;
 		run->error = p_strdup(run->pool, error);
@@ -496,6 +526,13 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	hash_table_insert(imp->msgs_by_uid, POINTER_CAST(uid), msg);
 }
 
+static const char *migrate_list_cmd(const char *uidset)
+{
+	return t_strdup_printf("UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
+		"FLAGS BODY.PEEK[HEADER.FIELDS ("
+		MIGRATE_IDENTITY_FETCH_FIELDS ")])", uidset);
+}
+
 static int migrate_importer_list_cmd(struct migrate_importer *imp,
 				     const char *uidset)
 {
@@ -505,10 +542,8 @@ static int migrate_importer_list_cmd(struct migrate_importer *imp,
 	int ret;
 
 	for (;;) {
-		ret = migrate_source_conn_run(run->conn, t_strdup_printf(
-			"UID FETCH %s (UID RFC822.SIZE INTERNALDATE FLAGS "
-			"BODY.PEEK[HEADER.FIELDS ("
-			MIGRATE_IDENTITY_FETCH_FIELDS ")])", uidset),
+		ret = migrate_source_conn_run(run->conn,
+			migrate_list_cmd(uidset),
 			(migrate_untagged_callback_t *)migrate_list_cb, imp,
 			&code, &error);
 		if (ret < 0) {
@@ -1497,10 +1532,26 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	const struct migrate_item *item;
 	struct migrate_msg *msg;
 	uint32_t prev_last_uid;
+	const char *prefetch = NULL;
 	bool full_flags;
 	int ret;
 
-	ret = migrate_importer_examine(imp);
+	array_clear(&imp->msgs);
+	hash_table_clear(imp->msgs_by_uid, TRUE);
+	imp->handled_idx = 0;
+	imp->listing_incomplete = FALSE;
+	imp->prefetch_end = 0;
+	/* known folder, new mail by STATUS: list it along with EXAMINE */
+	if (imp->pass_no++ == 0 && imp->have_state && folder->have_status &&
+	    folder->status_uidvalidity == imp->fs.src_uidvalidity &&
+	    folder->status_messages > 0 &&
+	    folder->status_uidnext > imp->fs.last_uid + 1 &&
+	    array_count(&imp->fs.items) == 0) {
+		imp->prefetch_end = folder->status_uidnext - 1;
+		prefetch = t_strdup_printf("%u:%u", imp->fs.last_uid + 1,
+					   imp->prefetch_end);
+	}
+	ret = migrate_importer_examine(imp, prefetch);
 	if (ret <= 0)
 		return ret;
 	if (imp->box == NULL && migrate_importer_dest_open(imp) < 0)
@@ -1545,12 +1596,17 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		    migrate_importer_item_retryable(imp, item))
 			seq_range_array_add(&list_uids, item->uid);
 	}
-	array_clear(&imp->msgs);
-	hash_table_clear(imp->msgs_by_uid, TRUE);
-	imp->handled_idx = 0;
-	imp->listing_incomplete = FALSE;
-	if (imp->exists > 0 && migrate_importer_list(imp, &list_uids) < 0)
-		return -1;
+	if (imp->prefetched && imp->state_valid &&
+	    imp->uidvalidity == folder->status_uidvalidity) {
+		/* listed already, pipelined with EXAMINE */
+	} else {
+		imp->prefetched = FALSE;
+		array_clear(&imp->msgs);
+		hash_table_clear(imp->msgs_by_uid, TRUE);
+		if (imp->exists > 0 &&
+		    migrate_importer_list(imp, &list_uids) < 0)
+			return -1;
+	}
 	if (imp->listing_incomplete &&
 	    migrate_importer_list_missing(imp, &list_uids) < 0)
 		return -1;
@@ -1601,7 +1657,12 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	migrate_importer_remember(imp);
 
 	/* everything listed is handled: imported, present, or logged */
-	if (imp->uidnext > 0 && imp->uidnext - 1 > imp->fs.last_uid)
+	if (imp->prefetched) {
+		/* listed up to what STATUS saw: later mail is the next
+		   pass's, and the state must not look unchanged to it */
+		if (imp->prefetch_end > imp->fs.last_uid)
+			imp->fs.last_uid = imp->prefetch_end;
+	} else if (imp->uidnext > 0 && imp->uidnext - 1 > imp->fs.last_uid)
 		imp->fs.last_uid = imp->uidnext - 1;
 	else if (array_count(&imp->msgs) > 0) {
 		msg = array_idx_elem(&imp->msgs, array_count(&imp->msgs) - 1);
@@ -1613,7 +1674,9 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	(void)mailbox_sync(imp->box, 0);
 	migrate_importer_dest_status(imp, &status);
 	imp->fs.src_uidvalidity = imp->uidvalidity;
-	imp->fs.src_uidnext = imp->uidnext;
+	imp->fs.src_uidnext = imp->prefetched &&
+		imp->prefetch_end + 1 < imp->uidnext ?
+		imp->prefetch_end + 1 : imp->uidnext;
 	imp->fs.src_highestmodseq = imp->highestmodseq;
 	imp->fs.src_messages = imp->exists;
 	imp->fs.dst_uidvalidity = status.uidvalidity;
@@ -1858,7 +1921,7 @@ int migrate_importer_verify(struct migrate_run *run,
 		migrate_importer_deinit(&imp);
 		return -1;
 	}
-	ret = migrate_importer_examine(&imp);
+	ret = migrate_importer_examine(&imp, NULL);
 	if (ret <= 0) {
 		folder->result = "failed";
 		migrate_importer_deinit(&imp);

@@ -816,11 +816,21 @@ int migrate_source_conn_run(struct migrate_source_conn *conn,
 			    enum migrate_error *error_code_r,
 			    const char **error_r)
 {
+	return migrate_source_conn_wait_tag(conn,
+		migrate_source_conn_send(conn, cmdline), callback, context,
+		error_code_r, error_r);
+}
+
+int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
+				 unsigned int tag,
+				 migrate_untagged_callback_t *callback,
+				 void *context,
+				 enum migrate_error *error_code_r,
+				 const char **error_r)
+{
 	struct migrate_reply reply;
 	const struct imap_arg *tail;
-	unsigned int tag;
 
-	tag = migrate_source_conn_send(conn, cmdline);
 	for (;;) {
 		if (migrate_source_conn_read(conn, &reply, error_code_r,
 					     error_r) < 0)

@@ -97,6 +97,15 @@ int migrate_source_conn_run(struct migrate_source_conn *conn,
 			    void *context,
 			    enum migrate_error *error_code_r,
 			    const char **error_r);
+/* The same for a command already sent (pipelined): read until its tagged
+   reply. Replies to earlier commands pass through the callback too. */
+int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
+				 unsigned int tag,
+				 migrate_untagged_callback_t *callback,
+				 void *context,
+				 enum migrate_error *error_code_r,
+				 const char **error_r);
+
 /* Is this status reply a server asking us to slow down? */
 bool migrate_reply_is_throttle(const struct migrate_reply *reply);
 
