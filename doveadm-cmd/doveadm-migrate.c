@@ -1,5 +1,6 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
+#define _GNU_SOURCE /* dladdr() */
 #include "lib.h"
 #include "array.h"
 #include "str.h"
@@ -13,6 +14,8 @@
 #include "migrate-state.h"
 #include "migrate-run.h"
 #include "migrate-report.h"
+
+#include <dlfcn.h>
 
 /* The doveadm layer: parse options, call the engine in plugin/, print.
    No migration rule lives here. */
@@ -510,6 +513,16 @@ static void doveadm_migrate_register(void)
    loaded through mail_plugins from a build tree. */
 void doveadm_migrate_plugin_preinit(void)
 {
+	Dl_info info;
+
+	/* Loaded through mail_plugins, the plugin is dlclose()d by every
+	   mail_storage_service_deinit(): a doveadm server does that after
+	   each command, and its next command lookup would read our
+	   unmapped migrate_commands[] (SIGSEGV with doveadm_worker_count,
+	   -S or the HTTP API). Keep the module mapped for good. */
+	if (dladdr((const void *)doveadm_migrate_plugin_preinit, &info) != 0 &&
+	    info.dli_fname != NULL)
+		(void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
 	doveadm_migrate_register();
 }
 

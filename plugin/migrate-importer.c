@@ -78,6 +78,8 @@ struct migrate_importer {
 	bool trans_save_failed;
 	/* a batch was rolled back: its messages need another pass */
 	bool batch_rolled_back;
+	/* the server refused the flag sync: don't record its HIGHESTMODSEQ */
+	bool flag_sync_failed;
 	bool preserve_uids;
 	bool uids_preserve_failed;
 
@@ -1095,6 +1097,13 @@ struct migrate_fetch_ctx {
 	ARRAY(struct migrate_fetch_cmd) cmds;
 	struct migrate_msg *const *msgs;
 	unsigned int count, next, in_flight;
+	/* a FETCH was throttled: send nothing until the commands in flight
+	   are answered, then back off and re-send what is still to import
+	   (re-running the whole pass would list the folder again each time,
+	   and a listing bigger than the server's budget would never get to
+	   the bodies) */
+	bool throttled;
+	const char *throttle_text;
 };
 
 /* Keep the pipeline full: FETCH commands for up to migrate_pipeline_depth
@@ -1107,6 +1116,8 @@ static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
 	unsigned int chunk;
 	string_t *line;
 
+	if (ctx->throttled)
+		return;
 	while (ctx->in_flight < run->set->pipeline_depth &&
 	       ctx->next < ctx->count) {
 		cmd = array_append_space(&ctx->cmds);
@@ -1165,7 +1176,7 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
 		ctx->in_flight--;
 		msg = hash_table_lookup(imp->msgs_by_uid, POINTER_CAST(uid));
-		/* throttled: left to import, the next pass tries again */
+		/* throttled: left to import, sent again after backing off */
 		if (msg == NULL || msg->action != MIGRATE_MSG_IMPORT ||
 		    throttled)
 			continue;
@@ -1183,12 +1194,9 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 	}
 	array_delete(&ctx->cmds, array_ptr_to_idx(&ctx->cmds, cmd), 1);
 	if (throttled) {
-		/* the other commands' replies are skipped by the next
-		   command run on this connection */
-		if (migrate_importer_commit(imp) < 0 ||
-		    migrate_run_throttle(run, reply->text) < 0)
-			return -1;
-		return 0;
+		ctx->throttled = TRUE;
+		ctx->throttle_text = p_strdup(imp->pool, reply->text);
+		return 1;
 	}
 	if (run->set->errors_max > 0 &&
 	    run->item_errors >= run->set->errors_max) {
@@ -1270,6 +1278,17 @@ static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 	/* a data stack frame per reply: memory stays flat over 100k mails */
 	while (ret > 0 && array_count(&ctx.cmds) > 0) T_BEGIN {
 		ret = migrate_fetch_step(&ctx);
+		if (ret > 0 && ctx.throttled &&
+		    array_count(&ctx.cmds) == 0) {
+			/* everything in flight is answered: back off, then
+			   re-send what the throttled commands didn't get */
+			if (migrate_importer_commit(imp) < 0 ||
+			    migrate_run_throttle(run, ctx.throttle_text) < 0)
+				ret = -1;
+			ctx.throttled = FALSE;
+			ctx.next = 0;
+			ctx.in_flight = 0;
+		}
 		/* the last command in flight is done: send the next ones
 		   (with a pipeline shallower than the messages to fetch,
 		   stopping here would skip them) */
@@ -1404,9 +1423,21 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 	ctx.t = mailbox_transaction_begin(imp->box,
 		MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
 	ctx.mail = mail_alloc(ctx.t, 0, NULL);
-	ret = migrate_source_conn_run(run->conn, str_c(cmd),
-		(migrate_untagged_callback_t *)migrate_flags_cb, &ctx,
-		&code, &error);
+	for (;;) {
+		ret = migrate_source_conn_run(run->conn, str_c(cmd),
+			(migrate_untagged_callback_t *)migrate_flags_cb, &ctx,
+			&code, &error);
+		if (ret != 0 || code != MIGRATE_ERROR_TEMP)
+			break;
+		/* throttled: a skipped flag sync would be lost for good,
+		   the pass records the new HIGHESTMODSEQ */
+		if (migrate_run_throttle(run, error) < 0) {
+			ret = -1;
+			code = run->error_code;
+			error = t_strdup(run->error);
+			break;
+		}
+	}
 	mail_free(&ctx.mail);
 	if (mailbox_transaction_commit(&ctx.t) < 0) {
 		enum mail_error mail_error;
@@ -1425,6 +1456,8 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 	if (ret == 0) {
 		e_warning(imp->event, "Flag sync: %s", error);
 		*full_r = FALSE;
+		/* keep the old HIGHESTMODSEQ: the next run asks again */
+		imp->flag_sync_failed = TRUE;
 		return 1;
 	}
 	if (*full_r && run->opts.delete) {
@@ -1677,7 +1710,8 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	imp->fs.src_uidnext = imp->prefetched &&
 		imp->prefetch_end + 1 < imp->uidnext ?
 		imp->prefetch_end + 1 : imp->uidnext;
-	imp->fs.src_highestmodseq = imp->highestmodseq;
+	if (!imp->flag_sync_failed)
+		imp->fs.src_highestmodseq = imp->highestmodseq;
 	imp->fs.src_messages = imp->exists;
 	imp->fs.dst_uidvalidity = status.uidvalidity;
 	imp->fs.dst_uidnext = status.uidnext;

@@ -58,6 +58,15 @@ assert_eq "Work has the new UIDVALIDITY" 1234567 "$uv_after"
 assert_exit NAME="compare --uidvalidity detects it" 1 imaptool compare --uidvalidity "$T/u1.json" "$T/u2.json"
 assert_exit NAME="content unchanged by uidvalidity change" 0 imaptool compare "$T/u1.json" "$T/u2.json"
 
+# --- a rebuilt folder: new UIDVALIDITY and UIDs renumbered (INBOX had
+# expunges from the mutate above, so UIDs shift), same content
+check "renumber INBOX UIDs" src_renumber_uids alice INBOX
+check "dump after renumbering" src_dump alice "$T/u3.json" --uids
+assert_exit NAME="content unchanged by renumbering" 0 imaptool compare "$T/u2.json" "$T/u3.json"
+assert_exit NAME="renumbering changes UIDVALIDITY and UIDs" 1 imaptool compare --uids --uidvalidity "$T/u2.json" "$T/u3.json"
+assert_match "renumbered: INBOX UIDVALIDITY and UIDs differ" "folder 'INBOX': uidvalidity.*" "$(cat "$LAST_OUT")"
+assert_match "renumbered: INBOX UIDs shifted" "missing in B" "$(grep -A1 "folder 'INBOX': A has" "$LAST_OUT")"
+
 # --- IMAPS with the test CA
 assert_exit NAME="IMAPS dump verifies against SRC_CA" 0 imaptool dump --host localhost \
 	--port "$SRC_SSL_PORT" --ssl --cafile "$SRC_CA" --user alice --password "$(src_password alice)"

@@ -8,7 +8,7 @@
 # children too, found by parent pid: never by process name, other
 # instances may run on the same machine.
 stop_dovecot_base_dirs() {
-	local d pid i kids alive pids=()
+	local d pid kids alive pids=()
 	for d in "$@"; do
 		[ -f "$d/master.pid" ] || continue
 		pid=$(cat "$d/master.pid" 2>/dev/null)
@@ -19,7 +19,7 @@ stop_dovecot_base_dirs() {
 		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
 	done
 	[ ${#pids[@]} -gt 0 ] || return 0
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		alive=0
 		for pid in "${pids[@]}"; do
 			kill -0 "$pid" 2>/dev/null && alive=1

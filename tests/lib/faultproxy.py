@@ -5,11 +5,12 @@ Sits on 127.0.0.1 between doveadm (the plugin's IMAP client) and the source
 Dovecot, frames both directions as IMAP (lines plus {N} literals, so it
 always knows message boundaries) and injects faults:
 
-  --cut-after-bytes N[,N...]   connection i (counted from 1) is closed after
+  --cut-after-bytes N[,N...]   the i-th cut: a connection is closed after
                                the server has sent it N_i bytes (cuts in
                                the middle of a line or of a literal are
-                               exact); connections past the list pass
-                               through
+                               exact); a connection that ends before its
+                               offset hands it on to the next connection;
+                               after the last cut connections pass through
   --cuts K --seed S --plan F   K seeded cut offsets picked from the byte map
                                of a pass-through run (F = that run's --log):
                                alternately a random byte of the whole stream
@@ -205,6 +206,7 @@ class Proxy:
         self.unavail_fetch = set(parse_int_list(args.unavailable_fetch))
         self.poison = parse_poison(args.poison)
         self.conn_count = 0
+        self.cuts_done = 0
         self.t0 = time.time()
         if args.cuts:
             self.cut_offsets = self.plan_cuts(args.cuts, args.seed, args.plan)
@@ -258,9 +260,11 @@ class Proxy:
         cid = self.conn_count
         self.stats.data["connections"] = cid
         self.stats.data["conn_bytes"].append(0)
+        # a planned cut is used up only when a connection reaches it: a
+        # connection that ends earlier hands it on to the next one
         cut = None
-        if cid <= len(self.cut_offsets):
-            cut = self.cut_offsets[cid - 1]
+        if self.cuts_done < len(self.cut_offsets):
+            cut = self.cut_offsets[self.cuts_done]
         try:
             sreader, swriter = await asyncio.open_connection(
                 self.args.target_host, self.args.target_port,
@@ -513,7 +517,7 @@ class Conn:
     async def write_segs(self, segs):
         """Write, counting bytes; True when the connection was cut."""
         st = self.p.stats.data
-        for kind, data in segs:
+        for i, (kind, data) in enumerate(segs):
             if self.record_map:
                 self.map.append([self.sent, len(data), kind])
             n = len(data)
@@ -526,9 +530,20 @@ class Conn:
                     except ConnectionError:
                         pass
                 self.account(part)
-                ctx = data[:60] if kind != "literal" else b""
+                self.p.cuts_done += 1
+                if kind == "literal":
+                    # whose literal: a message body or something else
+                    # (a header listing, a folder name)
+                    prev = segs[i - 1][1] if i > 0 else b""
+                    body = re.search(rb"(BODY|BINARY)\[\] ~?\{\d+\}\r\n$|RFC822 \{\d+\}\r\n$",
+                                     prev) is not None
+                    where = "body-literal" if body else "literal"
+                    ctx = prev[:60]
+                else:
+                    where = "line"
+                    ctx = data[:60]
                 st["cuts"].append({
-                    "conn": self.cid, "offset": self.cut, "in": kind,
+                    "conn": self.cid, "offset": self.cut, "in": where,
                     "at": part, "of": n,
                     "context": ctx.decode("latin-1", "replace").rstrip("\r\n"),
                     "t": round(time.time() - self.p.t0, 3)})
@@ -569,9 +584,16 @@ async def main_async(args):
         loop.add_signal_handler(sig, stop.set)
     if args.max_lifetime:
         loop.call_later(args.max_lifetime, stop.set)
-    async with server:
-        await stop.wait()
+    await stop.wait()
+    server.close()
     proxy.stats.flush()
+    if args.pid_file:
+        try:
+            os.unlink(args.pid_file)
+        except OSError:
+            pass
+    # open connections must not keep a stopped proxy alive
+    os._exit(0)
 
 
 def main():

@@ -250,7 +250,7 @@ start_dovecot() {
 		[ -f "$log" ] && tail -n 20 "$log" >&2
 		return 1
 	fi
-	for i in $(seq 1 100); do
+	for _ in $(seq 1 100); do
 		[ -s "$base_dir/master.pid" ] && break
 		sleep 0.1
 	done
@@ -493,10 +493,26 @@ src_mutate() {
 		--password "$(src_password "$user")" "$@"
 }
 
-# src_set_uidvalidity USER FOLDER VALUE: a real UIDVALIDITY change (the
-# folder's messages get new UIDs from the source's point of view).
+# src_set_uidvalidity USER FOLDER VALUE: a UIDVALIDITY change through
+# doveadm (verified on 2.3.19): the UIDs themselves stay as they were.
 src_set_uidvalidity() {
 	src_doveadm mailbox update -u "$1" --uid-validity "$3" "$2"
+}
+
+# src_renumber_uids USER FOLDER: what a server rebuild does: the folder's
+# dovecot-uidlist and indexes are deleted, so Dovecot assigns a new
+# UIDVALIDITY and renumbers the messages 1..n (gaps left by expunges close,
+# so the same UID now names another message). Flags survive (maildir keeps
+# them in file names). Call it while no session of USER is active.
+src_renumber_uids() {
+	local dir
+	dir=$(python3 -B -c 'import sys; sys.path.insert(0, sys.argv[1]); import imaptool
+f = sys.argv[2]
+print("" if f.upper() == "INBOX" else "." + imaptool.mutf7_encode(f.replace("/", ".")))' \
+		"$HARNESS_LIB" "$2") || return 1
+	dir="$SRC_DIR/home/$1/Maildir/$dir"
+	[ -d "$dir/cur" ] || { echo "src_renumber_uids: no maildir $dir" >&2; return 1; }
+	rm -f "$dir/dovecot-uidlist" "$dir"/dovecot.index "$dir"/dovecot.index.*
 }
 
 # ---------------------------------------------------------------- destination
@@ -675,7 +691,7 @@ dst_mail_files() {
 		-print0 | sort -z | xargs -0 -r sha256sum)
 }
 
-# dst_mailbox_count USER: number of mailboxes that exist for USER (without
+# dst_mailbox_dirs USER: the mailboxes that exist for USER, one a line (without
 # creating anything: reads the storage directory, not the IMAP server).
 dst_mailbox_dirs() {
 	local home

@@ -1,0 +1,597 @@
+#!/usr/bin/env bash
+# timeout: 300
+# Scale-out and deployment shapes:
+#
+#  - 20 destination users, each with its own source account and per-user
+#    settings from userdb extra fields (source user, password file),
+#    migrated by ONE "migrate run -A": every destination equals its source;
+#    one user with a wrong source password fails alone (named in stderr,
+#    exit 77) and the others complete
+#  - the same through doveadm_worker_count=4 (doveadm-server processes)
+#  - a second run for the same user while one runs: exit 75, clear message
+#  - the state in Redis, in SQLite and in PostgreSQL (through the dict
+#    proxy, conf.d/dict-sql-migrate.conf.ext): first run, no-op second run,
+#    kill -9 and resume, status readable, the rows/keys are where the docs
+#    say
+#  - remote execution: doveadm migrate run -S host:port (doveadm protocol)
+#    and the HTTP API (migrateRun/migrateStatus)
+#  - a benchmark note: users per minute for 100 small mailboxes with 0
+#    (in-process), 1, 2 and 4 workers (printed, not asserted)
+. "$(dirname "$0")/../lib/harness.sh"
+
+plugin_built || info "the plugin is not built: the migrate steps will fail"
+
+N_USERS=20
+BENCH_USERS=${BENCH_USERS:-100}
+DA_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+while [ "$HTTP_PORT" = "$DA_PORT" ]; do HTTP_PORT=$(free_port); done
+DOVEADM_PW=scaleout-doveadm-pw
+API_KEY=scaleout-api-key
+
+# ------------------------------------------------------------ own cleanup
+# Redis and PostgreSQL are stopped by pid; the harness trap runs after.
+REDIS_PID=
+PG_DATA=
+PG_BIN=/usr/lib/postgresql/15/bin
+scaleout_cleanup() {
+	local pid
+	if [ -n "$PG_DATA" ] && [ -s "$PG_DATA/postmaster.pid" ]; then
+		pid=$(head -n 1 "$PG_DATA/postmaster.pid")
+		case "$pid" in '' | *[!0-9]*) ;; *)
+			kill -QUIT "$pid" 2>/dev/null
+			for _ in $(seq 1 50); do
+				kill -0 "$pid" 2>/dev/null || break
+				sleep 0.1
+			done
+			kill -KILL "$pid" 2>/dev/null
+			;;
+		esac
+	fi
+	[ -n "$REDIS_PID" ] && kill -KILL "$REDIS_PID" 2>/dev/null
+}
+trap 'rc=$?; scaleout_cleanup; (exit $rc); harness_on_exit' EXIT
+
+# ------------------------------------------------------------ state backends
+# Redis: a private server on a free loopback port, no persistence.
+REDIS_PORT=
+if command -v redis-server >/dev/null 2>&1; then
+	REDIS_PORT=$(free_port)
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+		--appendonly no --daemonize no --dir "$T" >"$T/redis.log" 2>&1 &
+	REDIS_PID=$!
+	track_pid "$REDIS_PID"
+	wait_port "$REDIS_PORT" 10 || { info "redis-server did not start: $(tail -n 2 "$T/redis.log")"; REDIS_PORT=; }
+else
+	info "redis-server is not installed: the Redis checks are skipped"
+fi
+
+# SQLite through the dict proxy: the database belongs to the dict
+# service's user (default_internal_user = dovecot).
+SQL_DIR="$T/sql"
+mkdir -p "$SQL_DIR"
+DICT_USER=dovecot
+id "$DICT_USER" >/dev/null 2>&1 || DICT_USER=root
+SQL_CREATE="CREATE TABLE migrate_state (username VARCHAR(255) NOT NULL,
+  key VARCHAR(1024) NOT NULL, value TEXT, PRIMARY KEY (username, key));"
+HAVE_SQLITE=0
+if command -v sqlite3 >/dev/null 2>&1 &&
+	sqlite3 "$SQL_DIR/migrate.sqlite" "$SQL_CREATE" 2>"$T/sqlite.err"; then
+	HAVE_SQLITE=1
+	chown -R "$DICT_USER" "$SQL_DIR"
+else
+	info "sqlite3 is not usable, the SQLite checks are skipped: $(cat "$T/sqlite.err" 2>/dev/null)"
+fi
+# the shipped map, pointed at the test database
+sed "s|^connect = .*|connect = $SQL_DIR/migrate.sqlite|" \
+	"$TOP/conf.d/dict-sql-migrate.conf.ext" >"$T/dict-sqlite.conf.ext"
+
+# PostgreSQL: a private cluster in $T, owned by postgres, on a free port.
+PG_PORT=
+if [ -x "$PG_BIN/initdb" ] && id postgres >/dev/null 2>&1 && command -v psql >/dev/null 2>&1; then
+	PG_PORT=$(free_port)
+	mkdir -p "$T/pg"
+	chown postgres "$T/pg"
+	if timeout 60 runuser -u postgres -- "$PG_BIN/initdb" -D "$T/pg/data" -A trust \
+		-U postgres --no-sync -E UTF8 >"$T/pg/initdb.log" 2>&1 &&
+		timeout 60 runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$T/pg/data" -l "$T/pg/server.log" -w \
+			-o "-p $PG_PORT -k $T/pg -c listen_addresses=127.0.0.1 -c fsync=off" \
+			start >"$T/pg/start.log" 2>&1; then
+		PG_DATA="$T/pg/data"
+		if ! timeout 30 psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+			-c "$SQL_CREATE" >"$T/pg/create.log" 2>&1; then
+			info "creating the PostgreSQL table failed: $(tail -n 2 "$T/pg/create.log")"
+			PG_PORT=
+		fi
+	else
+		info "PostgreSQL did not start: $(tail -n 2 "$T/pg/initdb.log" "$T/pg/start.log" 2>/dev/null | tr '\n' ' ')"
+		PG_PORT=
+	fi
+else
+	info "PostgreSQL 15 (initdb/psql) is not installed: the PostgreSQL checks are skipped"
+fi
+sed "s|^connect = .*|connect = host=127.0.0.1 port=${PG_PORT:-5432} dbname=postgres user=postgres|" \
+	"$TOP/conf.d/dict-sql-migrate.conf.ext" >"$T/dict-pgsql.conf.ext"
+
+# ------------------------------------------------------------ destination config
+# - the doveadm service loads the plugin itself (for workers, -S and HTTP:
+#   doveadm -o options are not sent to a doveadm server)
+# - a TCP listener (doveadm protocol, doveadm_password) and an HTTP one
+#   (doveadm_api_key)
+# - the dict service with the SQL state dicts, its socket open to vmail
+{
+	cat <<EOF
+doveadm_password = $DOVEADM_PW
+doveadm_api_key = $API_KEY
+protocol doveadm {
+  mail_plugins = \$mail_plugins $PLUGIN_NAME
+  mail_plugin_dir = $PLUGIN_DIR
+}
+service doveadm {
+  inet_listener {
+    address = 127.0.0.1
+    port = $DA_PORT
+  }
+  inet_listener http {
+    address = 127.0.0.1
+    port = $HTTP_PORT
+    ssl = no
+  }
+}
+dict {
+  migrate = sqlite:$T/dict-sqlite.conf.ext
+EOF
+	[ -n "$PG_PORT" ] && echo "  migratepg = pgsql:$T/dict-pgsql.conf.ext"
+	cat <<EOF
+}
+service dict {
+  unix_listener dict {
+    mode = 0660
+    user = $MAIL_USER
+    group = $MAIL_USER
+  }
+}
+EOF
+} >"$T/dst-extra.conf"
+
+src_start || die "source server did not start"
+dst_start --conf-extra "$T/dst-extra.conf" || die "destination server did not start"
+
+# ------------------------------------------------------------ helpers
+
+# passwd_bulk FILE LINE...: append passwd-file lines at once, then wait for
+# the next second (Dovecot re-reads a passwd-file when its mtime changes,
+# at most once a second: see passwd_add in the harness).
+passwd_bulk() {
+	local file=$1
+	shift
+	{
+		cat "$file"
+		printf '%s\n' "$@"
+	} >"$file.new"
+	chmod 644 "$file.new"
+	mv -f "$file.new" "$file"
+	python3 -c 'import time; time.sleep(1.05 - time.time() % 1)'
+}
+
+# pwfile NAME PASSWORD: a source password file readable by vmail only
+UPW="$T/upw"
+mkdir -p "$UPW"
+chmod 755 "$UPW"
+pwfile() {
+	printf '%s\n' "$2" >"$UPW/$1"
+	chown "$MAIL_USER:$MAIL_USER" "$UPW/$1"
+	chmod 600 "$UPW/$1"
+}
+
+# seed_users PREFIX FIRST LAST: a small, per-user distinct mailbox for each
+# source user PREFIX<n> (INBOX, Work, Work/Sub; flags and a keyword; one
+# corpus message), all in one IMAP client process.
+seed_users() {
+	python3 - "$SRC_PORT" "$CORPUS" "$@" <<'EOF'
+import imaplib, os, sys, time
+port, corpus, prefix, first, last = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+small = []
+man = os.path.join(corpus, "MANIFEST.tsv")
+if os.path.exists(man):
+    for line in open(man, encoding="utf-8").read().splitlines()[1:]:
+        f = line.split("\t")
+        if len(f) > 4 and f[4].isdigit() and int(f[4]) < 20000:
+            small.append(f[0])
+    small.sort()
+width = 3 if last >= 100 else 2
+for n in range(first, last + 1):
+    user = "%s%0*d" % (prefix, width, n)
+    c = imaplib.IMAP4("127.0.0.1", int(port))
+    c.login(user, "spw-" + user)
+    for box in ("Work", "Work/Sub"):
+        c.create(box)
+    c.subscribe("Work")
+    plan = [("INBOX", 2 + n % 4), ("Work", 2), ("Work/Sub", n % 2)]
+    i = 0
+    for box, count in plan:
+        for _ in range(count):
+            i += 1
+            msg = ("From: Sender %d <s%d@old.example>\r\nTo: %s@old.example\r\n"
+                   "Subject: %s message %d in %s\r\n"
+                   "Date: Wed, 04 Jan 2023 09:%02d:00 +0000\r\n"
+                   "Message-ID: <%s-%d@scaleout.test>\r\n\r\n%s\r\n"
+                   % (i, i, user, user, i, box, i % 60, user, i,
+                      ("body of %s #%d " % (user, i)) * (1 + 13 * i))).encode()
+            flags = ["()", "(\\Seen)", "(\\Seen \\Flagged)", "($Label1)"][i % 4]
+            typ, data = c.append(box, flags, imaplib.Time2Internaldate(time.time() - 3600 * i), msg)
+            if typ != "OK":
+                sys.exit("APPEND %s %s: %r" % (user, box, data))
+    if small:
+        with open(os.path.join(corpus, small[n % len(small)]), "rb") as f:
+            raw = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        c.append("INBOX", "(\\Seen)", imaplib.Time2Internaldate(time.time()), raw)
+    c.logout()
+EOF
+}
+
+# dst_equals NAME DST_USER SRC_USER: dump both, compare
+dst_equals() {
+	local name=$1 duser=$2 suser=$3
+	[ -s "$T/src-$suser.json" ] || src_dump "$suser" "$T/src-$suser.json" ||
+		{ fail "$name" "source dump of $suser failed"; return 1; }
+	if ! dst_dump "$duser" "$T/dst-$duser.json" 2>"$T/dump.err"; then
+		fail "$name" "destination dump of $duser failed: $(tail -n 1 "$T/dump.err")"
+		return 1
+	fi
+	compare_dumps "$name" "$T/src-$suser.json" "$T/dst-$duser.json"
+}
+
+# json_get FILE PYEXPR: evaluate PYEXPR with rows = the parsed JSON
+json_get() {
+	python3 -c 'import json,sys
+rows = json.load(open(sys.argv[1]))
+print(eval(sys.argv[2]))' "$1" "$2" 2>&1
+}
+
+# run_state DICT_URI USER: the "*" row's state from migrate status
+run_state() {
+	dst_doveadm -o "plugin/migrate_state_dict=$1" -f json migrate status -u "$2" \
+		>"$T/state.json" 2>"$T/state.err" || { echo "status-failed: $(head -c 200 "$T/state.err")"; return; }
+	json_get "$T/state.json" '[r["state"] for r in rows if r["folder"] == "*"][0]'
+}
+
+# ------------------------------------------------------------ 20 users, one run -A
+src_lines=()
+dst_lines=()
+for n in $(seq 1 "$N_USERS"); do
+	u=$(printf 'u%02d' "$n")
+	d=$(printf 'd%02d' "$n")
+	w=$(printf 'w%02d' "$n")
+	src_lines+=("$u:{PLAIN}spw-$u::::$SRC_DIR/home/$u::")
+	# per-user settings from the userdb: the source login and its
+	# password file (overriding migrate_source_password_file in plugin {})
+	dst_lines+=("$d:{PLAIN}dpw-$d::::$DST_DIR/home/$d::userdb_migrate_source_user=$u userdb_migrate_source_password_file=$UPW/$d")
+	dst_lines+=("$w:{PLAIN}dpw-$w::::$DST_DIR/home/$w::userdb_migrate_source_user=$u userdb_migrate_source_password_file=$UPW/$w")
+	pwfile "$d" "spw-$u"
+	pwfile "$w" "spw-$u"
+done
+BAD_USER=d07
+pwfile "$BAD_USER" "not-the-password"
+passwd_bulk "$SRC_DIR/passwd" "${src_lines[@]}"
+passwd_bulk "$DST_DIR/passwd" "${dst_lines[@]}"
+seed_users u 1 "$N_USERS" >"$T/seed-u.out" 2>&1 || die "seeding u01..u$N_USERS failed: $(tail -n 3 "$T/seed-u.out")"
+
+# alice and bob (the harness's users) exist on both sides too: alice gets
+# mail for the lock/kill/backend checks, bob stays empty
+gen_inbox() {
+	python3 - "$SRC_PORT" "$1" "$(src_password "$1")" "$2" <<'EOF'
+import imaplib, sys, time
+port, user, pw, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = imaplib.IMAP4("127.0.0.1", int(port))
+c.login(user, pw)
+c.create("Lists")
+for i in range(1, n + 1):
+    box = "INBOX" if i % 3 else "Lists"
+    msg = ("From: Gen <gen@example.org>\r\nTo: %s@example.org\r\nSubject: gen %d\r\n"
+           "Date: Thu, 05 Jan 2023 08:%02d:00 +0000\r\nMessage-ID: <gen-%s-%d@scaleout.test>\r\n\r\n%s\r\n"
+           % (user, i, i % 60, user, i, "line %d\r\n" % i * 20)).encode()
+    typ, data = c.append(box, "(\\Seen)" if i % 2 else None,
+                         imaplib.Time2Internaldate(time.time() - 60 * i), msg)
+    if typ != "OK":
+        sys.exit("APPEND: %r" % data)
+c.logout()
+EOF
+}
+gen_inbox alice 60 || die "seeding alice failed"
+
+t0=$(date +%s.%N)
+assert_exit NAME="one run -A over $N_USERS+ users with one bad password: exit 77" 77 \
+	dst_doveadm migrate run -A
+t1=$(date +%s.%N)
+info "run -A took $(python3 -c "print('%.1f' % ($t1 - $t0))")s"
+cp "$LAST_ERR" "$T/runA.err"
+cp "$LAST_OUT" "$T/runA.out"
+err_users=$(grep -E 'Error|Fatal' "$T/runA.err" | sed -n 's/^doveadm(\([^)]*\)).*/\1/p' | sort -u | tr '\n' ' ')
+assert_eq "only $BAD_USER is named in error lines" "$BAD_USER " "$err_users"
+assert_match "$BAD_USER's error says the source refused the login" \
+	"^doveadm\\($BAD_USER\\): Error: migrate: .*(login|LOGIN|authentication|Authentication)" \
+	"$(grep -E 'Error' "$T/runA.err" | head -n 1)"
+if grep -q 'not-the-password' "$T/runA.err" "$T/runA.out"; then
+	fail "the wrong password is not printed" "found in the output"
+else
+	pass "the wrong password is not printed"
+fi
+# -A prints a username column
+assert_match "run -A output has a username column" '^Username +folder ' "$(head -n 1 "$T/runA.out")"
+
+ok=0
+bad=""
+for n in $(seq 1 "$N_USERS"); do
+	u=$(printf 'u%02d' "$n")
+	d=$(printf 'd%02d' "$n")
+	[ "$d" = "$BAD_USER" ] && continue
+	src_dump "$u" "$T/src-$u.json" 2>/dev/null
+	if dst_dump "$d" "$T/dst-$d.json" 2>/dev/null &&
+		imaptool compare "$T/src-$u.json" "$T/dst-$d.json" >"$T/cmp-$d.out" 2>&1; then
+		ok=$((ok + 1))
+	else
+		bad="$bad $d($(head -n 1 "$T/cmp-$d.out" 2>/dev/null))"
+	fi
+done
+assert_eq "run -A: every other destination equals its own source" "$((N_USERS - 1))" "$ok"
+[ -n "$bad" ] && info "differing:$bad"
+# per-user sources really differ (u01 != u02), so equality means mapping
+if imaptool compare "$T/src-u01.json" "$T/src-u02.json" >/dev/null 2>&1; then
+	fail "source accounts are distinct" "u01 and u02 have the same mail"
+else
+	pass "source accounts are distinct"
+fi
+assert_eq "$BAD_USER has no migrated mail" "" "$(dst_mail_files "$BAD_USER")"
+
+assert_exit NAME="status -A -f json exits 0" 0 dst_doveadm -f json migrate status -A
+cp "$LAST_OUT" "$T/statusA.json"
+assert_eq "status -A: d-users completed, $BAD_USER failed" \
+	"completed=$((N_USERS - 1)) failed=1" \
+	"$(json_get "$T/statusA.json" '"completed=%d failed=%d" % (
+  sum(1 for r in rows if r["folder"] == "*" and r["username"].startswith("d") and r["state"] == "completed"),
+  sum(1 for r in rows if r["folder"] == "*" and r["username"].startswith("d") and r["state"] == "failed"))')"
+assert_match "status -A: $BAD_USER's last_error is the login refusal" '.' \
+	"$(json_get "$T/statusA.json" '[r["last_error"] for r in rows if r["username"] == "'"$BAD_USER"'" and r["folder"] == "*"][0]')"
+
+# ------------------------------------------------------------ workers
+# doveadm_worker_count=4: the doveadm client sends each user's command to
+# doveadm-server processes over $base_dir/doveadm-server (-o options are
+# not passed on; the plugin is loaded by "protocol doveadm" above).
+log_mark=$(wc -l <"$DST_DIR/dovecot.log")
+t0=$(date +%s.%N)
+DOVEADM_TIMEOUT=90 assert_exit NAME="run -A with doveadm_worker_count=4: exit 77 ($BAD_USER again)" 77 \
+	dst_doveadm -o doveadm_worker_count=4 migrate run -A
+t1=$(date +%s.%N)
+info "run -A with 4 workers took $(python3 -c "print('%.1f' % ($t1 - $t0))")s"
+cp "$LAST_ERR" "$T/runW.err"
+assert_match "workers: $BAD_USER is named in an error line" \
+	"Error: .*$BAD_USER|$BAD_USER.*Error" "$(grep -E 'Error' "$T/runW.err")"
+others=$(grep -E 'Error' "$T/runW.err" | grep -v "$BAD_USER" | head -n 3)
+assert_eq "workers: no other user has an error" "" "$others"
+tail -n +"$((log_mark + 1))" "$DST_DIR/dovecot.log" >"$T/worker.log"
+pids=$(sed -n 's/.*doveadm(w[0-9]*)<\([0-9]*\)>.*/\1/p' "$T/worker.log" | sort -u | grep -c .)
+if [ "$pids" -ge 2 ] && [ "$pids" -le 4 ]; then
+	pass "workers: the w-users ran in $pids doveadm-server processes (2..4)"
+else
+	fail "workers: the w-users ran in 2..4 doveadm-server processes" "$pids processes"
+fi
+ok=0
+for n in $(seq 1 "$N_USERS"); do
+	u=$(printf 'u%02d' "$n")
+	w=$(printf 'w%02d' "$n")
+	if dst_dump "$w" "$T/dst-$w.json" 2>/dev/null &&
+		imaptool compare "$T/src-$u.json" "$T/dst-$w.json" >/dev/null 2>&1; then
+		ok=$((ok + 1))
+	fi
+done
+assert_eq "workers: every w-user (incl. w07) equals its source" "$N_USERS" "$ok"
+
+# a doveadm server without the plugin can't run the command: the source
+# instance's doveadm service doesn't load it
+doveadm_src=(doveadm -c "$SRC_DIR/dovecot.conf" -o "mail_plugin_dir=$PLUGIN_DIR" -o "mail_plugins=$PLUGIN_NAME")
+run_capture timeout -k 5 60 "${doveadm_src[@]}" -o doveadm_worker_count=2 migrate status -u alice
+if [ "$LAST_RC" != 0 ] && grep -qi 'unknown command' "$LAST_ERR" "$SRC_DIR/dovecot.log"; then
+	pass "workers need the plugin in the doveadm service: 'unknown command' without it"
+else
+	fail "workers need the plugin in the doveadm service" \
+		"exit $LAST_RC: $(head -c 300 "$LAST_ERR")"
+fi
+
+# ------------------------------------------------------------ the run lock
+# a slow run (10 messages/s, 60 messages) and a second one for the same user
+dst_add_user lk userdb_migrate_source_user=alice
+dst_doveadm_argv
+timeout -k 5 60 "${DST_DOVEADM[@]}" -o plugin/migrate_max_messages_per_second=10 \
+	migrate run -u lk >"$T/lk.out" 2>"$T/lk.err" &
+lk_pid=$!
+track_pid "$lk_pid"
+state=""
+for _ in $(seq 1 100); do
+	state=$(run_state "file:$(dst_home lk)/.dovecot-migrate.dict" lk)
+	[ "$state" = running ] && break
+	sleep 0.1
+done
+assert_eq "the slow run is running" running "$state"
+assert_exit NAME="a second run for the same user is refused: exit 75" 75 dst_doveadm migrate run -u lk
+assert_match "the refusal names the holder and the lock" \
+	'Error: migrate: Another migrate run for this user is in progress \(host [^,]+, pid [0-9]+\); its lock expires in [0-9]+ seconds \(migrate_lock_timeout\)' \
+	"$(cat "$LAST_ERR")"
+if kill -0 "$lk_pid" 2>/dev/null; then
+	pass "the first run is still going after the refusal"
+else
+	fail "the first run is still going after the refusal" "it ended"
+fi
+wait "$lk_pid"
+assert_eq "the first run completes: exit 0" 0 "$?"
+assert_exit NAME="after it, a run for the user is allowed again" 0 dst_doveadm migrate run -u lk
+dst_equals "the locked user equals its source" lk alice
+
+# ------------------------------------------------------------ state backends
+# backend_checks LABEL DICT_URI: identity/resume checks of the spine with
+# the state in DICT_URI, on fresh users <label>1 (run, no-op run) and
+# <label>2 (kill -9 mid-run, resume); both migrate alice's source.
+backend_checks() {
+	local label=$1 dict=$2 u1=${1}1 u2=${1}2 rc files_before files_after
+	dst_add_user "$u1" userdb_migrate_source_user=alice
+	dst_add_user "$u2" userdb_migrate_source_user=alice
+	assert_exit NAME="$label: first run exits 0" 0 \
+		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate run -u "$u1"
+	dst_equals "$label: first run: destination == source" "$u1" alice
+	files_before=$(dst_mail_files "$u1")
+	assert_exit NAME="$label: second run exits 0" 0 \
+		dst_doveadm -o "plugin/migrate_state_dict=$dict" -f json migrate run -u "$u1"
+	assert_eq "$label: second run imports nothing, every folder unchanged" "0 unchanged" \
+		"$(json_get "$LAST_OUT" '"%d %s" % (sum(int(r["imported"]) for r in rows), ",".join(sorted({r["result"] for r in rows if r["result"] != "skipped"})))')"
+	files_after=$(dst_mail_files "$u1")
+	if [ -n "$files_before" ] && [ "$files_before" = "$files_after" ]; then
+		pass "$label: second run wrote no message files"
+	else
+		fail "$label: second run wrote no message files" "the message files changed"
+	fi
+	if [ -e "$(dst_home "$u1")/.dovecot-migrate.dict" ]; then
+		fail "$label: no file dict in the home" "$(dst_home "$u1")/.dovecot-migrate.dict exists"
+	else
+		pass "$label: no file dict in the home"
+	fi
+	assert_eq "$label: status readable, run completed" completed "$(run_state "$dict" "$u1")"
+
+	# kill -9 mid-run: 60 messages at 20/s take 3 s, killed after 1.2 s
+	dst_doveadm_killed 1.2 -o "plugin/migrate_state_dict=$dict" -o plugin/migrate_batch_messages=5 \
+		-o plugin/migrate_max_messages_per_second=20 migrate run -u "$u2" >/dev/null 2>&1
+	rc=$?
+	assert_eq "$label: the run was killed mid-way (137)" 137 "$rc"
+	assert_eq "$label: status after kill -9 is readable and says running" running \
+		"$(run_state "$dict" "$u2")"
+	local partial
+	partial=$(dst_mail_files "$u2" | grep -c .)
+	if [ "$partial" -gt 0 ] && [ "$partial" -lt 60 ]; then
+		pass "$label: the killed run left a partial copy ($partial of 60)"
+	else
+		fail "$label: the killed run left a partial copy" "$partial message files"
+	fi
+	assert_exit NAME="$label: resume after kill -9 exits 0 (stale lock taken over)" 0 \
+		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate run -u "$u2"
+	dst_equals "$label: resume: destination == source, no duplicates" "$u2" alice
+	assert_eq "$label: status after resume: completed" completed "$(run_state "$dict" "$u2")"
+	assert_exit NAME="$label: verify -I after resume exits 0" 0 \
+		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate verify -I -u "$u2"
+	assert_exit NAME="$label: report readable" 0 \
+		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate report -u "$u2"
+}
+
+if [ -n "$REDIS_PORT" ]; then
+	REDIS_DICT="redis:host=127.0.0.1:port=$REDIS_PORT:prefix=migrate/"
+	backend_checks redis "$REDIS_DICT"
+	keys=$(timeout 10 redis-cli -p "$REDIS_PORT" --scan --pattern 'migrate/redis1/*' 2>&1 | sort)
+	assert_match "redis: keys are migrate/<user>/migrate/..." 'migrate/redis1/migrate/folder/INBOX/uidmap' "$keys"
+	assert_match "redis: the run record is there" '^migrate/redis1/migrate/run$' "$keys"
+	assert_eq "redis: no lock key left after the runs" "" \
+		"$(timeout 10 redis-cli -p "$REDIS_PORT" --scan --pattern 'migrate/*/migrate/lock' 2>&1)"
+fi
+
+if [ "$HAVE_SQLITE" = 1 ]; then
+	backend_checks sqlite proxy::migrate
+	rows=$(sqlite3 "$SQL_DIR/migrate.sqlite" \
+		"SELECT key FROM migrate_state WHERE username = 'sqlite1' ORDER BY key" 2>&1)
+	assert_match "sqlite: rows keyed by (username, key)" 'folder/INBOX/state' "$rows"
+	assert_match "sqlite: the run record row" '^run$' "$rows"
+	assert_eq "sqlite: the run row says completed" 1 \
+		"$(sqlite3 "$SQL_DIR/migrate.sqlite" "SELECT count(*) FROM migrate_state WHERE username = 'sqlite2' AND key = 'run' AND value LIKE '%status=completed%'" 2>&1)"
+fi
+
+if [ -n "$PG_PORT" ]; then
+	backend_checks pgsql proxy::migratepg
+	rows=$(timeout 30 psql -At -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
+		-c "SELECT key FROM migrate_state WHERE username = 'pgsql1' ORDER BY key" 2>&1)
+	assert_match "pgsql: rows keyed by (username, key)" 'folder/INBOX/state' "$rows"
+	assert_match "pgsql: the run record row" '^run$' "$rows"
+fi
+
+# ------------------------------------------------------------ remote: doveadm protocol
+# "-S" is an option of the mail command (after "migrate run"), not of
+# doveadm itself. Over TCP the client authenticates with doveadm_password.
+dst_add_user x1 userdb_migrate_source_user=alice
+assert_exit NAME="migrate run -S 127.0.0.1:port (doveadm protocol over TCP): exit 0" 0 \
+	dst_doveadm migrate run -S "127.0.0.1:$DA_PORT" -u x1
+assert_match "the -S run printed the server's rows" '^INBOX +INBOX +completed ' "$(cat "$LAST_OUT")"
+dst_equals "-S run: destination == source" x1 alice
+assert_exit NAME="migrate status -S over TCP: exit 0" 0 \
+	dst_doveadm -f json migrate status -S "127.0.0.1:$DA_PORT" -u x1
+assert_eq "-S status: completed" completed "$(json_get "$LAST_OUT" '[r["state"] for r in rows if r["folder"] == "*"][0]')"
+assert_exit NAME="migrate run -S over the unix socket: exit 0 (no-op)" 0 \
+	dst_doveadm migrate run -S "$DST_DIR/run/doveadm-server" -u x1
+assert_exit NAME="-S: the refused login is still 77" 77 \
+	dst_doveadm migrate run -S "127.0.0.1:$DA_PORT" -u "$BAD_USER"
+# Dovecot 2.3's doveadm protocol only carries TEMPFAIL, USAGE, NOUSER,
+# NOPERM, PROTOCOL, DATAERR, NOTFOUND: 2 and 78 arrive as 75.
+assert_exit NAME="-S: exit 78 arrives as 75 (2.3 doveadm protocol limit)" 75 \
+	dst_doveadm migrate report -S "127.0.0.1:$DA_PORT" -u x1 -r no-such-class
+assert_exit NAME="-S with a wrong doveadm_password fails" 75 \
+	dst_doveadm -o doveadm_password=wrong migrate status -S "127.0.0.1:$DA_PORT" -u x1
+
+# ------------------------------------------------------------ remote: HTTP API
+# POST /doveadm/v1 [[command, {params}, tag], ...]; command names are the
+# camelCased doveadm names (migrate run -> migrateRun).
+http_post() { # http_post AUTH_HEADER JSON_BODY -> prints "STATUS BODY"
+	local body
+	body=$(curl -sS -m 60 -o "$T/http.body" -w '%{http_code}' \
+		-H "Authorization: $1" -H 'Content-Type: application/json' \
+		--data-binary "$2" "http://127.0.0.1:$HTTP_PORT/doveadm/v1" 2>&1)
+	printf '%s %s\n' "$body" "$(cat "$T/http.body" 2>/dev/null)"
+}
+API_AUTH="X-Dovecot-API $(printf '%s' "$API_KEY" | base64)"
+BASIC_AUTH="Basic $(printf 'doveadm:%s' "$DOVEADM_PW" | base64)"
+dst_add_user x2 userdb_migrate_source_user=alice
+resp=$(http_post "$API_AUTH" '[["migrateRun", {"user": "x2"}, "run1"]]')
+printf '%s\n' "$resp" >"$T/http-run.out"
+assert_match "HTTP migrateRun (API key): 200 doveadmResponse" '^200 \[\["doveadmResponse",' "$resp"
+assert_eq "HTTP migrateRun: INBOX completed, tag echoed" "completed run1" \
+	"$(python3 -c 'import json,sys
+r = json.loads(sys.stdin.read().split(" ", 1)[1])[0]
+print([x["result"] for x in r[1] if x["folder"] == "INBOX"][0], r[2])' <<<"$resp" 2>&1)"
+dst_equals "HTTP run: destination == source" x2 alice
+resp=$(http_post "$BASIC_AUTH" '[["migrateStatus", {"user": "x2"}, "st1"], ["migrateReport", {"user": "x2"}, "rp1"]]')
+assert_eq "HTTP migrateStatus + migrateReport (Basic auth): run completed, empty report" "completed 0 st1 rp1" \
+	"$(python3 -c 'import json,sys
+r = json.loads(sys.stdin.read().split(" ", 1)[1])
+print([x["state"] for x in r[0][1] if x["folder"] == "*"][0], len(r[1][1]), r[0][2], r[1][2])' <<<"$resp" 2>&1)"
+resp=$(http_post "$API_AUTH" '[["migrateRun", {"user": "'"$BAD_USER"'"}, "bad1"]]')
+assert_match "HTTP: the refused login is exitCode 77" '"type":"exitCode", "exitCode":77\},"bad1"' "$resp"
+resp=$(http_post "$API_AUTH" '[["migrateReport", {"user": "x2", "reason": "no-such-class"}, "r78"]]')
+assert_match "HTTP: exit 78 keeps its number (exitCode 78)" '"exitCode":78' "$resp"
+resp=$(http_post "X-Dovecot-API $(printf wrong | base64)" '[["migrateStatus", {"user": "x2"}, "t"]]')
+assert_match "HTTP with a wrong API key: 401" '^401 ' "$resp"
+
+# ------------------------------------------------------------ benchmark note
+# 100 small source mailboxes, migrated with 0 (in-process), 1, 2 and 4
+# workers into fresh destination users each time (user masks m<N>_*).
+src_lines=()
+dst_lines=()
+for n in $(seq 1 "$BENCH_USERS"); do
+	b=$(printf 'b%03d' "$n")
+	src_lines+=("$b:{PLAIN}spw-$b::::$SRC_DIR/home/$b::")
+	pwfile "$b" "spw-$b"
+	for wk in 0 1 2 4; do
+		dst_lines+=("m${wk}_$b:{PLAIN}dpw-m${wk}_$b::::$DST_DIR/home/m${wk}_$b::userdb_migrate_source_user=$b userdb_migrate_source_password_file=$UPW/$b")
+	done
+done
+passwd_bulk "$SRC_DIR/passwd" "${src_lines[@]}"
+passwd_bulk "$DST_DIR/passwd" "${dst_lines[@]}"
+seed_users b 1 "$BENCH_USERS" >"$T/seed-b.out" 2>&1 || die "seeding the benchmark users failed: $(tail -n 3 "$T/seed-b.out")"
+bench=""
+for wk in 0 1 2 4; do
+	t0=$(date +%s.%N)
+	# a user mask, not -F: Dovecot 2.3 sends "-F file" on to the
+	# doveadm server, which can't read it ("Failed to iterate through
+	# some users"), for every command
+	run_capture dst_doveadm -o "doveadm_worker_count=$wk" migrate run -u "m${wk}_*"
+	t1=$(date +%s.%N)
+	assert_eq "benchmark: $BENCH_USERS users with $wk workers: exit 0" 0 "$LAST_RC"
+	rate=$(python3 -c "print('%.0f' % ($BENCH_USERS * 60 / ($t1 - $t0)))")
+	bench="$bench workers=$wk: ${rate} users/min ($(python3 -c "print('%.1f' % ($t1 - $t0))")s);"
+done
+dst_equals "benchmark: a 4-worker user equals its source" "m4_b042" b042
+info "benchmark ($BENCH_USERS mailboxes of 3-7 small messages, $(nproc) CPUs):$bench"
+
+harness_done
