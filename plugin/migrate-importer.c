@@ -24,6 +24,8 @@
    costs little, large enough to keep command overhead negligible */
 #define MIGRATE_FETCH_CHUNK 50
 #define MIGRATE_LIST_CHUNK 5000
+/* failed commits of one folder retried after a resync */
+#define MIGRATE_COMMIT_RETRIES 3
 
 enum migrate_msg_action {
 	MIGRATE_MSG_IMPORT = 0,
@@ -78,6 +80,7 @@ struct migrate_importer {
 	bool trans_save_failed;
 	/* a batch was rolled back: its messages need another pass */
 	bool batch_rolled_back;
+	unsigned int commit_retries;
 	/* the server refused the flag sync: don't record its HIGHESTMODSEQ */
 	bool flag_sync_failed;
 	bool preserve_uids;
@@ -854,7 +857,8 @@ static void migrate_importer_rollback(struct migrate_importer *imp)
 	const uint32_t *src_uidp;
 	struct migrate_msg *msg;
 
-	mailbox_transaction_rollback(&imp->trans);
+	if (imp->trans != NULL)
+		mailbox_transaction_rollback(&imp->trans);
 	array_foreach(&imp->pending_uids, src_uidp) {
 		msg = hash_table_lookup(imp->msgs_by_uid,
 					POINTER_CAST(*src_uidp));
@@ -899,6 +903,19 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	}
 	if (mailbox_transaction_commit_get_changes(&imp->trans, &changes) < 0) {
 		errstr = mailbox_get_last_internal_error(imp->box, &error);
+		if (error != MAIL_ERROR_NOQUOTA &&
+		    imp->commit_retries++ < MIGRATE_COMMIT_RETRIES) {
+			/* e.g. a run killed mid-commit left message files
+			   behind that the index doesn't know: the failed
+			   commit made the storage rebuild its index. The
+			   batch is fetched again, and the next pass matches
+			   what the rebuild found by identity. */
+			e_warning(imp->event, "Commit failed, retrying the "
+				  "batch after a resync: %s", errstr);
+			migrate_importer_rollback(imp);
+			(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
+			return 0;
+		}
 		run->error_code = MIGRATE_ERROR_DESTINATION;
 		run->error = p_strdup_printf(run->pool,
 			"Destination folder %s: commit failed: %s",

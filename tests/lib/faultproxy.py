@@ -10,14 +10,15 @@ always knows message boundaries) and injects faults:
                                the middle of a line or of a literal are
                                exact); a connection that ends before its
                                offset hands it on to the next connection;
-                               after the last cut connections pass through
-  --cuts K --seed S --plan F   K seeded cut offsets picked from the byte map
-                               of a pass-through run (F = that run's --log):
-                               alternately a random byte of the whole stream
-                               (mostly inside message literals) and a random
-                               position inside a random non-literal line
-                               (greeting, LOGIN, LIST, STATUS, FETCH lines,
-                               tagged replies), one per connection
+                               after the last cut connections pass through;
+                               "L<n>:<permille>" cuts inside the n-th line
+  --cuts K --seed S --plan F   K seeded cuts picked from the byte map of a
+                               pass-through run (F = that run's --log):
+                               alternately a random byte offset of the whole
+                               stream (mostly inside message literals) and a
+                               random point inside the n-th non-literal line
+                               of a connection (greeting, CAPABILITY, LIST,
+                               STATUS, FETCH lines, tagged replies)
   --throttle-bytes X --window-secs W
                                once the server sent X bytes in the current
                                W-second window, FETCH commands are answered
@@ -200,7 +201,8 @@ class Proxy:
     def __init__(self, args):
         self.args = args
         self.stats = Stats(args.log)
-        self.cut_offsets = parse_int_list(args.cut_after_bytes)
+        self.cut_offsets = [int(x) if x.strip().isdigit() else x.strip()
+                            for x in args.cut_after_bytes.split(",") if x.strip()]
         self.throttle_fetch = set(parse_int_list(args.throttle_fetch))
         self.bye_fetch = set(parse_int_list(args.bye_after_fetch))
         self.unavail_fetch = set(parse_int_list(args.unavailable_fetch))
@@ -223,16 +225,17 @@ class Proxy:
             raise SystemExit("faultproxy: %s has no byte map (run the "
                              "pass-through proxy with --record-map)" % plan_path)
         total = segmap[-1][0] + segmap[-1][1]
-        lines = [s for s in segmap if s[2] != "literal"]
+        nlines = sum(1 for s in segmap if s[2] != "literal")
         rng = random.Random(seed)
         offsets = []
         for i in range(k):
             if i % 2 == 0:
-                off = rng.randrange(0, total)
+                offsets.append(rng.randrange(0, total))
             else:
-                start, length, _ = rng.choice(lines)
-                off = start + rng.randrange(0, max(1, length))
-            offsets.append(off)
+                # "L<n>:<permille>": inside the n-th line the server sends
+                # on that connection, whatever came before it
+                offsets.append("L%d:%d" % (rng.randrange(0, nlines),
+                                           rng.randrange(0, 1000)))
         return offsets
 
     # -------------------------------------------------------- windows
@@ -283,7 +286,13 @@ class Conn:
         self.p = proxy
         self.cid = cid
         self.cr, self.cw, self.sr, self.sw = creader, cwriter, sreader, swriter
+        # a byte offset, or (line number, permille) from "L<n>:<permille>"
         self.cut = cut
+        self.cut_line = None
+        if isinstance(cut, str) and cut.startswith("L"):
+            n, permille = cut[1:].split(":")
+            self.cut, self.cut_line = None, (int(n), int(permille))
+        self.lines = 0                # non-literal segments sent
         self.sent = 0                 # server->client bytes of this conn
         self.out = asyncio.Queue()    # items for the client writer
         self.selected = None
@@ -521,6 +530,10 @@ class Conn:
             if self.record_map:
                 self.map.append([self.sent, len(data), kind])
             n = len(data)
+            if kind != "literal":
+                if self.cut_line is not None and self.cut_line[0] == self.lines:
+                    self.cut = self.sent + n * self.cut_line[1] // 1000
+                self.lines += 1
             if self.cut is not None and self.sent + n >= self.cut:
                 part = self.cut - self.sent
                 if part > 0:
