@@ -738,7 +738,7 @@ static int migrate_run_import(struct migrate_run *run)
 
 static int migrate_run_verify(struct migrate_run *run)
 {
-	struct migrate_folder *folder;
+	struct migrate_folder *folder, *failed = NULL;
 	uint32_t unexplained = 0;
 	bool labelled_known = FALSE;
 
@@ -754,6 +754,17 @@ static int migrate_run_verify(struct migrate_run *run)
 		if (migrate_importer_verify(run, folder) < 0)
 			return -1;
 		unexplained += folder->unexplained;
+		if (folder->result != NULL &&
+		    strcmp(folder->result, "failed") == 0 && failed == NULL)
+			failed = folder;
+	}
+	if (failed != NULL) {
+		/* a folder that couldn't be checked isn't verified */
+		run->error_code = MIGRATE_ERROR_ITEMS;
+		run->error = p_strdup_printf(run->pool, "verify: folder %s "
+			"could not be checked: %s", failed->src_name,
+			failed->error == NULL ? "unknown error" : failed->error);
+		return -1;
 	}
 	if (unexplained > 0) {
 		run->error_code = MIGRATE_ERROR_ITEMS;
