@@ -531,6 +531,8 @@ Expunge None
         with open(os.path.join(self.plugin_dir, os.path.basename(PLUGIN_SO)), "rb") as f:
             self.plugin_sha = hashlib.sha256(f.read()).hexdigest()[:12]
         log("plugin %s (sha256 %s…) copied to %s" % (PLUGIN_SO, self.plugin_sha, self.plugin_dir))
+        # the tree's commit now, when the plugin was copied (not at the end)
+        self.versions = dict(versions(), plugin_sha256=self.plugin_sha)
         self.scenarios["alice"] = {"kind": "standard", "label": "standard"}
         if a.many:
             self.scenarios["many"] = {"kind": "many", "label": "100k small"}
@@ -613,7 +615,7 @@ Expunge None
             "seconds": round(seconds, 1),
             "host": host_info(),
             "loadavg": {"start": self.load_start, "end": loadavg()},
-            "versions": dict(versions(), plugin_sha256=self.plugin_sha),
+            "versions": self.versions,
             "scenarios": {u: {k: v for k, v in s.items() if k != "per_folder"}
                           for u, s in self.scenarios.items()},
         }
