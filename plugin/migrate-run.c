@@ -49,25 +49,38 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	i_unreached();
 }
 
+static void migrate_run_lock_renew(struct migrate_run *run);
+
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
 {
+	migrate_run_lock_renew(run);
 	migrate_source_conn_sleep(run->conn, msecs);
+	migrate_run_lock_renew(run);
+}
+
+/* Keep the run lock alive: called while saving, between folders and
+   around every wait, so a long listing or throttle wait can't let it
+   expire under a live run. */
+static void migrate_run_lock_renew(struct migrate_run *run)
+{
+	const struct migrate_settings *set = run->set;
+	const char *error;
+
+	if (run->state == NULL || run->opts.mode != MIGRATE_RUN_MODE_IMPORT ||
+	    run->lock_renewed + (time_t)set->lock_timeout_secs / 3 >=
+	    ioloop_time)
+		return;
+	run->lock_renewed = ioloop_time;
+	if (migrate_state_lock(run->state, set->lock_timeout_secs, &error) < 0)
+		e_warning(run->event, "Renewing the run lock: %s", error);
 }
 
 void migrate_run_pace(struct migrate_run *run)
 {
 	const struct migrate_settings *set = run->set;
 	long long elapsed_msecs, need_msecs = 0;
-	const char *error;
 
-	if (run->lock_renewed + (time_t)set->lock_timeout_secs / 3 <
-	    ioloop_time) {
-		run->lock_renewed = ioloop_time;
-		if (migrate_state_lock(run->state, set->lock_timeout_secs,
-				       &error) < 0)
-			e_warning(run->event, "Renewing the run lock: %s",
-				  error);
-	}
+	migrate_run_lock_renew(run);
 	if (set->max_messages_per_second == 0 &&
 	    set->max_bytes_per_second == 0)
 		return;
@@ -695,6 +708,7 @@ static int migrate_run_import(struct migrate_run *run)
 	array_foreach_elem(&run->folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
 			continue;
+		migrate_run_lock_renew(run);
 		if (migrate_run_folder_unchanged(run, folder)) {
 			folder->result = "unchanged";
 			/* a subscription added on the source since the last
