@@ -23,6 +23,7 @@
 #include "migrate-source-conn.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
 
 /* Longest non-literal reply line we accept, and the largest literal other
    than a message body (e.g. a folder name or header block) we buffer.
@@ -231,7 +232,7 @@ static int migrate_conn_tcp_connect(struct migrate_source_conn *conn,
 	unsigned int i, ips_count;
 	const char *error = NULL;
 	struct io *io;
-	int ret, fd;
+	int ret, fd, keepalive = 1;
 
 	ret = net_gethostbyname(conn->set->source_host, &ips, &ips_count);
 	if (ret != 0) {
@@ -264,6 +265,11 @@ static int migrate_conn_tcp_connect(struct migrate_source_conn *conn,
 			net_disconnect(fd);
 			continue;
 		}
+		/* a source that silently vanished (NAT timeout, dead
+		   host) is noticed even while a long literal streams */
+		if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &keepalive,
+			       sizeof(keepalive)) < 0)
+			e_debug(conn->event, "setsockopt(SO_KEEPALIVE) failed: %m");
 		conn->fd = fd;
 		conn->raw_input = conn->input =
 			i_stream_create_fd(fd, MIGRATE_INPUT_BUFFER_SIZE);
