@@ -101,6 +101,9 @@ struct migrate_importer {
 	/* the listing came pipelined with EXAMINE, up to prefetch_end */
 	bool prefetched;
 	uint32_t prefetch_end;
+	/* the flag sync FETCH sent in the same burst, still unread */
+	unsigned int flags_tag;
+	const char *flags_cmd;
 	unsigned int pass_no;
 	/* UIDs that failed (FETCH or destination) in this folder's run:
 	   later passes of the same run don't retry them */
@@ -280,8 +283,23 @@ static const char *migrate_list_cmd(const char *uidset);
 /* EXAMINE; with prefetch_uidset, the listing of those UIDs is pipelined
    right behind it (one round trip instead of two). imp->prefetched says
    whether that listing is complete. */
+static void migrate_importer_drain_flags(struct migrate_importer *imp)
+{
+	enum migrate_error code;
+	const char *error;
+
+	/* its FETCH replies must not reach another command's callback */
+	if (imp->flags_tag != 0 &&
+	    migrate_source_conn_is_connected(imp->run->conn)) {
+		(void)migrate_source_conn_wait_tag(imp->run->conn,
+			imp->flags_tag, NULL, NULL, &code, &error);
+	}
+	imp->flags_tag = 0;
+}
+
 static int migrate_importer_examine(struct migrate_importer *imp,
-				    const char *prefetch_uidset)
+				    const char *prefetch_uidset,
+				    const char *flags_cmd)
 {
 	struct migrate_run *run = imp->run;
 	string_t *cmd = t_str_new(128);
@@ -307,6 +325,11 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 		list_tag = migrate_source_conn_send(run->conn,
 			migrate_list_cmd(prefetch_uidset));
 	}
+	imp->flags_tag = 0;
+	if (flags_cmd != NULL) {
+		imp->flags_cmd = p_strdup(imp->pool, flags_cmd);
+		imp->flags_tag = migrate_source_conn_send(run->conn, flags_cmd);
+	}
 	ret = migrate_source_conn_wait_tag(run->conn, tag,
 		(migrate_untagged_callback_t *)migrate_examine_cb, imp,
 		&code, &error);
@@ -327,6 +350,7 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 		return -1;
 	}
 	if (ret == 0) {
+		migrate_importer_drain_flags(imp);
 		imp->folder->error = p_strdup_printf(run->pool,
 			"EXAMINE failed: %s", error);
 		return 0;
@@ -1414,36 +1438,55 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 	struct migrate_flag_sync ctx;
 	enum migrate_error code;
 	const char *error;
+	unsigned int present_tag = 0;
 	string_t *cmd;
 	int ret;
 
 	*full_r = FALSE;
-	if (max_uid == 0 || array_count(&imp->fs.uidmap) == 0)
-		return 1;
+	cmd = t_str_new(128);
+	if (imp->flags_tag != 0) {
+		/* sent already, in the burst with EXAMINE */
+		present_tag = imp->flags_tag;
+		imp->flags_tag = 0;
+		str_append(cmd, imp->flags_cmd);
+		*full_r = strstr(imp->flags_cmd, "CHANGEDSINCE") == NULL;
+	} else {
+		if (max_uid == 0 || array_count(&imp->fs.uidmap) == 0)
+			return 1;
+		str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS)", max_uid);
+		if (imp->fs.src_highestmodseq != 0 &&
+		    imp->highestmodseq != 0 &&
+		    migrate_source_conn_has_capability(run->conn,
+						       "CONDSTORE") &&
+		    !run->opts.delete) {
+			if (imp->highestmodseq == imp->fs.src_highestmodseq)
+				return 1;
+			str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
+				    imp->fs.src_highestmodseq);
+		} else {
+			*full_r = TRUE;
+		}
+	}
 	i_zero(&ctx);
 	ctx.imp = imp;
 	/* grown in migrate_flags_cb, inside the connection's own data stack
 	   frame: a t_array would panic there ("stack frame changed") */
 	p_array_init(&ctx.seen_uids, imp->pool, 32);
-	cmd = t_str_new(128);
-	str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS)", max_uid);
-	if (imp->fs.src_highestmodseq != 0 && imp->highestmodseq != 0 &&
-	    migrate_source_conn_has_capability(run->conn, "CONDSTORE") &&
-	    !run->opts.delete) {
-		if (imp->highestmodseq == imp->fs.src_highestmodseq)
-			return 1;
-		str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
-			    imp->fs.src_highestmodseq);
-	} else {
-		*full_r = TRUE;
-	}
 	ctx.t = mailbox_transaction_begin(imp->box,
 		MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
 	ctx.mail = mail_alloc(ctx.t, 0, NULL);
 	for (;;) {
-		ret = migrate_source_conn_run(run->conn, str_c(cmd),
-			(migrate_untagged_callback_t *)migrate_flags_cb, &ctx,
-			&code, &error);
+		if (present_tag != 0) {
+			ret = migrate_source_conn_wait_tag(run->conn,
+				present_tag,
+				(migrate_untagged_callback_t *)migrate_flags_cb,
+				&ctx, &code, &error);
+			present_tag = 0;
+		} else {
+			ret = migrate_source_conn_run(run->conn, str_c(cmd),
+				(migrate_untagged_callback_t *)migrate_flags_cb,
+				&ctx, &code, &error);
+		}
 		if (ret != 0 || code != MIGRATE_ERROR_TEMP)
 			break;
 		/* throttled: a skipped flag sync would be lost for good,
@@ -1574,6 +1617,30 @@ static const char *migrate_folder_status(const struct migrate_importer *imp)
 	return "completed";
 }
 
+/* The flag sync of a known folder, to send in the burst with EXAMINE:
+   NULL when STATUS shows no flag change (CONDSTORE) or nothing to sync. */
+static const char *
+migrate_importer_prefetch_flags_cmd(struct migrate_importer *imp)
+{
+	struct migrate_folder *folder = imp->folder;
+	string_t *cmd;
+
+	if (imp->run->opts.delete || imp->fs.last_uid == 0 ||
+	    array_count(&imp->fs.uidmap) == 0)
+		return NULL;
+	cmd = t_str_new(128);
+	str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS)", imp->fs.last_uid);
+	if (imp->fs.src_highestmodseq != 0 &&
+	    folder->status_highestmodseq != 0 &&
+	    migrate_source_conn_has_capability(imp->run->conn, "CONDSTORE")) {
+		if (folder->status_highestmodseq == imp->fs.src_highestmodseq)
+			return NULL;
+		str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
+			    imp->fs.src_highestmodseq);
+	}
+	return str_c(cmd);
+}
+
 static int migrate_importer_pass(struct migrate_importer *imp)
 {
 	struct migrate_folder *folder = imp->folder;
@@ -1582,7 +1649,7 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	const struct migrate_item *item;
 	struct migrate_msg *msg;
 	uint32_t prev_last_uid;
-	const char *prefetch = NULL;
+	const char *prefetch = NULL, *flags_cmd = NULL;
 	bool full_flags;
 	int ret;
 
@@ -1600,8 +1667,9 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		imp->prefetch_end = folder->status_uidnext - 1;
 		prefetch = t_strdup_printf("%u:%u", imp->fs.last_uid + 1,
 					   imp->prefetch_end);
+		flags_cmd = migrate_importer_prefetch_flags_cmd(imp);
 	}
-	ret = migrate_importer_examine(imp, prefetch);
+	ret = migrate_importer_examine(imp, prefetch, flags_cmd);
 	if (ret <= 0)
 		return ret;
 	if (imp->box == NULL && migrate_importer_dest_open(imp) < 0)
@@ -1650,6 +1718,7 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	    imp->uidvalidity == folder->status_uidvalidity) {
 		/* listed already, pipelined with EXAMINE */
 	} else {
+		migrate_importer_drain_flags(imp);
 		imp->prefetched = FALSE;
 		array_clear(&imp->msgs);
 		hash_table_clear(imp->msgs_by_uid, TRUE);
@@ -1972,7 +2041,7 @@ int migrate_importer_verify(struct migrate_run *run,
 		migrate_importer_deinit(&imp);
 		return -1;
 	}
-	ret = migrate_importer_examine(&imp, NULL);
+	ret = migrate_importer_examine(&imp, NULL, NULL);
 	if (ret <= 0) {
 		folder->result = "failed";
 		migrate_importer_deinit(&imp);
