@@ -100,7 +100,7 @@ struct migrate_importer {
 	bool listing_incomplete;
 	/* the listing came pipelined with EXAMINE, up to prefetch_end */
 	bool prefetched;
-	uint32_t prefetch_end;
+	uint32_t prefetch_start, prefetch_end;
 	/* the flag sync FETCH sent in the same burst, still unread */
 	unsigned int flags_tag;
 	const char *flags_cmd;
@@ -1658,16 +1658,23 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	imp->handled_idx = 0;
 	imp->listing_incomplete = FALSE;
 	imp->prefetch_end = 0;
-	/* known folder, new mail by STATUS: list it along with EXAMINE */
-	if (imp->pass_no++ == 0 && imp->have_state && folder->have_status &&
-	    folder->status_uidvalidity == imp->fs.src_uidvalidity &&
+	/* new mail by STATUS in a known folder, or a folder seen for the
+	   first time: list it along with EXAMINE */
+	imp->prefetch_start = 0;
+	if (imp->pass_no++ == 0 && folder->have_status &&
 	    folder->status_messages > 0 &&
-	    folder->status_uidnext > imp->fs.last_uid + 1 &&
-	    array_count(&imp->fs.items) == 0) {
+	    array_count(&imp->fs.items) == 0 &&
+	    (!imp->have_state ||
+	     (folder->status_uidvalidity == imp->fs.src_uidvalidity &&
+	      folder->status_uidnext > imp->fs.last_uid + 1))) {
+		imp->prefetch_start = imp->have_state ? imp->fs.last_uid + 1 : 1;
 		imp->prefetch_end = folder->status_uidnext - 1;
-		prefetch = t_strdup_printf("%u:%u", imp->fs.last_uid + 1,
-					   imp->prefetch_end);
-		flags_cmd = migrate_importer_prefetch_flags_cmd(imp);
+		if (imp->prefetch_end >= imp->prefetch_start) {
+			prefetch = t_strdup_printf("%u:%u",
+				imp->prefetch_start, imp->prefetch_end);
+			if (imp->have_state)
+				flags_cmd = migrate_importer_prefetch_flags_cmd(imp);
+		}
 	}
 	ret = migrate_importer_examine(imp, prefetch, flags_cmd);
 	if (ret <= 0)
@@ -1714,8 +1721,12 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		    migrate_importer_item_retryable(imp, item))
 			seq_range_array_add(&list_uids, item->uid);
 	}
-	if (imp->prefetched && imp->state_valid &&
-	    imp->uidvalidity == folder->status_uidvalidity) {
+	/* the prefetched listing is usable when it starts where this pass
+	   must start (a new folder, or the state still valid) */
+	if (imp->prefetched &&
+	    imp->uidvalidity == folder->status_uidvalidity &&
+	    imp->prefetch_start == imp->fs.last_uid + 1 &&
+	    array_count(&imp->fs.items) == 0) {
 		/* listed already, pipelined with EXAMINE */
 	} else {
 		migrate_importer_drain_flags(imp);
