@@ -317,7 +317,10 @@ migrate_settings_read_dict(struct mail_user *user, pool_t pool,
 				"default file dict)";
 			return -1;
 		}
-		value = t_strdup_printf("file:%s/.dovecot-migrate.dict", home);
+		/* fcntl: the kernel drops the lock of a killed run, a
+		   dotlock would block the next run until it goes stale */
+		value = t_strdup_printf("file:%s/.dovecot-migrate.dict:"
+					"lock=fcntl", home);
 	}
 	set->state_dict = p_strdup(pool, value);
 	return 0;

@@ -680,6 +680,28 @@ int migrate_source_conn_read(struct migrate_source_conn *conn,
 	}
 }
 
+/* Read more input, waiting when there is none yet. -1 (disconnected)
+   on EOF, error, a full buffer or the timeout. */
+static int migrate_conn_read_more(struct migrate_source_conn *conn,
+				  enum migrate_error *error_code_r,
+				  const char **error_r)
+{
+	ssize_t ret;
+
+	ret = i_stream_read(conn->input);
+	if (ret > 0 ||
+	    (ret == 0 && migrate_source_conn_wait(conn, error_r) > 0))
+		return 1;
+	*error_code_r = ret == -2 ? MIGRATE_ERROR_PROTOCOL :
+		MIGRATE_ERROR_TEMP;
+	if (ret == -2)
+		*error_r = "Server sent a too long reply line";
+	else if (ret == -1)
+		*error_r = migrate_conn_read_error(conn);
+	migrate_source_conn_disconnect(conn);
+	return -1;
+}
+
 int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
 				    const struct imap_arg **args_r,
 				    enum migrate_error *error_code_r,
@@ -731,18 +753,8 @@ int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
 			migrate_source_conn_disconnect(conn);
 			return -1;
 		}
-		ret = i_stream_read(conn->input);
-		if (ret > 0)
-			continue;
-		if (ret == 0 && migrate_source_conn_wait(conn, error_r) > 0)
-			continue;
-		*error_code_r = ret == -2 ? MIGRATE_ERROR_PROTOCOL :
-			MIGRATE_ERROR_TEMP;
-		if (ret != 0)
-			*error_r = ret == -2 ? "Too long FETCH reply" :
-				migrate_conn_read_error(conn);
-		migrate_source_conn_disconnect(conn);
-		return -1;
+		if (migrate_conn_read_more(conn, error_code_r, error_r) < 0)
+			return -1;
 	}
 	/* ')' was the end of the list: the line must end right after it */
 	for (;;) {
@@ -759,16 +771,8 @@ int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
 			migrate_source_conn_disconnect(conn);
 			return -1;
 		}
-		ret = i_stream_read(conn->input);
-		if (ret > 0)
-			continue;
-		if (ret == 0 && migrate_source_conn_wait(conn, error_r) > 0)
-			continue;
-		*error_code_r = MIGRATE_ERROR_TEMP;
-		if (ret != 0)
-			*error_r = migrate_conn_read_error(conn);
-		migrate_source_conn_disconnect(conn);
-		return -1;
+		if (migrate_conn_read_more(conn, error_code_r, error_r) < 0)
+			return -1;
 	}
 	conn->reset_pending = TRUE;
 	return 1;
