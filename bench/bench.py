@@ -25,6 +25,9 @@ import sys
 import tempfile
 import time
 
+# one list of tool names for the run and its report
+from report import TOOL_LABEL  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 PLUGIN_DIR = os.path.join(TOP, "doveadm-cmd", ".libs")
@@ -32,12 +35,6 @@ PLUGIN_SO = os.path.join(PLUGIN_DIR, "lib20_doveadm_migrate_plugin.so")
 MAIL_USER = "vmail"
 TIME_FMT = "%e %M %U %S"
 TOOLS = ["migrate", "dsync", "dsync-pf100", "mbsync"]
-TOOL_LABEL = {
-    "migrate": "migrate",
-    "dsync": "dsync imapc",
-    "dsync-pf100": "dsync imapc pf=100",
-    "mbsync": "mbsync",
-}
 PASSES = ["first", "nochange", "plus1"]
 PASS_LABEL = {"first": "first pass", "nochange": "no-change pass", "plus1": "+1 % new mail"}
 IMAPC_FEATURES = "rfc822.size fetch-headers"
