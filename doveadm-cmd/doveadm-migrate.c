@@ -120,6 +120,18 @@ static int cmd_migrate_run_run(struct doveadm_mail_cmd_context *_ctx,
 	return ret;
 }
 
+static int
+cmd_migrate_run_prerun(struct doveadm_mail_cmd_context *_ctx,
+		       struct mail_storage_service_user *service_user,
+		       const char **error_r)
+{
+	struct migrate_cmd_context *ctx =
+		container_of(_ctx, struct migrate_cmd_context, ctx);
+
+	return migrate_settings_prerun(service_user, &ctx->opts.batch_fsync,
+				       error_r);
+}
+
 static void cmd_migrate_run_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 				 const char *const args[] ATTR_UNUSED)
 {
@@ -155,6 +167,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_run_alloc(void)
 
 	ctx->opts.mode = MIGRATE_RUN_MODE_IMPORT;
 	ctx->ctx.v.init = cmd_migrate_run_init;
+	ctx->ctx.v.prerun = cmd_migrate_run_prerun;
 	ctx->ctx.v.run = cmd_migrate_run_run;
 	return &ctx->ctx;
 }

@@ -1,5 +1,8 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
+#ifndef _GNU_SOURCE
+#  define _GNU_SOURCE /* syncfs() */
+#endif
 #include "lib.h"
 #include "array.h"
 #include "hash.h"
@@ -19,6 +22,9 @@
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
 #include "migrate-run.h"
+
+#include <fcntl.h>
+#include <unistd.h>
 
 /* UIDs per FETCH command: small enough that a NO for one poison message
    costs little, large enough to keep command overhead negligible */
@@ -901,6 +907,37 @@ static void migrate_importer_rollback(struct migrate_importer *imp)
 	imp->trans_save_failed = FALSE;
 }
 
+/* migrate_fsync=batch: the batch's files were written without fsync();
+   one syncfs() makes all of them (and their directory entries) durable
+   before the state may say they were imported. */
+static int
+migrate_importer_make_durable(struct migrate_importer *imp,
+			      const char **error_r)
+{
+#ifdef MIGRATE_HAVE_SYNCFS
+	const char *path;
+	int fd, ret = 0;
+
+	/* syncfs() flushes the whole file system the mail root is on */
+	path = mailbox_list_get_root_forced(mailbox_get_namespace(
+		imp->box)->list, MAILBOX_LIST_PATH_TYPE_MAILBOX);
+	fd = open(path, O_RDONLY | O_DIRECTORY);
+	if (fd == -1) {
+		*error_r = t_strdup_printf("open(%s) failed: %m", path);
+		return -1;
+	}
+	if (syncfs(fd) < 0) {
+		*error_r = t_strdup_printf("syncfs(%s) failed: %m", path);
+		ret = -1;
+	}
+	i_close_fd(&fd);
+	return ret;
+#else
+	(void)imp; (void)error_r;
+	return 0;
+#endif
+}
+
 static int migrate_importer_commit(struct migrate_importer *imp)
 {
 	struct mail_transaction_commit_changes changes;
@@ -973,6 +1010,14 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 		run->error = p_strdup_printf(run->pool,
 			"Destination folder %s: sync after commit failed: %s",
 			imp->folder->dest.vname, errstr);
+		return -1;
+	}
+	if (run->opts.batch_fsync &&
+	    migrate_importer_make_durable(imp, &errstr) < 0) {
+		run->error_code = MIGRATE_ERROR_DESTINATION;
+		run->error = p_strdup_printf(run->pool,
+			"Destination folder %s: %s", imp->folder->dest.vname,
+			errstr);
 		return -1;
 	}
 	migrate_importer_dest_status(imp, &status);

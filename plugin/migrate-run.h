@@ -27,6 +27,9 @@ struct migrate_run_options {
 	bool identities;
 	/* only this source folder (decoded name or raw), or NULL */
 	const char *folder;
+	/* mail_fsync is off for this session (migrate_settings_prerun()):
+	   each committed batch is made durable with syncfs() */
+	bool batch_fsync;
 };
 
 struct migrate_verify_missing {

@@ -7,6 +7,8 @@
 #include "ioloop.h"
 #include "settings-parser.h"
 #include "mail-user.h"
+#include "mail-storage-settings.h"
+#include "mail-storage-service.h"
 #include "safe-memset.h"
 #include "migrate-settings.h"
 
@@ -402,10 +404,46 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 	    migrate_get_secs(user, "migrate_lock_timeout", 600,
 			     &set->lock_timeout_secs, error_r) < 0)
 		return -1;
+	value = migrate_getenv(user, "migrate_fsync");
+	if (value != NULL && strcmp(value, "batch") != 0 &&
+	    strcmp(value, "mail") != 0) {
+		*error_r = t_strdup_printf("Invalid setting migrate_fsync=%s: "
+					   "expected batch or mail", value);
+		return -1;
+	}
 	if (set->batch_messages == 0)
 		set->batch_messages = 1;
 	if (set->pipeline_depth == 0)
 		set->pipeline_depth = 1;
 	*set_r = set;
+	return 0;
+}
+
+int migrate_settings_prerun(struct mail_storage_service_user *service_user,
+			    bool *batch_fsync_r, const char **error_r)
+{
+	void **sets = mail_storage_service_user_get_set(service_user);
+	const struct mail_user_settings *user_set = sets[0];
+	const struct mail_storage_settings *mail_set =
+		mail_storage_service_user_get_mail_set(service_user);
+	const char *value, *error;
+
+	*batch_fsync_r = FALSE;
+	value = mail_user_set_plugin_getenv(user_set, "migrate_fsync");
+	/* an invalid value fails in migrate_settings_read(), with EX_CONFIG */
+	if (value != NULL && *value != '\0' && strcmp(value, "batch") != 0)
+		return 0;
+#ifdef MIGRATE_HAVE_SYNCFS
+	if (mail_set->parsed_fsync_mode == FSYNC_MODE_NEVER)
+		return 0;
+	if (mail_storage_service_user_set_setting(service_user, "mail_fsync",
+						  "never", &error) <= 0) {
+		*error_r = t_strdup_printf("mail_fsync=never: %s", error);
+		return -1;
+	}
+	*batch_fsync_r = TRUE;
+#else
+	(void)mail_set; (void)error;
+#endif
 	return 0;
 }

@@ -4,6 +4,7 @@
 #include "net.h"
 
 struct mail_user;
+struct mail_storage_service_user;
 
 enum migrate_ssl_mode {
 	MIGRATE_SSL_IMAPS = 0,
@@ -72,6 +73,15 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 int migrate_settings_read_state(struct mail_user *user, pool_t pool,
 				struct migrate_settings **set_r,
 				const char **error_r);
+
+/* Called before the user's storage is created (doveadm's prerun). With
+   migrate_fsync=batch (the default) the session's mail_fsync becomes
+   "never" and *batch_fsync_r is TRUE: the importer then makes each
+   committed batch durable with one syncfs() before the state records it,
+   instead of one fsync() per message. migrate_fsync=mail, mail_fsync=never
+   or a system without syncfs() leave mail_fsync alone. */
+int migrate_settings_prerun(struct mail_storage_service_user *service_user,
+			    bool *batch_fsync_r, const char **error_r);
 
 /* Parse a size ("10M", "1G", "512k", "300") */
 int migrate_settings_parse_size(const char *str, uoff_t *size_r);

@@ -65,13 +65,22 @@ assert_exit NAME="migrate status exits 0" 0 dst_doveadm migrate status -u alice
 if [ "$first_ok" = 1 ]; then
 	total=$(dst_mail_files alice | wc -l)
 	killed=0 mid=0
+	# An unpaced import of this corpus takes a fraction of a second, too
+	# short to aim at: the killed runs are paced, so the kill points
+	# spread over fetching, saving, committing and state writes.
+	pace=(-o plugin/migrate_max_messages_per_second=150)
+	dst_add_user crashref userdb_migrate_source_user=alice
+	t0=$(now)
+	migrate crashref "${pace[@]}" >/dev/null 2>&1
+	duration=$(calc "$(now) - $t0")
+	info "paced reference run took ${duration}s"
 	# SIGKILLed runs must leave nothing that blocks the next run (a stale
 	# lock is the classic): the resume below runs at once.
 	for k in $(seq 1 10); do
 		user=crash$k
 		dst_add_user "$user" userdb_migrate_source_user=alice
 		secs=$(calc "max(0.05, $duration * $k / 11)")
-		dst_doveadm_killed "$secs" migrate run -u "$user" >/dev/null 2>&1
+		dst_doveadm_killed "$secs" "${pace[@]}" migrate run -u "$user" >/dev/null 2>&1
 		rc=$?
 		written=$(dst_mail_files "$user" | wc -l)
 		[ "$rc" = 137 ] && killed=$((killed + 1))
@@ -160,10 +169,50 @@ expect_error "IMAPS with an unknown CA" 78 'migrate_source_ssl' \
 	-o plugin/migrate_source_ssl=imaps -o plugin/migrate_source_port="$SRC_SSL_PORT"
 expect_error "missing migrate_source_host" 78 'migrate_source_host' \
 	-o plugin/migrate_source_host=
+expect_error "invalid migrate_fsync" 78 'migrate_fsync' \
+	-o plugin/migrate_fsync=sometimes
 
 assert_exit NAME="IMAPS with migrate_source_ssl_ca_file exits 0" 0 migrate err \
 	-o plugin/migrate_source_ssl=imaps -o plugin/migrate_source_port="$SRC_SSL_PORT" \
 	-o plugin/migrate_source_ssl_ca_file="$SRC_CA" -o plugin/migrate_source_host=localhost
 dst_equals "IMAPS run: destination == source" err "$T/src3.json"
+
+
+# ------------------------------------------------------------ durability
+# migrate_fsync=batch (default): no fsync() per message, one syncfs() per
+# committed batch, before the state records it. migrate_fsync=mail: the
+# destination's mail_fsync (one fsync() per message file).
+# fsync_counts USER [doveadm -o options...]: "FSYNCS SYNCFS" of one run
+fsync_counts() {
+	local user=$1
+	shift
+	dst_doveadm_argv
+	bounded "$DOVEADM_TIMEOUT" strace -f -qq -e trace=fsync,fdatasync,syncfs \
+		-o "$T/strace.$user" "${DST_DOVEADM[@]}" "$@" migrate run -u "$user" \
+		>"$T/fsync.out" 2>&1 || echo "run failed: $(tail -n 2 "$T/fsync.out")" >&2
+	echo "$(grep -cE '(fsync|fdatasync)\(' "$T/strace.$user") $(grep -c 'syncfs(' "$T/strace.$user")"
+}
+if command -v strace >/dev/null; then
+
+	dst_add_user fsb userdb_migrate_source_user=alice
+	dst_add_user fsm userdb_migrate_source_user=alice
+	read -r fs_b sfs_b <<<"$(fsync_counts fsb)"
+	read -r fs_m sfs_m <<<"$(fsync_counts fsm -o plugin/migrate_fsync=mail)"
+	info "batch: $fs_b fsync, $sfs_b syncfs; mail: $fs_m fsync, $sfs_m syncfs"
+	dst_equals "migrate_fsync=batch: destination == source" fsb "$T/src3.json"
+	dst_equals "migrate_fsync=mail: destination == source" fsm "$T/src3.json"
+	if [ "$sfs_b" -ge 1 ] && [ "$fs_b" -lt 10 ]; then
+		pass "migrate_fsync=batch: syncfs per batch, no fsync per message"
+	else
+		fail "migrate_fsync=batch: syncfs per batch, no fsync per message" "$fs_b fsync, $sfs_b syncfs"
+	fi
+	if [ "$sfs_m" = 0 ] && [ "$fs_m" -ge 10 ]; then
+		pass "migrate_fsync=mail: fsync per message as mail_fsync says"
+	else
+		fail "migrate_fsync=mail: fsync per message as mail_fsync says" "$fs_m fsync, $sfs_m syncfs"
+	fi
+else
+	info "strace not installed: durability checks skipped"
+fi
 
 harness_done

@@ -11,7 +11,7 @@ PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	dovecot-core dovecot-imapd dovecot-dev dovecot-sqlite dovecot-pgsql
 	libpcre2-dev openssl python3
-	redis-server postgresql isync man-db time
+	redis-server postgresql isync man-db time strace
 )
 
 # If the system Dovecot or Redis runs anyway (started before us, or a
