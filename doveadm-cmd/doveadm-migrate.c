@@ -9,11 +9,13 @@
 #include "mail-user.h"
 #include "doveadm-mail.h"
 #include "doveadm-print.h"
+#include "doveadm-settings.h"
 #include "migrate-error.h"
 #include "migrate-settings.h"
 #include "migrate-state.h"
 #include "migrate-run.h"
 #include "migrate-report.h"
+#include "migrate-conn-slots.h"
 
 #include <dlfcn.h>
 
@@ -120,6 +122,14 @@ static int cmd_migrate_run_run(struct doveadm_mail_cmd_context *_ctx,
 	return ret;
 }
 
+/* doveadm still runs as root here: the slot directory of
+   migrate_max_connections must exist before runs drop to mail uids */
+static void cmd_migrate_prepare_slots(void)
+{
+	migrate_conn_slots_prepare(
+		migrate_settings_default_slots_dir(doveadm_settings->base_dir));
+}
+
 static int
 cmd_migrate_run_prerun(struct doveadm_mail_cmd_context *_ctx,
 		       struct mail_storage_service_user *service_user,
@@ -135,6 +145,7 @@ cmd_migrate_run_prerun(struct doveadm_mail_cmd_context *_ctx,
 static void cmd_migrate_run_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 				 const char *const args[] ATTR_UNUSED)
 {
+	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("result");
@@ -177,6 +188,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_run_alloc(void)
 static void cmd_migrate_plan_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 				  const char *const args[] ATTR_UNUSED)
 {
+	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("special_use");
@@ -240,6 +252,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_plan_alloc(void)
 static void cmd_migrate_verify_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 				    const char *const args[] ATTR_UNUSED)
 {
+	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("source");

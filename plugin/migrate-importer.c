@@ -52,6 +52,10 @@ struct migrate_msg {
 	const char *const *keywords;
 	const char *identity;
 	const char *message_id, *subject, *date;
+	/* Gmail (X-GM-EXT-1): the message's id, and for All Mail whether
+	   one of its X-GM-LABELS is a folder this migration imports */
+	const char *gm_msgid;
+	bool gm_labels_known, gm_labelled;
 	enum migrate_msg_action action;
 	bool listed;
 	/* matched to destination mail by identity in this pass */
@@ -155,6 +159,20 @@ migrate_parse_flags(struct migrate_importer *imp, const struct imap_arg *args,
 	msg->keywords = array_front(&keywords);
 }
 
+static void
+migrate_parse_gm_labels(struct migrate_importer *imp,
+			const struct imap_arg *list, struct migrate_msg *msg)
+{
+	const char *label;
+
+	msg->gm_labels_known = TRUE;
+	for (; !IMAP_ARG_IS_EOL(list); list++) {
+		if (imap_arg_get_astring(list, &label) &&
+		    migrate_run_gmail_label_imported(imp->run, label))
+			msg->gm_labelled = TRUE;
+	}
+}
+
 /* Parse FETCH items into msg. Returns the UID, 0 if none. */
 static uint32_t
 migrate_parse_fetch(struct migrate_importer *imp, const struct imap_arg *args,
@@ -190,6 +208,14 @@ migrate_parse_fetch(struct migrate_importer *imp, const struct imap_arg *args,
 			if (!imap_arg_get_atom(&args[1], &value) ||
 			    str_to_uoff(value, &msg->size) < 0)
 				msg->size = 0;
+		} else if (strcasecmp(name, "X-GM-MSGID") == 0 &&
+			   msg != NULL) {
+			if (imap_arg_get_atom(&args[1], &value))
+				msg->gm_msgid = p_strdup(imp->pool, value);
+		} else if (strcasecmp(name, "X-GM-LABELS") == 0 &&
+			   msg != NULL) {
+			if (imap_arg_get_list(&args[1], &list))
+				migrate_parse_gm_labels(imp, list, msg);
 		} else if (str_begins(t_str_ucase(name),
 				      "BODY[HEADER.FIELDS")) {
 			/* the parser joined "BODY[HEADER.FIELDS (...)]" */
@@ -284,7 +310,8 @@ static void migrate_examine_cb(const struct migrate_reply *reply,
 
 static void migrate_list_cb(const struct migrate_reply *reply,
 			    struct migrate_importer *imp);
-static const char *migrate_list_cmd(const char *uidset);
+static const char *migrate_list_cmd(struct migrate_importer *imp,
+				    const char *uidset);
 
 /* EXAMINE; with prefetch_uidset, the listing of those UIDs is pipelined
    right behind it (one round trip instead of two). imp->prefetched says
@@ -329,7 +356,7 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 	tag = migrate_source_conn_send(run->conn, str_c(cmd));
 	if (prefetch_uidset != NULL) {
 		list_tag = migrate_source_conn_send(run->conn,
-			migrate_list_cmd(prefetch_uidset));
+			migrate_list_cmd(imp, prefetch_uidset));
 	}
 	imp->flags_tag = 0;
 	if (flags_cmd != NULL) {
@@ -561,11 +588,16 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	hash_table_insert(imp->msgs_by_uid, POINTER_CAST(uid), msg);
 }
 
-static const char *migrate_list_cmd(const char *uidset)
+static const char *migrate_list_cmd(struct migrate_importer *imp,
+				    const char *uidset)
 {
+	const char *gm_items = !imp->run->gmail_ext ? "" :
+		imp->folder->dest.gmail_all_mail ? " X-GM-MSGID X-GM-LABELS" :
+		" X-GM-MSGID";
+
 	return t_strdup_printf("UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
-		"FLAGS BODY.PEEK[HEADER.FIELDS ("
-		MIGRATE_IDENTITY_FETCH_FIELDS ")])", uidset);
+		"FLAGS%s BODY.PEEK[HEADER.FIELDS ("
+		MIGRATE_IDENTITY_FETCH_FIELDS ")])", uidset, gm_items);
 }
 
 static int migrate_importer_list_cmd(struct migrate_importer *imp,
@@ -578,7 +610,7 @@ static int migrate_importer_list_cmd(struct migrate_importer *imp,
 
 	for (;;) {
 		ret = migrate_source_conn_run(run->conn,
-			migrate_list_cmd(uidset),
+			migrate_list_cmd(imp, uidset),
 			(migrate_untagged_callback_t *)migrate_list_cb, imp,
 			&code, &error);
 		if (ret < 0) {
@@ -778,6 +810,21 @@ static void migrate_importer_item_resolved(struct migrate_importer *imp,
 	}
 }
 
+/* All Mail: is this message labelled, i.e. imported through a label
+   folder? X-GM-LABELS tells exactly (two deliveries of the same mail, one
+   archived, stay two); without them, the identity of the mail in the
+   label folders does. */
+static bool migrate_msg_gmail_labelled(struct migrate_importer *imp,
+				       const struct migrate_msg *msg)
+{
+	if (!imp->folder->dest.gmail_all_mail)
+		return FALSE;
+	if (msg->gm_labels_known)
+		return msg->gm_labelled;
+	return hash_table_lookup(imp->run->seen_identities,
+				 msg->identity) != NULL;
+}
+
 /* Decide per listed message: already there, import, defer, skip. */
 static void migrate_importer_classify(struct migrate_importer *imp)
 {
@@ -803,9 +850,7 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 			migrate_importer_item_resolved(imp, msg->uid);
 			continue;
 		}
-		if (imp->folder->dest.gmail_all_mail &&
-		    hash_table_lookup(imp->run->seen_identities,
-				      msg->identity) != NULL) {
+		if (migrate_msg_gmail_labelled(imp, msg)) {
 			/* labelled mail: it's in its label folder already */
 			msg->action = MIGRATE_MSG_DUPLICATE;
 			continue;
@@ -2164,9 +2209,7 @@ int migrate_importer_verify(struct migrate_run *run,
 			folder->deferred++;
 			continue;
 		}
-		if (folder->dest.gmail_all_mail &&
-		    hash_table_lookup(run->seen_identities,
-				      msg->identity) != NULL) {
+		if (migrate_msg_gmail_labelled(&imp, msg)) {
 			/* labelled: it's in its label folder */
 			msg->action = MIGRATE_MSG_DUPLICATE;
 			folder->existing++;

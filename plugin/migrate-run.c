@@ -16,6 +16,7 @@
 #include "migrate-settings.h"
 #include "migrate-source-conn.h"
 #include "migrate-run.h"
+#include "migrate-conn-slots.h"
 
 #include <stdio.h>
 #include <sysexits.h>
@@ -220,6 +221,7 @@ void migrate_run_deinit(struct migrate_run **_run)
 	*_run = NULL;
 	if (run->conn != NULL)
 		migrate_source_conn_destroy(&run->conn);
+	migrate_conn_slot_release(&run->conn_slot);
 	if (run->map != NULL)
 		migrate_folder_map_deinit(&run->map);
 	if (run->state != NULL)
@@ -314,6 +316,43 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	}
 }
 
+static const struct {
+	const char *label;
+	enum migrate_special_use use;
+} gmail_system_labels[] = {
+	{ "\\Sent", MIGRATE_SPECIAL_USE_SENT },
+	{ "\\Draft", MIGRATE_SPECIAL_USE_DRAFTS },
+	{ "\\Trash", MIGRATE_SPECIAL_USE_TRASH },
+	{ "\\Spam", MIGRATE_SPECIAL_USE_JUNK },
+	{ "\\Starred", MIGRATE_SPECIAL_USE_FLAGGED },
+	{ "\\Important", MIGRATE_SPECIAL_USE_IMPORTANT },
+};
+
+bool migrate_run_gmail_label_imported(struct migrate_run *run,
+				      const char *label)
+{
+	enum migrate_special_use use = MIGRATE_SPECIAL_USE_NONE;
+	struct migrate_folder *folder;
+	unsigned int i;
+	bool is_inbox = strcasecmp(label, "\\Inbox") == 0;
+
+	for (i = 0; i < N_ELEMENTS(gmail_system_labels); i++) {
+		if (strcasecmp(label, gmail_system_labels[i].label) == 0)
+			use = gmail_system_labels[i].use;
+	}
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->dest.skip || folder->dest.vname == NULL ||
+		    folder->dest.gmail_all_mail)
+			continue;
+		if (is_inbox ? strcasecmp(folder->src_name, "INBOX") == 0 :
+		    use != MIGRATE_SPECIAL_USE_NONE ?
+		    (folder->src_special_use & use) != 0 :
+		    strcmp(folder->src_name, label) == 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 static int migrate_run_list(struct migrate_run *run)
 {
 	enum migrate_error code;
@@ -327,8 +366,9 @@ static int migrate_run_list(struct migrate_run *run)
 		if (ret < 0)
 			goto failed;
 	}
-	run->gmail = migrate_source_conn_has_capability(run->conn,
-							"X-GM-EXT-1");
+	run->gmail_ext = migrate_source_conn_has_capability(run->conn,
+							    "X-GM-EXT-1");
+	run->gmail = run->gmail_ext;
 	if (migrate_source_conn_has_capability(run->conn, "SPECIAL-USE") ||
 	    !migrate_source_conn_has_capability(run->conn, "XLIST"))
 		cmd = "LIST \"\" \"*\"";
@@ -697,7 +737,8 @@ static int migrate_run_import(struct migrate_run *run)
 	ARRAY_TYPE(const_string) names;
 	struct timeout *to;
 	const char *error;
-	bool labelled_known = FALSE;
+	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
+	bool labelled_known = run->gmail_ext;
 	int ret = 0;
 
 	array_sort(&run->folders, migrate_folder_order);
@@ -754,7 +795,8 @@ static int migrate_run_verify(struct migrate_run *run)
 {
 	struct migrate_folder *folder, *failed = NULL;
 	uint32_t unexplained = 0;
-	bool labelled_known = FALSE;
+	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
+	bool labelled_known = run->gmail_ext;
 
 	array_sort(&run->folders, migrate_folder_order);
 	array_foreach_elem(&run->folders, folder) {
@@ -813,6 +855,58 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 		e_error(run->event, "%s", error);
 }
 
+/* migrate_max_connections: wait for one of the source host's slots. The
+   wait counts as throttling (migrate_throttle_max_wait bounds it) and
+   shows as "waiting" in migrate status. */
+static int migrate_run_take_slot(struct migrate_run *run)
+{
+	const struct migrate_settings *set = run->set;
+	unsigned int msecs = 250, waited_msecs = 0;
+	const char *error;
+	int ret;
+
+	while ((ret = migrate_conn_slot_try(set->connection_slots_dir,
+					    set->source_host, set->source_port,
+					    set->max_connections,
+					    &run->conn_slot, &error)) == 0) {
+		if (waited_msecs / 1000 >= set->throttle_max_wait_secs) {
+			run->error_code = MIGRATE_ERROR_TEMP;
+			run->error = p_strdup_printf(run->pool, "No free "
+				"connection to %s:%u after %u seconds "
+				"(migrate_max_connections=%u, "
+				"migrate_throttle_max_wait)", set->source_host,
+				set->source_port, waited_msecs / 1000,
+				set->max_connections);
+			return -1;
+		}
+		if (waited_msecs == 0) {
+			e_info(run->event, "Waiting for a free connection to "
+			       "%s:%u (migrate_max_connections=%u)",
+			       set->source_host, set->source_port,
+			       set->max_connections);
+			if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
+				migrate_run_save_run_state(run, "waiting");
+		}
+		migrate_run_sleep(run, msecs);
+		waited_msecs += msecs;
+		run->throttle_wait_secs = waited_msecs / 1000;
+		if (msecs < 5000)
+			msecs *= 2;
+	}
+	if (ret < 0) {
+		run->error_code = MIGRATE_ERROR_CONFIG;
+		run->error = p_strdup_printf(run->pool,
+			"migrate_max_connections: %s", error);
+		return -1;
+	}
+	if (waited_msecs > 0) {
+		e_info(run->event, "Got a connection slot to %s:%u after "
+		       "%u.%03u s", set->source_host, set->source_port,
+		       waited_msecs / 1000, waited_msecs % 1000);
+	}
+	return 0;
+}
+
 int migrate_run_execute(struct migrate_run *run)
 {
 	struct migrate_settings *set;
@@ -848,6 +942,8 @@ int migrate_run_execute(struct migrate_run *run)
 	}
 
 	run->conn = migrate_source_conn_create(set, run->user, run->event);
+	if (set->max_connections > 0 && migrate_run_take_slot(run) < 0)
+		goto failed;
 	/* the first connect fails fast with a clear error: backoff and
 	   retries are for connections lost mid-run */
 	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {

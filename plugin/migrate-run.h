@@ -81,6 +81,9 @@ struct migrate_run {
 	char src_delimiter;
 	const char *src_ns_prefix;
 	bool gmail;
+	/* the source advertises X-GM-EXT-1: listings carry X-GM-MSGID, and
+	   All Mail's X-GM-LABELS decide what is archived-only */
+	bool gmail_ext;
 	/* some folder is a virtual "all mail" (\All): remember every
 	   identity so it only brings what no other folder has */
 	bool have_all_folder;
@@ -106,6 +109,8 @@ struct migrate_run {
 	uint32_t cur_done_total;
 	struct timeval pace_start;
 	time_t lock_renewed;
+	/* migrate_max_connections: this run's slot, held to the end */
+	struct migrate_conn_slot *conn_slot;
 
 	/* progress */
 	struct timeout *to_progress;
@@ -145,6 +150,12 @@ int migrate_importer_verify(struct migrate_run *run,
 /* Before Gmail's All Mail: remember the identities of the mail in every
    label folder at the destination (run->seen_identities). */
 int migrate_importer_remember_labelled(struct migrate_run *run);
+
+/* Gmail: TRUE if this X-GM-LABELS label names a folder this migration
+   imports (a user label, \Inbox, \Sent, \Draft...): mail carrying it
+   arrives through that folder, not through All Mail. */
+bool migrate_run_gmail_label_imported(struct migrate_run *run,
+				      const char *label);
 
 /* Exit code for doveadm (sysexits) */
 int migrate_error_to_exit_code(enum migrate_error error);

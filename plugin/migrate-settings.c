@@ -402,8 +402,14 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 	    migrate_get_size(user, "migrate_max_bytes_per_second", 0,
 			     &set->max_bytes_per_second, error_r) < 0 ||
 	    migrate_get_secs(user, "migrate_lock_timeout", 600,
-			     &set->lock_timeout_secs, error_r) < 0)
+			     &set->lock_timeout_secs, error_r) < 0 ||
+	    migrate_get_uint(user, "migrate_max_connections", 0,
+			     &set->max_connections, error_r) < 0)
 		return -1;
+	value = migrate_getenv(user, "migrate_connection_slots_dir");
+	set->connection_slots_dir = value != NULL ? p_strdup(pool, value) :
+		p_strdup(pool, migrate_settings_default_slots_dir(
+			user->set->base_dir));
 	value = migrate_getenv(user, "migrate_fsync");
 	if (value != NULL && strcmp(value, "batch") != 0 &&
 	    strcmp(value, "mail") != 0) {
@@ -417,6 +423,11 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 		set->pipeline_depth = 1;
 	*set_r = set;
 	return 0;
+}
+
+const char *migrate_settings_default_slots_dir(const char *base_dir)
+{
+	return t_strconcat(base_dir, "/migrate-slots", NULL);
 }
 
 int migrate_settings_prerun(struct mail_storage_service_user *service_user,

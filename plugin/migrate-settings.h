@@ -60,6 +60,9 @@ struct migrate_settings {
 	unsigned int max_messages_per_second;
 	uoff_t max_bytes_per_second;
 	unsigned int lock_timeout_secs;
+	/* 0 = no cap on connections to the source host (all runs here) */
+	unsigned int max_connections;
+	const char *connection_slots_dir;
 };
 
 /* Returns 0 on success, -1 with an error naming the setting. Doesn't
@@ -82,6 +85,9 @@ int migrate_settings_read_state(struct mail_user *user, pool_t pool,
    or a system without syncfs() leave mail_fsync alone. */
 int migrate_settings_prerun(struct mail_storage_service_user *service_user,
 			    bool *batch_fsync_r, const char **error_r);
+
+/* The default migrate_connection_slots_dir under Dovecot's base_dir */
+const char *migrate_settings_default_slots_dir(const char *base_dir);
 
 /* Parse a size ("10M", "1G", "512k", "300") */
 int migrate_settings_parse_size(const char *str, uoff_t *size_r);

@@ -16,6 +16,9 @@
 #   (e) migrate_errors_max=1: the run stops at the first failure, one clear
 #       error line, exit 2; a clean run then completes
 #   (f) a throttled flag sync in a delta run is retried, not dropped
+#   (g) migrate_max_connections: concurrent runs of different users share
+#       the cap on connections to the source host; the waiting run says
+#       so in the log and in migrate status, then completes
 . "$(dirname "$0")/../lib/harness.sh"
 
 FAULTPROXY="$HARNESS_LIB/faultproxy.py"
@@ -371,6 +374,70 @@ proxy_stop
 assert_eq "(f) the proxy throttled the first FETCH, a flag sync" "throttled:flags" \
 	"$(pj "$PROXY_LOG" '" ".join(i["what"] + ":" + i["kind"] for i in d["injected"])')"
 dst_equals "(f) flags synced despite the throttle: destination == source" thr "$T/src2.json"
+
+# ------------------------------------------------------------ (g) max connections
+# Two users' runs at once against the same source (through the proxy, which
+# counts simultaneous connections). Paced so that they would overlap.
+pace=(-o plugin/migrate_max_messages_per_second=25)
+for u in mc1 mc2 mc3 mc4; do dst_add_user "$u" userdb_migrate_source_user=alice; done
+src_dump alice "$T/src-g.json" || fail "(g) source dump" "failed"
+proxy_start maxconn || die "faultproxy did not start"
+via_proxy mc1 "${pace[@]}" -o plugin/migrate_max_connections=1 &
+pid1=$!
+sleep 0.3
+via_proxy mc2 "${pace[@]}" -o plugin/migrate_max_connections=1 &
+pid2=$!
+# while mc2 waits, migrate status says so
+waiting=
+for _ in $(seq 1 40); do
+	st=$(dst_doveadm -f tab migrate status -u mc2 2>/dev/null | tail -n +2)
+	case "$st" in *waiting*) waiting=1; break ;; esac
+	kill -0 "$pid2" 2>/dev/null || break
+	sleep 0.1
+done
+wait "$pid1"; rc1=$?
+wait "$pid2"; rc2=$?
+proxy_stop
+assert_eq "(g) both runs with migrate_max_connections=1 exit 0" "0 0" "$rc1 $rc2"
+assert_eq "(g) at most 1 connection to the source at any time" 1 \
+	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+if grep -q 'Waiting for a free connection to .*migrate_max_connections=1' "$T/run-mc2.err"; then
+	pass "(g) the second run logged its wait for a free connection"
+else
+	fail "(g) the second run logged its wait" "$(head -c 400 "$T/run-mc2.err" | tr '\n' '|')"
+fi
+check "(g) migrate status showed the waiting run" [ -n "$waiting" ]
+dst_equals "(g) first run: destination == source" mc1 "$T/src-g.json"
+dst_equals "(g) second run: destination == source" mc2 "$T/src-g.json"
+
+# without the cap (or with room for both) the runs overlap
+proxy_start maxconn2 || die "faultproxy did not start"
+via_proxy mc3 "${pace[@]}" -o plugin/migrate_max_connections=2 &
+pid1=$!
+sleep 0.3
+via_proxy mc4 "${pace[@]}" -o plugin/migrate_max_connections=2 &
+pid2=$!
+wait "$pid1"; rc1=$?
+wait "$pid2"; rc2=$?
+proxy_stop
+assert_eq "(g) both runs with migrate_max_connections=2 exit 0" "0 0" "$rc1 $rc2"
+assert_eq "(g) with room for both, the runs overlapped" 2 \
+	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+check "(g) no wait logged when a slot is free" \
+	bash -c "! grep -q 'Waiting for a free connection' '$T/run-mc4.err'"
+
+# a slot directory that can't be used: one clear line, EX_CONFIG
+dst_add_user mc5 userdb_migrate_source_user=alice
+assert_exit NAME="(g) unusable migrate_connection_slots_dir: exit 78" 78 \
+	dst_doveadm -o plugin/migrate_max_connections=1 \
+	-o plugin/migrate_connection_slots_dir="$T/no/such/dir" migrate run -u mc5
+errors=$(grep -E 'Error|Fatal|Panic' "$LAST_ERR")
+if [ "$(printf '%s\n' "$errors" | grep -c .)" = 1 ] &&
+	printf '%s' "$errors" | grep -q 'migrate_max_connections'; then
+	pass "(g) one error line naming migrate_max_connections"
+else
+	fail "(g) one error line naming migrate_max_connections" "$(head -c 400 "$LAST_ERR" | tr '\n' '|')"
+fi
 
 no_storage_damage "no damaged destination storage at the end"
 harness_done

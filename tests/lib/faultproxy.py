@@ -174,6 +174,7 @@ class Stats:
         self.data = {
             "started": time.time(),
             "connections": 0,
+            "max_concurrent": 0,
             "bytes_to_client": 0,
             "bytes_to_server": 0,
             "conn_bytes": [],
@@ -208,6 +209,7 @@ class Proxy:
         self.unavail_fetch = set(parse_int_list(args.unavailable_fetch))
         self.poison = parse_poison(args.poison)
         self.conn_count = 0
+        self.open_conns = 0
         self.cuts_done = 0
         self.t0 = time.time()
         if args.cuts:
@@ -277,7 +279,13 @@ class Proxy:
             cwriter.close()
             return
         conn = Conn(self, cid, creader, cwriter, sreader, swriter, cut)
-        await conn.run()
+        self.open_conns += 1
+        self.stats.data["max_concurrent"] = max(
+            self.stats.data["max_concurrent"], self.open_conns)
+        try:
+            await conn.run()
+        finally:
+            self.open_conns -= 1
         self.stats.flush()
 
 
