@@ -381,23 +381,29 @@ dst_equals "(f) flags synced despite the throttle: destination == source" thr "$
 pace=(-o plugin/migrate_max_messages_per_second=25)
 for u in mc1 mc2 mc3 mc4; do dst_add_user "$u" userdb_migrate_source_user=alice; done
 src_dump alice "$T/src-g.json" || fail "(g) source dump" "failed"
-proxy_start maxconn || die "faultproxy did not start"
-via_proxy mc1 "${pace[@]}" -o plugin/migrate_max_connections=1 &
-pid1=$!
-sleep 0.3
-via_proxy mc2 "${pace[@]}" -o plugin/migrate_max_connections=1 &
-pid2=$!
-# while mc2 waits, migrate status says so
-waiting=
-for _ in $(seq 1 40); do
-	st=$(dst_doveadm -f tab migrate status -u mc2 2>/dev/null | tail -n +2)
-	case "$st" in *waiting*) waiting=1; break ;; esac
-	kill -0 "$pid2" 2>/dev/null || break
-	sleep 0.1
-done
-wait "$pid1"; rc1=$?
-wait "$pid2"; rc2=$?
-proxy_stop
+# two_runs NAME MAX USER1 USER2: USER2's run starts 0.3 s after USER1's,
+# both with migrate_max_connections=MAX; sets rc1 rc2 and, if USER2's
+# status said "waiting" while it ran, waiting=1
+two_runs() {
+	local max=$2 u1=$3 u2=$4 pid1 pid2 st
+	proxy_start "$1" || die "faultproxy did not start"
+	via_proxy "$u1" "${pace[@]}" -o plugin/migrate_max_connections="$max" &
+	pid1=$!
+	sleep 0.3
+	via_proxy "$u2" "${pace[@]}" -o plugin/migrate_max_connections="$max" &
+	pid2=$!
+	waiting=
+	for _ in $(seq 1 40); do
+		st=$(dst_doveadm -f tab migrate status -u "$u2" 2>/dev/null | tail -n +2)
+		case "$st" in *waiting*) waiting=1; break ;; esac
+		kill -0 "$pid2" 2>/dev/null || break
+		sleep 0.1
+	done
+	wait "$pid1"; rc1=$?
+	wait "$pid2"; rc2=$?
+	proxy_stop
+}
+two_runs maxconn 1 mc1 mc2
 assert_eq "(g) both runs with migrate_max_connections=1 exit 0" "0 0" "$rc1 $rc2"
 assert_eq "(g) at most 1 connection to the source at any time" 1 \
 	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
@@ -410,16 +416,8 @@ check "(g) migrate status showed the waiting run" [ -n "$waiting" ]
 dst_equals "(g) first run: destination == source" mc1 "$T/src-g.json"
 dst_equals "(g) second run: destination == source" mc2 "$T/src-g.json"
 
-# without the cap (or with room for both) the runs overlap
-proxy_start maxconn2 || die "faultproxy did not start"
-via_proxy mc3 "${pace[@]}" -o plugin/migrate_max_connections=2 &
-pid1=$!
-sleep 0.3
-via_proxy mc4 "${pace[@]}" -o plugin/migrate_max_connections=2 &
-pid2=$!
-wait "$pid1"; rc1=$?
-wait "$pid2"; rc2=$?
-proxy_stop
+# with room for both, the runs overlap
+two_runs maxconn2 2 mc3 mc4
 assert_eq "(g) both runs with migrate_max_connections=2 exit 0" "0 0" "$rc1 $rc2"
 assert_eq "(g) with room for both, the runs overlapped" 2 \
 	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
