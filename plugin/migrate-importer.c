@@ -825,6 +825,22 @@ static bool migrate_msg_gmail_labelled(struct migrate_importer *imp,
 				 msg->identity) != NULL;
 }
 
+/* Across folders of one run: Gmail's X-GM-MSGID names one message in
+   all its labels, and tells two deliveries of the same mail apart. */
+static const char *migrate_msg_seen_key(const struct migrate_msg *msg)
+{
+	return msg->gm_msgid == NULL ? msg->identity :
+		t_strconcat("X-GM-MSGID:", msg->gm_msgid, NULL);
+}
+
+static void migrate_seen_remember(struct migrate_run *run, const char *key)
+{
+	if (hash_table_lookup(run->seen_identities, key) != NULL)
+		return;
+	key = p_strdup(run->seen_pool, key);
+	hash_table_insert(run->seen_identities, key, key);
+}
+
 /* Decide per listed message: already there, import, defer, skip. */
 static void migrate_importer_classify(struct migrate_importer *imp)
 {
@@ -857,7 +873,7 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 		}
 		if (set->dedupe_across_folders &&
 		    hash_table_lookup(imp->run->seen_identities,
-				      msg->identity) != NULL) {
+				      migrate_msg_seen_key(msg)) != NULL) {
 			msg->action = MIGRATE_MSG_DUPLICATE;
 			migrate_importer_item(imp, msg, MIGRATE_ITEM_DUPLICATE,
 				"already imported into another folder "
@@ -898,12 +914,13 @@ static void migrate_importer_remember(struct migrate_importer *imp)
 	if (!run->set->dedupe_across_folders && !run->have_all_folder)
 		return;
 	array_foreach_elem(&imp->msgs, msg) {
-		if (msg->action == MIGRATE_MSG_DUPLICATE ||
-		    hash_table_lookup(run->seen_identities,
-				      msg->identity) != NULL)
+		if (msg->action == MIGRATE_MSG_DUPLICATE)
 			continue;
-		const char *key = p_strdup(run->seen_pool, msg->identity);
-		hash_table_insert(run->seen_identities, key, key);
+		/* both keys: All Mail without X-GM-LABELS and the destination
+		   side only know the header identity */
+		migrate_seen_remember(run, msg->identity);
+		if (msg->gm_msgid != NULL)
+			migrate_seen_remember(run, migrate_msg_seen_key(msg));
 	}
 }
 
