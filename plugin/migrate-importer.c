@@ -1254,8 +1254,8 @@ struct migrate_fetch_ctx {
 	const char *throttle_text;
 };
 
-/* Keep the pipeline full: FETCH commands for up to migrate_pipeline_depth
-   messages in flight. */
+/* Keep the pipeline full: FETCH commands for up to run->pipeline_depth
+   messages in flight (migrate_pipeline_depth, less after throttling). */
 static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
 {
 	struct migrate_importer *imp = ctx->imp;
@@ -1266,13 +1266,13 @@ static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
 
 	if (ctx->throttled)
 		return;
-	while (ctx->in_flight < run->set->pipeline_depth &&
+	while (ctx->in_flight < run->pipeline_depth &&
 	       ctx->next < ctx->count) {
 		cmd = array_append_space(&ctx->cmds);
 		p_array_init(&cmd->uids, imp->pool, 8);
 		chunk = 0;
 		for (; ctx->next < ctx->count && chunk < MIGRATE_FETCH_CHUNK &&
-		     ctx->in_flight + chunk < run->set->pipeline_depth;
+		     ctx->in_flight + chunk < run->pipeline_depth;
 		     ctx->next++) {
 			if (ctx->msgs[ctx->next]->action != MIGRATE_MSG_IMPORT)
 				continue;

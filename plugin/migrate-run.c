@@ -50,6 +50,9 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	i_unreached();
 }
 
+/* throttling that stopped this long ago doesn't lengthen the next wait */
+#define MIGRATE_THROTTLE_QUIET_SECS 60
+
 static void migrate_run_lock_renew(struct migrate_run *run);
 
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
@@ -82,6 +85,9 @@ void migrate_run_pace(struct migrate_run *run)
 	long long elapsed_msecs, need_msecs = 0;
 
 	migrate_run_lock_renew(run);
+	/* no throttling since the last saved message: probe back up */
+	if (run->pipeline_depth < set->pipeline_depth)
+		run->pipeline_depth++;
 	if (set->max_messages_per_second == 0 &&
 	    set->max_bytes_per_second == 0)
 		return;
@@ -156,7 +162,12 @@ int migrate_run_reconnect(struct migrate_run *run, const char *why)
 
 int migrate_run_throttle(struct migrate_run *run, const char *why)
 {
-	unsigned int msecs = migrate_backoff_msecs(run, run->throttle_waits);
+	unsigned int msecs;
+
+	if (run->last_throttle != 0 &&
+	    ioloop_time - run->last_throttle > MIGRATE_THROTTLE_QUIET_SECS)
+		run->throttle_streak = 0;
+	msecs = migrate_backoff_msecs(run, run->throttle_streak);
 
 	if (run->throttle_wait_secs + msecs / 1000 >
 	    run->set->throttle_max_wait_secs) {
@@ -167,10 +178,15 @@ int migrate_run_throttle(struct migrate_run *run, const char *why)
 		return -1;
 	}
 	run->throttle_waits++;
+	run->throttle_streak++;
 	run->throttle_wait_secs += (msecs + 999) / 1000;
+	if (run->pipeline_depth > 1)
+		run->pipeline_depth /= 2;
 	e_warning(run->event, "Source server is throttling (%s); "
-		  "waiting %u ms", why == NULL ? "" : why, msecs);
+		  "waiting %u ms, then %u messages in flight",
+		  why == NULL ? "" : why, msecs, run->pipeline_depth);
 	migrate_run_sleep(run, msecs);
+	run->last_throttle = ioloop_time;
 	return 0;
 }
 
@@ -921,6 +937,7 @@ int migrate_run_execute(struct migrate_run *run)
 		return -1;
 	}
 	run->set = set;
+	run->pipeline_depth = set->pipeline_depth;
 	if (run->opts.mode != MIGRATE_RUN_MODE_PLAN) {
 		if (migrate_state_open(run->user, set->state_dict,
 				       &run->state, &error) < 0) {

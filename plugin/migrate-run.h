@@ -98,6 +98,12 @@ struct migrate_run {
 	const char *error;
 	unsigned int item_errors, reconnects, throttle_waits;
 	unsigned int throttle_wait_secs;
+	/* adaptive throttling: bodies in flight, halved on every throttling
+	   reply and grown back by one per saved message up to
+	   migrate_pipeline_depth; the backoff grows with throttles in a row
+	   and starts over after a quiet minute */
+	unsigned int pipeline_depth, throttle_streak;
+	time_t last_throttle;
 	time_t started;
 
 	/* totals */

@@ -295,6 +295,14 @@ if grep -q 'Source server is throttling' "$T/run-thr.err"; then
 else
 	fail "(b) the run logged its throttle waits" "$(head -c 300 "$T/run-thr.err")"
 fi
+# adaptive: each throttle halves the bodies in flight (200 -> 100 -> ~50:
+# saved messages in between grow it back by one each)
+depths=$(grep -o 'then [0-9]* messages in flight' "$T/run-thr.err" | awk '{print $2}' | head -n 3 | tr '\n' ' ')
+if python3 -c 'import sys; d=[int(x) for x in sys.argv[1].split()]; sys.exit(not (len(d) == 3 and d[0] == 100 and d[1] < d[0] and d[2] < d[1]))' "$depths"; then
+	pass "(b) the pipeline shrank with each throttle: $depths"
+else
+	fail "(b) the pipeline shrank with each throttle" "in flight after the first throttles: '$depths'"
+fi
 
 # ------------------------------------------------------------ (c) BYE, UNAVAILABLE
 # counted over body FETCHes: BYE after the 3rd and the 9th, NO [UNAVAILABLE]
