@@ -1159,10 +1159,13 @@ folder_map_lookup_real(struct migrate_folder_map *map,
 		if (count == 1 && map->set.automap &&
 		    folder_is_gmail_container(names[0]))
 			skip_reason = "Gmail system folder container";
-		else if ((uses & (MIGRATE_SPECIAL_USE_FLAGGED |
-				  MIGRATE_SPECIAL_USE_IMPORTANT)) != 0)
-			skip_reason = "Gmail virtual folder; messages carry "
-				"flags instead";
+		else if ((uses & MIGRATE_SPECIAL_USE_FLAGGED) != 0)
+			skip_reason = "Gmail virtual folder; its messages "
+				"carry \\Flagged in their other folders";
+		else if ((uses & MIGRATE_SPECIAL_USE_IMPORTANT) != 0)
+			skip_reason = "Gmail virtual folder; its messages are "
+				"in their other folders (importance is not "
+				"copied)";
 		else if ((uses & map->set.gmail_skip) != 0)
 			skip_reason = "skipped by migrate_gmail_skip";
 		if (skip_reason != NULL) {

@@ -76,6 +76,10 @@ struct migrate_importer {
 	struct migrate_folder_state fs;
 	bool have_state, state_valid;
 
+	/* All Mail relisted from UID 1 (delete mode): UIDs below this were
+	   handled by earlier runs */
+	uint32_t relist_below;
+
 	/* source EXAMINE results */
 	uint32_t uidvalidity, uidnext, exists;
 	uint64_t highestmodseq;
@@ -841,6 +845,23 @@ static void migrate_seen_remember(struct migrate_run *run, const char *key)
 	hash_table_insert(run->seen_identities, key, key);
 }
 
+static bool migrate_importer_item_retryable(struct migrate_importer *imp,
+					    const struct migrate_item *item);
+
+/* An unresolved item that won't be retried (vanished, retries used up) */
+static bool migrate_importer_item_final(struct migrate_importer *imp,
+					uint32_t uid)
+{
+	const struct migrate_item *item;
+
+	array_foreach(&imp->fs.items, item) {
+		if (item->uid == uid && !item->resolved &&
+		    !migrate_importer_item_retryable(imp, item))
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Decide per listed message: already there, import, defer, skip. */
 static void migrate_importer_classify(struct migrate_importer *imp)
 {
@@ -856,6 +877,13 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 		if (dst_uid != 0 && imp->state_valid) {
 			msg->action = MIGRATE_MSG_PRESENT;
 			migrate_importer_item_resolved(imp, msg->uid);
+			continue;
+		}
+		if (msg->uid < imp->relist_below &&
+		    migrate_importer_item_final(imp, msg->uid)) {
+			/* relisted, but an earlier run's item log already
+			   has the last word on it */
+			msg->action = MIGRATE_MSG_DUPLICATE;
 			continue;
 		}
 		dst_uid = migrate_importer_dest_claim(imp, msg->identity);
@@ -1473,6 +1501,12 @@ static void migrate_flags_cb(const struct migrate_reply *reply,
 	uid = migrate_parse_fetch(imp, reply->args, &tmp, &hdr, &hdr_size);
 	if (uid == 0 || tmp.keywords == NULL)
 		return;
+	if (tmp.gm_labels_known && tmp.gm_labelled) {
+		/* All Mail, delete mode: archived mail the user labelled
+		   again arrives through its label folder now, so its
+		   Archive copy goes like mail gone from the source */
+		return;
+	}
 	seq_range_array_add(&ctx->seen_uids, uid);
 	dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, uid);
 	if (dst_uid != 0 && mail_set_uid(ctx->mail, dst_uid))
@@ -1560,7 +1594,10 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 	} else {
 		if (max_uid == 0 || array_count(&imp->fs.uidmap) == 0)
 			return 1;
-		str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS)", max_uid);
+		str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS%s)", max_uid,
+			    imp->run->gmail_ext && run->opts.delete &&
+			    imp->folder->dest.gmail_all_mail ?
+			    " X-GM-LABELS" : "");
 		if (imp->fs.src_highestmodseq != 0 &&
 		    imp->highestmodseq != 0 &&
 		    migrate_source_conn_has_capability(run->conn,
@@ -1828,9 +1865,18 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		    migrate_importer_item_retryable(imp, item))
 			seq_range_array_add(&list_uids, item->uid);
 	}
+	/* All Mail in delete mode: the label folders' passes expunged the
+	   copies of mail the user archived since the last run. That mail
+	   is All Mail's now, below its high-water mark: list it all. */
+	imp->relist_below = 0;
+	if (folder->dest.gmail_all_mail && imp->run->opts.delete &&
+	    imp->state_valid && imp->fs.last_uid > 0 && imp->exists > 0) {
+		imp->relist_below = imp->fs.last_uid + 1;
+		seq_range_array_add_range(&list_uids, 1, imp->fs.last_uid);
+	}
 	/* the prefetched listing is usable when it starts where this pass
 	   must start (a new folder, or the state still valid) */
-	if (imp->prefetched &&
+	if (imp->relist_below == 0 && imp->prefetched &&
 	    imp->uidvalidity == folder->status_uidvalidity &&
 	    imp->prefetch_start == imp->fs.last_uid + 1 &&
 	    array_count(&imp->fs.items) == 0) {

@@ -789,10 +789,10 @@ static void test_folder_map_gmail(void)
 		{ "[Gmail]/Trash", '/', "", MIGRATE_SPECIAL_USE_TRASH, 0,
 		  NULL, TRUE, "skipped by migrate_gmail_skip" },
 		{ "[Gmail]/Starred", '/', "", MIGRATE_SPECIAL_USE_FLAGGED, 0,
-		  NULL, TRUE, "Gmail virtual folder; messages carry flags" },
+		  NULL, TRUE, "Gmail virtual folder; its messages carry \\Flagged" },
 		{ "[Gmail]/Important", '/', "",
 		  MIGRATE_SPECIAL_USE_IMPORTANT, 0,
-		  NULL, TRUE, "Gmail virtual folder" },
+		  NULL, TRUE, "Gmail virtual folder; its messages are in" },
 		/* XLIST-less: the names alone */
 		{ "[Google Mail]/All Mail", '/', "", 0, 0,
 		  "Archives", FALSE, "automap \\All" },
