@@ -270,7 +270,9 @@ migrate_settings_read_source(struct mail_user *user, pool_t pool,
 	set->source_rawlog_dir = p_strdup(pool, migrate_getenv(user,
 		"migrate_source_rawlog_dir"));
 	if (migrate_get_secs(user, "migrate_source_timeout", 120,
-			     &set->source_timeout_secs, error_r) < 0)
+			     &set->source_timeout_secs, error_r) < 0 ||
+	    migrate_get_bool(user, "migrate_source_compress", TRUE,
+			     &set->source_compress, error_r) < 0)
 		return -1;
 	if (set->source_timeout_secs == 0) {
 		*error_r = "Invalid setting migrate_source_timeout=0: "

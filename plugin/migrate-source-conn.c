@@ -11,6 +11,8 @@
 #include "ostream.h"
 #include "iostream-ssl.h"
 #include "iostream-rawlog.h"
+#include "istream-zlib.h"
+#include "ostream-zlib.h"
 #include "dsasl-client.h"
 #include "imap-arg.h"
 #include "imap-parser.h"
@@ -30,6 +32,8 @@
    Anything larger from the server is an error, so a hostile server can't
    exhaust our memory. */
 #define MIGRATE_MAX_LINE_SIZE (1024*1024)
+/* our direction carries only commands: the cheapest level will do */
+#define MIGRATE_COMPRESS_LEVEL 1
 #define MIGRATE_MAX_INLINE_LITERAL_SIZE (1024*1024)
 #define MIGRATE_INPUT_BUFFER_SIZE (MIGRATE_MAX_LINE_SIZE + \
 				   MIGRATE_MAX_INLINE_LITERAL_SIZE + 1024)
@@ -1148,6 +1152,29 @@ static int migrate_conn_greeting(struct migrate_source_conn *conn,
 	return 0;
 }
 
+/* After the tagged OK of COMPRESS DEFLATE both directions are raw
+   deflate streams (RFC 4978): layer Dovecot's zlib streams over the
+   connection's. */
+static void migrate_conn_compress_start(struct migrate_source_conn *conn)
+{
+	struct istream *input;
+	struct ostream *output;
+
+	/* the parser is positioned at the end of the OK line: what follows
+	   in the buffer is already compressed */
+	migrate_conn_line_done(conn);
+	input = i_stream_create_deflate(conn->input);
+	output = o_stream_create_deflate(conn->output,
+					 MIGRATE_COMPRESS_LEVEL);
+	i_stream_unref(&conn->input);
+	o_stream_unref(&conn->output);
+	conn->input = input;
+	conn->output = output;
+	o_stream_set_no_error_handling(conn->output, TRUE);
+	imap_parser_set_streams(conn->parser, conn->input, NULL);
+	e_debug(conn->event, "COMPRESS=DEFLATE enabled");
+}
+
 int migrate_source_conn_connect(struct migrate_source_conn *conn,
 				enum migrate_error *error_code_r,
 				const char **error_r)
@@ -1212,7 +1239,18 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 					    error_code_r, error_r) <= 0)
 			goto failed;
 	}
-	/* the rawlog starts after login, so credentials never reach it */
+	if (conn->set->source_compress &&
+	    migrate_source_conn_has_capability(conn, "COMPRESS=DEFLATE")) {
+		ret = migrate_source_conn_run(conn, "COMPRESS DEFLATE", NULL,
+					      NULL, error_code_r, error_r);
+		if (ret < 0)
+			goto failed;
+		/* refused: go on uncompressed */
+		if (ret > 0)
+			migrate_conn_compress_start(conn);
+	}
+	/* the rawlog starts after login, so credentials never reach it;
+	   above the deflate layer, so it holds the plain conversation */
 	if (conn->set->source_rawlog_dir != NULL) {
 		if (conn->reset_pending)
 			migrate_conn_line_done(conn);

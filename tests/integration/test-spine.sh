@@ -215,4 +215,38 @@ else
 	info "strace not installed: durability checks skipped"
 fi
 
+# ------------------------------------------------------------ COMPRESS
+# A source that offers COMPRESS=DEFLATE: the run switches it on (default
+# migrate_source_compress=yes) and the result is the same; the rawlog
+# holds the plain conversation. migrate_source_compress=no stays plain.
+if src_start --name z --compress; then
+	src_seed alice --seed 11 --big-mb 3 >"$T/seedz.out" 2>&1 ||
+		fail "COMPRESS source seeded" "$(tail -n 2 "$T/seedz.out")"
+	src_dump alice "$T/srcz.json" || fail "COMPRESS source dump" "failed"
+	mkdir -p "$T/zraw" && chown "$MAIL_USER:$MAIL_USER" "$T/zraw"
+	dst_add_user zc userdb_migrate_source_user=alice
+	dst_add_user zp userdb_migrate_source_user=alice
+	assert_exit NAME="COMPRESS=DEFLATE source: run exits 0" 0 \
+		migrate zc -D -o plugin/migrate_source_port="$SRC_PORT" \
+		-o plugin/migrate_source_rawlog_dir="$T/zraw"
+	check "COMPRESS=DEFLATE source: compression was switched on" \
+		grep -q 'COMPRESS=DEFLATE enabled' "$LAST_ERR"
+	dst_equals "COMPRESS=DEFLATE source: destination == source" zc "$T/srcz.json"
+	if cat "$T"/zraw/*.out 2>/dev/null | grep -aq 'UID FETCH'; then
+		pass "COMPRESS=DEFLATE source: the rawlog holds the plain conversation"
+	else
+		fail "COMPRESS=DEFLATE source: the rawlog holds the plain conversation" \
+			"$(ls "$T/zraw" | head -n 3 | tr '\n' ' ')"
+	fi
+	assert_exit NAME="migrate_source_compress=no: run exits 0" 0 \
+		migrate zp -D -o plugin/migrate_source_port="$SRC_PORT" \
+		-o plugin/migrate_source_compress=no
+	check "migrate_source_compress=no: no compression" \
+		bash -c "! grep -q 'COMPRESS=DEFLATE enabled' '$LAST_ERR'"
+	dst_equals "migrate_source_compress=no: destination == source" zp "$T/srcz.json"
+	src_use
+else
+	fail "COMPRESS=DEFLATE source started" "src_start --compress failed"
+fi
+
 harness_done

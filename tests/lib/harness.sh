@@ -341,11 +341,12 @@ SRC_CA=
 # --name starts an additional source in $T/src-NAME (the default one is
 # $T/src); it becomes the current source. src_use switches between them.
 src_start() {
-	local courier=0 gmail=0 sep=/ prefix=""
+	local courier=0 gmail=0 compress=0 sep=/ prefix=""
 	SRC_DIR="$T/src"
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		--courier) courier=1 ;;
+		--compress) compress=1 ;;
 		--gmail-like) gmail=1 ;;
 		--name) SRC_DIR="$T/src-$2"; shift ;;
 		*) echo "src_start: unknown option $1" >&2; return 1 ;;
@@ -430,6 +431,9 @@ EOF
 			done
 		fi
 		echo "}"
+		# COMPRESS=DEFLATE (RFC 4978)
+		[ $compress = 1 ] &&
+			printf 'protocol imap {\n  mail_plugins = $mail_plugins zlib imap_zlib\n}\n'
 	} >"$SRC_DIR/dovecot.conf"
 	[ -f /usr/share/dovecot/dh.pem ] || sed -i '/^ssl_dh/d' "$SRC_DIR/dovecot.conf"
 
