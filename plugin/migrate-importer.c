@@ -1843,6 +1843,11 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	if (!imp->state_valid) {
 		imp->fs.last_uid = 0;
 		imp->fs.dst_uidnext = 1;
+		/* the (empty) map and the item log belong to this pair from
+		   now on: a run that stops before the folder's first commit
+		   saves them for the next run to trust */
+		imp->fs.src_uidvalidity = imp->uidvalidity;
+		imp->fs.dst_uidvalidity = status.uidvalidity;
 	}
 	/* destination mail we don't know of: a crashed run's last batch,
 	   or mail delivered since. Match it by identity. */

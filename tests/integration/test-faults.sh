@@ -20,20 +20,13 @@
 #       the cap on connections to the source host; the waiting run says
 #       so in the log and in migrate status, then completes
 . "$(dirname "$0")/../lib/harness.sh"
+. "$HARNESS_LIB/faults.sh"
 
-FAULTPROXY="$HARNESS_LIB/faultproxy.py"
 NCUTS=${NCUTS:-52}
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 
 # ------------------------------------------------------------ helpers
-
-# pj FILE PYEXPR: evaluate a Python expression over the JSON in FILE (d)
-pj() {
-	python3 -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-print(eval(sys.argv[2]))' "$@"
-}
 
 # make_small_corpus DIR MAXBYTES: the corpus without its few huge messages,
 # so the byte stream has many message boundaries to cut at
@@ -59,48 +52,6 @@ print(len(keep))
 EOF
 }
 
-PROXY_PID=
-PROXY_PORT=
-PROXY_LOG=
-# proxy_start NAME [faultproxy options...]: a proxy to the source's plain
-# port; sets PROXY_PORT, PROXY_PID, PROXY_LOG
-proxy_start() {
-	local name=$1 i
-	shift
-	PROXY_LOG="$T/proxy-$name.json"
-	rm -f "$T/proxy-$name.port"
-	python3 "$FAULTPROXY" --target-port "$SRC_PORT" \
-		--port-file "$T/proxy-$name.port" --pid-file "$T/proxy-$name.pid" \
-		--log "$PROXY_LOG" --max-lifetime 300 "$@" \
-		>"$T/proxy-$name.out" 2>"$T/proxy-$name.err" &
-	PROXY_PID=$!
-	track_pid "$PROXY_PID"
-	for i in $(seq 1 100); do
-		[ -s "$T/proxy-$name.port" ] && break
-		kill -0 "$PROXY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	PROXY_PORT=$(cat "$T/proxy-$name.port" 2>/dev/null)
-	if [ -z "$PROXY_PORT" ]; then
-		echo "faultproxy $name did not start: $(tail -n 3 "$T/proxy-$name.err")" >&2
-		return 1
-	fi
-}
-
-# proxy_stop: SIGTERM (the proxy writes its log and exits), SIGKILL after 5 s
-proxy_stop() {
-	local i
-	[ -n "$PROXY_PID" ] || return 0
-	kill -TERM "$PROXY_PID" 2>/dev/null
-	for i in $(seq 1 50); do
-		kill -0 "$PROXY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$PROXY_PID" 2>/dev/null
-	wait "$PROXY_PID" 2>/dev/null
-	PROXY_PID=
-}
-
 # dst_add_users_alice NAME...: destination users that all migrate source
 # user alice; one passwd-file rewrite and one auth reload wait for all
 dst_add_users_alice() {
@@ -119,24 +70,6 @@ dst_add_users_alice() {
 	python3 -c 'import time; time.sleep(1.05 - time.time() % 1)'
 }
 
-# via_proxy USER [doveadm -o options...]: migrate run through the proxy;
-# output in $T/run-USER.{out,err}, exit code returned
-via_proxy() {
-	local user=$1
-	shift
-	dst_doveadm -o plugin/migrate_source_port="$PROXY_PORT" "$@" \
-		migrate run -u "$user" >"$T/run-$user.out" 2>"$T/run-$user.err"
-}
-
-# dst_equals NAME USER EXPECTED.json
-dst_equals() {
-	if ! dst_dump "$2" "$T/dst-$2.json" 2>"$T/dump-$2.err"; then
-		fail "$1" "destination dump of $2 failed: $(tail -n 1 "$T/dump-$2.err")"
-		return 1
-	fi
-	compare_dumps "$1" "$3" "$T/dst-$2.json"
-}
-
 # dump_without IN.json(--uids) FOLDER UID OUT.json: the expected dump when
 # exactly that source message is missing
 dump_without() {
@@ -153,18 +86,6 @@ for name, box in d.items():
         box["messages"] = [m[:3] for m in box["messages"]]
 json.dump(d, open(out, "w"))
 EOF
-}
-
-# no_storage_damage NAME: the destination Dovecot never found broken storage
-no_storage_damage() {
-	local bad
-	bad=$(grep -E 'Unexpectedly lost|Rebuilding index|[Cc]orrupt|Panic' \
-		"$DST_DIR/dovecot.log" | head -n 3)
-	if [ -z "$bad" ]; then
-		pass "$1"
-	else
-		fail "$1" "$bad"
-	fi
 }
 
 # ------------------------------------------------------------ setup

@@ -37,6 +37,25 @@ always knows message boundaries) and injects faults:
                                (in FOLDER, or in any folder) and turn the
                                command's tagged OK into
                                "NO Some messages could not be FETCHed"
+  --stall-after-bytes N --stall-secs S
+                               once: the first connection whose server
+                               sent it N bytes gets nothing more from the
+                               server for S seconds (0, the default: until
+                               the client closes the connection); what the
+                               server sends meanwhile is queued, not lost;
+                               "L<n>:<permille>" stalls inside the n-th line
+  --trickle-after-bytes N --trickle-secs D --trickle-bytes B
+  --trickle-interval I         once: from byte N (or "L<n>:<permille>") of
+                               the first connection that gets that far,
+                               server->client data goes out B bytes (2048)
+                               every I seconds (0.5) for D seconds (8), then
+                               at full speed again
+
+Stalls and trickles are logged under "slow": connection, offset, where
+(body-literal, literal or line) and how far into it, the literal's FETCH
+line, for a body its UID and the UID set of the FETCH command it answers,
+when it started and ended (a stall: "resumed" or "client closed"; a
+trickle: the bytes it trickled and the offset where it stopped).
 
 Counters and windows are global over all connections of one proxy process.
 The proxy prints its port on stdout (and to --port-file), writes --pid-file,
@@ -66,6 +85,20 @@ def parse_int_list(s):
     if not s:
         return []
     return [int(x) for x in str(s).split(",") if x.strip() != ""]
+
+
+def parse_at(s):
+    """A --stall-after-bytes/--trickle-after-bytes point: a byte offset,
+    or "L<n>:<permille>" (inside the n-th line, as for cuts)."""
+    if s is None:
+        return None
+    s = str(s).strip()
+    m = re.match(r"^L(\d+):(\d+)$", s)
+    if m:
+        return (int(m.group(1)), int(m.group(2)))
+    if s.isdigit():
+        return int(s)
+    raise argparse.ArgumentTypeError("expected N or L<n>:<permille>: %r" % s)
 
 
 def parse_poison(s):
@@ -185,6 +218,7 @@ class Stats:
             "injected": [],
             "poisoned": [],
             "windows": {},
+            "slow": [],
             "map": None,
         }
         self.dirty = False
@@ -211,6 +245,9 @@ class Proxy:
         self.conn_count = 0
         self.open_conns = 0
         self.cuts_done = 0
+        # --stall-after-bytes / --trickle-after-bytes: each happens once
+        self.stall_pending = args.stall_after_bytes is not None
+        self.trickle_pending = args.trickle_after_bytes is not None
         self.t0 = time.time()
         if args.cuts:
             self.cut_offsets = self.plan_cuts(args.cuts, args.seed, args.plan)
@@ -313,6 +350,9 @@ class Conn:
         self.starttls_tag = None
         self.record_map = proxy.args.record_map and cid == 1
         self.map = []
+        self.trickle_until = None     # monotonic end of a running trickle
+        self.trickle_event = None
+        self.body_fetches = []        # (folder, uidset) of every body FETCH
 
     async def run(self):
         tasks = [asyncio.ensure_future(self.client_to_server()),
@@ -434,6 +474,7 @@ class Conn:
             win["forwarded_after_budget"] += 1
         if kind == "body":
             self.fetches[tag] = (self.selected, uidset)
+            self.body_fetches.append((self.selected, uidset))
         self.p.stats.flush()
         return True
 
@@ -576,10 +617,131 @@ class Conn:
                     self.cw.close()
                 self.sw.close()
                 return True
+            if self.p.stall_pending or self.p.trickle_pending or \
+                    self.trickle_until is not None:
+                await self.forward_slow(segs, i)
+                continue
             self.cw.write(data)
             await self.cw.drain()
             self.account(n)
         return False
+
+    # ---------------------------------------------- stall and trickle
+
+    def slow_event(self, what, offset, segs, i):
+        """Log entry for a stall/trickle starting at offset inside segs[i]."""
+        kind, data = segs[i]
+        if kind == "literal":
+            prev = segs[i - 1][1] if i > 0 else b""
+            body = re.search(rb"(BODY|BINARY)\[\] ~?\{\d+\}\r\n$|RFC822 \{\d+\}\r\n$",
+                             prev) is not None
+            where = "body-literal" if body else "literal"
+            ctx = prev[:200]
+        else:
+            where = "line"
+            ctx = data[:200]
+        ev = {"what": what, "conn": self.cid, "offset": offset, "in": where,
+              "at": offset - self.sent_before_seg, "of": len(data),
+              "context": ctx.decode("latin-1", "replace").rstrip("\r\n"),
+              "t": round(time.time() - self.p.t0, 3)}
+        # the body FETCH command this literal answers (the last one sent
+        # whose UID set has the UID)
+        um = re.search(r"[( ]UID (\d+)", ev["context"])
+        if where == "body-literal" and um:
+            uid = int(um.group(1))
+            ev["uid"] = uid
+            for folder, uidset in reversed(self.body_fetches):
+                if uidset_contains(uidset, uid):
+                    ev["fetch_folder"], ev["fetch_uids"] = folder, uidset
+                    break
+        self.p.stats.data["slow"].append(ev)
+        self.p.stats.flush()
+        return ev
+
+    async def write_counted(self, data):
+        if not data:
+            return
+        self.cw.write(data)
+        await self.cw.drain()
+        self.account(len(data))
+
+    def slow_offset(self, at, segs, i):
+        """The byte offset of a stall/trickle point on this connection,
+        None while an "L<n>:<permille>" point isn't reached yet."""
+        if isinstance(at, int):
+            return at
+        kind, data = segs[i]
+        # write_segs counted this line already
+        if kind != "literal" and self.lines - 1 == at[0]:
+            return self.sent_before_seg + len(data) * at[1] // 1000
+        return None
+
+    async def forward_slow(self, segs, i):
+        """Forward segs[i] honouring a pending stall or a (pending or
+        running) trickle. Cuts are handled before this is called."""
+        args = self.p.args
+        data = segs[i][1]
+        self.sent_before_seg = self.sent
+        stall_at = self.slow_offset(args.stall_after_bytes, segs, i) \
+            if self.p.stall_pending else None
+        trickle_at = self.slow_offset(args.trickle_after_bytes, segs, i) \
+            if self.p.trickle_pending else None
+        pos = 0
+        while pos < len(data):
+            rest = len(data) - pos
+            if self.trickle_until is not None:
+                if time.monotonic() >= self.trickle_until:
+                    ev = self.trickle_event
+                    ev["ended_t"] = round(time.time() - self.p.t0, 3)
+                    ev["ended_offset"] = self.sent
+                    self.trickle_until = self.trickle_event = None
+                    self.p.stats.flush()
+                    continue
+                chunk = data[pos:pos + max(1, args.trickle_bytes)]
+                await self.write_counted(chunk)
+                pos += len(chunk)
+                self.trickle_event["bytes"] += len(chunk)
+                await asyncio.sleep(args.trickle_interval)
+                continue
+            # the nearest pending trigger inside what is left
+            trig = None
+            if self.p.stall_pending and stall_at is not None and \
+                    self.sent <= stall_at < self.sent + rest:
+                trig = ("stall", stall_at)
+            if self.p.trickle_pending and trickle_at is not None and \
+                    self.sent <= trickle_at < self.sent + rest and \
+                    (trig is None or trickle_at < trig[1]):
+                trig = ("trickle", trickle_at)
+            if trig is None:
+                await self.write_counted(data[pos:])
+                return
+            what, offset = trig
+            head = offset - self.sent
+            await self.write_counted(data[pos:pos + head])
+            pos += head
+            ev = self.slow_event(what, offset, segs, i)
+            if what == "trickle":
+                self.p.trickle_pending = False
+                ev["bytes"] = 0
+                self.trickle_event = ev
+                self.trickle_until = time.monotonic() + args.trickle_secs
+                continue
+            self.p.stall_pending = False
+            ev["secs"] = args.stall_secs
+            try:
+                if args.stall_secs > 0:
+                    await asyncio.sleep(args.stall_secs)
+                    ev["ended"] = "resumed"
+                else:
+                    # until the client goes away: run() cancels this
+                    await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                ev["ended"] = "client closed"
+                ev["ended_t"] = round(time.time() - self.p.t0, 3)
+                self.p.stats.flush()
+                raise
+            ev["ended_t"] = round(time.time() - self.p.t0, 3)
+            self.p.stats.flush()
 
     def account(self, n):
         self.sent += n
@@ -640,6 +802,17 @@ def main():
     ap.add_argument("--count-fetch", choices=("any", "body", "list", "flags"),
                     default="any")
     ap.add_argument("--poison", "--poison-uid", dest="poison", default="")
+    ap.add_argument("--stall-after-bytes", type=parse_at,
+                    help="once, after N server->client bytes of a connection, "
+                    "forward nothing from the server for --stall-secs")
+    ap.add_argument("--stall-secs", type=float, default=0,
+                    help="0: until the client closes the connection")
+    ap.add_argument("--trickle-after-bytes", type=parse_at,
+                    help="once, after N server->client bytes of a connection, "
+                    "forward slowly for --trickle-secs")
+    ap.add_argument("--trickle-secs", type=float, default=8)
+    ap.add_argument("--trickle-bytes", type=int, default=2048)
+    ap.add_argument("--trickle-interval", type=float, default=0.5)
     ap.add_argument("--max-lifetime", type=float, default=900,
                     help="exit after this many seconds (a safety net)")
     args = ap.parse_args()
