@@ -373,15 +373,9 @@ static int migrate_run_list(struct migrate_run *run)
 {
 	enum migrate_error code;
 	const char *error, *cmd;
+	unsigned int ns_tag = 0, list_tag, lsub_tag;
 	int ret;
 
-	if (migrate_source_conn_has_capability(run->conn, "NAMESPACE")) {
-		ret = migrate_source_conn_run(run->conn, "NAMESPACE",
-			(migrate_untagged_callback_t *)migrate_namespace_cb,
-			run, &code, &error);
-		if (ret < 0)
-			goto failed;
-	}
 	run->gmail_ext = migrate_source_conn_has_capability(run->conn,
 							    "X-GM-EXT-1");
 	run->gmail = run->gmail_ext;
@@ -390,12 +384,24 @@ static int migrate_run_list(struct migrate_run *run)
 		cmd = "LIST \"\" \"*\"";
 	else
 		cmd = "XLIST \"\" \"*\"";
-	ret = migrate_source_conn_run(run->conn, cmd,
+	/* NAMESPACE, LIST and LSUB in one round trip */
+	if (migrate_source_conn_has_capability(run->conn, "NAMESPACE"))
+		ns_tag = migrate_source_conn_send(run->conn, "NAMESPACE");
+	list_tag = migrate_source_conn_send(run->conn, cmd);
+	lsub_tag = migrate_source_conn_send(run->conn, "LSUB \"\" \"*\"");
+	if (ns_tag != 0) {
+		ret = migrate_source_conn_wait_tag(run->conn, ns_tag,
+			(migrate_untagged_callback_t *)migrate_namespace_cb,
+			run, &code, &error);
+		if (ret < 0)
+			goto failed;
+	}
+	ret = migrate_source_conn_wait_tag(run->conn, list_tag,
 		(migrate_untagged_callback_t *)migrate_list_cb, run,
 		&code, &error);
 	if (ret <= 0)
 		goto failed;
-	ret = migrate_source_conn_run(run->conn, "LSUB \"\" \"*\"",
+	ret = migrate_source_conn_wait_tag(run->conn, lsub_tag,
 		(migrate_untagged_callback_t *)migrate_list_cb, run,
 		&code, &error);
 	if (ret < 0)

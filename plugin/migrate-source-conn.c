@@ -71,6 +71,8 @@ struct migrate_source_conn {
 	/* a full reply line was returned: reset the parser before reading
 	   the next one (the caller still holds the args until then) */
 	bool reset_pending:1;
+	/* capabilities arrived since this was last cleared */
+	bool caps_received:1;
 	bool literal_plus:1;
 };
 
@@ -651,12 +653,14 @@ int migrate_source_conn_read(struct migrate_source_conn *conn,
 			    reply_r->type == MIGRATE_REPLY_UNTAGGED) {
 				const char *caps = imap_args_to_str(reply_r->args);
 				migrate_conn_set_capabilities(conn, caps);
+				conn->caps_received = TRUE;
 			} else if (reply_r->resp_code != NULL &&
 				   strcasecmp(reply_r->resp_code,
 					      "CAPABILITY") == 0 &&
 				   reply_r->resp_code_arg != NULL) {
 				migrate_conn_set_capabilities(conn,
 					reply_r->resp_code_arg);
+				conn->caps_received = TRUE;
 			}
 			return 1;
 		}
@@ -1224,6 +1228,7 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 			*error_code_r = MIGRATE_ERROR_AUTH;
 			goto failed;
 		}
+		conn->caps_received = FALSE;
 		mech = migrate_conn_pick_mech(conn);
 		if (mech != NULL) {
 			ret = migrate_conn_authenticate(conn, mech, password,
@@ -1234,8 +1239,10 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 		}
 		if (ret < 0)
 			goto failed;
-		/* capabilities may change after login */
-		if (migrate_source_conn_run(conn, "CAPABILITY", NULL, NULL,
+		/* capabilities may change after login; most servers send
+		   the new ones with the tagged OK */
+		if (!conn->caps_received &&
+		    migrate_source_conn_run(conn, "CAPABILITY", NULL, NULL,
 					    error_code_r, error_r) <= 0)
 			goto failed;
 	}
