@@ -6,21 +6,28 @@ messages (file names, contents, mtimes): every random choice comes from
 random.Random(seed).
 
   gencorpus.py base  --maildir DIR [--messages 5000] [--total-mb 95] [--seed 1]
-  gencorpus.py extra --maildir DIR --messages 50 --tag T [--seed 1]
+  gencorpus.py extra --maildir DIR --messages 50 --tag T [--corpus base] [--seed 2]
   gencorpus.py many  --maildir DIR [--messages 100000] [--seed 3]
   gencorpus.py huge  --maildir DIR [--mb 300] [--seed 4]
+  gencorpus.py wide  --maildir DIR [--messages 10010] [--seed 5]
 
 "base" writes the standard corpus: 10 nested folders, log-normal sizes
 between 600 B and 2 MiB scaled to --total-mb, 2 % of the messages without
 a Message-ID, a mix of \\Seen \\Answered \\Flagged. "extra" writes new
 mail (no flags, into new/) whose file names contain the tag, so that it
-can be found and removed again after a pass. "many" writes many small
-messages (600 B - 8 KiB) into 10 folders; "huge" writes one message with a
-single base64 attachment of --mb MiB into INBOX.
+can be found and removed again after a pass; it writes into the folders of
+the --corpus it is added to. "many" writes many small messages (600 B -
+8 KiB) into 10 folders; "huge" writes one message with a single base64
+attachment of --mb MiB into INBOX; "wide" writes small messages (600 B -
+8 KiB), the same number into each of 1,001 folders: INBOX and 100 top-level
+folders with 9 children each, many names with spaces and non-ASCII
+characters (and '&'), so that modified UTF-7 is exercised.
 
 Files are written with LF line ends; the names carry S=<size> and
-W=<size with CRLF> like Dovecot's own. --uid/--gid chown everything.
-A JSON summary goes to stdout.
+W=<size with CRLF> like Dovecot's own. Folder directories and the
+subscriptions file use Dovecot's Maildir++ storage names ('.'-separated,
+modified UTF-7). --uid/--gid chown everything. A JSON summary goes to
+stdout ("folders" counts the mailboxes created, INBOX included).
 """
 
 import argparse
@@ -59,12 +66,64 @@ SYLLABLES = ("ka lo mi ne ru ta shi po ve da an el or is um ex in re de "
 NAMES = ("Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Mallory "
          "Niaj Olivia Peggy Rupert Sybil Trent Victor Walter").split()
 
+# "wide": 100 top-level folders (10 styles x 10) with these 9 children each
+WIDE_TOP = ["Project %02d", "Kunden %02d", "Café %02d", "Ärger und Ölpreise %02d",
+            "Отчёты %02d", "資料 %02d", "R&D %02d", "Old Stuff %02d",
+            "Ünïcødé Tést %02d", "Customers %02d"]
+WIDE_CHILDREN = ["2019", "2020", "Année 2021", "Q1 Reports", "Über uns", "Дела",
+                 "進行中", "Notes & Ideas", "Misc"]
+
+
+def wide_folders():
+    names = ["INBOX"]
+    for style in WIDE_TOP:
+        for k in range(10):
+            top = style % k
+            names.append(top)
+            names += [top + "/" + c for c in WIDE_CHILDREN]
+    return [(n, 1.0) for n in names]
+
+
+def corpus_folders(corpus):
+    """[(IMAP name, share)] of a corpus ("extra" writes into these)."""
+    if corpus == "many":
+        return [("INBOX", 0.3)] + [("Lists/list%02d" % k, 0.7 / 9) for k in range(1, 10)]
+    if corpus == "wide":
+        return wide_folders()
+    if corpus == "huge":
+        return [("INBOX", 1.0)]
+    return FOLDERS
+
+
+def mutf7(name):
+    """IMAP modified UTF-7 (RFC 3501 5.1.3): how Dovecot names mailboxes on disk."""
+    out, buf = [], []
+
+    def flush():
+        if buf:
+            b = base64.b64encode("".join(buf).encode("utf-16-be")).decode()
+            out.append("&" + b.rstrip("=").replace("/", ",") + "-")
+            del buf[:]
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7e:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            buf.append(ch)
+    flush()
+    return "".join(out)
+
+
+def storage_name(name):
+    """Maildir++ storage name of an IMAP folder name ('/' separated)."""
+    return mutf7(name).replace("/", ".")
+
 
 def folder_dir(maildir, name):
     """Maildir++ directory of an IMAP folder name ('/' separated)."""
     if name == "INBOX":
         return maildir
-    return os.path.join(maildir, "." + name.replace("/", "."))
+    return os.path.join(maildir, "." + storage_name(name))
 
 
 class Writer:
@@ -75,12 +134,14 @@ class Writer:
         self.files = 0
         self.bytes = 0
         self.per_folder = {}
+        self.created = {"INBOX"}
 
     def chown(self, path):
         if self.uid is not None:
             os.chown(path, self.uid, self.gid)
 
     def mkdirs(self, names):
+        self.created.update(names)
         for d in [self.maildir] + [folder_dir(self.maildir, n) for n in names]:
             for sub in ("", "cur", "new", "tmp"):
                 p = os.path.join(d, sub) if sub else d
@@ -93,10 +154,10 @@ class Writer:
         if os.path.exists(path):
             with open(path) as f:
                 have = {l.rstrip("\n") for l in f}
-        with open(path, "a") as f:
+        with open(path, "a", encoding="ascii") as f:
             for n in names:
-                if n != "INBOX" and n not in have:
-                    f.write(n + "\n")
+                if n != "INBOX" and storage_name(n) not in have:
+                    f.write(storage_name(n) + "\n")
         self.chown(path)
 
     def write(self, folder, sub, base, data, flags, mtime):
@@ -246,13 +307,17 @@ def flags_for(rng):
     return f
 
 
-def cmd_base(a, w, folders=FOLDERS, lo=MIN_SIZE, hi=MAX_SIZE, sigma=SIGMA, tag="bench"):
+def cmd_base(a, w, folders=FOLDERS, lo=MIN_SIZE, hi=MAX_SIZE, sigma=SIGMA, tag="bench",
+             round_robin=False):
     rng = random.Random(a.seed)
     pool = TextPool(random.Random(a.seed * 7919 + 1))
     n = a.messages
     sizes = lognormal_sizes(rng, n, a.total_mb * 1e6 * n / max(a.messages_ref, 1), lo, hi, sigma)
     names = [f for f, _ in folders]
-    where = pick_folders(rng, n, folders)
+    if round_robin:  # the same number in every folder
+        where = [names[i % len(names)] for i in range(n)]
+    else:
+        where = pick_folders(rng, n, folders)
     no_mid = set(rng.sample(range(n), round(n * 0.02)))
     w.mkdirs(names)
     w.subscribe(names)
@@ -270,10 +335,10 @@ def cmd_extra(a, w):
     repetition adds identical mail), in new/, tagged file names."""
     rng = random.Random(a.seed * 104729 + 17)
     pool = TextPool(random.Random(a.seed * 7919 + 1))
-    names = [f for f, _ in FOLDERS]
-    w.mkdirs(names)
+    folders = corpus_folders(a.corpus)
+    w.mkdirs([f for f, _ in folders])
     sizes = lognormal_sizes(rng, a.messages, 19000 * a.messages, MIN_SIZE, MAX_SIZE, SIGMA)
-    where = pick_folders(rng, a.messages, FOLDERS)
+    where = pick_folders(rng, a.messages, folders)
     now = int(time.time())
     for i in range(a.messages):
         ts = START + SPAN + 86400 + i * 60
@@ -284,10 +349,16 @@ def cmd_extra(a, w):
 
 
 def cmd_many(a, w):
-    folders = [("INBOX", 0.3)] + [("Lists/list%02d" % k, 0.7 / 9) for k in range(1, 10)]
     a.messages_ref = a.messages
     a.total_mb = a.messages * 1800 / 1e6
-    return cmd_base(a, w, folders=folders, lo=600, hi=8192, sigma=0.6, tag="many")
+    return cmd_base(a, w, folders=corpus_folders("many"), lo=600, hi=8192, sigma=0.6, tag="many")
+
+
+def cmd_wide(a, w):
+    a.messages_ref = a.messages
+    a.total_mb = a.messages * 1800 / 1e6
+    return cmd_base(a, w, folders=corpus_folders("wide"), lo=600, hi=8192, sigma=0.6, tag="wide",
+                    round_robin=True)
 
 
 def cmd_huge(a, w):
@@ -334,7 +405,7 @@ def cmd_huge(a, w):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=("base", "extra", "many", "huge"))
+    p.add_argument("mode", choices=("base", "extra", "many", "huge", "wide"))
     p.add_argument("--maildir", required=True)
     p.add_argument("--messages", type=int)
     p.add_argument("--total-mb", type=float, default=95.0,
@@ -342,20 +413,24 @@ def main():
     p.add_argument("--mb", type=int, default=300, help="huge: attachment size")
     p.add_argument("--seed", type=int)
     p.add_argument("--tag", default="x")
+    p.add_argument("--corpus", default="base", choices=("base", "many", "huge", "wide"),
+                   help="extra: the corpus whose folders get the new mail")
     p.add_argument("--uid", type=int)
     p.add_argument("--gid", type=int)
     a = p.parse_args()
     a.messages_ref = 5000
-    defaults = {"base": (5000, 1), "extra": (50, 2), "many": (100000, 3), "huge": (1, 4)}
+    defaults = {"base": (5000, 1), "extra": (50, 2), "many": (100000, 3), "huge": (1, 4),
+                "wide": (10 * len(wide_folders()), 5)}
     if a.messages is None:
         a.messages = defaults[a.mode][0]
     if a.seed is None:
         a.seed = defaults[a.mode][1]
     w = Writer(a.maildir, a.uid, a.gid)
     t0 = time.time()
-    info = {"base": cmd_base, "extra": cmd_extra, "many": cmd_many, "huge": cmd_huge}[a.mode](a, w)
+    info = {"base": cmd_base, "extra": cmd_extra, "many": cmd_many, "huge": cmd_huge,
+            "wide": cmd_wide}[a.mode](a, w)
     info.update({"mode": a.mode, "messages": w.files, "bytes": w.bytes,
-                 "folders": len(w.per_folder), "per_folder": w.per_folder,
+                 "folders": len(w.created), "per_folder": w.per_folder,
                  "seconds": round(time.time() - t0, 2)})
     json.dump(info, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")

@@ -17,7 +17,15 @@ TOOL_LABEL = {
     "dsync": "dsync imapc",
     "dsync-pf100": "dsync imapc pf=100",
     "mbsync": "mbsync",
+    "cp": "limit: cp -r",
 }
+# tools that write their own Maildir, not a Dovecot destination: measured
+# once per repetition, their rows appear under every destination format
+OWN_MAILDIR = ("mbsync", "cp")
+# cp -r of the source Maildir: the lower bound of a first pass on this disk;
+# it has no incremental passes and no network (not measured at RTT > 0)
+TOOL_PASSES = {"cp": ["first"]}
+LOCAL_ONLY = ("cp",)
 PASSES = ["first", "nochange", "plus1"]
 PASS_LABEL = {"first": "first", "nochange": "no-change", "plus1": "+1 % new"}
 
@@ -44,8 +52,8 @@ def ratio(a, b, floor=0.0):
 
 
 def summarize(rows):
-    """{(scenario, dest_format, tool, pass): stats} with mbsync rows copied
-    to every destination format."""
+    """{(scenario, dest_format, tool, pass): stats}; the rows of the
+    OWN_MAILDIR tools are under the first destination format."""
     groups = {}
     for r in rows:
         groups.setdefault((r["scenario"], r["dest_format"], r["tool"], r["pass"]), []).append(r)
@@ -62,6 +70,8 @@ def summarize(rows):
             "dest_bytes": med(r.get("dest_bytes") for r in rs if r.get("ok")),
             "msgs": sorted({r.get("msgs") for r in rs}, key=lambda x: (x is None, x)),
             "expected": rs[0]["msgs_expected"],
+            "folders": sorted({r.get("folders") for r in rs}, key=lambda x: (x is None, x)),
+            "folders_expected": rs[0].get("folders_expected"),
         }
     return out
 
@@ -97,9 +107,12 @@ def render(meta, rows, anomalies):
     L.append("Columns: wall = elapsed seconds; CPU = user+sys seconds of the client process "
              "(doveadm or mbsync); RSS = its peak resident set (MiB); src CPU = CPU seconds of the "
              "source Dovecot's imap processes for the session; MB/s = corpus bytes / wall (first "
-             "pass); ok = repetitions that exited 0 with the expected message count at the "
-             "destination. mbsync writes its own Maildir, so its row is the same under every "
-             "destination format.")
+             "pass); ok = repetitions that exited 0 with the expected message and folder counts "
+             "at the destination. mbsync writes its own Maildir, so its row is the same under "
+             "every destination format%s." % (
+                 "; \"limit: cp -r\" is `cp -r` of the source user's Maildir (page cache warm, "
+                 "no fsync) to a fresh directory on the same disk: the floor for a first pass"
+                 if "cp" in tools else ""))
     L.append("")
     for user, sc in meta["scenarios"].items():
         for f in formats:
@@ -108,14 +121,15 @@ def render(meta, rows, anomalies):
             L.append("| tool | pass | wall s | CPU s | RSS MiB | src CPU s | MB/s | dest MB | ok |")
             L.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
             for t in tools:
-                tf = first_fmt if t == "mbsync" else f
+                tf = first_fmt if t in OWN_MAILDIR else f
                 for p in PASSES:
                     x = s.get((user, tf, t, p))
                     if not x:
                         continue
                     mbs = (sc["bytes"] / 1e6 / x["wall"]) if (p == "first" and x["wall"]) else None
-                    msgs = "" if x["ok"] == x["n"] else " (msgs %s, want %d)" % (
-                        "/".join(str(m) for m in x["msgs"]), x["expected"])
+                    msgs = "" if x["ok"] == x["n"] else " (msgs %s, want %d; folders %s, want %s)" % (
+                        "/".join(str(m) for m in x["msgs"]), x["expected"],
+                        "/".join(str(m) for m in x["folders"]), x["folders_expected"])
                     L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d%s |" % (
                         TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt(x["wall"]),
                         fmt(x["cpu"]), fmt(x["rss"], 1), fmt(x["src_cpu"]),
@@ -124,14 +138,14 @@ def render(meta, rows, anomalies):
                         x["ok"], x["n"], msgs))
             L.append("")
             peers = [t for t in tools if t != "migrate"]
-            if peers:
+            if peers and "migrate" in tools:  # without migrate (e.g. --tools dsync): no ratios
                 L.append("migrate ÷ peer (ratio of the medians; < 1 = migrate is faster / uses "
                          "less; – = peer value under 0.05 s, below the 10 ms clock resolution):")
                 L.append("")
                 L.append("| peer | pass | wall | CPU | RSS | src CPU |")
                 L.append("|---|---|---:|---:|---:|---:|")
                 for t in peers:
-                    tf = first_fmt if t == "mbsync" else f
+                    tf = first_fmt if t in OWN_MAILDIR else f
                     for p in PASSES:
                         m = s.get((user, f, "migrate", p))
                         x = s.get((user, tf, t, p))
@@ -142,16 +156,55 @@ def render(meta, rows, anomalies):
                             ratio(m["wall"], x["wall"]), ratio(m["cpu"], x["cpu"], 0.05),
                             ratio(m["rss"], x["rss"]), ratio(m["src_cpu"], x["src_cpu"], 0.05)))
                 L.append("")
+    if meta.get("scaling"):
+        L += render_scaling(meta, s)
     L.append("## Anomalies")
     L.append("")
     if anomalies:
         for a in anomalies:
             L.append("- " + a)
     else:
-        L.append("None: every measured command exited 0 and left the expected number of "
-                 "messages at the destination.")
+        L.append("None: every measured command exited 0 and left the expected numbers of "
+                 "messages and folders at the destination.")
     L.append("")
     return "\n".join(L)
+
+
+def render_scaling(meta, s):
+    """The same standard corpus at two sizes: wall(large) / wall(small) per
+    tool and pass; the target is at most 1.1 x the size factor (10x -> 11)."""
+    small, large = meta["scaling"]["small"], meta["scaling"]["large"]
+    sc = meta["scenarios"]
+    n0, n1 = sc[small]["messages"], sc[large]["messages"]
+    target = 1.1 * n1 / n0
+    L = []
+    for f in meta["formats"]:
+        L.append("## Scaling: standard corpus, %d vs %d messages, destination %s" % (n0, n1, f))
+        L.append("")
+        L.append("Median wall seconds (%d repetition(s) at %d, %d at %d messages); "
+                 "ratio = wall(%d) / wall(%d), target ≤ %.3g."
+                 % (meta["reps"], n0, meta["big_reps"], n1, n1, n0, target))
+        L.append("")
+        L.append("| tool | pass | wall s, %d msgs | wall s, %d msgs | ratio | ≤ %.3g |" % (n0, n1, target))
+        L.append("|---|---|---:|---:|---:|---|")
+        for t in meta["tools"]:
+            tf = meta["formats"][0] if t in OWN_MAILDIR else f
+            for p in PASSES:
+                a, b = s.get((small, tf, t, p)), s.get((large, tf, t, p))
+                if not a or not b:
+                    continue
+                r = b["wall"] / a["wall"] if a["wall"] and b["wall"] is not None else None
+                verdict = ("yes" if r <= target else "no") if p == "first" and r is not None else ""
+                if a["ok"] != a["n"] or b["ok"] != b["n"]:
+                    verdict = (verdict + " ").lstrip() + "(failed runs)"
+                L.append("| %s | %s | %s | %s | %s | %s |" % (
+                    TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt(a["wall"]),
+                    fmt(b["wall"]), fmt(r), verdict))
+        L.append("")
+    L.append("(The target applies to the first pass; the no-change and +1 % rows are for "
+             "information: their work does not grow linearly with the corpus.)")
+    L.append("")
+    return L
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # dovecot-migrate benchmark: doveadm migrate vs dsync (imapc) vs mbsync.
 #
 #   bench/run-bench.sh [--quick] [--rtt 0|20|0,20] [--formats maildir,sdbox,mdbox]
-#                      [--big] [--reps N] [--keep] [--no-build] ...
+#                      [--big] [--wide] [--scaling] [--tools migrate,...,cp]
+#                      [--reps N] [--keep] [--no-build] ...
 #
 # Builds the plugin (unless --no-build), then runs bench/bench.py, which
 # does the work; `bench/bench.py --help` lists every option. Must run as
