@@ -466,6 +466,23 @@ def cmd_delta(d, path):
           "'migrate run -d', in INBOX and no longer in Archive",
           "it is in %s" % where(back))
 
+def cmd_dedupe(path):
+    """migrate_dedupe_across_folders=yes on Gmail: X-GM-MSGID tells one
+    message in two labels (imported once) from two deliveries of the same
+    mail (both kept)."""
+    ms = model()
+    by = {m["key"]: m for m in ms}
+    got = load_dump(path)
+    where = lambda m: sorted(f for f, es in got.items() for e in es if e[0] == m["sha"])
+    iw = by["inbox-work"]
+    check(where(iw) == ["INBOX"],
+          "gmail dedupe: a message labelled \\Inbox and Work is imported once, into INBOX "
+          "(migrate_dedupe_across_folders, by X-GM-MSGID)", "it is in %s" % where(iw))
+    d = by[DUP[0]]
+    check(where(d) == ["Archive", "INBOX"],
+          "gmail dedupe: the same mail delivered twice (own X-GM-MSGIDs, one archived) "
+          "stays two messages: INBOX and Archive", "it is in %s" % where(d))
+
 def cmd_plan(path):
     raw = open(path, "rb").read().decode("utf-8", "surrogateescape")
     try:
@@ -503,6 +520,7 @@ cmd = sys.argv[1]
  "srcview": lambda: cmd_srcview(sys.argv[2]), "dst": lambda: cmd_dst(sys.argv[2]),
  "logcheck": lambda: cmd_logcheck(*sys.argv[2:5]),
  "mutate": lambda: cmd_mutate(sys.argv[2]), "delta": lambda: cmd_delta(*sys.argv[2:4]),
+ "dedupe": lambda: cmd_dedupe(sys.argv[2]),
  "plan": lambda: cmd_plan(sys.argv[2])}[cmd]()
 EOF
 
@@ -631,6 +649,17 @@ if grep -qF 'X-GM-LABELS (\Inbox)' "$G/doc/imap.log" &&
 else
 	fail "gmail (bare \\Inbox labels, no SASL-IR): the emulator sent bare labels and a SASL continuation" \
 		"not in $G/doc/imap.log"
+fi
+
+# migrate_dedupe_across_folders on Gmail compares X-GM-MSGIDs
+dst_add_user gm4 userdb_migrate_source_user="$GM_USER"
+dst_set_source_password gm4 "$GM_PASS"
+assert_exit NAME="gmail dedupe: migrate run with migrate_dedupe_across_folders=yes exits 0" \
+	0 migrate_gm -o plugin/migrate_dedupe_across_folders=yes migrate run -u gm4
+if dst_dump gm4 "$G/dst-dedupe.json" 2>"$G/dump.err"; then
+	gm dedupe "$G/dst-dedupe.json"
+else
+	fail "gmail dedupe: destination dump" "$(tail -n 1 "$G/dump.err")"
 fi
 
 kill "$(cat "$G/doc/pid")" 2>/dev/null
