@@ -38,6 +38,15 @@
 #define MIGRATE_INPUT_BUFFER_SIZE (MIGRATE_MAX_LINE_SIZE + \
 				   MIGRATE_MAX_INLINE_LITERAL_SIZE + 1024)
 
+#define MIGRATE_EARLY_TAGS_MAX 16
+
+struct migrate_early_tag {
+	unsigned int tag;
+	/* MIGRATE_ERROR_NONE for OK */
+	enum migrate_error code;
+	char *error;
+};
+
 struct migrate_source_conn {
 	pool_t pool;
 	struct event *event;
@@ -57,6 +66,10 @@ struct migrate_source_conn {
 	struct ioloop *ioloop, *prev_ioloop;
 
 	unsigned int next_tag;
+	/* tagged replies that came before the one being waited for (a
+	   server, or a proxy, may complete pipelined commands out of
+	   order): kept until their own wait */
+	struct migrate_early_tag early_tags[MIGRATE_EARLY_TAGS_MAX];
 	pool_t caps_pool;
 	const char *const *capabilities;
 	const char *bye_text;
@@ -107,6 +120,16 @@ migrate_source_conn_create(const struct migrate_settings *set,
 	return conn;
 }
 
+static void migrate_conn_early_tags_clear(struct migrate_source_conn *conn)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIGRATE_EARLY_TAGS_MAX; i++) {
+		i_free(conn->early_tags[i].error);
+		conn->early_tags[i].tag = 0;
+	}
+}
+
 void migrate_source_conn_disconnect(struct migrate_source_conn *conn)
 {
 	i_stream_unref(&conn->body);
@@ -128,6 +151,7 @@ void migrate_source_conn_disconnect(struct migrate_source_conn *conn)
 	conn->capabilities = NULL;
 	conn->connected = FALSE;
 	conn->reset_pending = FALSE;
+	migrate_conn_early_tags_clear(conn);
 }
 
 void migrate_source_conn_destroy(struct migrate_source_conn **_conn)
@@ -844,6 +868,63 @@ int migrate_source_conn_run(struct migrate_source_conn *conn,
 		error_code_r, error_r);
 }
 
+static enum migrate_error
+migrate_reply_result(const struct migrate_reply *reply, const char **error_r)
+{
+	if (strcasecmp(reply->name, "OK") == 0)
+		return MIGRATE_ERROR_NONE;
+	*error_r = t_strdup_printf("%s %s", reply->name,
+		str_sanitize(reply->text == NULL ? "" : reply->text, 200));
+	return migrate_reply_is_throttle(reply) ?
+		MIGRATE_ERROR_TEMP : MIGRATE_ERROR_PROTOCOL;
+}
+
+/* A pipelined command still to be waited for completed early */
+static void migrate_conn_early_tag_add(struct migrate_source_conn *conn,
+				       const struct migrate_reply *reply)
+{
+	struct migrate_early_tag *early = &conn->early_tags[0];
+	const char *error = NULL;
+	unsigned int i;
+
+	/* a free slot, else (a server inventing tags) the oldest one */
+	for (i = 0; i < MIGRATE_EARLY_TAGS_MAX && early->tag != 0; i++) {
+		if (conn->early_tags[i].tag < early->tag)
+			early = &conn->early_tags[i];
+	}
+	i_free(early->error);
+	early->tag = reply->tag;
+	early->code = migrate_reply_result(reply, &error);
+	early->error = i_strdup(error);
+}
+
+static bool
+migrate_conn_early_tag_take(struct migrate_source_conn *conn,
+			    unsigned int tag, int *ret_r,
+			    enum migrate_error *error_code_r,
+			    const char **error_r)
+{
+	struct migrate_early_tag *early;
+	unsigned int i;
+
+	for (i = 0; i < MIGRATE_EARLY_TAGS_MAX; i++) {
+		early = &conn->early_tags[i];
+		if (early->tag != tag)
+			continue;
+		early->tag = 0;
+		if (early->code == MIGRATE_ERROR_NONE)
+			*ret_r = 1;
+		else {
+			*ret_r = 0;
+			*error_code_r = early->code;
+			*error_r = t_strdup(early->error);
+		}
+		i_free(early->error);
+		return TRUE;
+	}
+	return FALSE;
+}
+
 int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
 				 unsigned int tag,
 				 migrate_untagged_callback_t *callback,
@@ -853,7 +934,10 @@ int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
 {
 	struct migrate_reply reply;
 	const struct imap_arg *tail;
+	int ret;
 
+	if (migrate_conn_early_tag_take(conn, tag, &ret, error_code_r, error_r))
+		return ret;
 	for (;;) {
 		if (migrate_source_conn_read(conn, &reply, error_code_r,
 					     error_r) < 0)
@@ -876,15 +960,14 @@ int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
 			migrate_source_conn_disconnect(conn);
 			return -1;
 		}
-		if (reply.tag != tag)
+		if (reply.tag != tag) {
+			/* a later command of the pipeline, done first */
+			if (reply.tag > tag && reply.tag <= conn->next_tag)
+				migrate_conn_early_tag_add(conn, &reply);
 			continue;
-		if (strcasecmp(reply.name, "OK") == 0)
-			return 1;
-		*error_code_r = migrate_reply_is_throttle(&reply) ?
-			MIGRATE_ERROR_TEMP : MIGRATE_ERROR_PROTOCOL;
-		*error_r = t_strdup_printf("%s %s", reply.name,
-			str_sanitize(reply.text == NULL ? "" : reply.text, 200));
-		return 0;
+		}
+		*error_code_r = migrate_reply_result(&reply, error_r);
+		return *error_code_r == MIGRATE_ERROR_NONE ? 1 : 0;
 	}
 }
 
