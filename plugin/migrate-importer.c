@@ -2048,15 +2048,8 @@ int migrate_importer_remember_labelled(struct migrate_run *run)
 		} else if (existence == MAILBOX_EXISTENCE_SELECT) {
 			iter = hash_table_iterate_init(imp.dest_ids);
 			while (hash_table_iterate(iter, imp.dest_ids,
-						  &identity, &ids)) {
-				if (hash_table_lookup(run->seen_identities,
-						      identity) != NULL)
-					continue;
-				const char *key =
-					p_strdup(run->seen_pool, identity);
-				hash_table_insert(run->seen_identities,
-						  key, key);
-			}
+						  &identity, &ids))
+				migrate_seen_remember(run, identity);
 			hash_table_iterate_deinit(&iter);
 		}
 		migrate_importer_deinit(&imp);

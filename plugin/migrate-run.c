@@ -243,6 +243,8 @@ void migrate_run_deinit(struct migrate_run **_run)
 	if (run->state != NULL)
 		migrate_state_close(&run->state);
 	hash_table_destroy(&run->seen_identities);
+	if (hash_table_is_created(run->gmail_labels))
+		hash_table_destroy(&run->gmail_labels);
 	pool_unref(&run->seen_pool);
 	event_unref(&run->event);
 	pool_unref(&run->pool);
@@ -344,8 +346,8 @@ static const struct {
 	{ "\\Important", MIGRATE_SPECIAL_USE_IMPORTANT },
 };
 
-bool migrate_run_gmail_label_imported(struct migrate_run *run,
-				      const char *label)
+static bool migrate_run_gmail_label_find(struct migrate_run *run,
+					 const char *label)
 {
 	enum migrate_special_use use = MIGRATE_SPECIAL_USE_NONE;
 	struct migrate_folder *folder;
@@ -367,6 +369,27 @@ bool migrate_run_gmail_label_imported(struct migrate_run *run,
 			return TRUE;
 	}
 	return FALSE;
+}
+
+/* All Mail lists every message with its labels: look each label up once */
+bool migrate_run_gmail_label_imported(struct migrate_run *run,
+				      const char *label)
+{
+	void *value;
+	bool imported;
+
+	if (!hash_table_is_created(run->gmail_labels)) {
+		hash_table_create(&run->gmail_labels, run->pool, 16,
+				  str_hash, strcmp);
+	}
+	value = hash_table_lookup(run->gmail_labels, label);
+	if (value != NULL)
+		return POINTER_CAST_TO(value, uintptr_t) == 1;
+	imported = migrate_run_gmail_label_find(run, label);
+	label = p_strdup(run->pool, label);
+	hash_table_insert(run->gmail_labels, label,
+			  POINTER_CAST(imported ? 1 : 2));
+	return imported;
 }
 
 static int migrate_run_list(struct migrate_run *run)

@@ -84,6 +84,8 @@ struct migrate_run {
 	/* the source advertises X-GM-EXT-1: listings carry X-GM-MSGID, and
 	   All Mail's X-GM-LABELS decide what is archived-only */
 	bool gmail_ext;
+	/* label -> 1 (names a migrated folder) or 2 (doesn't) */
+	HASH_TABLE(const char *, void *) gmail_labels;
 	/* some folder is a virtual "all mail" (\All): remember every
 	   identity so it only brings what no other folder has */
 	bool have_all_folder;

@@ -91,13 +91,7 @@ EOF
 # ------------------------------------------------------------ setup
 
 src_start || die "source server did not start"
-cat >"$T/dst-extra.conf" <<'EOF'
-plugin {
-  # compare folder for folder: no localized-name merging into Drafts
-  migrate_automap = no
-}
-EOF
-dst_start --conf-extra "$T/dst-extra.conf" || die "destination server did not start"
+faults_dst_start || die "destination server did not start"
 n=$(make_small_corpus "$T/corpus" 200000) || die "building the small corpus failed"
 info "corpus: $n messages of at most 200 kB"
 CORPUS="$T/corpus" src_seed alice --seed 7 --limit 50 >"$T/seed.out" 2>&1 ||

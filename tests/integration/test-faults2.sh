@@ -55,13 +55,7 @@ secs_since() {
 # ------------------------------------------------------------ setup
 
 src_start || die "source server did not start"
-cat >"$T/dst-extra.conf" <<'EOF'
-plugin {
-  # compare folder for folder: no localized-name merging into Drafts
-  migrate_automap = no
-}
-EOF
-dst_start --conf-extra "$T/dst-extra.conf" || die "destination server did not start"
+faults_dst_start || die "destination server did not start"
 # 40 corpus messages in 15 folders, plus one generated ~1 MB message in
 # INBOX (a base64 attachment): its body is the literal the trickle runs in
 src_seed alice --seed 7 --limit 40 --big-mb 1 >"$T/seed.out" 2>&1 ||

@@ -82,3 +82,14 @@ no_storage_damage() {
 		fail "$1" "$bad"
 	fi
 }
+
+# faults_dst_start: the destination, compared folder for folder with the
+# source (no localized-name merging into Drafts)
+faults_dst_start() {
+	cat >"$T/dst-extra.conf" <<'EOF'
+plugin {
+  migrate_automap = no
+}
+EOF
+	dst_start --conf-extra "$T/dst-extra.conf"
+}
