@@ -17,13 +17,12 @@
 #include "migrate-source-conn.h"
 #include "migrate-run.h"
 #include "migrate-conn-slots.h"
+#include "migrate-workers.h"
 
 #include <stdio.h>
 #include <sysexits.h>
 #include <unistd.h>
 
-#define MIGRATE_PROGRESS_INTERVAL_MSECS 250
-#define MIGRATE_PROGRESS_LOG_INTERVAL_MSECS (30*1000)
 
 struct event_category event_category_migrate = {
 	.name = "migrate",
@@ -53,24 +52,23 @@ int migrate_error_to_exit_code(enum migrate_error error)
 /* throttling that stopped this long ago doesn't lengthen the next wait */
 #define MIGRATE_THROTTLE_QUIET_SECS 60
 
-static void migrate_run_lock_renew(struct migrate_run *run);
-
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
 {
-	migrate_run_lock_renew(run);
+	migrate_run_lock_keep(run);
 	migrate_source_conn_sleep(run->conn, msecs);
-	migrate_run_lock_renew(run);
+	migrate_run_lock_keep(run);
 }
 
 /* Keep the run lock alive: called while saving, between folders and
    around every wait, so a long listing or throttle wait can't let it
    expire under a live run. */
-static void migrate_run_lock_renew(struct migrate_run *run)
+void migrate_run_lock_keep(struct migrate_run *run)
 {
 	const struct migrate_settings *set = run->set;
 	const char *error;
 
 	if (run->state == NULL || run->opts.mode != MIGRATE_RUN_MODE_IMPORT ||
+	    run->worker ||
 	    run->lock_renewed + (time_t)set->lock_timeout_secs / 3 >=
 	    ioloop_time)
 		return;
@@ -83,8 +81,16 @@ void migrate_run_pace(struct migrate_run *run)
 {
 	const struct migrate_settings *set = run->set;
 	long long elapsed_msecs, need_msecs = 0;
+	unsigned int wait_msecs;
 
-	migrate_run_lock_renew(run);
+	migrate_run_lock_keep(run);
+	if (run->worker) {
+		migrate_workers_saved(run);
+		/* another worker was throttled: one budget for all */
+		wait_msecs = migrate_workers_throttle_wait(run);
+		if (wait_msecs > 0)
+			migrate_run_sleep(run, wait_msecs);
+	}
 	/* no throttling since the last saved message: probe back up */
 	if (run->pipeline_depth < set->pipeline_depth)
 		run->pipeline_depth++;
@@ -182,6 +188,8 @@ int migrate_run_throttle(struct migrate_run *run, const char *why)
 	run->throttle_wait_secs += (msecs + 999) / 1000;
 	if (run->pipeline_depth > 1)
 		run->pipeline_depth /= 2;
+	if (run->worker)
+		migrate_workers_throttled(run, msecs);
 	e_warning(run->event, "Source server is throttling (%s); "
 		  "waiting %u ms, then %u messages in flight",
 		  why == NULL ? "" : why, msecs, run->pipeline_depth);
@@ -192,6 +200,10 @@ int migrate_run_throttle(struct migrate_run *run, const char *why)
 
 static void migrate_run_progress(struct migrate_run *run)
 {
+	if (run->workers != NULL) {
+		migrate_workers_progress(run);
+		return;
+	}
 	if (run->cur_folder == NULL)
 		return;
 	if (run->progress_tty) {
@@ -762,6 +774,8 @@ static void migrate_run_subscribe(struct migrate_run *run,
 	mailbox_free(&box);
 }
 
+static int migrate_run_take_slot(struct migrate_run *run);
+
 static int migrate_folder_order(struct migrate_folder *const *f1,
 				struct migrate_folder *const *f2)
 {
@@ -776,12 +790,34 @@ static int migrate_folder_order(struct migrate_folder *const *f1,
 	return strcmp((*f1)->src_name, (*f2)->src_name);
 }
 
+/* Connect again after the workers closed this process's connection */
+static int migrate_run_reconnect_for_leftovers(struct migrate_run *run)
+{
+	enum migrate_error code;
+	const char *error;
+
+	if (migrate_source_conn_is_connected(run->conn))
+		return 0;
+	if (run->set->max_connections > 0 && run->conn_slot == NULL &&
+	    migrate_run_take_slot(run) < 0)
+		return -1;
+	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	return 0;
+}
+
 static int migrate_run_import(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
+	ARRAY_TYPE(migrate_folder) jobs;
 	ARRAY_TYPE(const_string) names;
+	struct migrate_folder *const *job_folders;
 	struct timeout *to;
 	const char *error;
+	unsigned int workers, job_count;
 	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
 	bool labelled_known = run->gmail_ext;
 	int ret = 0;
@@ -791,10 +827,11 @@ static int migrate_run_import(struct migrate_run *run)
 	to = timeout_add(run->progress_tty ? MIGRATE_PROGRESS_INTERVAL_MSECS :
 			 MIGRATE_PROGRESS_LOG_INTERVAL_MSECS,
 			 migrate_run_progress, run);
+	t_array_init(&jobs, array_count(&run->folders));
 	array_foreach_elem(&run->folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
 			continue;
-		migrate_run_lock_renew(run);
+		migrate_run_lock_keep(run);
 		if (migrate_run_folder_unchanged(run, folder)) {
 			folder->result = "unchanged";
 			/* a subscription added on the source since the last
@@ -803,6 +840,24 @@ static int migrate_run_import(struct migrate_run *run)
 				migrate_run_subscribe(run, folder);
 			continue;
 		}
+		array_push_back(&jobs, &folder);
+	}
+
+	job_folders = array_get(&jobs, &job_count);
+	workers = migrate_workers_count(run, job_folders, job_count);
+	if (workers > 0)
+		ret = migrate_workers_run(run, job_folders, job_count, workers);
+	/* every folder without workers; with them, what they left undone */
+	array_foreach_elem(&jobs, folder) {
+		if (ret < 0)
+			break;
+		if (folder->result != NULL)
+			continue;
+		if (migrate_run_reconnect_for_leftovers(run) < 0) {
+			ret = -1;
+			break;
+		}
+		migrate_run_lock_keep(run);
 		if (folder->dest.gmail_all_mail && !labelled_known) {
 			/* All Mail comes last: every label folder is done */
 			labelled_known = TRUE;
@@ -816,6 +871,10 @@ static int migrate_run_import(struct migrate_run *run)
 			ret = -1;
 			break;
 		}
+	}
+	array_foreach_elem(&jobs, folder) {
+		if (folder->result == NULL)
+			continue;
 		run->imported += folder->imported;
 		run->existing += folder->existing;
 		run->failed += folder->failed;
@@ -823,7 +882,7 @@ static int migrate_run_import(struct migrate_run *run)
 		run->bytes += folder->bytes;
 	}
 	timeout_remove(&to);
-	if (run->progress_tty && run->cur_total > 0)
+	if (run->progress_tty && (run->cur_total > 0 || workers > 0))
 		fprintf(stderr, "\r\033[K");
 
 	t_array_init(&names, array_count(&run->folders));

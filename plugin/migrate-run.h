@@ -18,6 +18,9 @@ enum migrate_run_mode {
 	MIGRATE_RUN_MODE_VERIFY,
 };
 
+#define MIGRATE_PROGRESS_INTERVAL_MSECS 250
+#define MIGRATE_PROGRESS_LOG_INTERVAL_MSECS (30*1000)
+
 struct migrate_run_options {
 	enum migrate_run_mode mode;
 	/* expunge at the destination what we imported and the source no
@@ -120,6 +123,12 @@ struct migrate_run {
 	/* migrate_max_connections: this run's slot, held to the end */
 	struct migrate_conn_slot *conn_slot;
 
+	/* migrate_parallel_folders (migrate-workers.c): set while workers
+	   run, and in a worker process (with worker) */
+	struct migrate_workers *workers;
+	unsigned int worker_slot_idx;
+	bool worker;
+
 	/* progress */
 	struct timeout *to_progress;
 	const char *cur_folder;
@@ -146,6 +155,9 @@ int migrate_run_throttle(struct migrate_run *run, const char *why);
 void migrate_run_pace(struct migrate_run *run);
 /* Sleep on the ioloop */
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
+/* Renew the run lock when a third of migrate_lock_timeout has passed (a
+   no-op in a worker: the run's process holds the lock) */
+void migrate_run_lock_keep(struct migrate_run *run);
 
 /* Per folder, in migrate-importer.c */
 int migrate_importer_folder(struct migrate_run *run,

@@ -379,6 +379,8 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 			     &set->batch_bytes, error_r) < 0 ||
 	    migrate_get_uint(user, "migrate_pipeline_depth", 200,
 			     &set->pipeline_depth, error_r) < 0 ||
+	    migrate_get_uint(user, "migrate_parallel_folders", 4,
+			     &set->parallel_folders, error_r) < 0 ||
 	    migrate_get_size(user, "migrate_max_message_size",
 			     2ULL*1024*1024*1024,
 			     &set->max_message_size, error_r) < 0 ||

@@ -47,6 +47,9 @@ struct migrate_settings {
 	unsigned int batch_messages;
 	uoff_t batch_bytes;
 	unsigned int pipeline_depth;
+	/* folders imported at once, each by a worker process with its own
+	   source connection (migrate-workers.h) */
+	unsigned int parallel_folders;
 	uoff_t max_message_size;
 
 	unsigned int reconnect_max;

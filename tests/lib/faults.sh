@@ -84,11 +84,14 @@ no_storage_damage() {
 }
 
 # faults_dst_start: the destination, compared folder for folder with the
-# source (no localized-name merging into Drafts)
+# source (no localized-name merging into Drafts). One connection per run:
+# the fault plans count the bytes and commands of one connection at a time
+# (test-parallel injects faults into worker connections).
 faults_dst_start() {
 	cat >"$T/dst-extra.conf" <<'EOF'
 plugin {
   migrate_automap = no
+  migrate_parallel_folders = 1
 }
 EOF
 	dst_start --conf-extra "$T/dst-extra.conf"

@@ -337,14 +337,15 @@ SRC_PORT=
 SRC_SSL_PORT=
 SRC_CA=
 
-# src_start [--courier] [--gmail-like] [--name NAME]
+# src_start [--courier] [--gmail-like] [--compress] [--name NAME] [--conf-extra FILE]
 # --name starts an additional source in $T/src-NAME (the default one is
 # $T/src); it becomes the current source. src_use switches between them.
 src_start() {
-	local courier=0 gmail=0 compress=0 sep=/ prefix=""
+	local courier=0 gmail=0 compress=0 sep=/ prefix="" extra=""
 	SRC_DIR="$T/src"
 	while [ $# -gt 0 ]; do
 		case "$1" in
+		--conf-extra) extra=$2; shift ;;
 		--courier) courier=1 ;;
 		--compress) compress=1 ;;
 		--gmail-like) gmail=1 ;;
@@ -434,6 +435,7 @@ EOF
 		# COMPRESS=DEFLATE (RFC 4978)
 		[ $compress = 1 ] &&
 			printf 'protocol imap {\n  mail_plugins = $mail_plugins zlib imap_zlib\n}\n'
+		[ -n "$extra" ] && cat "$extra"
 	} >"$SRC_DIR/dovecot.conf"
 	[ -f /usr/share/dovecot/dh.pem ] || sed -i '/^ssl_dh/d' "$SRC_DIR/dovecot.conf"
 

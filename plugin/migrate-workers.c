@@ -1,0 +1,597 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "ioloop.h"
+#include "lib-signals.h"
+#include "time-util.h"
+#include "master-service.h"
+#include "mail-user.h"
+#include "mail-namespace.h"
+#include "migrate-settings.h"
+#include "migrate-source-conn.h"
+#include "migrate-conn-slots.h"
+#include "migrate-run.h"
+#include "migrate-workers.h"
+
+#include <stdio.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#ifdef __linux__
+#  include <sys/prctl.h>
+#endif
+
+#define MIGRATE_WORKER_ERROR_MAX 1024
+#define MIGRATE_WORKERS_TICK_MSECS 1000
+
+/* The counters of struct migrate_folder a worker hands back */
+#define MIGRATE_JOB_COUNTERS(X) \
+	X(src_messages) X(dst_messages) X(imported) X(existing) X(failed) \
+	X(deferred) X(flags_updated) X(expunged) X(bytes)
+
+/* Everything below lives in one shared anonymous mapping created before
+   the fork: the parent and every worker see the same bytes. Strings are
+   copied in, not pointed to. */
+struct migrate_worker_job {
+	/* set last, by the worker that finished the folder */
+	bool done;
+	char result[32];
+	char uids_preserved[16];
+	char error[MIGRATE_WORKER_ERROR_MAX];
+	uint32_t src_messages, dst_messages;
+	uint32_t imported, existing, failed, deferred, flags_updated;
+	uint32_t expunged;
+	uint64_t bytes;
+};
+
+struct migrate_worker_slot {
+	pid_t pid;
+	/* the worker couldn't start (connection or mail user): what it would
+	   have done is left to the other workers and to the parent */
+	bool no_start;
+	enum migrate_error error_code;
+	char error[MIGRATE_WORKER_ERROR_MAX];
+	unsigned int item_errors, reconnects, throttle_waits;
+	/* progress */
+	uint32_t saved;
+	uint64_t bytes;
+	uint64_t last_bytes_done;
+};
+
+struct migrate_workers {
+	size_t size;
+	unsigned int job_count, worker_count;
+	/* next job to take (atomic) */
+	unsigned int next_job;
+	/* a worker hit an error that stops the run: take no new folder */
+	unsigned int stop;
+	/* one throttle budget: every worker holds off until then (ms since
+	   the epoch, atomic) */
+	int64_t throttle_until_msecs;
+	struct migrate_worker_slot *slots;
+	struct migrate_worker_job *jobs;
+	/* worker_count slots, then job_count jobs */
+};
+
+struct migrate_workers_wait {
+	struct migrate_run *run;
+	struct ioloop *ioloop;
+	bool killed;
+};
+
+unsigned int migrate_workers_count(struct migrate_run *run,
+				   struct migrate_folder *const *folders,
+				   unsigned int count)
+{
+	const struct migrate_settings *set = run->set;
+	unsigned int i, n = set->parallel_folders;
+
+	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT || n < 2 || count < 2)
+		return 0;
+	/* both need every identity seen so far in one process */
+	if (set->dedupe_across_folders || run->have_all_folder)
+		return 0;
+	for (i = 0; i < count; i++) {
+		if (folders[i]->dest.gmail_all_mail)
+			return 0;
+	}
+	if (n > count)
+		n = count;
+	if (set->max_connections > 0 && n > set->max_connections)
+		n = set->max_connections;
+	/* each worker gets its share of a rate cap */
+	if (set->max_messages_per_second > 0 &&
+	    n > set->max_messages_per_second)
+		n = set->max_messages_per_second;
+	return n < 2 ? 0 : n;
+}
+
+static int64_t migrate_workers_now_msecs(void)
+{
+	struct timeval tv;
+
+	i_gettimeofday(&tv);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void migrate_copy_str(char *dest, size_t size, const char *src)
+{
+	if (src == NULL)
+		src = "";
+	i_assert(size > 0);
+	/* error texts are long sentences: keep them whole when they fit */
+	(void)i_strocpy(dest, src, size);
+}
+
+static uint64_t migrate_folder_size_estimate(const struct migrate_folder *f)
+{
+	if (f->have_status && f->status_size > 0)
+		return f->status_size;
+	/* without STATUS=SIZE: assume equal message sizes */
+	return (uint64_t)f->status_messages * 65536;
+}
+
+static int migrate_job_cmp(struct migrate_folder *const *f1,
+			   struct migrate_folder *const *f2)
+{
+	uint64_t s1 = migrate_folder_size_estimate(*f1);
+	uint64_t s2 = migrate_folder_size_estimate(*f2);
+
+	/* largest first: the long folder mustn't start last */
+	if (s1 != s2)
+		return s1 > s2 ? -1 : 1;
+	return strcmp((*f1)->src_name, (*f2)->src_name);
+}
+
+/* worker side */
+
+static void migrate_worker_signals_reset(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+				    SIGUSR1, SIGUSR2, SIGCHLD, SIGALRM };
+	struct sigaction act;
+	unsigned int i;
+
+	/* lib-signals' handlers write to the parent's signal pipe, which
+	   this process shares: a signal to a worker must not reach the
+	   parent's handlers. A killed worker dies at once: its folder is
+	   imported again by the parent, without duplicates. */
+	i_zero(&act);
+	act.sa_handler = SIG_DFL;
+	sigemptyset(&act.sa_mask);
+	for (i = 0; i < N_ELEMENTS(sigs); i++)
+		(void)sigaction(sigs[i], &act, NULL);
+}
+
+static void migrate_worker_fail(struct migrate_worker_slot *slot,
+				const char *error)
+{
+	slot->no_start = TRUE;
+	migrate_copy_str(slot->error, sizeof(slot->error), error);
+}
+
+static int migrate_worker_user_init(struct mail_user *parent,
+				    struct mail_user **user_r,
+				    const char **error_r)
+{
+	struct mail_user *user;
+
+	/* a mail user of its own: the parent's index and dict file
+	   descriptors (and their offsets and locks) aren't shared */
+	user = mail_user_dup(parent);
+	if (mail_user_init(user, error_r) < 0 ||
+	    mail_namespaces_init(user, error_r) < 0) {
+		mail_user_unref(&user);
+		return -1;
+	}
+	*user_r = user;
+	return 0;
+}
+
+static void migrate_worker_job_save(struct migrate_worker_job *job,
+				    const struct migrate_folder *folder)
+{
+	migrate_copy_str(job->result, sizeof(job->result), folder->result);
+	migrate_copy_str(job->uids_preserved, sizeof(job->uids_preserved),
+			 folder->uids_preserved);
+	migrate_copy_str(job->error, sizeof(job->error), folder->error);
+#define MIGRATE_COPY_COUNTER(name) job->name = folder->name;
+	MIGRATE_JOB_COUNTERS(MIGRATE_COPY_COUNTER)
+#undef MIGRATE_COPY_COUNTER
+	__atomic_store_n(&job->done, TRUE, __ATOMIC_SEQ_CST);
+}
+
+static int
+migrate_worker_connect(struct migrate_run *run,
+		       struct migrate_worker_slot *slot)
+{
+	const struct migrate_settings *set = run->set;
+	enum migrate_error code;
+	const char *error;
+	int ret;
+
+	if (set->max_connections > 0) {
+		/* don't queue for a slot: another worker or the parent takes
+		   the folders */
+		ret = migrate_conn_slot_try(set->connection_slots_dir,
+					    set->source_host, set->source_port,
+					    set->max_connections,
+					    &run->conn_slot, &error);
+		if (ret <= 0) {
+			migrate_worker_fail(slot, ret < 0 ? error :
+				"no free connection slot "
+				"(migrate_max_connections)");
+			return -1;
+		}
+	}
+	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {
+		migrate_worker_fail(slot, error);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+migrate_worker_import(struct migrate_run *run, struct migrate_workers *w,
+		      struct migrate_worker_slot *slot,
+		      struct migrate_folder *const *folders)
+{
+	struct migrate_folder *folder;
+	unsigned int i;
+
+	while (__atomic_load_n(&w->stop, __ATOMIC_SEQ_CST) == 0) {
+		i = __atomic_fetch_add(&w->next_job, 1, __ATOMIC_SEQ_CST);
+		if (i >= w->job_count)
+			break;
+		folder = folders[i];
+		if (migrate_importer_folder(run, folder) < 0) {
+			migrate_worker_job_save(&w->jobs[i], folder);
+			slot->error_code = run->error_code;
+			migrate_copy_str(slot->error, sizeof(slot->error),
+					 run->error);
+			__atomic_store_n(&w->stop, 1, __ATOMIC_SEQ_CST);
+			return -1;
+		}
+		migrate_worker_job_save(&w->jobs[i], folder);
+	}
+	return 0;
+}
+
+static void ATTR_NORETURN
+migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
+		    unsigned int idx, struct migrate_folder *const *folders,
+		    pid_t parent_pid)
+{
+	struct migrate_worker_slot *slot = &w->slots[idx];
+	struct migrate_settings *set;
+	struct mail_user *user;
+	const char *error;
+	int ret = 0;
+
+#ifdef __linux__
+	/* a worker never outlives its run: a killed parent could otherwise
+	   be restarted while an orphan still imports the same folder */
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+#endif
+	if (getppid() != parent_pid)
+		_exit(1);
+	migrate_worker_signals_reset();
+	/* the parent's ioloop (and its epoll set) stays the parent's */
+	(void)io_loop_create();
+
+	/* the parent's connection, slot, state and user are left untouched:
+	   this process only forgets them */
+	run->conn = NULL;
+	run->conn_slot = NULL;
+	run->state = NULL;
+	run->worker = TRUE;
+	run->workers = w;
+	run->worker_slot_idx = idx;
+	run->error_code = MIGRATE_ERROR_NONE;
+	run->error = NULL;
+	run->item_errors = run->reconnects = run->throttle_waits = 0;
+	run->throttle_wait_secs = 0;
+	run->pace_start.tv_sec = 0;
+	run->bytes_done = 0;
+
+	set = p_new(run->pool, struct migrate_settings, 1);
+	*set = *run->set;
+	/* each worker keeps to its share of the operator's rate caps */
+	if (set->max_messages_per_second > 0) {
+		set->max_messages_per_second /= w->worker_count;
+		if (set->max_messages_per_second == 0)
+			set->max_messages_per_second = 1;
+	}
+	if (set->max_bytes_per_second > 0) {
+		set->max_bytes_per_second /= w->worker_count;
+		if (set->max_bytes_per_second == 0)
+			set->max_bytes_per_second = 1;
+	}
+	run->set = set;
+
+	if (migrate_worker_user_init(run->user, &user, &error) < 0) {
+		migrate_worker_fail(slot, t_strdup_printf(
+			"Worker couldn't initialize the mail user: %s", error));
+		_exit(0);
+	}
+	run->user = user;
+	if (migrate_state_open(user, set->state_dict, &run->state,
+			       &error) < 0) {
+		migrate_worker_fail(slot, error);
+		_exit(0);
+	}
+	run->conn = migrate_source_conn_create(set, user, run->event);
+	if (migrate_worker_connect(run, slot) == 0)
+		ret = migrate_worker_import(run, w, slot, folders);
+
+	slot->item_errors = run->item_errors;
+	slot->reconnects = run->reconnects;
+	slot->throttle_waits = run->throttle_waits;
+	migrate_source_conn_destroy(&run->conn);
+	migrate_conn_slot_release(&run->conn_slot);
+	migrate_state_close(&run->state);
+	mail_user_unref(&user);
+	/* no atexit handlers, no stdio flush: those are the parent's */
+	_exit(ret < 0 ? 1 : 0);
+}
+
+void migrate_workers_saved(struct migrate_run *run)
+{
+	struct migrate_worker_slot *slot =
+		&run->workers->slots[run->worker_slot_idx];
+
+	slot->saved++;
+	slot->bytes += run->bytes_done - slot->last_bytes_done;
+	slot->last_bytes_done = run->bytes_done;
+}
+
+void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs)
+{
+	struct migrate_workers *w = run->workers;
+	int64_t until = migrate_workers_now_msecs() + msecs;
+	int64_t cur = __atomic_load_n(&w->throttle_until_msecs,
+				      __ATOMIC_SEQ_CST);
+
+	while (cur < until &&
+	       !__atomic_compare_exchange_n(&w->throttle_until_msecs, &cur,
+					    until, FALSE, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST)) ;
+}
+
+unsigned int migrate_workers_throttle_wait(struct migrate_run *run)
+{
+	int64_t until = __atomic_load_n(&run->workers->throttle_until_msecs,
+					__ATOMIC_SEQ_CST);
+	int64_t now = migrate_workers_now_msecs();
+
+	return until > now ? (unsigned int)(until - now) : 0;
+}
+
+/* parent side */
+
+void migrate_workers_progress(struct migrate_run *run)
+{
+	struct migrate_workers *w = run->workers;
+	unsigned int i, done = 0;
+	uint64_t saved = 0, bytes = 0;
+
+	for (i = 0; i < w->job_count; i++) {
+		if (__atomic_load_n(&w->jobs[i].done, __ATOMIC_SEQ_CST))
+			done++;
+	}
+	for (i = 0; i < w->worker_count; i++) {
+		saved += w->slots[i].saved;
+		bytes += w->slots[i].bytes;
+	}
+	if (run->progress_tty) {
+		fprintf(stderr, "\r%s: %u/%u folders, %"PRIu64" msgs, %.1f MB "
+			"(%u workers)\033[K", run->user->username, done,
+			w->job_count, saved, bytes / (1024.0*1024.0),
+			w->worker_count);
+		fflush(stderr);
+	} else {
+		e_info(run->event, "Progress: %u/%u folders done, %"PRIu64
+		       " messages imported (%u workers)", done, w->job_count,
+		       saved, w->worker_count);
+	}
+}
+
+static void migrate_workers_eof(struct migrate_workers_wait *ctx)
+{
+	/* every worker closed its end of the pipe: all have exited */
+	io_loop_stop(ctx->ioloop);
+}
+
+static void migrate_workers_tick(struct migrate_workers_wait *ctx)
+{
+	migrate_run_lock_keep(ctx->run);
+	if (master_service_is_killed(master_service)) {
+		ctx->killed = TRUE;
+		io_loop_stop(ctx->ioloop);
+	}
+}
+
+static void migrate_workers_signal(const siginfo_t *si ATTR_UNUSED,
+				   void *context)
+{
+	struct migrate_workers_wait *ctx = context;
+
+	/* doveadm's own handler runs later, on its ioloop: stop the workers
+	   now (a worker dies at once: nothing it did is lost) */
+	ctx->killed = TRUE;
+	io_loop_stop(ctx->ioloop);
+}
+
+static void migrate_workers_wait(struct migrate_run *run, int fd)
+{
+	struct migrate_workers_wait ctx;
+	struct ioloop *prev_ioloop = current_ioloop;
+	struct timeout *to, *to_progress;
+	struct io *io;
+	unsigned int i;
+	int status;
+
+	i_zero(&ctx);
+	ctx.run = run;
+	ctx.ioloop = io_loop_create();
+	io = io_add(fd, IO_READ, migrate_workers_eof, &ctx);
+	to = timeout_add(MIGRATE_WORKERS_TICK_MSECS, migrate_workers_tick,
+			 &ctx);
+	to_progress = timeout_add(run->progress_tty ?
+				  MIGRATE_PROGRESS_INTERVAL_MSECS :
+				  MIGRATE_PROGRESS_LOG_INTERVAL_MSECS,
+				  migrate_workers_progress, run);
+	lib_signals_set_handler(SIGTERM, LIBSIG_FLAG_DELAYED,
+				migrate_workers_signal, &ctx);
+	lib_signals_set_handler(SIGINT, LIBSIG_FLAG_DELAYED,
+				migrate_workers_signal, &ctx);
+	io_loop_run(ctx.ioloop);
+	lib_signals_unset_handler(SIGINT, migrate_workers_signal, &ctx);
+	lib_signals_unset_handler(SIGTERM, migrate_workers_signal, &ctx);
+	timeout_remove(&to_progress);
+	timeout_remove(&to);
+	io_remove(&io);
+	io_loop_set_current(ctx.ioloop);
+	io_loop_destroy(&ctx.ioloop);
+	io_loop_set_current(prev_ioloop);
+
+	for (i = 0; i < run->workers->worker_count; i++) {
+		pid_t pid = run->workers->slots[i].pid;
+
+		if (pid <= 0)
+			continue;
+		if (ctx.killed)
+			(void)kill(pid, SIGTERM);
+		if (waitpid(pid, &status, 0) < 0) {
+			/* reaped elsewhere: the shared results still tell */
+			continue;
+		}
+		if (WIFSIGNALED(status) && !ctx.killed) {
+			e_error(run->event, "Worker process %ld was killed by "
+				"signal %d: its unfinished folder is imported "
+				"again", (long)pid, WTERMSIG(status));
+		}
+	}
+	if (ctx.killed) {
+		run->error_code = MIGRATE_ERROR_TEMP;
+		run->error = "Interrupted by a signal: the workers were "
+			"stopped; a new run resumes";
+	}
+}
+
+static void migrate_workers_merge(struct migrate_run *run,
+				  struct migrate_folder *const *folders)
+{
+	struct migrate_workers *w = run->workers;
+	struct migrate_worker_slot *slot;
+	struct migrate_worker_job *job;
+	struct migrate_folder *folder;
+	unsigned int i;
+
+	for (i = 0; i < w->job_count; i++) {
+		job = &w->jobs[i];
+		if (!__atomic_load_n(&job->done, __ATOMIC_SEQ_CST))
+			continue;
+		folder = folders[i];
+		folder->result = p_strdup(run->pool, job->result);
+		folder->uids_preserved = job->uids_preserved[0] == '\0' ?
+			NULL : p_strdup(run->pool, job->uids_preserved);
+		folder->error = job->error[0] == '\0' ? NULL :
+			p_strdup(run->pool, job->error);
+#define MIGRATE_COPY_COUNTER(name) folder->name = job->name;
+		MIGRATE_JOB_COUNTERS(MIGRATE_COPY_COUNTER)
+#undef MIGRATE_COPY_COUNTER
+	}
+	for (i = 0; i < w->worker_count; i++) {
+		slot = &w->slots[i];
+		run->item_errors += slot->item_errors;
+		run->reconnects += slot->reconnects;
+		run->throttle_waits += slot->throttle_waits;
+		if (slot->no_start) {
+			e_warning(run->event, "Worker %u didn't start: %s; "
+				  "its folders are imported by the others",
+				  i + 1, slot->error);
+		} else if (slot->error_code != MIGRATE_ERROR_NONE &&
+			   run->error_code == MIGRATE_ERROR_NONE) {
+			run->error_code = slot->error_code;
+			run->error = p_strdup(run->pool, slot->error);
+		}
+	}
+}
+
+int migrate_workers_run(struct migrate_run *run,
+			struct migrate_folder *const *folders,
+			unsigned int count, unsigned int workers)
+{
+	ARRAY(struct migrate_folder *) sorted;
+	struct migrate_folder *const *jobs;
+	struct migrate_workers *w;
+	unsigned int i, started = 0;
+	pid_t parent_pid = getpid();
+	size_t size;
+	void *mem;
+	int fds[2];
+
+	size = sizeof(*w) + sizeof(w->slots[0]) * workers +
+		sizeof(w->jobs[0]) * count;
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) {
+		e_warning(run->event, "mmap(%zu) failed: %m: importing the "
+			  "folders one by one", size);
+		return 0;
+	}
+	if (pipe(fds) < 0) {
+		e_warning(run->event, "pipe() failed: %m: importing the "
+			  "folders one by one");
+		(void)munmap(mem, size);
+		return 0;
+	}
+	w = mem;
+	w->size = size;
+	w->job_count = count;
+	w->worker_count = workers;
+	w->slots = PTR_OFFSET(mem, sizeof(*w));
+	w->jobs = PTR_OFFSET(w->slots, sizeof(w->slots[0]) * workers);
+
+	t_array_init(&sorted, count);
+	array_append(&sorted, folders, count);
+	array_sort(&sorted, migrate_job_cmp);
+	jobs = array_front(&sorted);
+
+	e_info(run->event, "Importing %u folders in %u worker processes "
+	       "(migrate_parallel_folders=%u)", count, workers,
+	       run->set->parallel_folders);
+	/* the workers open their own connections: at most `workers' are
+	   open at once, and this one would only idle */
+	migrate_source_conn_disconnect(run->conn);
+	migrate_conn_slot_release(&run->conn_slot);
+	run->workers = w;
+	fflush(stdout);
+	fflush(stderr);
+	for (i = 0; i < workers; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			e_warning(run->event, "fork() failed: %m");
+			break;
+		}
+		if (pid == 0) {
+			i_close_fd(&fds[0]);
+			/* fds[1] stays open until the worker exits */
+			migrate_worker_main(run, w, i, jobs, parent_pid);
+		}
+		w->slots[i].pid = pid;
+		started++;
+	}
+	i_close_fd(&fds[1]);
+	if (started > 0)
+		migrate_workers_wait(run, fds[0]);
+	i_close_fd(&fds[0]);
+	migrate_workers_merge(run, jobs);
+	run->workers = NULL;
+	(void)munmap(mem, size);
+	return run->error_code == MIGRATE_ERROR_NONE ? 0 : -1;
+}

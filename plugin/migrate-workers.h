@@ -1,0 +1,45 @@
+#ifndef MIGRATE_WORKERS_H
+#define MIGRATE_WORKERS_H
+
+/* migrate_parallel_folders: a run imports up to N folders at once, each in
+   a worker process of its own with its own source connection, mail user
+   and state dict connection. The run's process lists, maps, holds the run
+   lock and collects the results; it closes its own source connection
+   first, so at most N connections are open at once.
+
+   Workers take folders from a queue in shared memory, largest first. A
+   folder a worker didn't finish (it couldn't connect, died, was killed)
+   is imported again by the run's process afterwards: the destination is
+   ground truth, so that costs nothing twice. */
+
+struct migrate_run;
+struct migrate_folder;
+struct migrate_workers;
+
+/* How many workers this run would use for these folders: 0 = import them
+   in this process (one folder, migrate_parallel_folders <= 1, a Gmail All
+   Mail folder or migrate_dedupe_across_folders, which need every identity
+   in one process). */
+unsigned int migrate_workers_count(struct migrate_run *run,
+				   struct migrate_folder *const *folders,
+				   unsigned int count);
+
+/* Import these folders in the given number of workers. The folders' results
+   are filled in as if this process had imported them; folders the workers
+   left undone keep result == NULL. Returns -1 if a worker hit an error
+   that stops the run (run->error_code, run->error), else 0. */
+int migrate_workers_run(struct migrate_run *run,
+			struct migrate_folder *const *folders,
+			unsigned int count, unsigned int workers);
+
+/* In a worker: called after each saved message (progress) and by the
+   throttle code (one throttle budget for all workers). */
+void migrate_workers_saved(struct migrate_run *run);
+void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs);
+/* msecs to wait because another worker was throttled, or 0 */
+unsigned int migrate_workers_throttle_wait(struct migrate_run *run);
+
+/* Progress line of the run's process while workers run */
+void migrate_workers_progress(struct migrate_run *run);
+
+#endif

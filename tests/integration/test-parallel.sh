@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Parallel folders (migrate_parallel_folders, default 4): worker processes
+# import folders at once, each over its own source connection, into the
+# same destination user. The source is reached through faultproxy.py,
+# which counts simultaneous connections.
+#
+#   (a) a default run uses 4 workers and 4 connections at once; the
+#       destination equals the source (flags, INTERNALDATE, subscriptions)
+#       and a second run finds every folder unchanged
+#   (b) the state dict deleted: a parallel re-run imports nothing twice
+#   (c) a worker killed with SIGKILL mid-folder: the run's process imports
+#       its folder again, exit 0, no duplicates
+#   (d) the run's process killed with SIGKILL: its workers die with it; a
+#       re-run completes without duplicates
+#   (e) SIGTERM to the run's process: workers stop, exit 75, re-run completes
+#   (f) migrate_max_connections=2 caps the workers' connections
+#   (g) a source allowing 2 connections per user and IP
+#       (mail_max_userip_connections): the workers that are refused leave
+#       their folders to the others; exit 0, destination == source
+#   (h) migrate_parallel_folders=1 is one connection
+. "$(dirname "$0")/../lib/harness.sh"
+. "$HARNESS_LIB/faults.sh"
+
+plugin_built || info "the plugin is not built: the migrate steps will fail"
+
+src_start || die "source server did not start"
+dst_start || die "destination server did not start"
+src_seed alice --seed 11 >"$T/seed.out" 2>&1 ||
+	die "seeding failed: $(tail -n 3 "$T/seed.out")"
+src_dump alice "$T/src.json" || die "source dump failed"
+nfolders=$(pj "$T/src.json" 'len([k for k in d if k != "subscriptions"])')
+info "source: $nfolders folders, $(pj "$T/src.json" 'sum(len(v["messages"]) for k, v in d.items() if k != "subscriptions")') messages"
+
+for u in pa pb pc pd pe pf pg ph; do
+	dst_add_user "$u" userdb_migrate_source_user=alice
+done
+
+# children PID: the worker processes of a run
+children() { pgrep -P "$1" 2>/dev/null | tr '\n' ' '; }
+
+# bg_run USER [doveadm -o options...]: a paced run in the background
+# (40 messages/s shared by the workers, so a kill lands mid-folder);
+# BG_PID is doveadm itself, KIDS its workers once they started
+pace=(-o plugin/migrate_max_messages_per_second=40)
+bg_run() {
+	local user=$1
+	shift
+	dst_doveadm_argv
+	"${DST_DOVEADM[@]}" -o plugin/migrate_source_port="$SRC_PORT" "${pace[@]}" "$@" \
+		migrate run -u "$user" >"$T/run-$user.out" 2>"$T/run-$user.err" &
+	BG_PID=$!
+	track_pid "$BG_PID"
+	KIDS=
+	for _ in $(seq 1 50); do
+		KIDS=$(children "$BG_PID")
+		[ -n "$KIDS" ] && break
+		sleep 0.1
+	done
+}
+
+# all_dead PIDS...: within 3 s
+all_dead() {
+	local k alive
+	for _ in $(seq 1 30); do
+		alive=
+		for k in "$@"; do kill -0 "$k" 2>/dev/null && alive="$alive $k"; done
+		[ -z "$alive" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# ------------------------------------------------------------ (a)
+proxy_start par || die "faultproxy did not start"
+assert_exit NAME="(a) parallel run exits 0" 0 via_proxy pa
+proxy_stop
+assert_match "(a) the run said it used 4 workers" \
+	"Importing [0-9]+ folders in 4 worker processes" "$(cat "$T/run-pa.err")"
+assert_eq "(a) 4 connections to the source at once" 4 \
+	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+dst_equals "(a) destination == source" pa "$T/src.json"
+assert_eq "(a) the result table lists every imported folder once" "$nfolders" \
+	"$(tail -n +2 "$T/run-pa.out" | grep -v ' skipped ' | awk '{print $1}' | sort -u | grep -c .)"
+proxy_start par2 || die "faultproxy did not start"
+assert_exit NAME="(a) second run exits 0" 0 via_proxy pa
+proxy_stop
+assert_eq "(a) second run: every folder unchanged" "" \
+	"$(tail -n +2 "$T/run-pa.out" | grep -v -e ' unchanged ' -e ' skipped ')"
+check "(a) second run starts no worker" \
+	bash -c "! grep -q 'worker processes' '$T/run-pa.err'"
+
+# ------------------------------------------------------------ (b)
+proxy_start b || die "faultproxy did not start"
+assert_exit NAME="(b) first run exits 0" 0 via_proxy pb
+rm -f "$(dst_home pb)/.dovecot-migrate.dict"
+assert_exit NAME="(b) run without state exits 0" 0 via_proxy pb
+proxy_stop
+assert_eq "(b) run without state imports nothing" 0 \
+	"$(tail -n +2 "$T/run-pb.out" | awk '{s += $5} END {print s + 0}')"
+dst_equals "(b) no duplicates: destination == source" pb "$T/src.json"
+
+# ------------------------------------------------------------ (c)
+bg_run pc
+sleep 1.5
+victim=${KIDS%% *}
+if [ -n "$victim" ] && kill -KILL "$victim" 2>/dev/null; then
+	pass "(c) killed worker $victim mid-run"
+else
+	fail "(c) kill a worker" "no worker found (children of $BG_PID: '$KIDS')"
+fi
+wait "$BG_PID"
+assert_eq "(c) the run still exits 0" 0 "$?"
+assert_match "(c) the run logged the killed worker" \
+	"Worker process $victim was killed by signal 9" "$(cat "$T/run-pc.err")"
+dst_equals "(c) destination == source, no duplicates" pc "$T/src.json"
+
+# ------------------------------------------------------------ (d)
+bg_run pd
+sleep 1.5
+kids=$KIDS
+kill -KILL "$BG_PID"
+wait "$BG_PID" 2>/dev/null
+# shellcheck disable=SC2086
+check "(d) workers ($kids) died with the run's process" \
+	bash -c "[ -n '$kids' ]" && check "(d) no worker left running" all_dead $kids
+assert_exit NAME="(d) re-run exits 0" 0 dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" \
+	-o plugin/migrate_lock_timeout=1s migrate run -u pd
+dst_equals "(d) destination == source, no duplicates" pd "$T/src.json"
+
+# ------------------------------------------------------------ (e)
+bg_run pe
+sleep 1
+kids=$KIDS
+kill -TERM "$BG_PID"
+for _ in $(seq 1 100); do
+	kill -0 "$BG_PID" 2>/dev/null || break
+	sleep 0.1
+done
+if kill -0 "$BG_PID" 2>/dev/null; then
+	kill -KILL "$BG_PID"
+	fail "(e) SIGTERM stops the run within 10 s" "still running"
+else
+	pass "(e) SIGTERM stops the run within 10 s"
+fi
+wait "$BG_PID"
+assert_eq "(e) the interrupted run exits 75" 75 "$?"
+# shellcheck disable=SC2086
+check "(e) no worker left running" all_dead $kids
+assert_match "(e) one error line says it was interrupted" "Interrupted by a signal" \
+	"$(grep -E 'Error' "$T/run-pe.err")"
+assert_exit NAME="(e) re-run exits 0" 0 dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" \
+	migrate run -u pe
+dst_equals "(e) destination == source, no duplicates" pe "$T/src.json"
+
+# capped_run NAME USER MAX [doveadm -o options...]: through the proxy; at
+# most MAX connections at once, destination == source
+capped_run() {
+	local name=$1 user=$2 max=$3
+	shift 3
+	proxy_start "$user" || die "faultproxy did not start"
+	assert_exit NAME="$name: exit 0" 0 via_proxy "$user" "$@"
+	proxy_stop
+	assert_eq "$name: at most $max connections at once" "$max" \
+		"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+	dst_equals "$name: destination == source" "$user" "$T/src.json"
+}
+
+# ------------------------------------------------------------ (f), (h)
+capped_run "(f) migrate_max_connections=2" pf 2 -o plugin/migrate_max_connections=2
+capped_run "(h) migrate_parallel_folders=1" ph 1 -o plugin/migrate_parallel_folders=1
+check "(h) no worker processes" bash -c "! grep -q 'worker processes' '$T/run-ph.err'"
+
+# ------------------------------------------------------------ (g)
+# a second source that allows 2 connections per user and IP
+cat >"$T/src-limit.conf" <<'EOF'
+protocol imap {
+  mail_max_userip_connections = 2
+}
+EOF
+src_start --name limit --conf-extra "$T/src-limit.conf" || die "second source did not start"
+src_seed alice --seed 11 >"$T/seed2.out" 2>&1 || die "seeding failed"
+src_dump alice "$T/src2.json" || die "source dump failed"
+assert_exit NAME="(g) run against a 2-connection source exits 0" 0 \
+	dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" migrate run -u pg
+assert_match "(g) the refused workers are named in a warning" \
+	"Worker [0-9] didn't start: .*its folders are imported by the others" "$(cat "$LAST_ERR")"
+dst_equals "(g) destination == source" pg "$T/src2.json"
+no_storage_damage "(g) no damaged destination storage"
+
+harness_done
