@@ -462,6 +462,10 @@ Expunge None
         tfile = os.path.join(logdir, tag + ".time")
         out = os.path.join(logdir, tag + ".out")
         err = os.path.join(logdir, tag + ".err")
+        # every command starts with nothing dirty in the page cache: a tool
+        # that syncs (migrate's syncfs(), dsync's fsync()s) must not pay
+        # for the writeback of the copy the previous tool left unsynced
+        os.sync()
         src0 = self.src_children_cpu()
         full = ["timeout", "-k", "10", str(self.a.timeout), "/usr/bin/time", "-f", TIME_FMT,
                 "-o", tfile] + cmd
