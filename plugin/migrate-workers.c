@@ -62,9 +62,9 @@ struct migrate_worker_slot {
 
 struct migrate_workers {
 	size_t size;
-	unsigned int job_count, worker_count;
-	/* next job to take (atomic) */
-	unsigned int next_job;
+	unsigned int job_count, group_count, worker_count;
+	/* next group of jobs to take (atomic) */
+	unsigned int next_group;
 	/* a worker hit an error that stops the run: take no new folder */
 	unsigned int stop;
 	/* one throttle budget: every worker holds off until then (ms since
@@ -80,33 +80,6 @@ struct migrate_workers_wait {
 	struct ioloop *ioloop;
 	bool killed;
 };
-
-unsigned int migrate_workers_count(struct migrate_run *run,
-				   struct migrate_folder *const *folders,
-				   unsigned int count)
-{
-	const struct migrate_settings *set = run->set;
-	unsigned int i, n = set->parallel_folders;
-
-	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT || n < 2 || count < 2)
-		return 0;
-	/* both need every identity seen so far in one process */
-	if (set->dedupe_across_folders || run->have_all_folder)
-		return 0;
-	for (i = 0; i < count; i++) {
-		if (folders[i]->dest.gmail_all_mail)
-			return 0;
-	}
-	if (n > count)
-		n = count;
-	if (set->max_connections > 0 && n > set->max_connections)
-		n = set->max_connections;
-	/* each worker gets its share of a rate cap */
-	if (set->max_messages_per_second > 0 &&
-	    n > set->max_messages_per_second)
-		n = set->max_messages_per_second;
-	return n < 2 ? 0 : n;
-}
 
 static int64_t migrate_workers_now_msecs(void)
 {
@@ -133,16 +106,105 @@ static uint64_t migrate_folder_size_estimate(const struct migrate_folder *f)
 	return (uint64_t)f->status_messages * 65536;
 }
 
-static int migrate_job_cmp(struct migrate_folder *const *f1,
-			   struct migrate_folder *const *f2)
-{
-	uint64_t s1 = migrate_folder_size_estimate(*f1);
-	uint64_t s2 = migrate_folder_size_estimate(*f2);
+struct migrate_job_group {
+	/* jobs[start..start+count-1] share one destination folder: one
+	   worker imports them one after another, as a run without workers
+	   would (the second finds the first's mail already there) */
+	unsigned int start, count;
+	uint64_t size;
+};
+ARRAY_DEFINE_TYPE(migrate_job_group, struct migrate_job_group);
 
+static int migrate_dest_cmp(struct migrate_folder *const *f1,
+			    struct migrate_folder *const *f2)
+{
+	int ret = null_strcmp((*f1)->dest.vname, (*f2)->dest.vname);
+
+	return ret != 0 ? ret : strcmp((*f1)->src_name, (*f2)->src_name);
+}
+
+static int migrate_group_cmp(const struct migrate_job_group *g1,
+			     const struct migrate_job_group *g2)
+{
 	/* largest first: the long folder mustn't start last */
-	if (s1 != s2)
-		return s1 > s2 ? -1 : 1;
-	return strcmp((*f1)->src_name, (*f2)->src_name);
+	if (g1->size != g2->size)
+		return g1->size > g2->size ? -1 : 1;
+	return g1->start < g2->start ? -1 : (g1->start > g2->start ? 1 : 0);
+}
+
+/* The folders grouped by destination folder, the largest group first */
+static void
+migrate_jobs_group(struct migrate_folder *const *folders, unsigned int count,
+		   ARRAY_TYPE(migrate_folder) *jobs_r,
+		   ARRAY_TYPE(migrate_job_group) *groups_r)
+{
+	ARRAY_TYPE(migrate_folder) by_dest;
+	ARRAY_TYPE(migrate_job_group) groups;
+	struct migrate_job_group *group, *g2;
+	struct migrate_folder *const *f;
+	unsigned int i, j, cur = 0;
+
+	t_array_init(&by_dest, count);
+	array_append(&by_dest, folders, count);
+	array_sort(&by_dest, migrate_dest_cmp);
+	f = array_front(&by_dest);
+	t_array_init(&groups, count);
+	for (i = 0; i < count; i++) {
+		if (i == 0 || null_strcmp(f[i]->dest.vname,
+					  f[i - 1]->dest.vname) != 0) {
+			cur = array_count(&groups);
+			group = array_append_space(&groups);
+			group->start = i;
+		}
+		group = array_idx_modifiable(&groups, cur);
+		group->count++;
+		group->size += migrate_folder_size_estimate(f[i]);
+	}
+	array_sort(&groups, migrate_group_cmp);
+
+	t_array_init(jobs_r, count);
+	t_array_init(groups_r, array_count(&groups) + 1);
+	array_foreach_modifiable(&groups, group) {
+		g2 = array_append_space(groups_r);
+		g2->start = array_count(jobs_r);
+		g2->count = group->count;
+		g2->size = group->size;
+		for (j = 0; j < group->count; j++)
+			array_push_back(jobs_r, &f[group->start + j]);
+	}
+}
+
+unsigned int migrate_workers_count(struct migrate_run *run,
+				   struct migrate_folder *const *folders,
+				   unsigned int count)
+{
+	const struct migrate_settings *set = run->set;
+	unsigned int i, n = set->parallel_folders;
+
+	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT || n < 2 || count < 2)
+		return 0;
+	/* both need every identity seen so far in one process */
+	if (set->dedupe_across_folders || run->have_all_folder)
+		return 0;
+	for (i = 0; i < count; i++) {
+		if (folders[i]->dest.gmail_all_mail)
+			return 0;
+	}
+	T_BEGIN {
+		ARRAY_TYPE(migrate_folder) jobs;
+		ARRAY_TYPE(migrate_job_group) groups;
+
+		migrate_jobs_group(folders, count, &jobs, &groups);
+		if (n > array_count(&groups))
+			n = array_count(&groups);
+	} T_END;
+	if (set->max_connections > 0 && n > set->max_connections)
+		n = set->max_connections;
+	/* each worker gets its share of a rate cap */
+	if (set->max_messages_per_second > 0 &&
+	    n > set->max_messages_per_second)
+		n = set->max_messages_per_second;
+	return n < 2 ? 0 : n;
 }
 
 /* worker side */
@@ -236,25 +298,32 @@ migrate_worker_connect(struct migrate_run *run,
 static int
 migrate_worker_import(struct migrate_run *run, struct migrate_workers *w,
 		      struct migrate_worker_slot *slot,
-		      struct migrate_folder *const *folders)
+		      struct migrate_folder *const *folders,
+		      const struct migrate_job_group *groups)
 {
+	const struct migrate_job_group *group;
 	struct migrate_folder *folder;
-	unsigned int i;
+	unsigned int g, i;
 
 	while (__atomic_load_n(&w->stop, __ATOMIC_SEQ_CST) == 0) {
-		i = __atomic_fetch_add(&w->next_job, 1, __ATOMIC_SEQ_CST);
-		if (i >= w->job_count)
+		g = __atomic_fetch_add(&w->next_group, 1, __ATOMIC_SEQ_CST);
+		if (g >= w->group_count)
 			break;
-		folder = folders[i];
-		if (migrate_importer_folder(run, folder) < 0) {
+		group = &groups[g];
+		for (i = group->start; i < group->start + group->count; i++) {
+			folder = folders[i];
+			if (migrate_importer_folder(run, folder) < 0) {
+				migrate_worker_job_save(&w->jobs[i], folder);
+				slot->error_code = run->error_code;
+				migrate_copy_str(slot->error,
+						 sizeof(slot->error),
+						 run->error);
+				__atomic_store_n(&w->stop, 1,
+						 __ATOMIC_SEQ_CST);
+				return -1;
+			}
 			migrate_worker_job_save(&w->jobs[i], folder);
-			slot->error_code = run->error_code;
-			migrate_copy_str(slot->error, sizeof(slot->error),
-					 run->error);
-			__atomic_store_n(&w->stop, 1, __ATOMIC_SEQ_CST);
-			return -1;
 		}
-		migrate_worker_job_save(&w->jobs[i], folder);
 	}
 	return 0;
 }
@@ -262,7 +331,7 @@ migrate_worker_import(struct migrate_run *run, struct migrate_workers *w,
 static void ATTR_NORETURN
 migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 		    unsigned int idx, struct migrate_folder *const *folders,
-		    pid_t parent_pid)
+		    const struct migrate_job_group *groups, pid_t parent_pid)
 {
 	struct migrate_worker_slot *slot = &w->slots[idx];
 	struct migrate_settings *set;
@@ -324,7 +393,7 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	}
 	run->conn = migrate_source_conn_create(set, user, run->event);
 	if (migrate_worker_connect(run, slot) == 0)
-		ret = migrate_worker_import(run, w, slot, folders);
+		ret = migrate_worker_import(run, w, slot, folders, groups);
 
 	slot->item_errors = run->item_errors;
 	slot->reconnects = run->reconnects;
@@ -525,7 +594,8 @@ int migrate_workers_run(struct migrate_run *run,
 			struct migrate_folder *const *folders,
 			unsigned int count, unsigned int workers)
 {
-	ARRAY(struct migrate_folder *) sorted;
+	ARRAY_TYPE(migrate_folder) sorted;
+	ARRAY_TYPE(migrate_job_group) groups;
 	struct migrate_folder *const *jobs;
 	struct migrate_workers *w;
 	unsigned int i, started = 0;
@@ -556,10 +626,9 @@ int migrate_workers_run(struct migrate_run *run,
 	w->slots = PTR_OFFSET(mem, sizeof(*w));
 	w->jobs = PTR_OFFSET(w->slots, sizeof(w->slots[0]) * workers);
 
-	t_array_init(&sorted, count);
-	array_append(&sorted, folders, count);
-	array_sort(&sorted, migrate_job_cmp);
+	migrate_jobs_group(folders, count, &sorted, &groups);
 	jobs = array_front(&sorted);
+	w->group_count = array_count(&groups);
 
 	e_info(run->event, "Importing %u folders in %u worker processes "
 	       "(migrate_parallel_folders=%u)", count, workers,
@@ -581,7 +650,8 @@ int migrate_workers_run(struct migrate_run *run,
 		if (pid == 0) {
 			i_close_fd(&fds[0]);
 			/* fds[1] stays open until the worker exits */
-			migrate_worker_main(run, w, i, jobs, parent_pid);
+			migrate_worker_main(run, w, i, jobs,
+					    array_front(&groups), parent_pid);
 		}
 		w->slots[i].pid = pid;
 		started++;

@@ -19,6 +19,8 @@
 #       their folders to the others; exit 0, destination == source
 #   (h) migrate_parallel_folders=1 is one connection
 #   (i) BYE, NO [UNAVAILABLE] and [THROTTLED] inside worker connections
+#   (j) two source folders mapped onto one destination folder go to one
+#       worker: a message in both arrives once, as without workers
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
 
@@ -206,5 +208,26 @@ info "(g) the source refused $refused logins, $warned workers didn't start"
 assert_eq "(g) every refused worker is named in a warning" "$refused" "$warned"
 dst_equals "(g) destination == source" pg "$T/src2.json"
 no_storage_damage "(g) no damaged destination storage"
+
+# ------------------------------------------------------------ (j)
+# two source folders mapped onto one destination folder, holding the same
+# message: one worker imports both, one after another, as a run without
+# workers would; the second finds the message already there
+src_use || die "no default source"
+src_seed bob --seed 12 >"$T/seed3.out" 2>&1 || die "seeding bob failed"
+assert_exit NAME="(j) copy Archive UID 1 into Work on the source" 0 \
+	src_doveadm copy -u bob Work mailbox Archive uid 1
+src_dump bob "$T/src-bob.json" || die "source dump failed"
+printf '%s\n' '^Archive$ -> Merged' '^Work$ -> Merged' >"$T/merge.rules"
+chmod 644 "$T/merge.rules"
+dst_add_user pj userdb_migrate_source_user=bob
+assert_exit NAME="(j) run with two folders mapped onto Merged exits 0" 0 \
+	dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" \
+	-o plugin/migrate_folder_map="$T/merge.rules" migrate run -u pj
+assert_match "(j) the run used workers" "worker processes" "$(cat "$LAST_ERR")"
+dst_dump pj "$T/dst-pj.json" || fail "(j) destination dump" "failed"
+assert_eq "(j) Merged holds Archive and Work, the shared message once" \
+	"$(pj "$T/src-bob.json" 'len(d["Archive"]["messages"]) + len(d["Work"]["messages"]) - 1')" \
+	"$(pj "$T/dst-pj.json" 'len(d["Merged"]["messages"])')"
 
 harness_done
