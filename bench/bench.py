@@ -397,11 +397,12 @@ Expunge None
         os.chmod(p, 0o600)
 
     def tool_cmd(self, tool, fmt, user):
-        if tool == "migrate":
+        if tool in ("migrate", "migrate-1"):
+            serial = ["-o", "plugin/migrate_parallel_folders=1"] if tool == "migrate-1" else []
             return ["doveadm", "-c", self.dst_conf[fmt],
                     "-o", "mail_plugin_dir=" + self.plugin_dir,
                     "-o", "mail_plugins=doveadm_migrate",
-                    "-o", "plugin/migrate_source_port=%d" % self.port,
+                    "-o", "plugin/migrate_source_port=%d" % self.port] + serial + [
                     "migrate", "run", "-u", user]
         if tool in ("dsync", "dsync-pf100"):
             cmd = ["doveadm", "-c", self.dsync_conf[fmt],
@@ -907,8 +908,6 @@ def main():
         b.cleanup()
         if b.T and os.path.isdir(b.T):
             if a.keep or rc != 0:
-                # the earlier copies are of no use for a post-mortem
-                shutil.rmtree(os.path.join(b.T, "trash"), ignore_errors=True)
                 log("work directory kept: %s" % b.T)
             else:
                 shutil.rmtree(b.T, ignore_errors=True)

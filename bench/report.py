@@ -14,6 +14,8 @@ import sys
 
 TOOL_LABEL = {
     "migrate": "migrate",
+    # migrate_parallel_folders=1: what the folder workers bring
+    "migrate-1": "migrate, 1 connection",
     "dsync": "dsync imapc",
     "dsync-pf100": "dsync imapc pf=100",
     "mbsync": "mbsync",

@@ -21,6 +21,7 @@
 #   (i) BYE, NO [UNAVAILABLE] and [THROTTLED] inside worker connections
 #   (j) two source folders mapped onto one destination folder go to one
 #       worker: a message in both arrives once, as without workers
+#   (k) an invalid migrate_parallel_folders: one error line naming it, 78
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
 
@@ -229,5 +230,15 @@ dst_dump pj "$T/dst-pj.json" || fail "(j) destination dump" "failed"
 assert_eq "(j) Merged holds Archive and Work, the shared message once" \
 	"$(pj "$T/src-bob.json" 'len(d["Archive"]["messages"]) + len(d["Work"]["messages"]) - 1')" \
 	"$(pj "$T/dst-pj.json" 'len(d["Merged"]["messages"])')"
+
+# ------------------------------------------------------------ (k)
+dst_add_user pk userdb_migrate_source_user=bob
+assert_exit NAME="(k) migrate_parallel_folders=many: exit 78" 78 \
+	dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" \
+	-o plugin/migrate_parallel_folders=many migrate run -u pk
+errors=$(grep -E 'Error|Fatal|Panic' "$LAST_ERR")
+assert_eq "(k) one error line" 1 "$(printf '%s\n' "$errors" | grep -c .)"
+assert_match "(k) it names the setting" "migrate_parallel_folders" "$errors"
+assert_eq "(k) nothing written at the destination" "" "$(dst_mail_files pk)"
 
 harness_done
