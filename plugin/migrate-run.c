@@ -853,7 +853,8 @@ static int migrate_run_import(struct migrate_run *run)
 			break;
 		if (folder->result != NULL)
 			continue;
-		if (migrate_run_reconnect_for_leftovers(run) < 0) {
+		if (workers > 0 &&
+		    migrate_run_reconnect_for_leftovers(run) < 0) {
 			ret = -1;
 			break;
 		}

@@ -4,6 +4,7 @@
 #include "array.h"
 #include "ioloop.h"
 #include "lib-signals.h"
+#include "fd-util.h"
 #include "time-util.h"
 #include "master-service.h"
 #include "mail-user.h"
@@ -619,6 +620,9 @@ int migrate_workers_run(struct migrate_run *run,
 		(void)munmap(mem, size);
 		return 0;
 	}
+	/* a token command a worker runs mustn't hold the pipe open */
+	fd_close_on_exec(fds[0], TRUE);
+	fd_close_on_exec(fds[1], TRUE);
 	w = mem;
 	w->size = size;
 	w->job_count = count;
