@@ -40,6 +40,12 @@ import random
 import sys
 import time
 
+# IMAP modified UTF-7 (RFC 3501 5.1.3): how Dovecot names mailboxes on
+# disk; the test tools' implementation
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tests", "lib"))
+from imaptool import mutf7_encode  # noqa: E402
+
 FOLDERS = [
     # (IMAP name, share of the messages)
     ("INBOX", 0.28),
@@ -95,28 +101,9 @@ def corpus_folders(corpus):
     return FOLDERS
 
 
-def mutf7(name):
-    """IMAP modified UTF-7 (RFC 3501 5.1.3): how Dovecot names mailboxes on disk."""
-    out, buf = [], []
-
-    def flush():
-        if buf:
-            b = base64.b64encode("".join(buf).encode("utf-16-be")).decode()
-            out.append("&" + b.rstrip("=").replace("/", ",") + "-")
-            del buf[:]
-    for ch in name:
-        if 0x20 <= ord(ch) <= 0x7e:
-            flush()
-            out.append("&-" if ch == "&" else ch)
-        else:
-            buf.append(ch)
-    flush()
-    return "".join(out)
-
-
 def storage_name(name):
     """Maildir++ storage name of an IMAP folder name ('/' separated)."""
-    return mutf7(name).replace("/", ".")
+    return mutf7_encode(name).replace("/", ".")
 
 
 def folder_dir(maildir, name):

@@ -39,7 +39,10 @@ plugin_built || info "the plugin is not built: the migrate steps will fail"
 errors_of() { grep -E 'Error|Fatal|Panic' "$1"; }
 
 # reconnect_lines FILE: the "connection lost, reconnecting" lines in FILE
-reconnect_lines() { grep -E 'Source connection lost|reconnecting in' "$1"; }
+RECONNECT_ERE='Source connection lost|reconnecting in'
+reconnect_lines() { grep -E "$RECONNECT_ERE" "$1"; }
+# one_reconnect NAME FILE WANT-ERE: exactly one such line, matching WANT-ERE
+one_reconnect() { one_line "$1" "$2" "$RECONNECT_ERE" "$3"; }
 
 # imported_by_run FILE.json: the sum of "imported" over the folder rows of
 # a `doveadm -f json migrate run` output
@@ -140,15 +143,8 @@ if python3 -c 'import sys; w = float(sys.argv[1]); sys.exit(not (float(sys.argv[
 else
 	fail "(h) the client gave up after about the timeout" "stall lasted ${waited}s"
 fi
-rl=$(reconnect_lines "$T/run-stall.err")
-if [ "$(printf '%s\n' "$rl" | grep -c .)" = 1 ] &&
-	printf '%s' "$rl" | grep -q 'migrate_source_timeout'; then
-	pass "(h) one reconnect warning naming migrate_source_timeout"
-	info "${rl#*Warning: }"
-else
-	fail "(h) one reconnect warning naming migrate_source_timeout" \
-		"stderr: $(head -c 600 "$T/run-stall.err" | tr '\n' '|')"
-fi
+one_reconnect "(h) one reconnect warning naming migrate_source_timeout" \
+	"$T/run-stall.err" migrate_source_timeout
 assert_eq "(h) the run reconnected once: 2 connections" 2 "$(pj "$PROXY_LOG" 'd["connections"]')"
 errs=$(errors_of "$T/run-stall.err")
 assert_eq "(h) no error lines" "" "$errs"
@@ -182,14 +178,8 @@ ev=$(pj "$PROXY_LOG" '"%s|%s|%s|%s" % ((lambda e: (e["what"], e["in"], e.get("en
 info "line stall: $ev; $(pj "$PROXY_LOG" '(d["slow"] or [{}])[0].get("context")')"
 assert_eq "(h) the proxy stalled inside a body's FETCH line until the client closed" \
 	'stall|line|client closed|True' "$ev"
-rl=$(reconnect_lines "$T/run-stall2.err")
-if [ "$(printf '%s\n' "$rl" | grep -c .)" = 1 ] &&
-	printf '%s' "$rl" | grep -q 'migrate_source_timeout'; then
-	pass "(h) mid-line stall: one reconnect warning naming migrate_source_timeout"
-else
-	fail "(h) mid-line stall: one reconnect warning naming migrate_source_timeout" \
-		"stderr: $(head -c 600 "$T/run-stall2.err" | tr '\n' '|')"
-fi
+one_reconnect "(h) mid-line stall: one reconnect warning naming migrate_source_timeout" \
+	"$T/run-stall2.err" migrate_source_timeout
 dst_equals "(h) after the mid-line stall: destination == source" stall2 "$T/src.json"
 
 # ------------------------------------------------------------ (i) trickle
@@ -265,15 +255,7 @@ cp "$LAST_OUT" "$T/run-quo.out"
 cp "$LAST_ERR" "$T/run-quo.err"
 assert_eq "(j) the run over quota exits 75 (EX_TEMPFAIL)" 75 "$LAST_RC"
 info "over-quota run: $(secs_since "$t0")s"
-errs=$(errors_of "$T/run-quo.err")
-if [ "$(printf '%s\n' "$errs" | grep -c .)" = 1 ] &&
-	printf '%s' "$errs" | grep -qi 'quota'; then
-	pass "(j) one error line, naming the quota"
-	info "${errs#*Error: }"
-else
-	fail "(j) one error line, naming the quota" \
-		"stderr: $(head -c 800 "$T/run-quo.err" | tr '\n' '|')"
-fi
+one_error "(j) one error line, naming the quota" '[Qq][Uu][Oo][Tt][Aa]' "$T/run-quo.err"
 # what is at the destination: complete source messages only, none twice
 if dst_dump quo "$T/dst-quo.json" 2>"$T/dump-quo.err"; then
 	sub=$(python3 - "$T/src.json" "$T/dst-quo.json" <<'EOF'

@@ -31,6 +31,16 @@
 DOVEADM_TIMEOUT=${DOVEADM_TIMEOUT:-60} IMAPTOOL_TIMEOUT=${IMAPTOOL_TIMEOUT:-60}
 . "$(dirname "$0")/../lib/harness.sh"
 
+# same_dumps NAME A.json B.json: the two dumps are identical
+same_dumps() {
+	if python3 -c 'import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a!=b)' \
+		"$2" "$3" 2>/dev/null; then
+		pass "$1"
+	else
+		fail "$1" "$(imaptool compare "$2" "$3" 2>&1 | head -n 5 | tr '\n' ' ')"
+	fi
+}
+
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 GMAILD="$HARNESS_LIB/gmail-imapd.py"
 export HARNESS_LIB CORPUS
@@ -608,13 +618,8 @@ start=$(rawlog_size)
 assert_exit NAME="gmail: second run exits 0" 0 migrate_gm migrate run -u gm
 gm logcheck "$G/imap.log" "$start" nobodies
 dst_dump gm "$G/dst2.json" 2>/dev/null
-if python3 -c 'import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a!=b)' \
-	"$G/dst1.json" "$G/dst2.json" 2>/dev/null; then
-	pass "gmail: second run imports nothing (destination unchanged)"
-else
-	fail "gmail: second run imports nothing (destination unchanged)" \
-		"$(imaptool compare "$G/dst1.json" "$G/dst2.json" 2>&1 | head -n 5 | tr '\n' ' ')"
-fi
+same_dumps "gmail: second run imports nothing (destination unchanged)" \
+	"$G/dst1.json" "$G/dst2.json"
 
 migrate_gm -f json migrate plan -u gm >"$G/plan.json" 2>"$G/plan.err"
 rc=$?
@@ -639,13 +644,8 @@ assert_exit NAME="gmail (bare \\Inbox labels as in Google's docs, no SASL-IR): m
 if grep -qF 'X-GM-LABELS (\Inbox)' "$G/doc/imap.log" &&
 	grep -q '\] S: + $' "$G/doc/imap.log"; then
 	dst_dump gm2 "$G/dst-doc.json" 2>/dev/null
-	if python3 -c 'import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a!=b)' \
-		"$G/dst1.json" "$G/dst-doc.json" 2>/dev/null; then
-		pass "gmail (bare \\Inbox labels, no SASL-IR): the destination is the same as with Gmail's quoted labels"
-	else
-		fail "gmail (bare \\Inbox labels, no SASL-IR): the destination is the same as with Gmail's quoted labels" \
-			"$(imaptool compare "$G/dst1.json" "$G/dst-doc.json" 2>&1 | head -n 5 | tr '\n' ' ')"
-	fi
+	same_dumps "gmail (bare \\Inbox labels, no SASL-IR): the destination is the same as with Gmail's quoted labels" \
+		"$G/dst1.json" "$G/dst-doc.json"
 else
 	fail "gmail (bare \\Inbox labels, no SASL-IR): the emulator sent bare labels and a SASL continuation" \
 		"not in $G/doc/imap.log"

@@ -17,6 +17,8 @@
 # (sha256 of the message, flags, INTERNALDATE), with --uids also the UID
 # and UIDVALIDITY.
 . "$(dirname "$0")/../lib/harness.sh"
+# every comparison here includes UIDs
+DST_DUMP_OPTS=(--uids)
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 
@@ -161,17 +163,6 @@ migrate() {
 	local user=$1
 	shift
 	dst_doveadm "$@" migrate run -u "$user"
-}
-
-# dst_equals NAME USER EXPECTED.json [compare options...]
-dst_equals() {
-	local name=$1 user=$2 src=$3
-	shift 3
-	if ! dst_dump "$user" "$T/dst-$user.json" --uids 2>"$T/dump.err"; then
-		fail "$name" "destination dump of $user failed: $(tail -n 1 "$T/dump.err")"
-		return 1
-	fi
-	compare_dumps "$name" "$src" "$T/dst-$user.json" "$@"
 }
 
 # dst_json ARGS...: doveadm -f json output of a destination command,

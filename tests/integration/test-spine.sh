@@ -24,16 +24,6 @@ migrate() {
 	dst_doveadm "$@" migrate run -u "$user"
 }
 
-# dst_equals NAME USER SRC.json: dump USER on the destination, compare.
-dst_equals() {
-	local name=$1 user=$2 src=$3
-	if ! dst_dump "$user" "$T/dst-$user.json" 2>"$T/dump.err"; then
-		fail "$name" "destination dump of $user failed: $(tail -n 1 "$T/dump.err")"
-		return 1
-	fi
-	compare_dumps "$name" "$src" "$T/dst-$user.json"
-}
-
 # ------------------------------------------------------------ first run
 t0=$(now)
 assert_exit NAME="first run exits 0" 0 migrate alice
@@ -141,15 +131,7 @@ expect_error() {
 	local name=$1 code=$2 setting=$3
 	shift 3
 	assert_exit NAME="$name: exit $code" "$code" migrate err "$@"
-	local errors
-	errors=$(grep -E 'Error|Fatal|Panic' "$LAST_ERR")
-	if [ "$(printf '%s\n' "$errors" | grep -c .)" = 1 ] &&
-		printf '%s' "$errors" | grep -Eq -- "$setting"; then
-		pass "$name: one error line naming $setting"
-	else
-		fail "$name: one error line naming $setting" \
-			"stderr: $(head -c 400 "$LAST_ERR" | tr '\n' '|')"
-	fi
+	one_error "$name: one error line naming $setting" "$setting"
 	local files boxes
 	files=$(dst_mail_files err)
 	boxes=$(dst_mailbox_dirs err | grep -v '/INBOX/dbox-Mails$\|^\./Maildir/cur$')

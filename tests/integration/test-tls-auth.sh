@@ -23,17 +23,6 @@ src_seed alice --seed 5 --limit 25 >"$T/seed.out" 2>&1 ||
 	die "seeding failed: $(tail -n 3 "$T/seed.out")"
 src_dump alice "$T/src.json" || die "source dump failed"
 
-# dst_equals NAME USER EXPECTED.json
-dst_equals() {
-	if ! dst_dump "$2" "$T/dst-$2.json" 2>"$T/dump-$2.err"; then
-		fail "$1" "destination dump of $2 failed: $(tail -n 1 "$T/dump-$2.err")"
-		return 1
-	fi
-	# localized names may be merged into special-use folders by automap:
-	# that is the folder tests' business, here only the transport matters
-	compare_dumps "$1" "$3" "$T/dst-$2.json"
-}
-
 # migrate USER [doveadm -o options...]
 migrate() {
 	local user=$1
@@ -41,19 +30,6 @@ migrate() {
 	dst_doveadm -o plugin/migrate_automap=no "$@" migrate run -u "$user"
 }
 
-# one_error NAME REGEX: exactly one Error/Fatal/Panic line in $LAST_ERR, and
-# it matches REGEX
-one_error() {
-	local errors
-	errors=$(grep -E 'Error|Fatal|Panic' "$LAST_ERR")
-	if [ "$(printf '%s\n' "$errors" | grep -c .)" = 1 ] &&
-		printf '%s' "$errors" | grep -Eq -- "$2"; then
-		info "${errors#*Error: }"
-		pass "$1"
-	else
-		fail "$1" "stderr: $(head -c 500 "$LAST_ERR" | tr '\n' '|')"
-	fi
-}
 
 # secret_file NAME VALUE: a password file the mail user (vmail) can read
 secret_file() {

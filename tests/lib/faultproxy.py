@@ -201,6 +201,19 @@ def first_line(segs):
     return segs[0][1].decode("latin-1", "replace").rstrip("\r\n")
 
 
+
+def seg_where(segs, i, ctx_len):
+    """Where segs[i] is: "body-literal" (a message body), "literal" (a
+    header listing, a folder name) or "line"; with the line that
+    announces the literal, or the line itself, as context."""
+    kind, data = segs[i]
+    if kind != "literal":
+        return "line", data[:ctx_len]
+    prev = segs[i - 1][1] if i > 0 else b""
+    body = re.search(rb"(BODY|BINARY)\[\] ~?\{\d+\}\r\n$|RFC822 \{\d+\}\r\n$",
+                     prev) is not None
+    return ("body-literal" if body else "literal"), prev[:ctx_len]
+
 class Stats:
     def __init__(self, path):
         self.path = path
@@ -593,17 +606,7 @@ class Conn:
                         pass
                 self.account(part)
                 self.p.cuts_done += 1
-                if kind == "literal":
-                    # whose literal: a message body or something else
-                    # (a header listing, a folder name)
-                    prev = segs[i - 1][1] if i > 0 else b""
-                    body = re.search(rb"(BODY|BINARY)\[\] ~?\{\d+\}\r\n$|RFC822 \{\d+\}\r\n$",
-                                     prev) is not None
-                    where = "body-literal" if body else "literal"
-                    ctx = prev[:60]
-                else:
-                    where = "line"
-                    ctx = data[:60]
+                where, ctx = seg_where(segs, i, 60)
                 st["cuts"].append({
                     "conn": self.cid, "offset": self.cut, "in": where,
                     "at": part, "of": n,
@@ -630,16 +633,8 @@ class Conn:
 
     def slow_event(self, what, offset, segs, i):
         """Log entry for a stall/trickle starting at offset inside segs[i]."""
-        kind, data = segs[i]
-        if kind == "literal":
-            prev = segs[i - 1][1] if i > 0 else b""
-            body = re.search(rb"(BODY|BINARY)\[\] ~?\{\d+\}\r\n$|RFC822 \{\d+\}\r\n$",
-                             prev) is not None
-            where = "body-literal" if body else "literal"
-            ctx = prev[:200]
-        else:
-            where = "line"
-            ctx = data[:200]
+        data = segs[i][1]
+        where, ctx = seg_where(segs, i, 200)
         ev = {"what": what, "conn": self.cid, "offset": offset, "in": where,
               "at": offset - self.sent_before_seg, "of": len(data),
               "context": ctx.decode("latin-1", "replace").rstrip("\r\n"),

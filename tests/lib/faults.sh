@@ -41,15 +41,8 @@ proxy_start() {
 
 # proxy_stop: SIGTERM (the proxy writes its log and exits), SIGKILL after 5 s
 proxy_stop() {
-	local i
 	[ -n "$PROXY_PID" ] || return 0
-	kill -TERM "$PROXY_PID" 2>/dev/null
-	for i in $(seq 1 50); do
-		kill -0 "$PROXY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$PROXY_PID" 2>/dev/null
-	wait "$PROXY_PID" 2>/dev/null
+	stop_pid "$PROXY_PID"
 	PROXY_PID=
 }
 
@@ -60,15 +53,6 @@ via_proxy() {
 	shift
 	dst_doveadm -o plugin/migrate_source_port="$PROXY_PORT" "$@" \
 		migrate run -u "$user" >"$T/run-$user.out" 2>"$T/run-$user.err"
-}
-
-# dst_equals NAME USER EXPECTED.json
-dst_equals() {
-	if ! dst_dump "$2" "$T/dst-$2.json" 2>"$T/dump-$2.err"; then
-		fail "$1" "destination dump of $2 failed: $(tail -n 1 "$T/dump-$2.err")"
-		return 1
-	fi
-	compare_dumps "$1" "$3" "$T/dst-$2.json"
 }
 
 # no_storage_damage NAME: the destination Dovecot never found broken storage

@@ -139,6 +139,7 @@ class Drop(Exception):
 # modified UTF-7 (RFC 3501 5.1.3): the test tools' own implementation
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from imaptool import mutf7_encode, mutf7_decode  # noqa: E402
+from serve_util import serve_until  # noqa: E402 (tests/lib)
 
 
 LONE_LF = re.compile(rb"\r\n|\r(?!\n)|\n")
@@ -1479,17 +1480,7 @@ def main():
                   file=sys.stderr)
             srv.log(0, "*", ("reload failed: %s" % e).encode())
     signal.signal(signal.SIGHUP, reload)
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                         daemon=True)
-    t.start()
-    deadline = time.time() + args.max_lifetime
-    try:
-        while time.time() < deadline and t.is_alive():
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    srv.shutdown()
-    srv.server_close()
+    serve_until(srv, args.max_lifetime)
     if srv.logf:
         srv.logf.flush()
     # handler threads are daemons: leave without waiting for them

@@ -121,6 +121,19 @@ trap 'harness_on_signal PIPE' PIPE
 # Remember a background pid so cleanup kills it.
 track_pid() { HARNESS_PIDS+=("$1"); }
 
+# stop_pid PID [SIGNAL]: SIGNAL (TERM) and up to 5 s to exit, then SIGKILL
+stop_pid() {
+	local pid=$1
+	kill -"${2:-TERM}" "$pid" 2>/dev/null
+	for _ in $(seq 1 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
 # ---------------------------------------------------------------- results
 
 pass() {
@@ -713,6 +726,38 @@ dst_mailbox_dirs() {
 
 imaptool() {
 	bounded "$IMAPTOOL_TIMEOUT" python3 "$IMAPTOOL" "$@"
+}
+
+# one_line NAME FILE LINES-ERE WANT-ERE: exactly one line of FILE matches
+# LINES-ERE, and that line matches WANT-ERE (it is logged as info)
+one_line() {
+	local name=$1 file=$2 lines
+	lines=$(grep -E -- "$3" "$file")
+	if [ "$(printf '%s\n' "$lines" | grep -c .)" = 1 ] &&
+		printf '%s' "$lines" | grep -Eq -- "$4"; then
+		pass "$name"
+		info "${lines#*: }"
+	else
+		fail "$name" "stderr: $(head -c 600 "$file" | tr '\n' '|')"
+	fi
+}
+
+# one_error NAME WANT-ERE [FILE]: exactly one Error/Fatal/Panic line in
+# FILE (default $LAST_ERR), and it matches WANT-ERE
+one_error() { one_line "$1" "${3:-$LAST_ERR}" 'Error|Fatal|Panic' "$2"; }
+
+# dst_equals NAME USER EXPECTED.json [compare options...]: read USER's
+# destination back over IMAP and compare it with EXPECTED.json. The dump
+# takes the options in DST_DUMP_OPTS (e.g. --uids).
+DST_DUMP_OPTS=()
+dst_equals() {
+	local name=$1 user=$2 want=$3
+	shift 3
+	if ! dst_dump "$user" "$T/dst-$user.json" "${DST_DUMP_OPTS[@]}" 2>"$T/dump-$user.err"; then
+		fail "$name" "destination dump of $user failed: $(tail -n 1 "$T/dump-$user.err")"
+		return 1
+	fi
+	compare_dumps "$name" "$want" "$T/dst-$user.json" "$@"
 }
 
 # compare_dumps NAME A.json B.json [compare options...]: PASS/FAIL with diff.

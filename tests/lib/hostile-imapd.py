@@ -38,6 +38,7 @@ import socketserver
 import sys
 import threading
 import time
+from serve_util import serve_until  # noqa: E402 (tests/lib)
 
 MAX_LINE = 64 * 1024
 MAX_LITERAL = 1024 * 1024
@@ -476,17 +477,7 @@ def main():
         pf.write("%d\n" % srv.server_address[1])
     os.replace(tmp, args.port_file)
 
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
-                         daemon=True)
-    t.start()
-    deadline = time.time() + args.max_seconds
-    try:
-        while time.time() < deadline and t.is_alive():
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
-    srv.shutdown()
-    srv.server_close()
+    serve_until(srv, args.max_seconds)
     return 0
 
 
