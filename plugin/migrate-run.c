@@ -817,7 +817,8 @@ static int migrate_run_import(struct migrate_run *run)
 	struct migrate_folder *const *job_folders;
 	struct timeout *to;
 	const char *error;
-	unsigned int workers, job_count;
+	unsigned int job_count;
+	bool used_workers;
 	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
 	bool labelled_known = run->gmail_ext;
 	int ret = 0;
@@ -844,17 +845,14 @@ static int migrate_run_import(struct migrate_run *run)
 	}
 
 	job_folders = array_get(&jobs, &job_count);
-	workers = migrate_workers_count(run, job_folders, job_count);
-	if (workers > 0)
-		ret = migrate_workers_run(run, job_folders, job_count, workers);
+	ret = migrate_workers_run(run, job_folders, job_count, &used_workers);
 	/* every folder without workers; with them, what they left undone */
 	array_foreach_elem(&jobs, folder) {
 		if (ret < 0)
 			break;
 		if (folder->result != NULL)
 			continue;
-		if (workers > 0 &&
-		    migrate_run_reconnect_for_leftovers(run) < 0) {
+		if (used_workers && migrate_run_reconnect_for_leftovers(run) < 0) {
 			ret = -1;
 			break;
 		}
@@ -883,7 +881,7 @@ static int migrate_run_import(struct migrate_run *run)
 		run->bytes += folder->bytes;
 	}
 	timeout_remove(&to);
-	if (run->progress_tty && (run->cur_total > 0 || workers > 0))
+	if (run->progress_tty && (run->cur_total > 0 || used_workers))
 		fprintf(stderr, "\r\033[K");
 
 	t_array_init(&names, array_count(&run->folders));

@@ -175,30 +175,20 @@ migrate_jobs_group(struct migrate_folder *const *folders, unsigned int count,
 	}
 }
 
-unsigned int migrate_workers_count(struct migrate_run *run,
-				   struct migrate_folder *const *folders,
-				   unsigned int count)
+/* How many workers for this many groups of folders: 0 = none */
+static unsigned int
+migrate_workers_wanted(struct migrate_run *run, unsigned int group_count)
 {
 	const struct migrate_settings *set = run->set;
-	unsigned int i, n = set->parallel_folders;
+	unsigned int n = set->parallel_folders;
 
-	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT || n < 2 || count < 2)
+	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT)
 		return 0;
 	/* both need every identity seen so far in one process */
 	if (set->dedupe_across_folders || run->have_all_folder)
 		return 0;
-	for (i = 0; i < count; i++) {
-		if (folders[i]->dest.gmail_all_mail)
-			return 0;
-	}
-	T_BEGIN {
-		ARRAY_TYPE(migrate_folder) jobs;
-		ARRAY_TYPE(migrate_job_group) groups;
-
-		migrate_jobs_group(folders, count, &jobs, &groups);
-		if (n > array_count(&groups))
-			n = array_count(&groups);
-	} T_END;
+	if (n > group_count)
+		n = group_count;
 	if (set->max_connections > 0 && n > set->max_connections)
 		n = set->max_connections;
 	/* each worker gets its share of a rate cap */
@@ -434,8 +424,12 @@ unsigned int migrate_workers_throttle_wait(struct migrate_run *run)
 {
 	int64_t until = __atomic_load_n(&run->workers->throttle_until_msecs,
 					__ATOMIC_SEQ_CST);
-	int64_t now = migrate_workers_now_msecs();
+	int64_t now;
 
+	/* called per saved message: no clock read while nobody throttled */
+	if (until == 0)
+		return 0;
+	now = migrate_workers_now_msecs();
 	return until > now ? (unsigned int)(until - now) : 0;
 }
 
@@ -593,17 +587,25 @@ static void migrate_workers_merge(struct migrate_run *run,
 
 int migrate_workers_run(struct migrate_run *run,
 			struct migrate_folder *const *folders,
-			unsigned int count, unsigned int workers)
+			unsigned int count, bool *used_r)
 {
 	ARRAY_TYPE(migrate_folder) sorted;
 	ARRAY_TYPE(migrate_job_group) groups;
 	struct migrate_folder *const *jobs;
 	struct migrate_workers *w;
-	unsigned int i, started = 0;
+	unsigned int i, workers, started = 0;
 	pid_t parent_pid = getpid();
 	size_t size;
 	void *mem;
 	int fds[2];
+
+	*used_r = FALSE;
+	if (count < 2)
+		return 0;
+	migrate_jobs_group(folders, count, &sorted, &groups);
+	workers = migrate_workers_wanted(run, array_count(&groups));
+	if (workers == 0)
+		return 0;
 
 	size = sizeof(*w) + sizeof(w->slots[0]) * workers +
 		sizeof(w->jobs[0]) * count;
@@ -630,7 +632,6 @@ int migrate_workers_run(struct migrate_run *run,
 	w->slots = PTR_OFFSET(mem, sizeof(*w));
 	w->jobs = PTR_OFFSET(w->slots, sizeof(w->slots[0]) * workers);
 
-	migrate_jobs_group(folders, count, &sorted, &groups);
 	jobs = array_front(&sorted);
 	w->group_count = array_count(&groups);
 
@@ -642,6 +643,7 @@ int migrate_workers_run(struct migrate_run *run,
 	migrate_source_conn_disconnect(run->conn);
 	migrate_conn_slot_release(&run->conn_slot);
 	run->workers = w;
+	*used_r = TRUE;
 	fflush(stdout);
 	fflush(stderr);
 	for (i = 0; i < workers; i++) {

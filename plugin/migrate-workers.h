@@ -16,21 +16,17 @@ struct migrate_run;
 struct migrate_folder;
 struct migrate_workers;
 
-/* How many workers this run would use for these folders: 0 = import them
-   in this process (one folder, migrate_parallel_folders <= 1, a Gmail All
-   Mail folder or migrate_dedupe_across_folders, which need every identity
-   in one process). */
-unsigned int migrate_workers_count(struct migrate_run *run,
-				   struct migrate_folder *const *folders,
-				   unsigned int count);
-
-/* Import these folders in the given number of workers. The folders' results
-   are filled in as if this process had imported them; folders the workers
-   left undone keep result == NULL. Returns -1 if a worker hit an error
-   that stops the run (run->error_code, run->error), else 0. */
+/* Import these folders in up to migrate_parallel_folders workers. Uses
+   none (*used_r = FALSE) in a run that isn't an import, for fewer than two
+   destination folders, with migrate_parallel_folders <= 1, and when a
+   Gmail All Mail (\All) folder or migrate_dedupe_across_folders needs
+   every identity in one process. The folders' results are filled in as
+   if this process had imported them; folders the workers left undone
+   keep result == NULL. Returns -1 if a worker hit an error that stops the
+   run (run->error_code, run->error), else 0. */
 int migrate_workers_run(struct migrate_run *run,
 			struct migrate_folder *const *folders,
-			unsigned int count, unsigned int workers);
+			unsigned int count, bool *used_r);
 
 /* In a worker: called after each saved message (progress) and by the
    throttle code (one throttle budget for all workers). */
