@@ -1552,8 +1552,10 @@ static int migrate_importer_sync_claimed(struct migrate_importer *imp)
 	struct mail *mail;
 	enum mail_error mail_error;
 
-	t = mailbox_transaction_begin(imp->box,
-		MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+	/* not EXTERNAL (that is for saves only): Maildir would record the
+	   change in its index but never rename the file, and its next sync
+	   would restore the file name's old flags */
+	t = mailbox_transaction_begin(imp->box, 0, __func__);
 	mail = mail_alloc(t, 0, NULL);
 	array_foreach_elem(&imp->msgs, msg) {
 		if (msg->claimed_dst_uid != 0 &&
@@ -1616,8 +1618,8 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 	/* grown in migrate_flags_cb, inside the connection's own data stack
 	   frame: a t_array would panic there ("stack frame changed") */
 	p_array_init(&ctx.seen_uids, imp->pool, 32);
-	ctx.t = mailbox_transaction_begin(imp->box,
-		MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+	/* not EXTERNAL: see migrate_importer_sync_claimed() */
+	ctx.t = mailbox_transaction_begin(imp->box, 0, __func__);
 	ctx.mail = mail_alloc(ctx.t, 0, NULL);
 	for (;;) {
 		if (present_tag != 0) {
@@ -1681,8 +1683,7 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 					array_push_back(&gone, &uid);
 			}
 		}
-		t = mailbox_transaction_begin(imp->box,
-			MAILBOX_TRANSACTION_FLAG_EXTERNAL, __func__);
+		t = mailbox_transaction_begin(imp->box, 0, __func__);
 		mail = mail_alloc(t, 0, NULL);
 		array_foreach_modifiable(&gone, uidp) {
 			uint32_t dst_uid =

@@ -104,12 +104,38 @@ assert_exit NAME="run without state exits 0" 0 migrate alice
 dst_equals "run without state: no duplicates, destination == source" alice "$T/src.json"
 
 # ------------------------------------------------------------ source changes
+# The same changes also go into a Maildir destination: there flags live in
+# the file names and an expunge removes a file, which only a plain (not
+# EXTERNAL) transaction does; the index alone would be overwritten by
+# Maildir's next sync.
+DST_SDBOX_DIR=$DST_DIR DST_SDBOX_PORT=$DST_PORT
+use_maildir() { DST_DIR="$T/dst-maildir" DST_PORT=$DST_MAILDIR_PORT DST_FORMAT=maildir; }
+use_sdbox() { DST_DIR=$DST_SDBOX_DIR DST_PORT=$DST_SDBOX_PORT DST_FORMAT=sdbox; }
+DST_DIR="$T/dst-maildir"
+dst_start --format maildir || die "maildir destination did not start"
+DST_MAILDIR_PORT=$DST_PORT
+dst_add_user md userdb_migrate_source_user=alice
+assert_exit NAME="Maildir: first run exits 0" 0 migrate md
+dst_equals "Maildir: destination == source" md "$T/src.json"
+use_sdbox
+
 # flag changes, new messages and expunges on the source
 assert_exit NAME="mutate the source" 0 src_mutate alice --seed 5 --flags 25 --append 12 --expunge 8
 src_dump alice "$T/src2.json" || fail "source dump after mutate" "failed"
 # expunges reach the destination only in delete mode (-d), by design
 assert_exit NAME="run -d after source changes exits 0" 0 dst_doveadm migrate run -d -u alice
 dst_equals "run -d after source changes: destination == source" alice "$T/src2.json"
+
+use_maildir
+assert_exit NAME="Maildir: run -d after source changes exits 0" 0 dst_doveadm migrate run -d -u md
+dst_equals "Maildir: flag changes, new mail and expunges arrived" md "$T/src2.json"
+# flags of mail matched by identity (the state lost) are synced too
+assert_exit NAME="Maildir: more flag changes on the source" 0 src_mutate alice --seed 6 --flags 20
+src_dump alice "$T/src2b.json" || fail "source dump after the flag changes" "failed"
+rm -f "$(dst_home md)"/.dovecot-migrate*
+assert_exit NAME="Maildir: run without state exits 0" 0 migrate md
+dst_equals "Maildir: the state lost, flags of matched mail follow the source" md "$T/src2b.json"
+use_sdbox
 
 # ------------------------------------------------------------ UIDVALIDITY change
 # Work: new UIDVALIDITY, same UIDs (doveadm mailbox update); INBOX: new
