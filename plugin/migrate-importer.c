@@ -99,6 +99,10 @@ struct migrate_importer {
 	bool flag_sync_failed;
 	bool preserve_uids;
 	bool uids_preserve_failed;
+	/* the lowest UID the open transaction may still ask for: lib-storage
+	   trusts a requested UID (Maildir derives first_recent_uid from it),
+	   so one below the folder's UIDNEXT must never be requested */
+	uint32_t save_min_uid;
 
 	ARRAY(struct migrate_msg *) msgs;
 	HASH_TABLE(void *, struct migrate_msg *) msgs_by_uid;
@@ -1174,9 +1178,13 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	bool failed = FALSE;
 
 	if (imp->trans == NULL) {
+		struct mailbox_status status;
+
 		imp->trans = mailbox_transaction_begin(imp->box,
 			MAILBOX_TRANSACTION_FLAG_EXTERNAL |
 			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
+		mailbox_get_open_status(imp->box, STATUS_UIDNEXT, &status);
+		imp->save_min_uid = status.uidnext;
 	}
 	save = mailbox_save_alloc(imp->trans);
 	/* until mailbox_save_finish() succeeds */
@@ -1189,8 +1197,16 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	if (msg->internaldate != 0)
 		mailbox_save_set_received_date(save, msg->internaldate,
 					       msg->tz_offset);
-	if (imp->preserve_uids)
+	if (!imp->preserve_uids)
+		;
+	else if (msg->uid >= imp->save_min_uid) {
 		mailbox_save_set_uid(save, msg->uid);
+		imp->save_min_uid = msg->uid + 1;
+	} else {
+		/* taken (another source folder merged into this one, a
+		   local delivery): the storage assigns a new UID */
+		imp->uids_preserve_failed = TRUE;
+	}
 	if (mailbox_save_begin(&save, body) < 0) {
 		error = mailbox_get_last_internal_error(imp->box, &mail_error);
 		goto dest_failed;

@@ -493,6 +493,8 @@ def cmd_seed(args):
         files = [f for i, f in enumerate(files) if i in keep]
     gmail = args.layout == "gmail"
     folders = FOLDERS_GMAIL if gmail else FOLDERS_DEFAULT
+    # a server may refuse some names (Cyrus: no '"' in a mailbox name)
+    folders = [(f, w) for f, w in folders if f not in (args.skip_folder or [])]
 
     conn = connect(args)
     acct = Account(conn)
@@ -510,6 +512,7 @@ def cmd_seed(args):
     weights = [w for f, w in folders if w > 0]
     counts = Counter()
     total_bytes = 0
+    refused = []
 
     def put(logical, flags, date, body):
         nonlocal total_bytes
@@ -538,7 +541,11 @@ def cmd_seed(args):
                 other = "Work" if folder != "Work" else "INBOX"
                 put(other, random_flags(rng, other), date, body)
         except (RuntimeError, imaplib.IMAP4.error) as e:
-            die("%s: %s" % (name, e), 1)
+            if not (args.skip_refused and str(e).startswith("APPEND to")):
+                die("%s: %s" % (name, e), 1)
+            # the server refused this message (Cyrus: "invalid header"):
+            # a real account on it can't hold it either
+            refused.append(name)
 
     if args.big_mb:
         body = big_message(args.big_mb, args.seed)
@@ -555,6 +562,9 @@ def cmd_seed(args):
           "(prefix %r, delimiter %r)" % (args.user, sum(counts.values()),
                                         total_bytes, len(files), args.layout,
                                         acct.prefix, acct.delim))
+    if refused:
+        print("  refused by the server and left out: %d (%s)"
+              % (len(refused), ", ".join(refused)))
     for logical in all_folders:
         print("  %-24s %5d%s" % (logical, counts[logical],
                                  "  (subscribed)" if logical in SUBSCRIBED else ""))
@@ -822,6 +832,10 @@ def main(argv=None):
     conn_opts(sp)
     sp.add_argument("--corpus", required=True)
     sp.add_argument("--layout", choices=["default", "courier", "gmail"], default="default")
+    sp.add_argument("--skip-refused", action="store_true",
+                    help="leave out messages the server refuses to APPEND")
+    sp.add_argument("--skip-folder", action="append", metavar="FOLDER",
+                    help="leave this (logical) folder out of the tree; repeatable")
     sp.add_argument("--limit", type=int)
     sp.add_argument("--seed", default="1")
     sp.add_argument("--big-mb", type=int, default=0,

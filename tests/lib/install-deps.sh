@@ -12,7 +12,30 @@ PACKAGES=(
 	dovecot-core dovecot-imapd dovecot-dev dovecot-sqlite dovecot-pgsql
 	libpcre2-dev openssl python3
 	redis-server postgresql isync man-db time strace
+	cyrus-common sasl2-bin
 )
+
+# The Cyrus IMAP server is a test source too (test-cyrus.sh), but Debian's
+# cyrus-imapd package conflicts with dovecot-imapd (both provide
+# imap-server). Its one binary that matters, imapd, is unpacked here from
+# the .deb matching the installed cyrus-common, and run by Cyrus's master.
+CYRUS_DIR=/var/cache/dovecot-migrate-tests/cyrus
+CYRUS_IMAPD=$CYRUS_DIR/usr/lib/cyrus/bin/imapd
+unpack_cyrus_imapd() {
+	local version tmp
+	[ -x "$CYRUS_IMAPD" ] && return 0
+	version=$(dpkg-query -W -f='${Version}' cyrus-common 2>/dev/null) || return 0
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"    # apt downloads as _apt
+	if (cd "$tmp" && apt-get download -q "cyrus-imapd=$version") &&
+		$SUDO mkdir -p "$CYRUS_DIR" &&
+		$SUDO dpkg-deb -x "$tmp"/cyrus-imapd_*.deb "$CYRUS_DIR"; then
+		echo "unpacked cyrus-imapd $version into $CYRUS_DIR"
+	else
+		echo "warning: could not unpack cyrus-imapd $version (test-cyrus.sh will fail)" >&2
+	fi
+	rm -rf "$tmp"
+}
 
 # If the system Dovecot or Redis runs anyway (started before us, or a
 # policy-rc.d that was ignored), stop it by the pid in its own pid file.
@@ -33,6 +56,7 @@ stop_system_service() {
 stop_system_services() {
 	stop_system_service /run/dovecot/master.pid dovecot
 	stop_system_service /run/redis/redis-server.pid redis
+	stop_system_service /run/cyrus-master.pid cyr
 }
 
 missing=()
@@ -42,6 +66,7 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
 	stop_system_services
+	unpack_cyrus_imapd
 	exit 0
 fi
 
@@ -70,3 +95,4 @@ $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 restore
 trap - EXIT
 stop_system_services
+unpack_cyrus_imapd
