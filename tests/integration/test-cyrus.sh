@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A real Cyrus IMAP 3 server (Debian's cyrus-imapd) as the source: another
 # implementation than Dovecot, with its own quirks, all of which the
-# product must handle as they come:
-#   - the "INBOX." personal namespace with '.' as the separator;
+# product must handle as they come. Twice: the classic layout ("INBOX."
+# prefix, '.' separator) and Cyrus 3's default altnamespace layout
+# (INBOX's children at the top level, '/', other users' and shared
+# folders in namespaces of their own). What Cyrus does its own way:
 #   - folders created in the same second share one UIDVALIDITY, so two
 #     source folders mapped onto one destination folder (Drafts and the
 #     localized "Entwürfe") both look like the owner of its UIDs;
@@ -30,14 +32,19 @@ fi
 
 # ------------------------------------------------------------ Cyrus
 
-CY="$T/cyrus"
+CY=
 CY_PORT=
 CY_PID=
 
-# A private Cyrus: its own config, spool, sasldb (users cyrus = admin,
-# alice) and port on 127.0.0.1. master daemonizes and writes its pid.
+# cyrus_start classic|alt: a private Cyrus with its own config, spool,
+# sasldb (users cyrus = admin, alice) and port on 127.0.0.1; master
+# daemonizes and writes its pid. classic: "INBOX." prefix, '.' separator;
+# alt: Cyrus 3's default altnamespace (INBOX's children at the top level)
+# with '/' as the separator.
 cyrus_start() {
-	local u i
+	local u i alt=no
+	[ "$1" = alt ] && alt=yes
+	CY="$T/cyrus-$1"
 	CY_PORT=$(free_port)
 	mkdir -p "$CY/conf" "$CY/spool" "$CY/run"
 	cat >"$CY/imapd.conf" <<EOF
@@ -49,8 +56,8 @@ sasl_auxprop_plugin: sasldb
 sasl_sasldb_path: $CY/sasldb2
 sasl_mech_list: PLAIN LOGIN
 allowplaintext: yes
-altnamespace: no
-unixhierarchysep: no
+altnamespace: $alt
+unixhierarchysep: $alt
 munge8bit: no
 reject8bit: no
 idlesocket: $CY/run/idle
@@ -75,7 +82,7 @@ EOF
 	done
 	chown -R cyrus:mail "$CY"
 	bounded 30 "$CYRUS_MASTER" -C "$CY/imapd.conf" -M "$CY/cyrus.conf" \
-		-p "$CY/run/master.pid" -d </dev/null >"$T/cyrus-master.out" 2>&1 ||
+		-p "$CY/run/master.pid" -d </dev/null >"$CY/master.out" 2>&1 ||
 		return 1
 	for i in $(seq 1 100); do
 		[ -s "$CY/run/master.pid" ] && break
@@ -97,6 +104,7 @@ cyrus_stop() {
 		sleep 0.1
 	done
 	stop_pid "$CY_PID"
+	CY_PID=
 }
 
 # cy.py CMD ARGS: IMAP steps on the Cyrus source the shared imaptool
@@ -114,18 +122,20 @@ def conn(user):
 cmd = sys.argv[1]
 if cmd == "mkuser":
     c = conn("cyrus")
-    it.check(c.create("user." + sys.argv[2]), "CREATE user." + sys.argv[2])
+    name = "user" + (it.Account(c).delim or ".") + sys.argv[2]
+    it.check(c.create(name), "CREATE " + name)
 elif cmd == "archive":
     # "Old Stuff" carries \Archive; it gets copies of INBOX 1:3
     c = conn("alice")
-    it.check(c._simple_command("CREATE", '"INBOX.Old Stuff"',
-                               "(USE (\\Archive))"), "CREATE (USE)")
+    box = it.Account(c).mailbox_arg(it.Account(c).to_server("Old Stuff"))
+    it.check(c._simple_command("CREATE", box, "(USE (\\Archive))"),
+             "CREATE (USE)")
     c.select("INBOX")
-    it.check(c.uid("COPY", "1:3", '"INBOX.Old Stuff"'), "UID COPY")
+    it.check(c.uid("COPY", "1:3", box), "UID COPY")
 elif cmd == "rebuild":
     # a new UIDVALIDITY and new UIDs for the same messages and flags
-    folder = sys.argv[2]
     c = conn("alice")
+    folder = it.Account(c).to_server(sys.argv[2])
     old = c.status(folder, "(UIDVALIDITY MESSAGES)")
     it.check(c.create(folder + "-rebuilt"), "CREATE")
     c.select(folder)
@@ -145,32 +155,20 @@ cy_dump() {
 		--password cpw-alice >"$1"
 }
 
-# ------------------------------------------------------------ setup
+# ------------------------------------------------------------ scenario
 
-cyrus_start || die "Cyrus did not start: $(tail -n 3 "$T/cyrus-master.out" 2>/dev/null | tr '\n' '|')"
-info "Cyrus master pid $CY_PID on 127.0.0.1:$CY_PORT"
-cy mkuser alice >"$T/cy.out" 2>&1 || die "creating user.alice failed: $(tail -n 2 "$T/cy.out")"
-imaptool seed --host 127.0.0.1 --port "$CY_PORT" --user alice --password cpw-alice \
-	--corpus "$CORPUS" --layout courier --seed 11 --skip-refused \
-	--skip-folder 'Say "hi"' >"$T/seed.out" 2>&1 ||
-	die "seeding Cyrus failed: $(tail -n 2 "$T/seed.out")"
-info "$(head -n 2 "$T/seed.out" | cut -c1-200 | tr '\n' ' ')"
-cy archive >"$T/cy.out" 2>&1 || die "creating Old Stuff failed: $(tail -n 2 "$T/cy.out")"
-
-dst_start --format ${CYRUS_DST_FORMAT:-maildir} || die "destination server did not start"
-dst_add_user alice
-dst_set_source_password alice cpw-alice
+dst_start --format "${CYRUS_DST_FORMAT:-maildir}" || die "destination server did not start"
 
 # Entwürfe is a localized Drafts name, "Old Stuff" carries \Archive
 MAP='{"Entwürfe": "Drafts", "Old Stuff": "Archive"}'
 
-migrate() { dst_doveadm -o plugin/migrate_source_port="$CY_PORT" migrate run -u alice "$@"; }
-
-# run NAME [options]: a run that exits 0 with no Error/Panic line in stderr
+# run NAME [run options]: "migrate run" for $DU that exits 0 with no
+# Error/Panic/Fatal line in stderr
 run() {
 	local name=$1
 	shift
-	migrate "$@" >"$T/run.out" 2>"$T/run.err"
+	dst_doveadm -o plugin/migrate_source_port="$CY_PORT" migrate run -u "$DU" "$@" \
+		>"$T/run.out" 2>"$T/run.err"
 	local rc=$?
 	if [ $rc = 0 ] && ! grep -Eq 'Error|Panic|Fatal' "$T/run.err"; then
 		pass "$name"
@@ -180,64 +178,84 @@ run() {
 }
 
 src_now() { cy_dump "$T/src.json" || die "dumping the Cyrus source failed"; }
+cy_mutate() {
+	imaptool mutate --host 127.0.0.1 --port "$CY_PORT" --user alice \
+		--password cpw-alice "$@" >"$T/mutate.out" 2>&1 ||
+		die "changing the Cyrus source failed: $(tail -n 2 "$T/mutate.out")"
+}
 
-# ------------------------------------------------------------ 1. first run
+# scenario classic|alt: one Cyrus layout, into destination user c-LAYOUT
+scenario() {
+	local L="cyrus ($1)" seed_layout=default
+	[ "$1" = classic ] && seed_layout=courier
+	DU="c-$1"
+	cyrus_start "$1" ||
+		die "Cyrus did not start: $(tail -n 3 "$CY/master.out" 2>/dev/null | tr '\n' '|')"
+	info "Cyrus ($1) master pid $CY_PID on 127.0.0.1:$CY_PORT"
+	cy mkuser alice >"$T/cy.out" 2>&1 ||
+		die "creating user.alice failed: $(tail -n 2 "$T/cy.out")"
+	# Cyrus refuses '"' in names and some corpus messages ("invalid header")
+	imaptool seed --host 127.0.0.1 --port "$CY_PORT" --user alice --password cpw-alice \
+		--corpus "$CORPUS" --layout "$seed_layout" --seed 11 --skip-refused \
+		--skip-folder 'Say "hi"' >"$T/seed.out" 2>&1 ||
+		die "seeding Cyrus failed: $(tail -n 2 "$T/seed.out")"
+	info "$(head -n 2 "$T/seed.out" | cut -c1-160 | tr '\n' ' ')"
+	cy archive >"$T/cy.out" 2>&1 || die "creating Old Stuff failed: $(tail -n 2 "$T/cy.out")"
+	dst_add_user "$DU" userdb_migrate_source_user=alice
+	dst_set_source_password "$DU" cpw-alice
 
-src_now
-run "cyrus: first run exits 0 without an error line"
-dst_equals "cyrus: destination == source (flags, INTERNALDATE, subscriptions; Entwürfe -> Drafts, \\Archive -> Archive)" \
-	alice "$T/src.json" --folders-map "$MAP"
-assert_match "cyrus: the \\Archive folder was mapped by its attribute" \
-	'^INBOX\.Old Stuff +Archive +completed' "$(grep -F 'INBOX.Old Stuff' "$T/run.out")"
-assert_match "cyrus: Entwürfe merged into Drafts (same UIDVALIDITY as Drafts: UIDs partial)" \
-	'Drafts +completed .* partial' "$(grep -F 'INBOX.Entw&APw-rfe' "$T/run.out")"
+	# 1. first run
+	src_now
+	run "$L: first run exits 0 without an error line"
+	dst_equals "$L: destination == source (flags, INTERNALDATE, subscriptions; Entwürfe -> Drafts, \\Archive -> Archive)" \
+		"$DU" "$T/src.json" --folders-map "$MAP"
+	assert_match "$L: the \\Archive folder was mapped by its attribute" \
+		'Old Stuff +Archive +completed' "$(grep -F 'Old Stuff' "$T/run.out")"
+	# mostly created in the same second as Drafts: the same UIDVALIDITY
+	assert_match "$L: Entwürfe merged into Drafts" \
+		'Drafts +completed' "$(grep -F 'Entw&APw-rfe' "$T/run.out")"
 
-# ------------------------------------------------------------ 2. no change
+	# 2. no change
+	run "$L: second run exits 0"
+	assert_eq "$L: second run imports nothing" \
+		"$(grep -Ec 'completed: [1-9][0-9]* imported' "$T/run.err")" 0
+	dst_equals "$L: destination still == source" "$DU" "$T/src.json" --folders-map "$MAP"
 
-run "cyrus: second run exits 0"
-assert_eq "cyrus: second run imports nothing" \
-	"$(grep -Ec 'completed: [1-9][0-9]* imported' "$T/run.err")" 0
-dst_equals "cyrus: destination still == source" alice "$T/src.json" --folders-map "$MAP"
+	# 3. delta
+	cy_mutate --seed 5 --flags 25 --append 12
+	src_now
+	run "$L: delta run (25 flag changes, 12 new messages) exits 0"
+	dst_equals "$L: delta: destination == source" "$DU" "$T/src.json" --folders-map "$MAP"
 
-# ------------------------------------------------------------ 3. delta
+	# 4. state lost
+	rm -f "$(dst_home "$DU")"/.dovecot-migrate*
+	run "$L: run with the state dict deleted exits 0"
+	dst_equals "$L: state deleted: no duplicates, destination == source" \
+		"$DU" "$T/src.json" --folders-map "$MAP"
 
-imaptool mutate --host 127.0.0.1 --port "$CY_PORT" --user alice --password cpw-alice \
-	--seed 5 --flags 25 --append 12 >"$T/mutate.out" 2>&1 ||
-	die "mutating the Cyrus source failed: $(tail -n 2 "$T/mutate.out")"
-src_now
-run "cyrus: delta run (25 flag changes, 12 new messages) exits 0"
-dst_equals "cyrus: delta: destination == source" alice "$T/src.json" --folders-map "$MAP"
+	# 5. UIDVALIDITY change
+	cy rebuild Work/Projects/2019 >"$T/cy.out" 2>&1 ||
+		die "rebuilding Work/Projects/2019 failed: $(tail -n 2 "$T/cy.out")"
+	info "rebuilt: $(tail -n 1 "$T/cy.out")"
+	src_now
+	run "$L: run after a UIDVALIDITY change exits 0"
+	dst_equals "$L: UIDVALIDITY change: matched by header identity, no duplicates" \
+		"$DU" "$T/src.json" --folders-map "$MAP"
 
-# ------------------------------------------------------------ 4. state lost
+	# 6. delete mode
+	cy_mutate --seed 6 --flags 5 --expunge 9
+	src_now
+	run "$L: run -d after 9 expunges exits 0" -d
+	dst_equals "$L: delete mode: destination == source" "$DU" "$T/src.json" --folders-map "$MAP"
 
-rm -f "$(dst_home alice)"/.dovecot-migrate*
-run "cyrus: run with the state dict deleted exits 0"
-dst_equals "cyrus: state deleted: no duplicates, destination == source" \
-	alice "$T/src.json" --folders-map "$MAP"
+	# 7. verify
+	dst_doveadm -o plugin/migrate_source_port="$CY_PORT" migrate verify -u "$DU" \
+		>"$T/verify.out" 2>"$T/verify.err"
+	assert_eq "$L: verify exits 0 (every source message at the destination)" "$?" 0
 
-# ------------------------------------------------------------ 5. UIDVALIDITY
+	cyrus_stop
+}
 
-cy rebuild INBOX.Work.Projects.2019 >"$T/cy.out" 2>&1 || die "rebuilding INBOX.Work.Projects.2019 failed: $(tail -n 2 "$T/cy.out")"
-info "INBOX.Work.Projects.2019 rebuilt: $(tail -n 1 "$T/cy.out")"
-src_now
-run "cyrus: run after a UIDVALIDITY change exits 0"
-dst_equals "cyrus: UIDVALIDITY change: matched by header identity, no duplicates" \
-	alice "$T/src.json" --folders-map "$MAP"
-
-# ------------------------------------------------------------ 6. delete mode
-
-imaptool mutate --host 127.0.0.1 --port "$CY_PORT" --user alice --password cpw-alice \
-	--seed 6 --flags 5 --expunge 9 >"$T/mutate.out" 2>&1 ||
-	die "expunging on the Cyrus source failed: $(tail -n 2 "$T/mutate.out")"
-src_now
-run "cyrus: run -d after 9 expunges exits 0" -d
-dst_equals "cyrus: delete mode: destination == source" alice "$T/src.json" --folders-map "$MAP"
-
-# ------------------------------------------------------------ 7. verify
-
-dst_doveadm -o plugin/migrate_source_port="$CY_PORT" migrate verify -u alice \
-	>"$T/verify.out" 2>"$T/verify.err"
-assert_eq "cyrus: verify exits 0 (every source message at the destination)" "$?" 0
-
-cyrus_stop
+scenario classic
+scenario alt
 harness_done
