@@ -92,6 +92,19 @@ migrate_identity_report_value(const unsigned char *value, size_t size,
 	return str_sanitize_utf8(str_c(str), MIGRATE_REPORT_FIELD_MAX);
 }
 
+const char *migrate_identity_fingerprint(const char *identity)
+{
+	const char *p = strrchr(identity, '-');
+
+	return p == NULL ? identity : t_strdup_until(identity, p);
+}
+
+const char *migrate_identity_with_size(const char *identity, uoff_t size)
+{
+	return t_strdup_printf("%s-%"PRIuUOFF_T,
+			       migrate_identity_fingerprint(identity), size);
+}
+
 void migrate_identity_compute(const unsigned char *header, size_t size,
 			      uoff_t message_size, pool_t pool,
 			      struct migrate_identity_info *info_r)

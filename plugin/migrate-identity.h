@@ -30,6 +30,13 @@ void migrate_identity_compute(const unsigned char *header, size_t size,
 			      uoff_t message_size, pool_t pool,
 			      struct migrate_identity_info *info_r);
 
+/* The identity with its size part replaced by size: what the same message
+   is known as when the source's RFC822.SIZE isn't the size of the body it
+   sends (Exchange). */
+const char *migrate_identity_with_size(const char *identity, uoff_t size);
+/* The identity without its size part (the header fingerprint) */
+const char *migrate_identity_fingerprint(const char *identity);
+
 /* Normalise a Message-ID value: the <...> part, whitespace and comments
    removed, lowercased. NULL if it holds no usable id. */
 const char *migrate_identity_normalize_message_id(const char *value);

@@ -60,6 +60,9 @@ struct migrate_msg {
 	bool listed;
 	/* matched to destination mail by identity in this pass */
 	uint32_t claimed_dst_uid;
+	/* no destination mail has its identity, but some has its header
+	   fingerprint with another size: check the size of the body */
+	bool verify_size;
 };
 
 struct migrate_dest_ids {
@@ -107,6 +110,10 @@ struct migrate_importer {
 	ARRAY(struct migrate_msg *) msgs;
 	HASH_TABLE(void *, struct migrate_msg *) msgs_by_uid;
 	HASH_TABLE(const char *, struct migrate_dest_ids *) dest_ids;
+	/* the header fingerprints of dest_ids */
+	HASH_TABLE(const char *, void *) dest_fingerprints;
+	/* mail matched by the size of its body during the fetch */
+	bool late_claims;
 	/* sequence -> UID for FETCH replies whose UID follows the body */
 	ARRAY_TYPE(uint32_t) seq_uids;
 
@@ -521,6 +528,13 @@ static int migrate_importer_dest_scan(struct migrate_importer *imp,
 					    struct migrate_dest_ids, 1);
 				p_array_init(&ids->uids, imp->pool, 1);
 				hash_table_insert(imp->dest_ids, key, ids);
+				key = migrate_identity_fingerprint(key);
+				if (hash_table_lookup(imp->dest_fingerprints,
+						      key) == NULL) {
+					key = p_strdup(imp->pool, key);
+					hash_table_insert(imp->dest_fingerprints,
+							  key, POINTER_CAST(1));
+				}
 			}
 			array_push_back(&ids->uids, &mail->uid);
 		}
@@ -898,6 +912,11 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 			migrate_importer_item_resolved(imp, msg->uid);
 			continue;
 		}
+		if (hash_table_count(imp->dest_fingerprints) > 0) T_BEGIN {
+			msg->verify_size = hash_table_lookup(
+				imp->dest_fingerprints,
+				migrate_identity_fingerprint(msg->identity)) != NULL;
+		} T_END;
 		if (migrate_msg_gmail_labelled(imp, msg)) {
 			/* labelled mail: it's in its label folder already */
 			msg->action = MIGRATE_MSG_DUPLICATE;
@@ -1402,6 +1421,31 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 }
 
 /* Handle one reply. Returns 1 to go on, 0 when throttled, -1 on error. */
+/* The source's RFC822.SIZE isn't the size of the body it sends (Exchange
+   does that): mail imported before has the body's size at the
+   destination, so a message is matched by that size before it is saved
+   again. */
+static void migrate_importer_claim_by_body(struct migrate_importer *imp,
+					   struct migrate_msg *msg,
+					   uoff_t body_size)
+{
+	uint32_t dst_uid;
+
+	dst_uid = migrate_importer_dest_claim(imp,
+		migrate_identity_with_size(msg->identity, body_size));
+	if (dst_uid == 0)
+		return;
+	e_debug(imp->event, "UID %u: RFC822.SIZE %"PRIuUOFF_T" but a body of "
+		"%"PRIuUOFF_T" bytes: matched destination UID %u", msg->uid,
+		msg->size, body_size, dst_uid);
+	msg->action = MIGRATE_MSG_PRESENT;
+	msg->claimed_dst_uid = dst_uid;
+	migrate_uidmap_add(&imp->fs.uidmap, msg->uid, dst_uid);
+	migrate_importer_item_resolved(imp, msg->uid);
+	imp->late_claims = TRUE;
+	imp->run->cur_done++;
+}
+
 static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 {
 	struct migrate_importer *imp = ctx->imp;
@@ -1420,6 +1464,9 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 	}
 	if (reply.body != NULL) {
 		msg = migrate_importer_body_msg(imp, &reply, &tmp);
+		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
+		    msg->verify_size && reply.body_size != msg->size)
+			migrate_importer_claim_by_body(imp, msg, reply.body_size);
 		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
 		    migrate_importer_save(imp, msg, reply.body,
 					  reply.body_size) < 0)
@@ -1869,6 +1916,7 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	/* destination mail we don't know of: a crashed run's last batch,
 	   or mail delivered since. Match it by identity. */
 	hash_table_clear(imp->dest_ids, TRUE);
+	hash_table_clear(imp->dest_fingerprints, TRUE);
 	if (status.uidnext > imp->fs.dst_uidnext &&
 	    migrate_importer_dest_scan(imp, imp->fs.dst_uidnext) < 0)
 		return -1;
@@ -1933,6 +1981,12 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	}
 	if (migrate_importer_commit(imp) < 0)
 		return -1;
+	if (imp->late_claims) {
+		/* their flags, as for mail matched before the fetch */
+		imp->late_claims = FALSE;
+		if (migrate_importer_sync_claimed(imp) < 0)
+			return -1;
+	}
 	if (ret == 0) {
 		/* throttled: go round again */
 		return 2;
@@ -2006,6 +2060,8 @@ static void migrate_importer_init(struct migrate_importer *imp,
 	p_array_init(&imp->msgs, imp->pool, 128);
 	hash_table_create_direct(&imp->msgs_by_uid, imp->pool, 128);
 	hash_table_create(&imp->dest_ids, imp->pool, 128, str_hash, strcmp);
+	hash_table_create(&imp->dest_fingerprints, imp->pool, 128,
+			  str_hash, strcmp);
 	p_array_init(&imp->seq_uids, imp->pool, 128);
 	p_array_init(&imp->pending_uids, imp->pool, 128);
 	p_array_init(&imp->failed_uids, imp->pool, 8);
@@ -2020,6 +2076,7 @@ static void migrate_importer_deinit(struct migrate_importer *imp)
 		mailbox_free(&imp->box);
 	hash_table_destroy(&imp->msgs_by_uid);
 	hash_table_destroy(&imp->dest_ids);
+	hash_table_destroy(&imp->dest_fingerprints);
 	event_unref(&imp->event);
 	pool_unref(&imp->pool);
 	imp->run->cur_folder = NULL;
@@ -2196,6 +2253,40 @@ static bool migrate_verify_explained(struct migrate_importer *imp,
 	return item != NULL && !item->resolved;
 }
 
+/* A source whose RFC822.SIZE isn't the size of the body it sends
+   (Exchange): its mail is at the destination with another size. The
+   state's UID map says which destination mail it became; that mail must
+   still be there with the same header fingerprint. */
+static bool
+migrate_verify_by_uidmap(struct migrate_importer *imp,
+			 const struct migrate_msg *msg, bool state_valid)
+{
+	struct hash_iterate_context *iter;
+	struct migrate_dest_ids *ids;
+	const char *key, *fingerprint;
+	uint32_t dst_uid;
+	unsigned int i, count;
+	const uint32_t *uids;
+	bool found = FALSE;
+
+	if (!state_valid)
+		return FALSE;
+	dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, msg->uid);
+	if (dst_uid == 0)
+		return FALSE;
+	fingerprint = migrate_identity_fingerprint(msg->identity);
+	iter = hash_table_iterate_init(imp->dest_ids);
+	while (!found && hash_table_iterate(iter, imp->dest_ids, &key, &ids)) {
+		if (strcmp(migrate_identity_fingerprint(key), fingerprint) != 0)
+			continue;
+		uids = array_get(&ids->uids, &count);
+		for (i = 0; i < count && !found; i++)
+			found = uids[i] == dst_uid;
+	}
+	hash_table_iterate_deinit(&iter);
+	return found;
+}
+
 int migrate_importer_verify(struct migrate_run *run,
 			    struct migrate_folder *folder)
 {
@@ -2207,14 +2298,14 @@ int migrate_importer_verify(struct migrate_run *run,
 	ARRAY_TYPE(seq_range) all;
 	struct migrate_msg *msg;
 	const char *error;
-	bool identities;
-	int ret;
+	bool identities, state_valid;
+	int ret, state_ret;
 
 	migrate_importer_init(&imp, run, folder);
 	identities = run->opts.identities || folder->dest.gmail_all_mail;
-	ret = migrate_state_folder_get(run->state, folder->src_name, imp.pool,
-				       &imp.fs, &error);
-	if (ret < 0) {
+	state_ret = migrate_state_folder_get(run->state, folder->src_name,
+					     imp.pool, &imp.fs, &error);
+	if (state_ret < 0) {
 		run->error_code = MIGRATE_ERROR_TEMP;
 		run->error = p_strdup(run->pool, error);
 		migrate_importer_deinit(&imp);
@@ -2229,6 +2320,8 @@ int migrate_importer_verify(struct migrate_run *run,
 	/* the item log only speaks for the UIDVALIDITY it was written in */
 	if (imp.fs.src_uidvalidity != imp.uidvalidity)
 		array_clear(&imp.fs.items);
+	state_valid = state_ret > 0 &&
+		imp.fs.src_uidvalidity == imp.uidvalidity;
 	folder->src_messages = imp.exists;
 
 	ns = mail_namespace_find(run->user->namespaces, folder->dest.vname);
@@ -2248,6 +2341,8 @@ int migrate_importer_verify(struct migrate_run *run,
 		migrate_importer_dest_status(&imp, &status);
 	}
 	folder->dst_messages = status.messages;
+	if (status.uidvalidity != imp.fs.dst_uidvalidity)
+		state_valid = FALSE;
 
 	if (!identities) {
 		uint32_t explained = 0, expected;
@@ -2282,6 +2377,8 @@ int migrate_importer_verify(struct migrate_run *run,
 	array_sort(&imp.msgs, migrate_msg_cmp);
 	array_foreach_elem(&imp.msgs, msg) {
 		if (migrate_importer_dest_claim(&imp, msg->identity) != 0)
+			continue;
+		if (migrate_verify_by_uidmap(&imp, msg, state_valid))
 			continue;
 		if (migrate_verify_explained(&imp, msg->uid)) {
 			folder->deferred++;

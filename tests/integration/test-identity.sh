@@ -553,6 +553,32 @@ dst_equals "draft: after run -d only the new version is left, destination == sou
 assert_eq "draft: run -d left one copy of D" ok "$(check_counts "$T/dst-traps.json" "INBOX:$T/m/D.eml:1" "Drafts:$T/m/F2.eml:1")"
 
 # ============================================================ 4. delete mode
+section "3f. RFC822.SIZE that isn't the size of the body (Exchange)"
+# The proxy reports every RFC822.SIZE 17 bytes larger than the message it
+# passes on, as Exchange does for many messages. The destination copy has
+# the real size: with the state lost or UIDVALIDITY changed, the listing's
+# identity (RFC822.SIZE) finds no twin at the destination, and the body's
+# size must decide before anything is saved twice.
+. "$HARNESS_LIB/faults.sh"
+src_add_user ex spw-ex
+dst_add_user ex
+src_seed ex --seed 13 --limit 60 >"$T/seed-ex.out" 2>&1 || die "seeding ex failed"
+src_dump ex "$T/ex.json" || die "source dump of ex failed"
+proxy_start skew --size-skew 17 || die "faultproxy did not start"
+assert_exit NAME="skewed sizes: first run exits 0" 0 via_proxy ex
+dst_equals "skewed sizes: destination == source" ex "$T/ex.json"
+assert_exit NAME="skewed sizes: verify -I accounts for every message (the state's UID map)" 0 \
+	dst_doveadm -o plugin/migrate_source_port="$PROXY_PORT" migrate verify -I -u ex
+rm -f "$(dst_home ex)"/.dovecot-migrate*
+assert_exit NAME="skewed sizes: run without state exits 0" 0 via_proxy ex -D
+dst_equals "skewed sizes, state lost: no duplicates" ex "$T/ex.json"
+assert_match "skewed sizes, state lost: matched by the body's size" \
+	'RFC822.SIZE [0-9]+ but a body of [0-9]+ bytes: matched' "$(cat "$T/run-ex.err")"
+check "change UIDVALIDITY of ex's INBOX" src_set_uidvalidity ex INBOX 8080
+assert_exit NAME="skewed sizes: run after a UIDVALIDITY change exits 0" 0 via_proxy ex
+dst_equals "skewed sizes, UIDVALIDITY changed: no duplicates" ex "$T/ex.json"
+proxy_stop
+
 section "4. safe delete mode"
 mkmsg "$T/deliver2.eml" deliver-2 "filed at the destination" "Only at the destination."
 check "deliver a message to the destination Work" dst_doveadm save -u alice -m Work <"$T/deliver2.eml"

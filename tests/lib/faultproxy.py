@@ -51,6 +51,11 @@ always knows message boundaries) and injects faults:
                                every I seconds (0.5) for D seconds (8), then
                                at full speed again
 
+  --size-skew N                RFC822.SIZE in FETCH responses is reported N
+                               bytes larger than the message the server
+                               sends (Exchange reports sizes that don't
+                               match BODY[])
+
 Stalls and trickles are logged under "slow": connection, offset, where
 (body-literal, literal or line) and how far into it, the literal's FETCH
 line, for a body its UID and the UID set of the FETCH command it answers,
@@ -255,6 +260,7 @@ class Proxy:
         self.bye_fetch = set(parse_int_list(args.bye_after_fetch))
         self.unavail_fetch = set(parse_int_list(args.unavailable_fetch))
         self.poison = parse_poison(args.poison)
+        self.size_skew = args.size_skew
         self.conn_count = 0
         self.open_conns = 0
         self.cuts_done = 0
@@ -525,6 +531,13 @@ class Conn:
 
     def filter_response(self, segs):
         line = first_line(segs)
+        if self.p.size_skew and line.startswith("* "):
+            # only in line segments: a literal is message data
+            skew = self.p.size_skew
+            segs = [(k, re.sub(rb"RFC822\.SIZE (\d+)",
+                               lambda m: b"RFC822.SIZE %d" % (int(m.group(1)) + skew),
+                               d)) if k == "line" else (k, d)
+                    for k, d in segs]
         if line.startswith("* ") and self.p.poison:
             m = re.match(r"\* \d+ FETCH \(", line)
             if m and len(segs) > 1:
@@ -808,6 +821,7 @@ def main():
     ap.add_argument("--trickle-secs", type=float, default=8)
     ap.add_argument("--trickle-bytes", type=int, default=2048)
     ap.add_argument("--trickle-interval", type=float, default=0.5)
+    ap.add_argument("--size-skew", type=int, default=0)
     ap.add_argument("--max-lifetime", type=float, default=900,
                     help="exit after this many seconds (a safety net)")
     args = ap.parse_args()

@@ -86,6 +86,21 @@ static void test_identity_no_message_id(void)
 	test_end();
 }
 
+static void test_identity_size_part(void)
+{
+	const char *base = "Message-ID: <x@y>\r\nSubject: s\r\n\r\n";
+	const char *a = identity(base, 100);
+
+	test_begin("identity: fingerprint and size part");
+	/* what an Exchange RFC822.SIZE of 100 becomes with the real size */
+	test_assert_strcmp(migrate_identity_with_size(a, 4321),
+			   identity(base, 4321));
+	test_assert_strcmp(migrate_identity_fingerprint(a),
+			   migrate_identity_fingerprint(identity(base, 7)));
+	test_assert(strchr(migrate_identity_fingerprint(a), '-') == NULL);
+	test_end();
+}
+
 static void test_identity_report_fields(void)
 {
 	struct migrate_identity_info info;
@@ -108,6 +123,7 @@ int main(void)
 		test_identity_stable,
 		test_identity_distinct,
 		test_identity_no_message_id,
+		test_identity_size_part,
 		test_identity_report_fields,
 		NULL
 	};
