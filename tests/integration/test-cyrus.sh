@@ -196,7 +196,7 @@ scenario() {
 		die "creating user.alice failed: $(tail -n 2 "$T/cy.out")"
 	# Cyrus refuses '"' in names and some corpus messages ("invalid header")
 	imaptool seed --host 127.0.0.1 --port "$CY_PORT" --user alice --password cpw-alice \
-		--corpus "$CORPUS" --layout "$seed_layout" --seed 11 --skip-refused \
+		--corpus "$CORPUS" --layout "$seed_layout" --seed 11 --limit 200 --skip-refused \
 		--skip-folder 'Say "hi"' >"$T/seed.out" 2>&1 ||
 		die "seeding Cyrus failed: $(tail -n 2 "$T/seed.out")"
 	info "$(head -n 2 "$T/seed.out" | cut -c1-160 | tr '\n' ' ')"
