@@ -104,20 +104,29 @@ assert_exit NAME="run without state exits 0" 0 migrate alice
 dst_equals "run without state: no duplicates, destination == source" alice "$T/src.json"
 
 # ------------------------------------------------------------ source changes
-# The same changes also go into a Maildir destination: there flags live in
-# the file names and an expunge removes a file, which only a plain (not
-# EXTERNAL) transaction does; the index alone would be overwritten by
-# Maildir's next sync.
+# The same changes also go into Maildir and mdbox destinations. On Maildir
+# the flags live in the file names and an expunge removes a file, which
+# only a plain (not EXTERNAL) transaction does: a change in the index alone
+# is overwritten by Maildir's next sync.
+OTHER_FORMATS="maildir mdbox"
 DST_SDBOX_DIR=$DST_DIR DST_SDBOX_PORT=$DST_PORT
-use_maildir() { DST_DIR="$T/dst-maildir" DST_PORT=$DST_MAILDIR_PORT DST_FORMAT=maildir; }
-use_sdbox() { DST_DIR=$DST_SDBOX_DIR DST_PORT=$DST_SDBOX_PORT DST_FORMAT=sdbox; }
-DST_DIR="$T/dst-maildir"
-dst_start --format maildir || die "maildir destination did not start"
-DST_MAILDIR_PORT=$DST_PORT
-dst_add_user md userdb_migrate_source_user=alice
-assert_exit NAME="Maildir: first run exits 0" 0 migrate md
-dst_equals "Maildir: destination == source" md "$T/src.json"
-use_sdbox
+declare -A FORMAT_PORT
+use_format() {
+	if [ "$1" = sdbox ]; then
+		DST_DIR=$DST_SDBOX_DIR DST_PORT=$DST_SDBOX_PORT DST_FORMAT=sdbox
+	else
+		DST_DIR="$T/dst-$1" DST_PORT=${FORMAT_PORT[$1]} DST_FORMAT=$1
+	fi
+}
+for f in $OTHER_FORMATS; do
+	DST_DIR="$T/dst-$f"
+	dst_start --format "$f" || die "$f destination did not start"
+	FORMAT_PORT[$f]=$DST_PORT
+	dst_add_user "u-$f" userdb_migrate_source_user=alice
+	assert_exit NAME="$f: first run exits 0" 0 migrate "u-$f"
+	dst_equals "$f: destination == source" "u-$f" "$T/src.json"
+done
+use_format sdbox
 
 # flag changes, new messages and expunges on the source
 assert_exit NAME="mutate the source" 0 src_mutate alice --seed 5 --flags 25 --append 12 --expunge 8
@@ -126,16 +135,21 @@ src_dump alice "$T/src2.json" || fail "source dump after mutate" "failed"
 assert_exit NAME="run -d after source changes exits 0" 0 dst_doveadm migrate run -d -u alice
 dst_equals "run -d after source changes: destination == source" alice "$T/src2.json"
 
-use_maildir
-assert_exit NAME="Maildir: run -d after source changes exits 0" 0 dst_doveadm migrate run -d -u md
-dst_equals "Maildir: flag changes, new mail and expunges arrived" md "$T/src2.json"
+for f in $OTHER_FORMATS; do
+	use_format "$f"
+	assert_exit NAME="$f: run -d after source changes exits 0" 0 dst_doveadm migrate run -d -u "u-$f"
+	dst_equals "$f: flag changes, new mail and expunges arrived" "u-$f" "$T/src2.json"
+done
 # flags of mail matched by identity (the state lost) are synced too
-assert_exit NAME="Maildir: more flag changes on the source" 0 src_mutate alice --seed 6 --flags 20
+assert_exit NAME="more flag changes on the source" 0 src_mutate alice --seed 6 --flags 20
 src_dump alice "$T/src2b.json" || fail "source dump after the flag changes" "failed"
-rm -f "$(dst_home md)"/.dovecot-migrate*
-assert_exit NAME="Maildir: run without state exits 0" 0 migrate md
-dst_equals "Maildir: the state lost, flags of matched mail follow the source" md "$T/src2b.json"
-use_sdbox
+for f in $OTHER_FORMATS; do
+	use_format "$f"
+	rm -f "$(dst_home "u-$f")"/.dovecot-migrate*
+	assert_exit NAME="$f: run without state exits 0" 0 migrate "u-$f"
+	dst_equals "$f: the state lost, flags of matched mail follow the source" "u-$f" "$T/src2b.json"
+done
+use_format sdbox
 
 # ------------------------------------------------------------ UIDVALIDITY change
 # Work: new UIDVALIDITY, same UIDs (doveadm mailbox update); INBOX: new
