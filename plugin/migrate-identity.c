@@ -92,11 +92,24 @@ migrate_identity_report_value(const unsigned char *value, size_t size,
 	return str_sanitize_utf8(str_c(str), MIGRATE_REPORT_FIELD_MAX);
 }
 
-const char *migrate_identity_fingerprint(const char *identity)
+static size_t migrate_identity_fingerprint_len(const char *identity)
 {
 	const char *p = strrchr(identity, '-');
 
-	return p == NULL ? identity : t_strdup_until(identity, p);
+	return p == NULL ? strlen(identity) : (size_t)(p - identity);
+}
+
+const char *migrate_identity_fingerprint(const char *identity)
+{
+	return t_strndup(identity, migrate_identity_fingerprint_len(identity));
+}
+
+bool migrate_identity_fingerprint_equals(const char *a, const char *b)
+{
+	size_t len = migrate_identity_fingerprint_len(a);
+
+	return len == migrate_identity_fingerprint_len(b) &&
+		memcmp(a, b, len) == 0;
 }
 
 const char *migrate_identity_with_size(const char *identity, uoff_t size)

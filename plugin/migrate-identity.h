@@ -36,6 +36,8 @@ void migrate_identity_compute(const unsigned char *header, size_t size,
 const char *migrate_identity_with_size(const char *identity, uoff_t size);
 /* The identity without its size part (the header fingerprint) */
 const char *migrate_identity_fingerprint(const char *identity);
+/* Whether two identities have the same header fingerprint */
+bool migrate_identity_fingerprint_equals(const char *a, const char *b);
 
 /* Normalise a Message-ID value: the <...> part, whitespace and comments
    removed, lowercased. NULL if it holds no usable id. */

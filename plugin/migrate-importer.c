@@ -65,6 +65,8 @@ struct migrate_msg {
 	bool verify_size;
 };
 
+HASH_TABLE_DEFINE_TYPE(migrate_uid_identity, void *, const char *);
+
 struct migrate_dest_ids {
 	ARRAY_TYPE(uint32_t) uids;
 	unsigned int used;
@@ -1420,7 +1422,6 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 	return 1;
 }
 
-/* Handle one reply. Returns 1 to go on, 0 when throttled, -1 on error. */
 /* The source's RFC822.SIZE isn't the size of the body it sends (Exchange
    does that): mail imported before has the body's size at the
    destination, so a message is matched by that size before it is saved
@@ -1446,6 +1447,7 @@ static void migrate_importer_claim_by_body(struct migrate_importer *imp,
 	imp->run->cur_done++;
 }
 
+/* Handle one reply. Returns 1 to go on, 0 when throttled, -1 on error. */
 static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 {
 	struct migrate_importer *imp = ctx->imp;
@@ -2256,35 +2258,38 @@ static bool migrate_verify_explained(struct migrate_importer *imp,
 /* A source whose RFC822.SIZE isn't the size of the body it sends
    (Exchange): its mail is at the destination with another size. The
    state's UID map says which destination mail it became; that mail must
-   still be there with the same header fingerprint. */
+   still be there with the same header fingerprint. dst_identities maps a
+   destination UID to its identity, built on first use. */
 static bool
 migrate_verify_by_uidmap(struct migrate_importer *imp,
-			 const struct migrate_msg *msg, bool state_valid)
+			 const struct migrate_msg *msg,
+			 HASH_TABLE_TYPE(migrate_uid_identity) *dst_identities)
 {
 	struct hash_iterate_context *iter;
 	struct migrate_dest_ids *ids;
-	const char *key, *fingerprint;
+	const char *key, *dst_identity;
+	const uint32_t *uidp;
 	uint32_t dst_uid;
-	unsigned int i, count;
-	const uint32_t *uids;
-	bool found = FALSE;
 
-	if (!state_valid)
-		return FALSE;
 	dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, msg->uid);
 	if (dst_uid == 0)
 		return FALSE;
-	fingerprint = migrate_identity_fingerprint(msg->identity);
-	iter = hash_table_iterate_init(imp->dest_ids);
-	while (!found && hash_table_iterate(iter, imp->dest_ids, &key, &ids)) {
-		if (strcmp(migrate_identity_fingerprint(key), fingerprint) != 0)
-			continue;
-		uids = array_get(&ids->uids, &count);
-		for (i = 0; i < count && !found; i++)
-			found = uids[i] == dst_uid;
+	if (!hash_table_is_created(*dst_identities)) {
+		hash_table_create_direct(dst_identities, imp->pool, 128);
+		iter = hash_table_iterate_init(imp->dest_ids);
+		while (hash_table_iterate(iter, imp->dest_ids, &key, &ids)) {
+			array_foreach(&ids->uids, uidp) {
+				hash_table_insert(*dst_identities,
+						  POINTER_CAST(*uidp), key);
+			}
+		}
+		hash_table_iterate_deinit(&iter);
 	}
-	hash_table_iterate_deinit(&iter);
-	return found;
+	dst_identity = hash_table_lookup(*dst_identities,
+					 POINTER_CAST(dst_uid));
+	return dst_identity != NULL &&
+		migrate_identity_fingerprint_equals(dst_identity,
+						    msg->identity);
 }
 
 int migrate_importer_verify(struct migrate_run *run,
@@ -2298,9 +2303,11 @@ int migrate_importer_verify(struct migrate_run *run,
 	ARRAY_TYPE(seq_range) all;
 	struct migrate_msg *msg;
 	const char *error;
+	HASH_TABLE_TYPE(migrate_uid_identity) dst_identities;
 	bool identities, state_valid;
 	int ret, state_ret;
 
+	i_zero(&dst_identities);
 	migrate_importer_init(&imp, run, folder);
 	identities = run->opts.identities || folder->dest.gmail_all_mail;
 	state_ret = migrate_state_folder_get(run->state, folder->src_name,
@@ -2378,7 +2385,8 @@ int migrate_importer_verify(struct migrate_run *run,
 	array_foreach_elem(&imp.msgs, msg) {
 		if (migrate_importer_dest_claim(&imp, msg->identity) != 0)
 			continue;
-		if (migrate_verify_by_uidmap(&imp, msg, state_valid))
+		if (state_valid &&
+		    migrate_verify_by_uidmap(&imp, msg, &dst_identities))
 			continue;
 		if (migrate_verify_explained(&imp, msg->uid)) {
 			folder->deferred++;
@@ -2394,6 +2402,8 @@ int migrate_importer_verify(struct migrate_run *run,
 	}
 	migrate_importer_remember(&imp);
 	folder->result = folder->unexplained == 0 ? "ok" : "missing";
+	if (hash_table_is_created(dst_identities))
+		hash_table_destroy(&dst_identities);
 	migrate_importer_deinit(&imp);
 	return 0;
 }

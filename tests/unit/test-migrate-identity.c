@@ -98,6 +98,9 @@ static void test_identity_size_part(void)
 	test_assert_strcmp(migrate_identity_fingerprint(a),
 			   migrate_identity_fingerprint(identity(base, 7)));
 	test_assert(strchr(migrate_identity_fingerprint(a), '-') == NULL);
+	test_assert(migrate_identity_fingerprint_equals(a, identity(base, 9)));
+	test_assert(!migrate_identity_fingerprint_equals(a, identity(
+		"Message-ID: <x@y>\r\nSubject: t\r\n\r\n", 100)));
 	test_end();
 }
 
