@@ -14,8 +14,10 @@ stop_dovecot_base_dirs() {
 		pid=$(cat "$d/master.pid" 2>/dev/null)
 		rm -f "$d/master.pid"
 		case "$pid" in '' | *[!0-9]*) continue ;; esac
-		# the pid file may be stale: only signal a dovecot master
-		grep -q dovecot "/proc/$pid/cmdline" 2>/dev/null || continue
+		# the pid file may be stale: only signal a dovecot master (or
+		# test-cyrus.sh's Cyrus master, which stops its imapds likewise)
+		grep -qE 'dovecot|cyrus/bin/master' "/proc/$pid/cmdline" 2>/dev/null ||
+			continue
 		kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
 	done
 	[ ${#pids[@]} -gt 0 ] || return 0
