@@ -441,6 +441,11 @@ static int migrate_run_list(struct migrate_run *run)
 		&code, &error);
 	if (ret < 0)
 		goto failed;
+	if (ret == 0) {
+		/* the folders are known; only their subscriptions aren't */
+		e_warning(run->event, "The source refused LSUB, subscriptions "
+			  "are not copied: %s", error);
+	}
 	return 0;
 failed:
 	run->error_code = ret < 0 ? code : MIGRATE_ERROR_PROTOCOL;

@@ -164,18 +164,7 @@ MAP='{"Entwürfe": "Drafts", "Old Stuff": "Archive"}'
 
 # run NAME [run options]: "migrate run" for $DU that exits 0 with no
 # Error/Panic/Fatal line in stderr
-run() {
-	local name=$1
-	shift
-	dst_doveadm -o plugin/migrate_source_port="$CY_PORT" migrate run -u "$DU" "$@" \
-		>"$T/run.out" 2>"$T/run.err"
-	local rc=$?
-	if [ $rc = 0 ] && ! grep -Eq 'Error|Panic|Fatal' "$T/run.err"; then
-		pass "$name"
-	else
-		fail "$name" "exit $rc: $(grep -E 'Error|Panic|Fatal' "$T/run.err" | head -n 3 | tr '\n' '|')"
-	fi
-}
+run() { run_clean "$1" "$CY_PORT" "$DU" "${@:2}"; }
 
 src_now() { cy_dump "$T/src.json" || die "dumping the Cyrus source failed"; }
 cy_mutate() {

@@ -742,6 +742,22 @@ one_line() {
 	fi
 }
 
+# run_clean NAME PORT USER [run options...]: "migrate run -u USER" against
+# the source on PORT passes when it exits 0 with no Error/Panic/Fatal line
+# in stderr; output in $T/run.out and $T/run.err
+run_clean() {
+	local name=$1 port=$2 user=$3 rc
+	shift 3
+	dst_doveadm -o plugin/migrate_source_port="$port" migrate run -u "$user" "$@" \
+		>"$T/run.out" 2>"$T/run.err"
+	rc=$?
+	if [ $rc = 0 ] && ! grep -Eq 'Error|Panic|Fatal' "$T/run.err"; then
+		pass "$name"
+	else
+		fail "$name" "exit $rc: $(grep -E 'Error|Panic|Fatal' "$T/run.err" | head -n 3 | tr '\n' '|')"
+	fi
+}
+
 # one_error NAME WANT-ERE [FILE]: exactly one Error/Fatal/Panic line in
 # FILE (default $LAST_ERR), and it matches WANT-ERE
 one_error() { one_line "$1" "${3:-$LAST_ERR}" 'Error|Fatal|Panic' "$2"; }

@@ -202,7 +202,9 @@ def connect(args):
     else:
         conn = imaplib.IMAP4(args.host, args.port, timeout=timeout)
     try:
-        conn.login(args.user, args.password)
+        # a PREAUTH greeting (an inetd-started server) needs no login
+        if conn.state != "AUTH":
+            conn.login(args.user, args.password)
     except imaplib.IMAP4.error as e:
         die("login as %s failed: %s" % (args.user, e), 1)
     # imaplib keeps the pre-login capabilities; NAMESPACE, UIDPLUS and
@@ -516,6 +518,8 @@ def cmd_seed(args):
 
     def put(logical, flags, date, body):
         nonlocal total_bytes
+        if args.system_flags:
+            flags = [f for f in flags if f.startswith("\\")]
         append(conn, server[logical], flags, date, body)
         counts[logical] += 1
         total_bytes += len(body)
@@ -554,8 +558,11 @@ def cmd_seed(args):
 
     for logical in all_folders:
         if logical in SUBSCRIBED:
-            check(conn.subscribe(acct.mailbox_arg(server[logical])),
-                  "SUBSCRIBE " + logical)
+            resp = conn.subscribe(acct.mailbox_arg(server[logical]))
+            if args.skip_refused and resp[0] != "OK":
+                refused.append("SUBSCRIBE " + logical)
+                continue
+            check(resp, "SUBSCRIBE " + logical)
     conn.logout()
 
     print("seeded %s: %d messages, %d bytes, %d corpus files, layout %s "
@@ -599,7 +606,8 @@ def cmd_dump(args):
         out[logical] = {"uidvalidity": uidvalidity, "messages": msgs}
     if "subscriptions" in out:
         die("a folder is called 'subscriptions': the dump format can't hold it", 1)
-    out["subscriptions"] = sorted({acct.to_logical(n) for n, _ in acct.list("LSUB")})
+    out["subscriptions"] = [] if args.no_subscriptions else \
+        sorted({acct.to_logical(n) for n, _ in acct.list("LSUB")})
     conn.logout()
     json.dump(out, sys.stdout, ensure_ascii=False, indent=1, sort_keys=True)
     sys.stdout.write("\n")
@@ -610,6 +618,7 @@ def cmd_dump(args):
 
 def describe(entry):
     s = "%s flags=%s date=%s" % (entry[0][:12], " ".join(entry[1]) or "-",
+                                "-" if entry[2] is None else
                                 datetime.datetime.fromtimestamp(
                                     entry[2], datetime.timezone.utc)
                                 .strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -618,7 +627,7 @@ def describe(entry):
     return s
 
 
-def load_dump(path, fmap, ignore, uids):
+def load_dump(path, fmap, ignore, uids, dates=True):
     with open(path, encoding="utf-8") as f:
         d = json.load(f)
     subs = d.pop("subscriptions", [])
@@ -630,6 +639,8 @@ def load_dump(path, fmap, ignore, uids):
         msgs = box["messages"]
         if not uids:
             msgs = [m[:3] for m in msgs]
+        if not dates:
+            msgs = [m[:2] + [None] + m[3:] for m in msgs]
         entry = folders.setdefault(name, {"uidvalidity": box["uidvalidity"],
                                            "messages": Counter()})
         entry["messages"].update(json.dumps(m) for m in msgs)
@@ -641,8 +652,8 @@ def load_dump(path, fmap, ignore, uids):
 def cmd_compare(args):
     fmap = json.loads(args.folders_map) if args.folders_map else {}
     ignore = args.ignore_folders or []
-    a, asubs = load_dump(args.a, fmap, ignore, args.uids)
-    b, bsubs = load_dump(args.b, {}, ignore, args.uids)
+    a, asubs = load_dump(args.a, fmap, ignore, args.uids, not args.ignore_dates)
+    b, bsubs = load_dump(args.b, {}, ignore, args.uids, not args.ignore_dates)
     diffs = 0
     for name in sorted(set(a) | set(b)):
         if name not in b:
@@ -730,6 +741,8 @@ def cmd_mutate(args):
 
     changes = Counter()
     flag_choices = ["\\Seen", "\\Answered", "\\Flagged", "$Forwarded", "Mutated"]
+    if args.system_flags:
+        flag_choices = [f for f in flag_choices if f.startswith("\\")]
     by_box = {}
     for box, uid in pick(args.flags):
         by_box.setdefault(box, []).append(uid)
@@ -753,6 +766,8 @@ def cmd_mutate(args):
         else:
             body = synthetic_message(args.seed, i, epoch)
         flags = random_flags(rng, acct.to_logical(box))
+        if args.system_flags:
+            flags = [f for f in flags if f.startswith("\\")]
         append(conn, box, [f for f in flags if f != "\\Deleted"],
                format_internaldate(epoch, tz), body)
         changes["append"] += 1
@@ -832,6 +847,8 @@ def main(argv=None):
     conn_opts(sp)
     sp.add_argument("--corpus", required=True)
     sp.add_argument("--layout", choices=["default", "courier", "gmail"], default="default")
+    sp.add_argument("--system-flags", action="store_true",
+                    help="no keywords (a server without PERMANENTFLAGS \\*)")
     sp.add_argument("--skip-refused", action="store_true",
                     help="leave out messages the server refuses to APPEND")
     sp.add_argument("--skip-folder", action="append", metavar="FOLDER",
@@ -844,6 +861,8 @@ def main(argv=None):
     sp = sub.add_parser("dump", help="dump an account as JSON")
     conn_opts(sp)
     sp.add_argument("--uids", action="store_true")
+    sp.add_argument("--no-subscriptions", action="store_true",
+                    help="no LSUB (a server that refuses it): an empty list")
 
     sp = sub.add_parser("compare", help="compare two dumps")
     sp.add_argument("a")
@@ -855,12 +874,17 @@ def main(argv=None):
     sp.add_argument("--uids", action="store_true", help="UIDs must match too")
     sp.add_argument("--uidvalidity", action="store_true",
                     help="UIDVALIDITY must match too")
+    sp.add_argument("--ignore-dates", action="store_true",
+                    help="leave INTERNALDATE out (a server whose dates change "
+                    "from session to session)")
     sp.add_argument("--ignore-subscriptions", action="store_true")
 
     sp = sub.add_parser("mutate", help="change an account deterministically")
     conn_opts(sp)
     sp.add_argument("--seed", default="1")
     sp.add_argument("--flags", type=int, default=0, help="flag changes")
+    sp.add_argument("--system-flags", action="store_true",
+                    help="no keywords (a server without PERMANENTFLAGS \\*)")
     sp.add_argument("--append", type=int, default=0, help="new messages")
     sp.add_argument("--expunge", type=int, default=0, help="messages to expunge")
     sp.add_argument("--folder", action="append",

@@ -12,7 +12,7 @@ PACKAGES=(
 	dovecot-core dovecot-imapd dovecot-dev dovecot-sqlite dovecot-pgsql
 	libpcre2-dev openssl python3
 	redis-server postgresql isync man-db time strace
-	cyrus-common sasl2-bin
+	cyrus-common sasl2-bin mailutils-imap4d
 )
 
 # The Cyrus IMAP server is a test source too (test-cyrus.sh), but Debian's
