@@ -1947,11 +1947,17 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		seq_range_array_add_range(&list_uids, 1, imp->fs.last_uid);
 	}
 	/* the prefetched listing is usable when it starts where this pass
-	   must start (a new folder, or the state still valid) */
+	   must start (a new folder, or the state still valid), and for a
+	   folder listed from UID 1 when it holds every message EXAMINE
+	   counted: mail that came after STATUS, or a server that numbers
+	   mail afresh in every session (GNU imap4d's unseen Maildir mail),
+	   is listed with the rest instead of waiting for the next run */
 	if (imp->relist_below == 0 && imp->prefetched &&
 	    imp->uidvalidity == folder->status_uidvalidity &&
 	    imp->prefetch_start == imp->fs.last_uid + 1 &&
-	    array_count(&imp->fs.items) == 0) {
+	    array_count(&imp->fs.items) == 0 &&
+	    (imp->prefetch_start != 1 ||
+	     array_count(&imp->msgs) >= imp->exists)) {
 		/* listed already, pipelined with EXAMINE */
 	} else {
 		migrate_importer_drain_flags(imp);

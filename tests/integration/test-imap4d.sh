@@ -10,15 +10,18 @@
 #     subscriptions;
 #   - new mail stays in new/ until a client SELECTs the folder, and until
 #     then every read-only session (EXAMINE and STATUS, all that migrate
-#     does) numbers it afresh under a new UIDVALIDITY. The test settles the
-#     folders first, as a mail client would; the product copes either way
-#     (identity fallback);
+#     does) numbers it afresh: under a new UIDVALIDITY for some folders,
+#     with new UIDs under the same UIDVALIDITY for others. A first run
+#     must still get all of it in one go (its EXAMINE sees UIDs above the
+#     UIDNEXT of its STATUS), and the second run must match it all by
+#     header identity. Then the test settles the folders, as a mail client
+#     would, and a second user is migrated from the settled state;
 #   - INTERNALDATE taken from the message's own date fields, with the
 #     session's clock for what they lack: it changes from session to
 #     session, so the comparisons leave dates out.
-# Checked: first run, second run, flag changes, new mail, the state dict
-# deleted: the destination equals the source (messages and flags) every
-# time.
+# Checked: unsettled first and second run; settled first run, second run,
+# flag changes, new mail, the state dict deleted: the destination equals
+# the source (messages and flags) every time.
 . "$(dirname "$0")/../lib/harness.sh"
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
@@ -88,46 +91,64 @@ EOF
 mu_tool seed --corpus "$CORPUS" --seed 11 --limit 120 --skip-refused \
 	--system-flags >"$T/seed.out" 2>&1 || die "seeding imap4d failed: $(tail -n 2 "$T/seed.out")"
 info "$(head -n 1 "$T/seed.out")"
-mu_settle || die "selecting the imap4d folders failed"
 
 dst_start || die "destination server did not start"
-dst_add_user mu
-dst_set_source_password mu unused
-
-run() { run_clean "$1" "$MU_PORT" "mu" "${@:2}"; }
-
-mu_dump
 # Entwürfe is a localized Drafts name
 MAP='{"Entwürfe": "Drafts"}'
-run "imap4d: first run exits 0 without an error line"
+equals() { dst_equals "$1" "$2" "$T/src.json" --ignore-subscriptions --ignore-dates --folders-map "$MAP"; }
+
+# --- unsettled: nobody has SELECTed the folders, so every session numbers
+# their mail afresh (new UIDVALIDITY for some folders, new UIDs under the
+# same UIDVALIDITY for others). User "fresh" sees only this state.
+dst_add_user fresh
+dst_set_source_password fresh unused
+mu_dump
+run_clean "imap4d (unsettled): first run exits 0 without an error line" "$MU_PORT" fresh
 one_line "imap4d: one warning: LSUB refused, subscriptions not copied" "$T/run.err" \
 	'Warning' 'refused LSUB'
-dst_equals "imap4d: destination == source (messages, flags)" mu "$T/src.json" \
-	--ignore-subscriptions --ignore-dates --folders-map "$MAP"
+# the listing with EXAMINE missed what this session numbered above the
+# UIDNEXT of the STATUS before it: it is listed again, not left for later
+equals "imap4d (unsettled): destination == source after one run (messages, flags)" fresh
+run_clean "imap4d (unsettled): second run exits 0" "$MU_PORT" fresh
+n=$(grep -c 'UIDVALIDITY changed' "$T/run.err")
+if [ "$n" -gt 0 ]; then
+	pass "imap4d (unsettled): $n folders came back under a new UIDVALIDITY"
+else
+	fail "imap4d (unsettled): folders came back under a new UIDVALIDITY" "no 'UIDVALIDITY changed' line"
+fi
+assert_eq "imap4d (unsettled): second run imports nothing (header identity)" \
+	"$(grep -Ec 'completed: [1-9][0-9]* imported' "$T/run.err")" 0
+equals "imap4d (unsettled): destination still == source" fresh
+
+# --- settled, as a mail client leaves the folders. (Going on with user
+# "fresh" across the settling is a known limit: mail whose UID changed
+# under the same UIDVALIDITY is taken for new mail, see the operator
+# guide.) APPEND ignored the flags: set some with STORE.
+mu_settle || die "selecting the imap4d folders failed"
+mu_tool mutate --seed 3 --flags 40 --system-flags >"$T/mutate.out" 2>&1 ||
+	die "setting flags on imap4d failed: $(tail -n 2 "$T/mutate.out")"
+dst_add_user mu
+dst_set_source_password mu unused
+run() { run_clean "$1" "$MU_PORT" mu "${@:2}"; }
+mu_dump
+run "imap4d: first run exits 0"
+equals "imap4d: destination == source (messages, flags)" mu
 
 run "imap4d: second run exits 0"
 assert_eq "imap4d: second run imports nothing" \
 	"$(grep -Ec 'completed: [1-9][0-9]* imported' "$T/run.err")" 0
-dst_equals "imap4d: destination still == source" mu "$T/src.json" --ignore-subscriptions --ignore-dates --folders-map "$MAP"
-
-# APPEND ignored the flags: set some with STORE
-mu_tool mutate --seed 3 --flags 40 --system-flags >"$T/mutate.out" 2>&1 ||
-	die "setting flags on imap4d failed: $(tail -n 2 "$T/mutate.out")"
-mu_dump
-run "imap4d: run after 40 flag changes exits 0"
-dst_equals "imap4d: flags arrived" mu "$T/src.json" --ignore-subscriptions --ignore-dates --folders-map "$MAP"
+equals "imap4d: destination still == source" mu
 
 mu_tool mutate --seed 5 --flags 15 --append 6 --system-flags >"$T/mutate.out" 2>&1 ||
 	die "changing imap4d failed: $(tail -n 2 "$T/mutate.out")"
 mu_settle || die "selecting the imap4d folders failed"
 mu_dump
 run "imap4d: run after flag changes and new mail exits 0"
-dst_equals "imap4d: flag changes and new mail arrived, nothing twice" mu "$T/src.json" \
-	--ignore-subscriptions --ignore-dates --folders-map "$MAP"
+equals "imap4d: flag changes and new mail arrived, nothing twice" mu
 
 rm -f "$(dst_home mu)"/.dovecot-migrate*
 run "imap4d: run with the state dict deleted exits 0"
-dst_equals "imap4d: state deleted: no duplicates" mu "$T/src.json" --ignore-subscriptions --ignore-dates --folders-map "$MAP"
+equals "imap4d: state deleted: no duplicates" mu
 
 stop_pid "$MU_PID"
 harness_done
