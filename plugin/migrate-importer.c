@@ -116,6 +116,9 @@ struct migrate_importer {
 	HASH_TABLE(const char *, void *) dest_fingerprints;
 	/* mail matched by the size of its body during the fetch */
 	bool late_claims;
+	/* destination UID -> the vanished source UID the state had it for
+	   (migrate_importer_relink_vanished()) */
+	HASH_TABLE(void *, void *) relinked;
 	/* sequence -> UID for FETCH replies whose UID follows the body */
 	ARRAY_TYPE(uint32_t) seq_uids;
 
@@ -477,9 +480,10 @@ static void migrate_importer_dest_status(struct migrate_importer *imp,
 				STATUS_UIDNEXT | STATUS_MESSAGES, status_r);
 }
 
-/* Read the identities of destination mail with UID >= min_uid. */
-static int migrate_importer_dest_scan(struct migrate_importer *imp,
-				      uint32_t min_uid)
+/* Read the identities of destination mail with these UIDs. */
+static int
+migrate_importer_dest_scan_uids(struct migrate_importer *imp,
+				const ARRAY_TYPE(seq_range) *uids)
 {
 	struct mailbox_transaction_context *t;
 	struct mail_search_args *search_args;
@@ -501,8 +505,9 @@ static int migrate_importer_dest_scan(struct migrate_importer *imp,
 	t = mailbox_transaction_begin(imp->box, 0, __func__);
 	search_args = mail_search_build_init();
 	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
-	p_array_init(&sarg->value.seqset, search_args->pool, 1);
-	seq_range_array_add_range(&sarg->value.seqset, min_uid, (uint32_t)-1);
+	p_array_init(&sarg->value.seqset, search_args->pool,
+		     array_count(uids));
+	array_append_array(&sarg->value.seqset, uids);
 	headers = mailbox_header_lookup_init(imp->box,
 					     migrate_identity_fields);
 	search_ctx = mailbox_search_init(t, search_args, NULL,
@@ -557,6 +562,17 @@ static int migrate_importer_dest_scan(struct migrate_importer *imp,
 	return ret;
 }
 
+/* Read the identities of destination mail with UID >= min_uid. */
+static int migrate_importer_dest_scan(struct migrate_importer *imp,
+				      uint32_t min_uid)
+{
+	ARRAY_TYPE(seq_range) uids;
+
+	t_array_init(&uids, 1);
+	seq_range_array_add_range(&uids, min_uid, (uint32_t)-1);
+	return migrate_importer_dest_scan_uids(imp, &uids);
+}
+
 /* Claim a destination message with this identity; 0 if none left. */
 static uint32_t migrate_importer_dest_claim(struct migrate_importer *imp,
 					    const char *identity)
@@ -569,6 +585,28 @@ static uint32_t migrate_importer_dest_claim(struct migrate_importer *imp,
 		return 0;
 	uidp = array_idx(&ids->uids, ids->used++);
 	return *uidp;
+}
+
+static void migrate_importer_item_resolved(struct migrate_importer *imp,
+					   uint32_t uid);
+
+/* msg is the destination mail dst_uid: link it in the UID map. If the
+   state had that mail for a source UID that has vanished since, that
+   mapping goes: delete mode must not expunge it as gone. */
+static void migrate_importer_link(struct migrate_importer *imp,
+				  struct migrate_msg *msg, uint32_t dst_uid)
+{
+	void *old_src_uid = !hash_table_is_created(imp->relinked) ? NULL :
+		hash_table_lookup(imp->relinked, POINTER_CAST(dst_uid));
+
+	if (old_src_uid != NULL) {
+		migrate_uidmap_remove(&imp->fs.uidmap,
+				      POINTER_CAST_TO(old_src_uid, uint32_t));
+	}
+	msg->action = MIGRATE_MSG_PRESENT;
+	msg->claimed_dst_uid = dst_uid;
+	migrate_uidmap_add(&imp->fs.uidmap, msg->uid, dst_uid);
+	migrate_importer_item_resolved(imp, msg->uid);
 }
 
 /* Listing: identities of the source messages to consider */
@@ -908,10 +946,7 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 		}
 		dst_uid = migrate_importer_dest_claim(imp, msg->identity);
 		if (dst_uid != 0) {
-			msg->action = MIGRATE_MSG_PRESENT;
-			msg->claimed_dst_uid = dst_uid;
-			migrate_uidmap_add(&imp->fs.uidmap, msg->uid, dst_uid);
-			migrate_importer_item_resolved(imp, msg->uid);
+			migrate_importer_link(imp, msg, dst_uid);
 			continue;
 		}
 		if (hash_table_count(imp->dest_fingerprints) > 0) T_BEGIN {
@@ -957,6 +992,100 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 		}
 		msg->action = MIGRATE_MSG_IMPORT;
 	}
+}
+
+/* New source UIDs while some the state knew have vanished: a message
+   moved out and back (a new UID for the same mail), or a server that
+   numbers mail afresh under the same UIDVALIDITY (GNU imap4d before a
+   client has SELECTed the folder). The destination copies of the vanished
+   UIDs are known to the state, so the scan for unknown destination mail
+   didn't offer them: offer them now, before their twins are saved again.
+   Costs a UID SEARCH and a header read of those copies, only then. */
+static int migrate_importer_relink_vanished(struct migrate_importer *imp,
+					    uint32_t last_uid)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_search_ctx ctx;
+	const struct migrate_uid_run *urun;
+	ARRAY_TYPE(seq_range) dst_uids;
+	struct migrate_msg *msg;
+	enum migrate_error code;
+	const char *error;
+	unsigned int new_count = 0, import_count = 0;
+	uint32_t uid, dst_uid;
+	int ret;
+
+	array_foreach_elem(&imp->msgs, msg) {
+		if (msg->uid > last_uid)
+			new_count++;
+		if (msg->action == MIGRATE_MSG_IMPORT)
+			import_count++;
+	}
+	/* nothing vanished: EXISTS is what the state saw plus the new */
+	if (!imp->state_valid || import_count == 0 || last_uid == 0 ||
+	    array_count(&imp->fs.uidmap) == 0 ||
+	    imp->exists >= imp->fs.src_messages + new_count)
+		return 0;
+
+	/* the flag listing sent with EXAMINE would reach the SEARCH's
+	   callback: the flag sync sends its own command instead */
+	migrate_importer_drain_flags(imp);
+	i_zero(&ctx);
+	ctx.imp = imp;
+	/* grown in migrate_search_cb, in another data stack frame */
+	p_array_init(&ctx.uids, imp->pool, 16);
+	ret = migrate_source_conn_run(run->conn,
+		t_strdup_printf("UID SEARCH UID 1:%u", last_uid),
+		(migrate_untagged_callback_t *)migrate_search_cb, &ctx,
+		&code, &error);
+	if (ret < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	if (ret == 0) {
+		/* refused: the new mail is imported as new */
+		e_warning(imp->event, "UID SEARCH: %s", error);
+		return 0;
+	}
+	if (!hash_table_is_created(imp->relinked))
+		hash_table_create_direct(&imp->relinked, imp->pool, 16);
+	else
+		hash_table_clear(imp->relinked, TRUE);
+	t_array_init(&dst_uids, 16);
+	array_foreach(&imp->fs.uidmap, urun) {
+		for (uid = urun->src_uid; uid < urun->src_uid + urun->count;
+		     uid++) {
+			if (uid > last_uid || seq_range_exists(&ctx.uids, uid))
+				continue;
+			dst_uid = urun->dst_uid + (uid - urun->src_uid);
+			seq_range_array_add(&dst_uids, dst_uid);
+			hash_table_update(imp->relinked, POINTER_CAST(dst_uid),
+					  POINTER_CAST(uid));
+		}
+	}
+	if (array_count(&dst_uids) == 0)
+		return 0;
+	if (migrate_importer_dest_scan_uids(imp, &dst_uids) < 0)
+		return -1;
+	e_debug(imp->event, "%u source UIDs vanished while %u new appeared: "
+		"matching the new ones against their destination copies",
+		seq_range_count(&dst_uids), new_count);
+	array_foreach_elem(&imp->msgs, msg) {
+		if (msg->action != MIGRATE_MSG_IMPORT)
+			continue;
+		dst_uid = migrate_importer_dest_claim(imp, msg->identity);
+		if (dst_uid != 0) {
+			migrate_importer_link(imp, msg, dst_uid);
+			continue;
+		}
+		if (!msg->verify_size) T_BEGIN {
+			msg->verify_size = hash_table_lookup(
+				imp->dest_fingerprints,
+				migrate_identity_fingerprint(msg->identity)) != NULL;
+		} T_END;
+	}
+	return 0;
 }
 
 static void migrate_importer_remember(struct migrate_importer *imp)
@@ -1439,10 +1568,7 @@ static void migrate_importer_claim_by_body(struct migrate_importer *imp,
 	e_debug(imp->event, "UID %u: RFC822.SIZE %"PRIuUOFF_T" but a body of "
 		"%"PRIuUOFF_T" bytes: matched destination UID %u", msg->uid,
 		msg->size, body_size, dst_uid);
-	msg->action = MIGRATE_MSG_PRESENT;
-	msg->claimed_dst_uid = dst_uid;
-	migrate_uidmap_add(&imp->fs.uidmap, msg->uid, dst_uid);
-	migrate_importer_item_resolved(imp, msg->uid);
+	migrate_importer_link(imp, msg, dst_uid);
 	imp->late_claims = TRUE;
 	imp->run->cur_done++;
 }
@@ -1972,6 +2098,8 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	    migrate_importer_list_missing(imp, &list_uids) < 0)
 		return -1;
 	migrate_importer_classify(imp);
+	if (migrate_importer_relink_vanished(imp, imp->fs.last_uid) < 0)
+		return -1;
 	if (migrate_importer_sync_claimed(imp) < 0)
 		return -1;
 
@@ -2085,6 +2213,8 @@ static void migrate_importer_deinit(struct migrate_importer *imp)
 	hash_table_destroy(&imp->msgs_by_uid);
 	hash_table_destroy(&imp->dest_ids);
 	hash_table_destroy(&imp->dest_fingerprints);
+	if (hash_table_is_created(imp->relinked))
+		hash_table_destroy(&imp->relinked);
 	event_unref(&imp->event);
 	pool_unref(&imp->pool);
 	imp->run->cur_folder = NULL;

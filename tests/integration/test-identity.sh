@@ -579,6 +579,41 @@ assert_exit NAME="skewed sizes: run after a UIDVALIDITY change exits 0" 0 via_pr
 dst_equals "skewed sizes, UIDVALIDITY changed: no duplicates" ex "$T/ex.json"
 proxy_stop
 
+section "3g. a message moved out and back (a new UID, the same mail)"
+# The state knows the old UID; it vanished while a new one appeared. The
+# new UID must be matched against the old UID's destination copy: no
+# second copy, and with -d the copy isn't expunged as gone.
+src_add_user mv spw-mv
+dst_add_user mv
+src_seed mv --seed 17 --limit 30 >"$T/seed-mv.out" 2>&1 || die "seeding mv failed"
+assert_exit NAME="moved: first run exits 0" 0 migrate mv
+cat >"$T/mv.py" <<'EOF'
+import argparse, os, sys
+sys.path.insert(0, os.environ["HARNESS_LIB"])
+import imaptool as it
+c = it.connect(argparse.Namespace(host="127.0.0.1", port=int(sys.argv[1]),
+    user="mv", password="spw-mv", ssl=False, cafile=None, timeout=60))
+acct = it.Account(c)
+work = acct.mailbox_arg(acct.to_server("Work"))
+acct.select("INBOX", readonly=False)
+uids = acct.uids()[:3]
+it.check(c.uid("MOVE", ",".join(map(str, uids)), work), "UID MOVE")
+acct.select(acct.to_server("Work"), readonly=False)
+back = acct.uids()[-3:]
+it.check(c.uid("MOVE", ",".join(map(str, back)), "INBOX"), "UID MOVE back")
+c.logout()
+print("moved INBOX UIDs %s to Work and back" % uids)
+EOF
+HARNESS_LIB=$HARNESS_LIB check "move 3 INBOX messages to Work and back on the source" \
+	python3 "$T/mv.py" "$SRC_PORT"
+src_dump mv "$T/mv.json" || die "source dump of mv failed"
+assert_exit NAME="moved: run exits 0" 0 migrate mv -D
+dst_equals "moved: no second copy in INBOX" mv "$T/mv.json"
+assert_match "moved: the new UIDs were matched to the vanished ones' copies" \
+	'3 source UIDs vanished while 3 new appeared' "$(cat "$LAST_ERR")"
+assert_exit NAME="moved: run -d exits 0" 0 dst_doveadm migrate run -d -u mv
+dst_equals "moved: -d expunged nothing that is still on the source" mv "$T/mv.json"
+
 section "4. safe delete mode"
 mkmsg "$T/deliver2.eml" deliver-2 "filed at the destination" "Only at the destination."
 check "deliver a message to the destination Work" dst_doveadm save -u alice -m Work <"$T/deliver2.eml"
