@@ -763,6 +763,35 @@ static void migrate_search_cb(const struct migrate_reply *reply,
 	}
 }
 
+/* UID SEARCH UID <uidset> into uids_r (from imp->pool). Returns 1, 0 when
+   the server refused (error_r set), -1 when the run fails (run->error). */
+static int migrate_importer_search_uids(struct migrate_importer *imp,
+					const char *uidset,
+					ARRAY_TYPE(seq_range) *uids_r,
+					const char **error_r)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_search_ctx ctx;
+	enum migrate_error code;
+	int ret;
+
+	i_zero(&ctx);
+	ctx.imp = imp;
+	/* grown in migrate_search_cb, in another data stack frame */
+	p_array_init(&ctx.uids, imp->pool, 16);
+	ret = migrate_source_conn_run(run->conn,
+		t_strconcat("UID SEARCH UID ", uidset, NULL),
+		(migrate_untagged_callback_t *)migrate_search_cb, &ctx,
+		&code, error_r);
+	if (ret < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, *error_r);
+		return -1;
+	}
+	*uids_r = ctx.uids;
+	return ret;
+}
+
 /* Messages the listing couldn't read (the server said NO) still exist:
    record them as failed items so the high-water mark can't pass them
    silently and a later run retries them. */
@@ -770,32 +799,19 @@ static int migrate_importer_list_missing(struct migrate_importer *imp,
 					 const ARRAY_TYPE(seq_range) *range)
 {
 	struct migrate_run *run = imp->run;
-	struct migrate_search_ctx ctx;
+	ARRAY_TYPE(seq_range) uids;
 	struct seq_range_iter iter;
 	struct migrate_msg *msg;
-	enum migrate_error code;
 	const char *error;
 	unsigned int n = 0;
 	uint32_t uid;
-	string_t *cmd;
-	int ret;
+	string_t *set;
 
-	i_zero(&ctx);
-	ctx.imp = imp;
-	/* grown in migrate_search_cb, in another data stack frame */
-	p_array_init(&ctx.uids, imp->pool, 16);
-	cmd = t_str_new(128);
-	str_append(cmd, "UID SEARCH UID ");
-	imap_write_seq_range(cmd, range);
-	ret = migrate_source_conn_run(run->conn, str_c(cmd),
-		(migrate_untagged_callback_t *)migrate_search_cb, &ctx,
-		&code, &error);
-	if (ret < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+	set = t_str_new(128);
+	imap_write_seq_range(set, range);
+	if (migrate_importer_search_uids(imp, str_c(set), &uids, &error) < 0)
 		return -1;
-	}
-	seq_range_array_iter_init(&iter, &ctx.uids);
+	seq_range_array_iter_init(&iter, &uids);
 	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
 		if (hash_table_lookup(imp->msgs_by_uid,
 				      POINTER_CAST(uid)) != NULL)
@@ -1004,12 +1020,9 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 static int migrate_importer_relink_vanished(struct migrate_importer *imp,
 					    uint32_t last_uid)
 {
-	struct migrate_run *run = imp->run;
-	struct migrate_search_ctx ctx;
 	const struct migrate_uid_run *urun;
-	ARRAY_TYPE(seq_range) dst_uids;
+	ARRAY_TYPE(seq_range) present, dst_uids;
 	struct migrate_msg *msg;
-	enum migrate_error code;
 	const char *error;
 	unsigned int new_count = 0, import_count = 0;
 	uint32_t uid, dst_uid;
@@ -1030,19 +1043,10 @@ static int migrate_importer_relink_vanished(struct migrate_importer *imp,
 	/* the flag listing sent with EXAMINE would reach the SEARCH's
 	   callback: the flag sync sends its own command instead */
 	migrate_importer_drain_flags(imp);
-	i_zero(&ctx);
-	ctx.imp = imp;
-	/* grown in migrate_search_cb, in another data stack frame */
-	p_array_init(&ctx.uids, imp->pool, 16);
-	ret = migrate_source_conn_run(run->conn,
-		t_strdup_printf("UID SEARCH UID 1:%u", last_uid),
-		(migrate_untagged_callback_t *)migrate_search_cb, &ctx,
-		&code, &error);
-	if (ret < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+	ret = migrate_importer_search_uids(imp,
+		t_strdup_printf("1:%u", last_uid), &present, &error);
+	if (ret < 0)
 		return -1;
-	}
 	if (ret == 0) {
 		/* refused: the new mail is imported as new */
 		e_warning(imp->event, "UID SEARCH: %s", error);
@@ -1056,7 +1060,7 @@ static int migrate_importer_relink_vanished(struct migrate_importer *imp,
 	array_foreach(&imp->fs.uidmap, urun) {
 		for (uid = urun->src_uid; uid < urun->src_uid + urun->count;
 		     uid++) {
-			if (uid > last_uid || seq_range_exists(&ctx.uids, uid))
+			if (uid > last_uid || seq_range_exists(&present, uid))
 				continue;
 			dst_uid = urun->dst_uid + (uid - urun->src_uid);
 			seq_range_array_add(&dst_uids, dst_uid);
