@@ -22,6 +22,7 @@
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
 #include "migrate-run.h"
+#include "migrate-workers.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -430,6 +431,7 @@ static int migrate_importer_dest_open(struct migrate_importer *imp)
 
 	ns = mail_namespace_find(run->user->namespaces, folder->dest.vname);
 	imp->box = mailbox_alloc(ns->list, folder->dest.vname, 0);
+	migrate_workers_dest_lock(run);
 	if (mailbox_exists(imp->box, TRUE, &existence) < 0)
 		goto failed;
 	i_zero(&update);
@@ -463,8 +465,10 @@ static int migrate_importer_dest_open(struct migrate_importer *imp)
 	/* setting it again is harmless; reading it needs a list refresh */
 	if (folder->subscribed && run->set->subscriptions)
 		(void)mailbox_set_subscribed(imp->box, TRUE);
+	migrate_workers_dest_unlock(run);
 	return 0;
 failed:
+	migrate_workers_dest_unlock(run);
 	error = mailbox_get_last_internal_error(imp->box, &mail_error);
 	run->error_code = MIGRATE_ERROR_DESTINATION;
 	run->error = p_strdup_printf(run->pool,

@@ -71,6 +71,8 @@ struct migrate_workers {
 	/* one throttle budget: every worker holds off until then (ms since
 	   the epoch, atomic) */
 	int64_t throttle_until_msecs;
+	/* the worker creating or opening a destination folder (atomic) */
+	pid_t dest_lock_pid;
 	struct migrate_worker_slot *slots;
 	struct migrate_worker_job *jobs;
 	/* worker_count slots, then job_count jobs */
@@ -431,6 +433,53 @@ unsigned int migrate_workers_throttle_wait(struct migrate_run *run)
 		return 0;
 	now = migrate_workers_now_msecs();
 	return until > now ? (unsigned int)(until - now) : 0;
+}
+
+/* Two processes of one user creating or opening mailboxes at once can
+   deadlock on Dovecot's list index lock and a mailbox index lock (the
+   kernel says EDEADLK, lib-index panics): workers do that one at a time.
+   A holder that died can't unlock: its lock is taken over. */
+#define MIGRATE_DEST_LOCK_WAIT_MSECS (120*1000)
+void migrate_workers_dest_lock(struct migrate_run *run)
+{
+	struct migrate_workers *w = run->workers;
+	pid_t me = getpid(), cur;
+	unsigned int waited = 0;
+
+	if (!run->worker || w == NULL)
+		return;
+	for (;;) {
+		cur = 0;
+		if (__atomic_compare_exchange_n(&w->dest_lock_pid, &cur, me,
+						FALSE, __ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST) || cur == me)
+			return;
+		if (kill(cur, 0) < 0 && errno == ESRCH) {
+			(void)__atomic_compare_exchange_n(&w->dest_lock_pid,
+				&cur, 0, FALSE, __ATOMIC_SEQ_CST,
+				__ATOMIC_SEQ_CST);
+			continue;
+		}
+		if (waited >= MIGRATE_DEST_LOCK_WAIT_MSECS) {
+			e_warning(run->event, "Waited %u s for worker %ld to "
+				  "open its destination folder: going on",
+				  waited / 1000, (long)cur);
+			return;
+		}
+		usleep(2000);
+		waited += 2;
+	}
+}
+
+void migrate_workers_dest_unlock(struct migrate_run *run)
+{
+	struct migrate_workers *w = run->workers;
+	pid_t me = getpid();
+
+	if (!run->worker || w == NULL)
+		return;
+	(void)__atomic_compare_exchange_n(&w->dest_lock_pid, &me, 0, FALSE,
+					  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
 
 /* parent side */

@@ -32,6 +32,10 @@ int migrate_workers_run(struct migrate_run *run,
    throttle code (one throttle budget for all workers). */
 void migrate_workers_saved(struct migrate_run *run);
 void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs);
+/* Around creating and opening a destination folder in a worker (no-ops
+   elsewhere): one worker at a time. */
+void migrate_workers_dest_lock(struct migrate_run *run);
+void migrate_workers_dest_unlock(struct migrate_run *run);
 /* msecs to wait because another worker was throttled, or 0 */
 unsigned int migrate_workers_throttle_wait(struct migrate_run *run);
 
