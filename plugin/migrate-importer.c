@@ -613,6 +613,19 @@ static void migrate_importer_link(struct migrate_importer *imp,
 	migrate_importer_item_resolved(imp, msg->uid);
 }
 
+/* No destination mail has msg's identity: if some has its header
+   fingerprint with another size, the body's size decides at the fetch. */
+static void migrate_importer_check_fingerprint(struct migrate_importer *imp,
+					       struct migrate_msg *msg)
+{
+	if (msg->verify_size || hash_table_count(imp->dest_fingerprints) == 0)
+		return;
+	T_BEGIN {
+		msg->verify_size = hash_table_lookup(imp->dest_fingerprints,
+			migrate_identity_fingerprint(msg->identity)) != NULL;
+	} T_END;
+}
+
 /* Listing: identities of the source messages to consider */
 
 static void migrate_list_cb(const struct migrate_reply *reply,
@@ -969,11 +982,7 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 			migrate_importer_link(imp, msg, dst_uid);
 			continue;
 		}
-		if (hash_table_count(imp->dest_fingerprints) > 0) T_BEGIN {
-			msg->verify_size = hash_table_lookup(
-				imp->dest_fingerprints,
-				migrate_identity_fingerprint(msg->identity)) != NULL;
-		} T_END;
+		migrate_importer_check_fingerprint(imp, msg);
 		if (migrate_msg_gmail_labelled(imp, msg)) {
 			/* labelled mail: it's in its label folder already */
 			msg->action = MIGRATE_MSG_DUPLICATE;
@@ -1087,11 +1096,7 @@ static int migrate_importer_relink_vanished(struct migrate_importer *imp,
 			migrate_importer_link(imp, msg, dst_uid);
 			continue;
 		}
-		if (!msg->verify_size) T_BEGIN {
-			msg->verify_size = hash_table_lookup(
-				imp->dest_fingerprints,
-				migrate_identity_fingerprint(msg->identity)) != NULL;
-		} T_END;
+		migrate_importer_check_fingerprint(imp, msg);
 	}
 	return 0;
 }
