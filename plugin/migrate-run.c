@@ -1023,7 +1023,12 @@ int migrate_run_execute(struct migrate_run *run)
 	const char *error;
 	int ret;
 
-	if (migrate_settings_read(run->user, run->pool, &set, &error) < 0) {
+	/* a misspelled setting fails a run (it would migrate with the
+	   wrong value); plan and verify only warn */
+	if (migrate_settings_check_names(run->user,
+			run->opts.mode == MIGRATE_RUN_MODE_IMPORT,
+			&error) < 0 ||
+	    migrate_settings_read(run->user, run->pool, &set, &error) < 0) {
 		run->error_code = MIGRATE_ERROR_CONFIG;
 		run->error = p_strdup(run->pool, error);
 		return -1;

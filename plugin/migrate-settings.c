@@ -10,9 +10,11 @@
 #include "mail-storage-settings.h"
 #include "mail-storage-service.h"
 #include "safe-memset.h"
+#include "array.h"
 #include "migrate-settings.h"
 
 #include <stdio.h>
+#include <stddef.h>
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -21,72 +23,311 @@
 #define MIGRATE_PASSWORD_ENV "MIGRATE_SOURCE_PASSWORD"
 #define MIGRATE_PASSWORD_FILE_MAX 4096
 
+#define FIELD(name) offsetof(struct migrate_settings, name)
+#define NO_FIELD MIGRATE_SETTING_NO_FIELD
+
+/* Every migrate_* setting, once. A name not in here is reported as
+   unknown; reading one that isn't in here is a programming error. */
+const struct migrate_setting_def migrate_setting_defs[] = {
+	{ "migrate_source_host", MIGRATE_SETTING_STR, "", FIELD(source_host) },
+	{ "migrate_source_port", MIGRATE_SETTING_UINT, "", NO_FIELD },
+	{ "migrate_source_ssl", MIGRATE_SETTING_ENUM, "imaps:starttls:no",
+	  NO_FIELD },
+	{ "migrate_source_ssl_verify", MIGRATE_SETTING_BOOL, "yes",
+	  FIELD(source_ssl_verify) },
+	{ "migrate_source_ssl_ca_file", MIGRATE_SETTING_STR, "",
+	  FIELD(source_ssl_ca_file) },
+	{ "migrate_source_user", MIGRATE_SETTING_STR, "", FIELD(source_user) },
+	{ "migrate_source_password", MIGRATE_SETTING_STR, "", NO_FIELD },
+	{ "migrate_source_password_file", MIGRATE_SETTING_STR, "", NO_FIELD },
+	{ "migrate_source_oauth2_token", MIGRATE_SETTING_STR, "", NO_FIELD },
+	{ "migrate_source_oauth2_token_command", MIGRATE_SETTING_STR, "",
+	  FIELD(source_oauth2_token_command) },
+	{ "migrate_source_master_user", MIGRATE_SETTING_STR, "",
+	  FIELD(source_master_user) },
+	{ "migrate_source_sasl_mechanisms", MIGRATE_SETTING_STR, "",
+	  FIELD(source_sasl_mechanisms) },
+	{ "migrate_source_timeout", MIGRATE_SETTING_SECS, "120",
+	  FIELD(source_timeout_secs) },
+	{ "migrate_source_rawlog_dir", MIGRATE_SETTING_STR, "",
+	  FIELD(source_rawlog_dir) },
+	{ "migrate_source_compress", MIGRATE_SETTING_BOOL, "yes",
+	  FIELD(source_compress) },
+
+	{ "migrate_state_dict", MIGRATE_SETTING_STR, "", NO_FIELD },
+	{ "migrate_lock_timeout", MIGRATE_SETTING_SECS, "600",
+	  FIELD(lock_timeout_secs) },
+
+	{ "migrate_automap", MIGRATE_SETTING_BOOL, "yes", FIELD(automap) },
+	{ "migrate_folder_map", MIGRATE_SETTING_STR, "", FIELD(folder_map) },
+	{ "migrate_include", MIGRATE_SETTING_STR, "", FIELD(include) },
+	{ "migrate_exclude", MIGRATE_SETTING_STR, "", FIELD(exclude) },
+	{ "migrate_subscriptions", MIGRATE_SETTING_BOOL, "yes",
+	  FIELD(subscriptions) },
+	{ "migrate_preserve_uids", MIGRATE_SETTING_BOOL, "yes",
+	  FIELD(preserve_uids) },
+	{ "migrate_dedupe_across_folders", MIGRATE_SETTING_BOOL, "no",
+	  FIELD(dedupe_across_folders) },
+	/* set but empty: skip nothing (empty isn't the default here) */
+	{ "migrate_gmail_skip", MIGRATE_SETTING_STR, "\\Junk \\Trash",
+	  NO_FIELD },
+
+	{ "migrate_batch_messages", MIGRATE_SETTING_UINT, "500",
+	  FIELD(batch_messages) },
+	{ "migrate_batch_bytes", MIGRATE_SETTING_SIZE, "64M",
+	  FIELD(batch_bytes) },
+	{ "migrate_fsync", MIGRATE_SETTING_ENUM, "batch:mail", NO_FIELD },
+	{ "migrate_pipeline_depth", MIGRATE_SETTING_UINT, "200",
+	  FIELD(pipeline_depth) },
+	{ "migrate_parallel_folders", MIGRATE_SETTING_UINT, "4",
+	  FIELD(parallel_folders) },
+	{ "migrate_max_messages_per_second", MIGRATE_SETTING_UINT, "0",
+	  FIELD(max_messages_per_second) },
+	{ "migrate_max_bytes_per_second", MIGRATE_SETTING_SIZE, "0",
+	  FIELD(max_bytes_per_second) },
+	{ "migrate_max_connections", MIGRATE_SETTING_UINT, "0",
+	  FIELD(max_connections) },
+	{ "migrate_connection_slots_dir", MIGRATE_SETTING_STR, "", NO_FIELD },
+
+	{ "migrate_reconnect_max", MIGRATE_SETTING_UINT, "10",
+	  FIELD(reconnect_max) },
+	{ "migrate_backoff_max", MIGRATE_SETTING_SECS, "300",
+	  FIELD(backoff_max_secs) },
+	{ "migrate_throttle_max_wait", MIGRATE_SETTING_SECS, "3600",
+	  FIELD(throttle_max_wait_secs) },
+	{ "migrate_errors_max", MIGRATE_SETTING_UINT, "50",
+	  FIELD(errors_max) },
+	{ "migrate_item_retries", MIGRATE_SETTING_UINT, "3",
+	  FIELD(item_retries) },
+	{ "migrate_max_message_size", MIGRATE_SETTING_SIZE, "2G",
+	  FIELD(max_message_size) },
+
+	{ "migrate_max_size", MIGRATE_SETTING_SIZE, "", FIELD(max_size) },
+	{ "migrate_min_size", MIGRATE_SETTING_SIZE, "", FIELD(min_size) },
+	{ "migrate_since", MIGRATE_SETTING_DATE, "", FIELD(since) },
+	{ "migrate_before", MIGRATE_SETTING_DATE, "", FIELD(before) },
+};
+const unsigned int migrate_setting_defs_count =
+	N_ELEMENTS(migrate_setting_defs);
+
+const struct migrate_setting_def *migrate_setting_find(const char *name)
+{
+	for (unsigned int i = 0; i < N_ELEMENTS(migrate_setting_defs); i++) {
+		if (strcmp(migrate_setting_defs[i].name, name) == 0)
+			return &migrate_setting_defs[i];
+	}
+	return NULL;
+}
+
+/* The value as set, NULL when unset or empty */
 static const char *
 migrate_getenv(struct mail_user *user, const char *name)
 {
-	const char *value = mail_user_plugin_getenv(user, name);
+	const char *value;
 
+	if (migrate_setting_find(name) == NULL)
+		i_panic("migrate setting %s is missing in migrate_setting_defs",
+			name);
+	value = mail_user_plugin_getenv(user, name);
 	return value == NULL || *value == '\0' ? NULL : value;
 }
 
 static int
-migrate_get_bool(struct mail_user *user, const char *name, bool def,
-		 bool *value_r, const char **error_r)
+migrate_parse_bool(const char *value, bool *value_r)
 {
-	const char *value = migrate_getenv(user, name);
-
-	if (value == NULL) {
-		*value_r = def;
-		return 0;
-	}
 	if (strcasecmp(value, "yes") == 0 || strcasecmp(value, "y") == 0 ||
 	    strcmp(value, "1") == 0 || strcasecmp(value, "true") == 0)
 		*value_r = TRUE;
 	else if (strcasecmp(value, "no") == 0 || strcasecmp(value, "n") == 0 ||
 		 strcmp(value, "0") == 0 || strcasecmp(value, "false") == 0)
 		*value_r = FALSE;
-	else {
-		*error_r = t_strdup_printf(
-			"Invalid setting %s=%s: expected yes or no", name, value);
+	else
 		return -1;
-	}
 	return 0;
 }
 
-static int
-migrate_get_uint(struct mail_user *user, const char *name, unsigned int def,
-		 unsigned int *value_r, const char **error_r)
+int migrate_settings_parse_secs(const char *str, unsigned int *secs_r,
+				const char **error_r)
 {
-	const char *value = migrate_getenv(user, name);
-
-	if (value == NULL) {
-		*value_r = def;
+	/* a plain number is seconds (Dovecot's parser wants a unit) */
+	if (str_to_uint(str, secs_r) == 0)
 		return 0;
-	}
-	if (str_to_uint(value, value_r) < 0) {
-		*error_r = t_strdup_printf(
-			"Invalid setting %s=%s: expected a number", name, value);
-		return -1;
-	}
-	return 0;
+	return settings_get_time(str, secs_r, error_r);
 }
 
-/* A time interval: plain seconds or Dovecot's "2 mins" style */
+/* Parse one value of a table setting into its field */
 static int
-migrate_get_secs(struct mail_user *user, const char *name, unsigned int def,
-		 unsigned int *value_r, const char **error_r)
+migrate_setting_parse(const struct migrate_setting_def *def,
+		      const char *value, void *field, pool_t pool,
+		      const char **error_r)
 {
-	const char *value = migrate_getenv(user, name), *error;
+	const char *error = NULL;
+	int ret = 0;
 
-	if (value == NULL) {
-		*value_r = def;
-		return 0;
+	switch (def->type) {
+	case MIGRATE_SETTING_STR:
+		*(const char **)field = p_strdup_empty(pool, value);
+		break;
+	case MIGRATE_SETTING_BOOL:
+		if (migrate_parse_bool(value, field) < 0) {
+			error = "expected yes or no";
+			ret = -1;
+		}
+		break;
+	case MIGRATE_SETTING_UINT:
+		if (str_to_uint(value, field) < 0) {
+			error = "expected a number";
+			ret = -1;
+		}
+		break;
+	case MIGRATE_SETTING_SECS:
+		ret = migrate_settings_parse_secs(value, field, &error);
+		break;
+	case MIGRATE_SETTING_SIZE:
+		ret = settings_get_size(value, field, &error);
+		break;
+	case MIGRATE_SETTING_DATE:
+		if (migrate_settings_parse_date(value, ioloop_time,
+						field) < 0) {
+			error = "expected YYYY-MM-DD or an age like 90d, 12w, "
+				"6months, 1y";
+			ret = -1;
+		}
+		break;
+	case MIGRATE_SETTING_ENUM:
+		i_unreached();
 	}
-	if (settings_get_time(value, value_r, &error) < 0) {
+	if (ret < 0) {
 		*error_r = t_strdup_printf("Invalid setting %s=%s: %s",
-					   name, value, error);
+					   def->name, value, error);
+	}
+	return ret;
+}
+
+/* Read every table setting that has a field: the value set, or else the
+   default. */
+static int
+migrate_settings_read_table(struct mail_user *user, pool_t pool,
+			    struct migrate_settings *set,
+			    const char **error_r)
+{
+	for (unsigned int i = 0; i < N_ELEMENTS(migrate_setting_defs); i++) {
+		const struct migrate_setting_def *def = &migrate_setting_defs[i];
+		const char *value;
+
+		if (def->offset == MIGRATE_SETTING_NO_FIELD)
+			continue;
+		value = migrate_getenv(user, def->name);
+		if (value == NULL) {
+			/* "" = unset: 0, NULL or FALSE */
+			if (def->default_value[0] == '\0')
+				continue;
+			value = def->default_value;
+		}
+		if (migrate_setting_parse(def, value,
+					  PTR_OFFSET(set, def->offset),
+					  pool, error_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Edit distance (insert, delete, substitute, swap two neighbours) */
+unsigned int migrate_settings_name_distance(const char *a, const char *b)
+{
+	size_t alen = strlen(a), blen = strlen(b), i, j;
+	unsigned int *d, cost, best;
+
+	d = t_new(unsigned int, (alen + 1) * (blen + 1));
+#define D(i, j) d[(i) * (blen + 1) + (j)]
+	for (i = 0; i <= alen; i++)
+		D(i, 0) = i;
+	for (j = 0; j <= blen; j++)
+		D(0, j) = j;
+	for (i = 1; i <= alen; i++) {
+		for (j = 1; j <= blen; j++) {
+			cost = a[i-1] == b[j-1] ? 0 : 1;
+			best = D(i-1, j-1) + cost;
+			best = I_MIN(best, D(i-1, j) + 1);
+			best = I_MIN(best, D(i, j-1) + 1);
+			if (i > 1 && j > 1 && a[i-1] == b[j-2] &&
+			    a[i-2] == b[j-1])
+				best = I_MIN(best, D(i-2, j-2) + 1);
+			D(i, j) = best;
+		}
+	}
+	best = D(alen, blen);
+#undef D
+	return best;
+}
+
+const char *migrate_settings_nearest_name(const char *name,
+					  unsigned int *distance_r)
+{
+	const char *nearest = NULL;
+	unsigned int dist, best = UINT_MAX;
+
+	for (unsigned int i = 0; i < N_ELEMENTS(migrate_setting_defs); i++) {
+		dist = migrate_settings_name_distance(
+			name, migrate_setting_defs[i].name);
+		if (dist < best) {
+			best = dist;
+			nearest = migrate_setting_defs[i].name;
+		}
+	}
+	*distance_r = best;
+	return nearest;
+}
+
+const char *migrate_settings_unknown_name_hint(const char *name)
+{
+	const char *nearest;
+	unsigned int dist;
+
+	if (migrate_setting_find(name) != NULL)
+		return NULL;
+	nearest = migrate_settings_nearest_name(name, &dist);
+	/* ours: the migrate prefix, or a near miss of one of our names */
+	if (strncasecmp(name, "migrate", 7) != 0 && dist > 2)
+		return NULL;
+	if (dist <= I_MAX(strlen(name) / 3, 2U))
+		return t_strdup_printf("%s (did you mean %s?)", name, nearest);
+	return name;
+}
+
+int migrate_settings_check_names(struct mail_user *user, bool fatal,
+				 const char **error_r)
+{
+	const char *const *envs, *hint, *msg;
+	unsigned int i, count, unknown = 0;
+	string_t *str = NULL;
+
+	if (!array_is_created(&user->set->plugin_envs))
+		return 0;
+	/* plugin {}, userdb extra fields and doveadm -o plugin/... all end
+	   up here as name, value pairs */
+	envs = array_get(&user->set->plugin_envs, &count);
+	for (i = 0; i + 1 < count; i += 2) {
+		hint = migrate_settings_unknown_name_hint(envs[i]);
+		if (hint == NULL)
+			continue;
+		unknown++;
+		if (str == NULL)
+			str = t_str_new(128);
+		else
+			str_append(str, ", ");
+		str_append(str, hint);
+	}
+	if (str == NULL)
+		return 0;
+	msg = t_strdup_printf("Unknown setting%s %s in plugin {}, the "
+			      "userdb or doveadm -o", unknown > 1 ? "s" : "",
+			      str_c(str));
+	if (fatal) {
+		*error_r = msg;
 		return -1;
 	}
+	e_warning(user->event, "migrate: %s (ignored)", msg);
 	return 0;
 }
 
@@ -97,41 +338,46 @@ int migrate_settings_parse_size(const char *str, uoff_t *size_r)
 	return settings_get_size(str, size_r, &error);
 }
 
-static int
-migrate_get_size(struct mail_user *user, const char *name, uoff_t def,
-		 uoff_t *value_r, const char **error_r)
+/* An age's unit: the first letters of a word ("m" is months here, for
+   backwards compatibility: write "min" nowhere, it's refused) */
+static int migrate_parse_age_unit(const char *unit, unsigned int *days_r)
 {
-	const char *value = migrate_getenv(user, name), *error;
+	static const struct {
+		const char *abbrev, *word;
+		unsigned int days;
+	} units[] = {
+		{ "d", "days", 1 },
+		{ "w", "weeks", 7 },
+		{ "m", "months", 30 },
+		{ "mo", "months", 30 },
+		{ "y", "years", 365 },
+	};
+	size_t len = strlen(unit);
 
-	if (value == NULL) {
-		*value_r = def;
-		return 0;
+	for (unsigned int i = 0; i < N_ELEMENTS(units); i++) {
+		/* "6m", "6mo", "6month", "6months", "2 years" */
+		if (strcmp(unit, units[i].abbrev) == 0 ||
+		    (len >= strlen(units[i].word) - 1 &&
+		     strncmp(unit, units[i].word, len) == 0)) {
+			*days_r = units[i].days;
+			return 0;
+		}
 	}
-	if (settings_get_size(value, value_r, &error) < 0) {
-		*error_r = t_strdup_printf("Invalid setting %s=%s: %s",
-					   name, value, error);
-		return -1;
-	}
-	return 0;
+	return -1;
 }
 
 int migrate_settings_parse_date(const char *str, time_t now, time_t *time_r)
 {
-	unsigned int num, year, mon, mday;
+	unsigned int num, year, mon, mday, days;
 	const char *end;
 	struct tm tm;
 
 	if (str_parse_uint(str, &num, &end) == 0 && end[0] != '\0' &&
-	    end[1] == '\0') {
-		unsigned int days;
-
-		switch (end[0]) {
-		case 'd': days = 1; break;
-		case 'w': days = 7; break;
-		case 'm': days = 30; break;
-		case 'y': days = 365; break;
-		default: return -1;
-		}
+	    end[0] != '-') {
+		while (*end == ' ')
+			end++;
+		if (migrate_parse_age_unit(t_str_lcase(end), &days) < 0)
+			return -1;
 		*time_r = now - (time_t)num * days * 24 * 3600;
 		return 0;
 	}
@@ -143,24 +389,6 @@ int migrate_settings_parse_date(const char *str, time_t now, time_t *time_r)
 	tm.tm_mon = mon - 1;
 	tm.tm_mday = mday;
 	*time_r = timegm(&tm);
-	return 0;
-}
-
-static int
-migrate_get_date(struct mail_user *user, const char *name, time_t *value_r,
-		 const char **error_r)
-{
-	const char *value = migrate_getenv(user, name);
-
-	*value_r = 0;
-	if (value == NULL)
-		return 0;
-	if (migrate_settings_parse_date(value, ioloop_time, value_r) < 0) {
-		*error_r = t_strdup_printf("Invalid setting %s=%s: "
-			"expected YYYY-MM-DD or an age like 90d, 12w, 6m, 1y",
-			name, value);
-		return -1;
-	}
 	return 0;
 }
 
@@ -213,6 +441,7 @@ migrate_read_password_file(const char *path, pool_t pool,
 	return 0;
 }
 
+/* The source settings the table can't read by itself */
 static int
 migrate_settings_read_source(struct mail_user *user, pool_t pool,
 			     struct migrate_settings *set,
@@ -221,8 +450,6 @@ migrate_settings_read_source(struct mail_user *user, pool_t pool,
 	const char *value;
 	unsigned int port;
 
-	set->source_host = p_strdup(pool, migrate_getenv(user,
-		"migrate_source_host"));
 	if (set->source_host == NULL) {
 		*error_r = "Missing setting migrate_source_host "
 			"(the source IMAP server)";
@@ -251,29 +478,8 @@ migrate_settings_read_source(struct mail_user *user, pool_t pool,
 		return -1;
 	}
 	set->source_port = port;
-	if (migrate_get_bool(user, "migrate_source_ssl_verify", TRUE,
-			     &set->source_ssl_verify, error_r) < 0)
-		return -1;
-	set->source_ssl_ca_file = p_strdup(pool, migrate_getenv(user,
-		"migrate_source_ssl_ca_file"));
-
-	set->source_user = p_strdup(pool, migrate_getenv(user,
-		"migrate_source_user"));
 	if (set->source_user == NULL)
 		set->source_user = p_strdup(pool, user->username);
-	set->source_master_user = p_strdup(pool, migrate_getenv(user,
-		"migrate_source_master_user"));
-	set->source_sasl_mechanisms = p_strdup(pool, migrate_getenv(user,
-		"migrate_source_sasl_mechanisms"));
-	set->source_oauth2_token_command = p_strdup(pool, migrate_getenv(user,
-		"migrate_source_oauth2_token_command"));
-	set->source_rawlog_dir = p_strdup(pool, migrate_getenv(user,
-		"migrate_source_rawlog_dir"));
-	if (migrate_get_secs(user, "migrate_source_timeout", 120,
-			     &set->source_timeout_secs, error_r) < 0 ||
-	    migrate_get_bool(user, "migrate_source_compress", TRUE,
-			     &set->source_compress, error_r) < 0)
-		return -1;
 	if (set->source_timeout_secs == 0) {
 		*error_r = "Invalid setting migrate_source_timeout=0: "
 			"must be at least 1 second";
@@ -336,6 +542,9 @@ int migrate_settings_read_state(struct mail_user *user, pool_t pool,
 {
 	struct migrate_settings *set;
 
+	/* status, report, reset: a misspelled name is only a warning */
+	if (migrate_settings_check_names(user, FALSE, error_r) < 0)
+		i_unreached();
 	set = p_new(pool, struct migrate_settings, 1);
 	if (migrate_settings_read_dict(user, pool, set, error_r) < 0)
 		return -1;
@@ -351,65 +560,16 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 	const char *value;
 
 	set = p_new(pool, struct migrate_settings, 1);
-	if (migrate_settings_read_source(user, pool, set, error_r) < 0 ||
+	if (migrate_settings_read_table(user, pool, set, error_r) < 0 ||
+	    migrate_settings_read_source(user, pool, set, error_r) < 0 ||
 	    migrate_settings_read_dict(user, pool, set, error_r) < 0)
 		return -1;
 
-	set->folder_map = p_strdup(pool, migrate_getenv(user,
-		"migrate_folder_map"));
-	set->include = p_strdup(pool, migrate_getenv(user, "migrate_include"));
-	set->exclude = p_strdup(pool, migrate_getenv(user, "migrate_exclude"));
 	/* set but empty: skip nothing (unlike the other settings, empty
 	   isn't the default here) */
 	value = mail_user_plugin_getenv(user, "migrate_gmail_skip");
 	set->gmail_skip = p_strdup(pool, value != NULL ? value :
-				   "\\Junk \\Trash");
-
-	if (migrate_get_bool(user, "migrate_preserve_uids", TRUE,
-			     &set->preserve_uids, error_r) < 0 ||
-	    migrate_get_bool(user, "migrate_automap", TRUE,
-			     &set->automap, error_r) < 0 ||
-	    migrate_get_bool(user, "migrate_subscriptions", TRUE,
-			     &set->subscriptions, error_r) < 0 ||
-	    migrate_get_bool(user, "migrate_dedupe_across_folders", FALSE,
-			     &set->dedupe_across_folders, error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_batch_messages", 500,
-			     &set->batch_messages, error_r) < 0 ||
-	    migrate_get_size(user, "migrate_batch_bytes", 64*1024*1024,
-			     &set->batch_bytes, error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_pipeline_depth", 200,
-			     &set->pipeline_depth, error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_parallel_folders", 4,
-			     &set->parallel_folders, error_r) < 0 ||
-	    migrate_get_size(user, "migrate_max_message_size",
-			     2ULL*1024*1024*1024,
-			     &set->max_message_size, error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_reconnect_max", 10,
-			     &set->reconnect_max, error_r) < 0 ||
-	    migrate_get_secs(user, "migrate_backoff_max", 300,
-			     &set->backoff_max_secs, error_r) < 0 ||
-	    migrate_get_secs(user, "migrate_throttle_max_wait", 3600,
-			     &set->throttle_max_wait_secs, error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_errors_max", 50,
-			     &set->errors_max, error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_item_retries", 3,
-			     &set->item_retries, error_r) < 0 ||
-	    migrate_get_size(user, "migrate_max_size", 0,
-			     &set->max_size, error_r) < 0 ||
-	    migrate_get_size(user, "migrate_min_size", 0,
-			     &set->min_size, error_r) < 0 ||
-	    migrate_get_date(user, "migrate_since", &set->since, error_r) < 0 ||
-	    migrate_get_date(user, "migrate_before", &set->before,
-			     error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_max_messages_per_second", 0,
-			     &set->max_messages_per_second, error_r) < 0 ||
-	    migrate_get_size(user, "migrate_max_bytes_per_second", 0,
-			     &set->max_bytes_per_second, error_r) < 0 ||
-	    migrate_get_secs(user, "migrate_lock_timeout", 600,
-			     &set->lock_timeout_secs, error_r) < 0 ||
-	    migrate_get_uint(user, "migrate_max_connections", 0,
-			     &set->max_connections, error_r) < 0)
-		return -1;
+		migrate_setting_find("migrate_gmail_skip")->default_value);
 	value = migrate_getenv(user, "migrate_connection_slots_dir");
 	set->connection_slots_dir = value != NULL ? p_strdup(pool, value) :
 		p_strdup(pool, migrate_settings_default_slots_dir(

@@ -70,6 +70,54 @@ struct migrate_settings {
 	const char *connection_slots_dir;
 };
 
+enum migrate_setting_type {
+	MIGRATE_SETTING_STR,
+	MIGRATE_SETTING_BOOL,	/* yes/no */
+	MIGRATE_SETTING_UINT,
+	/* an interval: plain seconds ("120") or Dovecot's "2 mins" */
+	MIGRATE_SETTING_SECS,
+	MIGRATE_SETTING_SIZE,	/* "10M", "1G", plain bytes */
+	/* YYYY-MM-DD or an age: 90d, 12w, 6m (= 6mo, 6 months), 2y */
+	MIGRATE_SETTING_DATE,
+	/* the values, ':'-separated, the first is the default */
+	MIGRATE_SETTING_ENUM,
+};
+
+#define MIGRATE_SETTING_NO_FIELD ((size_t)-1)
+
+/* One known setting. The table migrate_setting_defs[] lists every
+   migrate_* name once: it is what "unknown setting" checks against, and
+   it reads every setting that has a field (offset in struct
+   migrate_settings, of the C type its type implies: const char *, bool,
+   unsigned int, uoff_t, time_t). NO_FIELD settings are read by code of
+   their own (passwords, port, TLS mode, defaults computed at run time). */
+struct migrate_setting_def {
+	const char *name;
+	enum migrate_setting_type type;
+	/* as it would be written in the config; "" = unset (0, NULL, no) */
+	const char *default_value;
+	size_t offset;
+};
+extern const struct migrate_setting_def migrate_setting_defs[];
+extern const unsigned int migrate_setting_defs_count;
+
+/* NULL if name isn't a known setting */
+const struct migrate_setting_def *migrate_setting_find(const char *name);
+
+/* Unknown migrate_* names (and near misses of known names) among the
+   user's plugin settings, which on Dovecot 2.3 hold plugin {}, userdb
+   extra fields and doveadm -o plugin/... alike. Each is named with the
+   nearest known name. fatal: -1 with *error_r; else a warning is logged
+   and 0 returned. */
+int migrate_settings_check_names(struct mail_user *user, bool fatal,
+				 const char **error_r);
+/* "name (did you mean known_name?)" or just "name" for an unknown
+   setting of ours; NULL for a known one or a name not ours */
+const char *migrate_settings_unknown_name_hint(const char *name);
+unsigned int migrate_settings_name_distance(const char *a, const char *b);
+const char *migrate_settings_nearest_name(const char *name,
+					  unsigned int *distance_r);
+
 /* Returns 0 on success, -1 with an error naming the setting. Doesn't
    touch the network. */
 int migrate_settings_read(struct mail_user *user, pool_t pool,
@@ -94,10 +142,14 @@ int migrate_settings_prerun(struct mail_storage_service_user *service_user,
 /* The default migrate_connection_slots_dir under Dovecot's base_dir */
 const char *migrate_settings_default_slots_dir(const char *base_dir);
 
+/* Parse an interval: plain seconds or "5 mins" */
+int migrate_settings_parse_secs(const char *str, unsigned int *secs_r,
+				const char **error_r);
 /* Parse a size ("10M", "1G", "512k", "300") */
 int migrate_settings_parse_size(const char *str, uoff_t *size_r);
-/* Parse an absolute date (YYYY-MM-DD) or an age ("90d", "12w", "6m", "2y")
-   relative to now. */
+/* Parse an absolute date (YYYY-MM-DD) or an age relative to now: a number
+   and a unit d/day(s), w/week(s), m/mo/month(s) (30 days), y/year(s)
+   (365 days): "90d", "12w", "6m", "6months", "2 years". */
 int migrate_settings_parse_date(const char *str, time_t now, time_t *time_r);
 
 #endif
