@@ -16,6 +16,7 @@
 #include "migrate-run.h"
 #include "migrate-report.h"
 #include "migrate-conn-slots.h"
+#include "migrate-build-id.h"
 
 #include <dlfcn.h>
 
@@ -161,11 +162,26 @@ static void cmd_migrate_run_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSE
 	doveadm_print_header_simple("note");
 }
 
+/* -D names the build that runs: which file, and the id generated when it
+   was built (the test harness checks it is the tree's own build). */
+static void cmd_migrate_debug_build(void)
+{
+	Dl_info info;
+	const char *path = "unknown";
+
+	if (dladdr((const void *)cmd_migrate_debug_build, &info) != 0 &&
+	    info.dli_fname != NULL)
+		path = info.dli_fname;
+	i_debug("migrate: plugin build "MIGRATE_BUILD_ID" loaded from %s", path);
+}
+
 static struct migrate_cmd_context *cmd_migrate_alloc(const char *getopt)
 {
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
+	if (doveadm_debug)
+		cmd_migrate_debug_build();
 	ctx->ctx.getopt_args = getopt;
 	ctx->ctx.v.parse_arg = cmd_migrate_parse_arg;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);

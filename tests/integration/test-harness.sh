@@ -89,6 +89,71 @@ assert_eq "destination is empty" '{"INBOX":{"messages":[],"uidvalidity":0},"subs
 	"$(python3 -c 'import json,sys
 d=json.load(open(sys.argv[1])); d["INBOX"]["uidvalidity"]=0; print(json.dumps(d,sort_keys=True,separators=(",",":")))' "$T/d.json")"
 
+# --- the tests run the tree's build, never an installed copy: a canary
+# (a copy of the build with another build id) installed into the doveadm
+# module dir, inside a private mount namespace only, must not be what a
+# test's doveadm runs
+SO="$PLUGIN_DIR/lib20_doveadm_migrate_plugin.so"
+# ran_build FILE: "ID PATH" of the plugin that ran, from doveadm -D output
+ran_build() {
+	sed -n 's/.*migrate: plugin build \(dm-build-[0-9a-z]*\) loaded from \(.*\)/\1 \2/p' "$1" | head -n 1
+}
+# in_canary_ns CMD...: CMD in a private mount namespace whose doveadm
+# module dir holds what this test's view holds plus the canary
+# shellcheck disable=SC2016 # the inner sh expands them
+in_canary_ns() {
+	unshare -m --propagation private -- sh -c \
+		'mount --bind "$1" "$2" || exit 99; shift 2; exec "$@"' \
+		sh "$T/canary-mods" "$DM_DOVEADM_MODULE_DIR" "$@"
+}
+if plugin_built; then
+	tree_id=$(plugin_build_id "$SO")
+	assert_match "the build embeds a build id" '^dm-build-[0-9a-f]{16}$' "$tree_id"
+	mkdir -p "$T/canary-mods"
+	cp -a "$DM_DOVEADM_MODULE_DIR"/. "$T/canary-mods"/
+	canary_id=dm-build-canary$(printf '%s' "$tree_id" | cut -c16- | tr '0-9a-f' 'g-p')
+	python3 -c 'import sys
+a, b = sys.argv[3].encode(), sys.argv[4].encode()
+assert len(a) == len(b)
+data = open(sys.argv[1], "rb").read()
+assert data.count(a) == 1
+open(sys.argv[2], "wb").write(data.replace(a, b))' \
+		"$SO" "$T/canary-mods/lib20_doveadm_migrate_plugin.so" "$tree_id" "$canary_id"
+	assert_eq "the canary is a copy with another id" "$canary_id" \
+		"$(plugin_build_id "$T/canary-mods/lib20_doveadm_migrate_plugin.so")"
+
+	dst_doveadm -D migrate status -u alice >"$T/own.out" 2>&1
+	assert_eq "this test's doveadm runs the tree's build" "$tree_id $SO" "$(ran_build "$T/own.out")"
+
+	# control: with the canary installed, the harness's doveadm command
+	# line outside the harness's namespace runs the canary
+	dst_doveadm_argv
+	in_canary_ns "${DST_DOVEADM[@]}" -D migrate status -u alice >"$T/control.out" 2>&1
+	assert_eq "control: an installed copy wins over -o mail_plugins" \
+		"$canary_id $DM_DOVEADM_MODULE_DIR/lib20_doveadm_migrate_plugin.so" \
+		"$(ran_build "$T/control.out")"
+
+	# a test started while the canary is installed runs the tree's build
+	# shellcheck disable=SC2016 # the inner script expands them
+	{
+		echo "TEST_NAME=canary-inner"
+		printf '. %q\n' "$HARNESS_LIB/harness.sh"
+		printf 'DST_DIR=%q\n' "$DST_DIR"
+		echo 'dst_doveadm -D migrate status -u alice >"$T/out" 2>&1'
+		printf 'cp "$T/out" %q\n' "$T/inner.doveadm"
+		printf 'ls "$DM_DOVEADM_MODULE_DIR" >%q\n' "$T/inner.ls"
+		echo 'pass inner; harness_done'
+	} >"$T/canary-test.sh"
+	in_canary_ns bash "$T/canary-test.sh" >"$T/inner.out" 2>&1
+	assert_eq "with a canary installed, a test's doveadm runs the tree's build" \
+		"$tree_id $SO" "$(ran_build "$T/inner.doveadm")"
+	assert_eq "the test's module dir view hides the installed copy" "" \
+		"$(grep doveadm_migrate "$T/inner.ls")"
+	assert_eq "the canary stayed in its namespace" "" "$(own_build_installed)"
+else
+	fail "canary" "the plugin is not built ($SO)"
+fi
+
 # --- other layouts: the same seed on a Courier-style server (INBOX. prefix,
 # '.' separator) dumps exactly like the default layout
 src_start --courier --name courier || die "courier source did not start"

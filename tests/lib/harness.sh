@@ -66,6 +66,10 @@ for bin in dovecot doveadm openssl python3 timeout; do
 	}
 done
 
+# Tests run the tree's build, never an installed copy (tests/lib/own-build.sh)
+. "$HARNESS_LIB/own-build.sh"
+own_build_enter "$@"
+
 # The mail user: a system account, never uid 0 (doveadm refuses root).
 if ! id "$MAIL_USER" >/dev/null 2>&1; then
 	useradd -r -M -d /nonexistent -s /usr/sbin/nologin "$MAIL_USER" ||
