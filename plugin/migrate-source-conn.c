@@ -551,6 +551,10 @@ migrate_conn_parse_args(struct migrate_source_conn *conn,
 				imap_parser_get_error(conn->parser, &parse_error));
 			return -1;
 		}
+		/* "*" or a tag alone: no args, and no literal either
+		   (imap_parser_get_literal_size() would assert) */
+		if (ret == 0)
+			break;
 		if (!imap_parser_get_literal_size(conn->parser, &literal_size))
 			break;
 		if (reply->type == MIGRATE_REPLY_UNTAGGED &&
