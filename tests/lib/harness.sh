@@ -17,6 +17,8 @@
 #   IMAPTOOL_TIMEOUT=N bound for every imaptool call (default 300 s)
 #   HARNESS_REGISTRY=D run-all.sh sets this so it can clean up after a test
 #                      that was killed too hard to run its own trap
+#   MIGRATE_PLUGIN=installed  use the plugin installed in Dovecot's module
+#                      dir (the Debian package) instead of the build tree's
 
 # ---------------------------------------------------------------- basics
 
@@ -673,7 +675,10 @@ dst_set_source_password() { src_password_file_write "$1" "$2"; }
 # unknown command.
 dst_doveadm_argv() {
 	DST_DOVEADM=(doveadm -c "$DST_DIR/dovecot.conf")
-	if plugin_built; then
+	# an installed plugin is loaded by doveadm from its module dir
+	if [ "${MIGRATE_PLUGIN:-}" = installed ]; then
+		:
+	elif plugin_built; then
 		DST_DOVEADM+=(-o "mail_plugin_dir=$PLUGIN_DIR" -o "mail_plugins=$PLUGIN_NAME")
 	else
 		echo "harness: warning: plugin not built ($PLUGIN_DIR/lib20_doveadm_migrate_plugin.so); doveadm runs without it" >&2
