@@ -119,8 +119,9 @@ base_root() {
 	command -v debootstrap >/dev/null ||
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >"$log" 2>&1 ||
 		return 1
-	uri=$(bash "$TOP/tests/lib/trixie-root.sh" uri) || {
-		echo "no Debian archive in apt's sources" >"$log"
+	# the archive apt already uses (the trixie root's helper reads it)
+	uri=$(bash "$TOP/tests/lib/trixie-root.sh" uri 2>"$log") || {
+		echo "no Debian archive found in apt's sources (tests/lib/trixie-root.sh uri)" >>"$log"
 		return 1
 	}
 	rm -rf --one-file-system "$dir" "$dir-build"
