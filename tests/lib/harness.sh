@@ -68,7 +68,9 @@ for bin in dovecot doveadm openssl python3 timeout; do
 	}
 done
 
-# Tests run the tree's build, never an installed copy (tests/lib/own-build.sh)
+# Tests run the tree's build, never an installed copy (tests/lib/own-build.sh),
+# unless MIGRATE_PLUGIN=installed asks for the installed one
+[ "${MIGRATE_PLUGIN:-}" = installed ] && HARNESS_OWN_BUILD=0
 . "$HARNESS_LIB/own-build.sh"
 own_build_enter "$@"
 
