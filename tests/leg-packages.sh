@@ -22,6 +22,8 @@
 #   PKG_ROOTS=DIR     default /var/cache/dovecot-migrate-tests
 #   PKG_SUITES="..."  default "bookworm trixie"
 #   PKG_OUT=DIR       where the .debs are left (default $PKG_ROOTS/debs/SUITE)
+#   PKG_REUSE=1       don't build: install and test the .debs already in
+#                     $PKG_OUT/SUITE (e.g. after a change to the tests only)
 #   KEEP=1            keep the work dir (logs) in /tmp
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -282,7 +284,9 @@ install_test() {
 
 start=$SECONDS
 for suite in $PKG_SUITES; do
-	if base_root "$suite"; then
+	if [ "${PKG_REUSE:-0}" = 1 ] && ls "$PKG_OUT/$suite"/dovecot-migrate_*.deb >/dev/null 2>&1; then
+		info "$suite: PKG_REUSE=1: testing $(cd "$PKG_OUT/$suite" && echo dovecot-migrate_*.deb), not building"
+	elif base_root "$suite"; then
 		build_deb "$suite"
 	else
 		fail "$suite: root" "debootstrap failed, log: $WORK/$suite-debootstrap.log"
