@@ -1060,6 +1060,7 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 	struct dsasl_client_settings sasl_set;
 	struct dsasl_client *client;
 	struct migrate_reply reply;
+	const struct imap_arg *tail;
 	const unsigned char *out;
 	size_t out_len;
 	const char *error;
@@ -1113,6 +1114,14 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 		if (migrate_source_conn_read(conn, &reply, error_code_r,
 					     error_r) < 0)
 			break;
+		/* a FETCH body nobody asked for: skipped, the next read
+		   would assert */
+		if (reply.body != NULL) {
+			if (migrate_source_conn_finish_body(conn, &tail,
+					error_code_r, error_r) < 0)
+				break;
+			continue;
+		}
 		if (reply.type == MIGRATE_REPLY_UNTAGGED)
 			continue;
 		if (reply.type == MIGRATE_REPLY_TAGGED) {
@@ -1150,6 +1159,7 @@ migrate_conn_login_cmd(struct migrate_source_conn *conn,
 		       enum migrate_error *error_code_r, const char **error_r)
 {
 	struct migrate_reply reply;
+	const struct imap_arg *tail;
 	unsigned int tag;
 	string_t *cmd;
 
@@ -1181,6 +1191,12 @@ migrate_conn_login_cmd(struct migrate_source_conn *conn,
 		if (migrate_source_conn_read(conn, &reply, error_code_r,
 					     error_r) < 0)
 			return -1;
+		if (reply.body != NULL) {
+			if (migrate_source_conn_finish_body(conn, &tail,
+					error_code_r, error_r) < 0)
+				return -1;
+			continue;
+		}
 		if (reply.type == MIGRATE_REPLY_TAGGED && reply.tag == tag)
 			return migrate_conn_login_result(conn, &reply,
 							 error_code_r, error_r);
