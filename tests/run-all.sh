@@ -23,18 +23,6 @@ LOGDIR=$(mktemp -d /tmp/dm-run-all.XXXXXX) || exit 1
 passed=0
 failed=0
 
-result() { # result PASS|FAIL NAME [WHY]
-	if [ "$1" = PASS ]; then
-		passed=$((passed + 1))
-		echo "PASS: $2"
-	else
-		failed=$((failed + 1))
-		echo "FAIL: $2${3:+: $3}"
-	fi
-}
-
-section() { printf '\n=== %s\n' "$*"; }
-
 # ------------------------------------------------------------ build
 section "build"
 build_ok=1

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# timeout: 420
 # Smoke test of the harness itself (needs no plugin): both servers start,
 # the corpus seeds, dumps are stable, compare notices differences, the
 # destination answers doveadm.

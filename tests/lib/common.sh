@@ -47,3 +47,17 @@ stop_dovecots_under() {
 	done < <(find "$1" -maxdepth 4 -name master.pid -path '*/run/master.pid' 2>/dev/null)
 	stop_dovecot_base_dirs "${dirs[@]}"
 }
+
+# For the scripts that sum up results (run-all.sh, leg-*.sh): count one
+# result in $passed/$failed and print it.
+result() { # result PASS|FAIL NAME [WHY]
+	if [ "$1" = PASS ]; then
+		passed=$((passed + 1))
+		echo "PASS: $2"
+	else
+		failed=$((failed + 1))
+		echo "FAIL: $2${3:+: $3}"
+	fi
+}
+
+section() { printf '\n=== %s\n' "$*"; }

@@ -1,0 +1,26 @@
+#ifndef FUZZ_PARTS_H
+#define FUZZ_PARTS_H
+
+/* The fuzz target reaches the static reply parsers of the plugin by
+   compiling each plugin source that holds them into its own translation
+   unit (fuzz-*-part.c include the .c file) and exporting these wrappers:
+   plugin/ needs no test hooks, and the target runs the very code that
+   doveadm runs. */
+
+struct migrate_run;
+struct migrate_reply;
+struct imap_arg;
+struct fuzz_importer;
+
+/* migrate-run.c: NAMESPACE, LIST/XLIST/LSUB and STATUS replies */
+void fuzz_run_reply(struct migrate_run *run, const struct migrate_reply *reply);
+
+/* migrate-importer.c: EXAMINE, the listing FETCH and UID SEARCH replies */
+struct fuzz_importer *fuzz_importer_create(struct migrate_run *run, pool_t pool);
+void fuzz_importer_reply(struct fuzz_importer *imp,
+			 const struct migrate_reply *reply);
+/* FETCH items (before or after a body literal) */
+void fuzz_importer_fetch_items(struct fuzz_importer *imp,
+			       const struct imap_arg *args);
+
+#endif
