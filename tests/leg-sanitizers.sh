@@ -135,6 +135,11 @@ rm -f "$REPORTS"/*
 # ------------------------------------------------------------ tests
 for pat in $SAN_TESTS; do
 	section "integration: $pat"
+	# a pattern no script matches yet (test-hostile.sh) is skipped
+	if ! ls "$SAN/tree/tests/integration/"test-*"$pat"*.sh >/dev/null 2>&1; then
+		echo "# no integration script matches '$pat': skipped"
+		continue
+	fi
 	TEST_TIMEOUT=${TEST_TIMEOUT:-600} TOP="$SAN/tree" bash "$SAN/tree/tests/run-all.sh" "$pat" </dev/null >"$SAN/tests-$pat.log" 2>&1
 	grep -E '^(PASS|FAIL): |^# test-.*s$' "$SAN/tests-$pat.log" | grep -Ev '^PASS: build$'
 	line=$(tail -n 1 "$SAN/tests-$pat.log")
@@ -151,7 +156,7 @@ for pat in $SAN_TESTS; do
 done
 
 # ------------------------------------------------------------ fuzzing
-if [ -f "$SAN/tree/fuzz/Makefile" ]; then
+if [ -f "$SAN/tree/fuzz/fuzz.mk" ]; then
 	section "fuzzing (${FUZZ_SECONDS}s)"
 	if make -C "$SAN/tree" fuzz FUZZ_SECONDS="$FUZZ_SECONDS" >"$SAN/fuzz.log" 2>&1; then
 		grep -E '^(PASS|FAIL|#)' "$SAN/fuzz.log"
