@@ -58,7 +58,11 @@ secs_since() {
 # ------------------------------------------------------------ setup
 
 src_start || die "source server did not start"
-faults_dst_start || die "destination server did not start"
+# (j)'s quota on 2.4: the quota root is declared in the config (it counts
+# only where the quota plugin is loaded: quota_doveadm below)
+: >"$T/dst-quota.conf"
+dv24 && printf 'quota "User quota" {\n  driver = count\n}\n' >"$T/dst-quota.conf"
+faults_dst_start "$T/dst-quota.conf" || die "destination server did not start"
 # 40 corpus messages in 15 folders, plus one generated ~1 MB message in
 # INBOX (a base64 attachment): its body is the literal the trickle runs in
 src_seed alice --seed 7 --limit 40 --big-mb 1 >"$T/seed.out" 2>&1 ||
@@ -218,13 +222,18 @@ ln -s /usr/lib/dovecot/modules/lib10_quota_plugin.so "$QDIR/"
 # and a count quota of LIMIT bytes (the setting is on this command line
 # only, i.e. only for the user it runs for)
 quota_doveadm() {
-	local limit=$1
+	local limit=$1 quota=()
 	shift
-	bounded "$DOVEADM_TIMEOUT" doveadm -c "$DST_DIR/dovecot.conf" \
+	if dv24; then
+		# the count driver counts virtual sizes on 2.4
+		quota=(-o "quota_storage_size=$limit")
+	else
+		quota=(-o "plugin/quota=count:User quota" \
+			-o "plugin/quota_rule=*:storage=${limit}B" -o plugin/quota_vsizes=yes)
+	fi
+	bounded "$DOVEADM_TIMEOUT" "$DOVEADM" -c "$DST_DIR/dovecot.conf" \
 		-o mail_plugin_dir="$QDIR" -o "mail_plugins=quota $PLUGIN_NAME" \
-		-o "plugin/quota=count:User quota" \
-		-o "plugin/quota_rule=*:storage=${limit}B" \
-		-o plugin/quota_vsizes=yes "$@"
+		"${quota[@]}" "$@"
 }
 # the limit: the folders the probe run imported before its first folder
 # with >= 2 messages after INBOX, plus half of that folder: the run stops

@@ -33,7 +33,8 @@ API_KEY=scaleout-api-key
 # Redis and PostgreSQL are stopped by pid; the harness trap runs after.
 REDIS_PID=
 PG_DATA=
-PG_BIN=/usr/lib/postgresql/15/bin
+# the newest installed PostgreSQL (15 on Debian 12, 17 on Debian 13)
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 scaleout_cleanup() {
 	local pid
 	if [ -n "$PG_DATA" ] && [ -s "$PG_DATA/postmaster.pid" ]; then
@@ -104,10 +105,29 @@ if [ -x "$PG_BIN/initdb" ] && id postgres >/dev/null 2>&1 && command -v psql >/d
 		PG_PORT=
 	fi
 else
-	info "PostgreSQL 15 (initdb/psql) is not installed: the PostgreSQL checks are skipped"
+	info "PostgreSQL (initdb/psql) is not installed: the PostgreSQL checks are skipped"
 fi
 sed "s|^connect = .*|connect = host=127.0.0.1 port=${PG_PORT:-5432} dbname=postgres user=postgres|" \
 	"$TOP/conf.d/dict-sql-migrate.conf.ext" >"$T/dict-pgsql.conf.ext"
+
+# dict_sql_24 NAME DRIVER-SETTINGS: a 2.4 dict_server { } entry NAME with the
+# state map of conf.d/dict-sql-migrate.conf.ext
+dict_sql_24() {
+	printf '  dict %s {\n    driver = sql\n' "$1"
+	printf '%s\n' "$2" | sed 's/^/    /'
+	cat <<'EOF'
+    dict_map priv/migrate/$key {
+      sql_table = migrate_state
+      username_field = username
+      value_field value {
+      }
+      key_field key {
+        value = $key
+      }
+    }
+  }
+EOF
+}
 
 # ------------------------------------------------------------ destination config
 # - the doveadm service loads the plugin itself (for workers, -S and HTTP:
@@ -119,27 +139,34 @@ sed "s|^connect = .*|connect = host=127.0.0.1 port=${PG_PORT:-5432} dbname=postg
 	cat <<EOF
 doveadm_password = $DOVEADM_PW
 doveadm_api_key = $API_KEY
-protocol doveadm {
-  mail_plugins = \$mail_plugins $PLUGIN_NAME
-  mail_plugin_dir = $PLUGIN_DIR
-}
-service doveadm {
-  inet_listener {
-    address = 127.0.0.1
-    port = $DA_PORT
-  }
-  inet_listener http {
-    address = 127.0.0.1
-    port = $HTTP_PORT
-    ssl = no
-  }
-}
-dict {
-  migrate = sqlite:$T/dict-sqlite.conf.ext
 EOF
-	[ -n "$PG_PORT" ] && echo "  migratepg = pgsql:$T/dict-pgsql.conf.ext"
+	conf_mail_plugins --protocol doveadm "$PLUGIN_NAME"
+	conf_mail_plugin_dir "$PLUGIN_DIR" --protocol doveadm
+	echo "service doveadm {"
+	conf_listener tcp "$DA_PORT"
+	conf_listener http "$HTTP_PORT" plain
+	echo "}"
+	if dv24; then
+		# the dict server's SQL dicts, the 2.4 way
+		echo "dict_server {"
+		dict_sql_24 migrate "sql_driver = sqlite
+sqlite_path = $SQL_DIR/migrate.sqlite"
+		[ -z "$PG_PORT" ] || dict_sql_24 migratepg "sql_driver = pgsql
+pgsql 127.0.0.1 {
+  parameters {
+    port = $PG_PORT
+    dbname = postgres
+    user = postgres
+  }
+}"
+		echo "}"
+	else
+		echo "dict {"
+		echo "  migrate = sqlite:$T/dict-sqlite.conf.ext"
+		[ -n "$PG_PORT" ] && echo "  migratepg = pgsql:$T/dict-pgsql.conf.ext"
+		echo "}"
+	fi
 	cat <<EOF
-}
 service dict {
   unix_listener dict {
     mode = 0660
@@ -241,9 +268,63 @@ rows = json.load(open(sys.argv[1]))
 print(eval(sys.argv[2]))' "$1" "$2" 2>&1
 }
 
+# state_dict_conf DICT_URI: on 2.4 (no dict URIs there), a copy of the
+# destination's config whose migrate { } filter holds the dict block that
+# means what the 2.3 URI says (docs/dovecot-24-port.md); its path is printed
+# (nothing for the default file dict in the home)
+state_dict_conf() {
+	local dict=$1 conf block kv
+	case "$dict" in
+	file:*) return 0 ;;
+	redis:*)
+		block="dict redis {"
+		for kv in $(echo "${dict#redis:}" | tr ':' ' '); do
+			case "$kv" in
+			host=*) block+=$'\n'"  redis_host = ${kv#*=}" ;;
+			port=*) block+=$'\n'"  redis_port = ${kv#*=}" ;;
+			prefix=*) block+=$'\n'"  redis_key_prefix = ${kv#*=}" ;;
+			esac
+		done
+		block+=$'\n}' ;;
+	proxy::*) block=$'dict proxy {\n  dict_proxy_name = '"${dict#proxy::}"$'\n}' ;;
+	*) echo "state_dict_conf: no 2.4 form for $dict" >&2; return 1 ;;
+	esac
+	conf="$DST_DIR/dovecot-state-$(printf '%s' "$dict" | md5sum | cut -c1-8).conf"
+	{
+		cat "$DST_DIR/dovecot.conf"
+		echo "migrate {"
+		printf '%s\n' "$block" | sed 's/^/  /'
+		echo "}"
+	} >"$conf"
+	echo "$conf"
+}
+
+# sd_doveadm DICT_URI ARGS...: dst_doveadm with the state in DICT_URI
+# (2.3: migrate_state_dict; 2.4: the dict block in a copy of the config)
+sd_doveadm() {
+	local dict=$1
+	shift
+	if dv24; then
+		DST_CONF=$(state_dict_conf "$dict") dst_doveadm "$@"
+	else
+		sd_doveadm "$dict" "$@"
+	fi
+}
+
+# sd_doveadm_killed SECS DICT_URI ARGS...: the same, SIGKILLed after SECS
+sd_doveadm_killed() {
+	local secs=$1 dict=$2
+	shift 2
+	if dv24; then
+		DST_CONF=$(state_dict_conf "$dict") dst_doveadm_killed "$secs" "$@"
+	else
+		dst_doveadm_killed "$secs" -o "plugin/migrate_state_dict=$dict" "$@"
+	fi
+}
+
 # run_state DICT_URI USER: the "*" row's state from migrate status
 run_state() {
-	dst_doveadm -o "plugin/migrate_state_dict=$1" -f json migrate status -u "$2" \
+	sd_doveadm "$1" -f json migrate status -u "$2" \
 		>"$T/state.json" 2>"$T/state.err" || { echo "status-failed: $(head -c 200 "$T/state.err")"; return; }
 	json_get "$T/state.json" '[r["state"] for r in rows if r["folder"] == "*"][0]'
 }
@@ -466,11 +547,11 @@ backend_checks() {
 	dst_add_user "$u1" userdb_migrate_source_user=alice
 	dst_add_user "$u2" userdb_migrate_source_user=alice
 	assert_exit NAME="$label: first run exits 0" 0 \
-		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate run -u "$u1"
+		sd_doveadm "$dict" migrate run -u "$u1"
 	dst_equals_src "$label: first run: destination == source" "$u1" alice
 	files_before=$(dst_mail_files "$u1")
 	assert_exit NAME="$label: second run exits 0" 0 \
-		dst_doveadm -o "plugin/migrate_state_dict=$dict" -f json migrate run -u "$u1"
+		sd_doveadm "$dict" -f json migrate run -u "$u1"
 	assert_eq "$label: second run imports nothing, every folder unchanged" "0 unchanged" \
 		"$(json_get "$LAST_OUT" '"%d %s" % (sum(int(r["imported"]) for r in rows), ",".join(sorted({r["result"] for r in rows if r["result"] != "skipped"})))')"
 	files_after=$(dst_mail_files "$u1")
@@ -487,7 +568,7 @@ backend_checks() {
 	assert_eq "$label: status readable, run completed" completed "$(run_state "$dict" "$u1")"
 
 	# kill -9 mid-run: 60 messages at 20/s take 3 s, killed after 1.2 s
-	dst_doveadm_killed 1.2 -o "plugin/migrate_state_dict=$dict" -o plugin/migrate_batch_messages=5 \
+	sd_doveadm_killed 1.2 "$dict" -o plugin/migrate_batch_messages=5 \
 		-o plugin/migrate_max_messages_per_second=20 migrate run -u "$u2" >/dev/null 2>&1
 	rc=$?
 	assert_eq "$label: the run was killed mid-way (137)" 137 "$rc"
@@ -501,13 +582,13 @@ backend_checks() {
 		fail "$label: the killed run left a partial copy" "$partial message files"
 	fi
 	assert_exit NAME="$label: resume after kill -9 exits 0 (stale lock taken over)" 0 \
-		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate run -u "$u2"
+		sd_doveadm "$dict" migrate run -u "$u2"
 	dst_equals_src "$label: resume: destination == source, no duplicates" "$u2" alice
 	assert_eq "$label: status after resume: completed" completed "$(run_state "$dict" "$u2")"
 	assert_exit NAME="$label: verify -I after resume exits 0" 0 \
-		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate verify -I -u "$u2"
+		sd_doveadm "$dict" migrate verify -I -u "$u2"
 	assert_exit NAME="$label: report readable" 0 \
-		dst_doveadm -o "plugin/migrate_state_dict=$dict" migrate report -u "$u2"
+		sd_doveadm "$dict" migrate report -u "$u2"
 }
 
 if [ -n "$REDIS_PORT" ]; then

@@ -43,7 +43,7 @@ secret_file() {
 src_reconfigure() {
 	timeout 30 doveconf -c "$SRC_DIR/dovecot.conf" -n >"$T/doveconf-src.out" 2>&1 ||
 		{ cat "$T/doveconf-src.out" >&2; return 1; }
-	timeout 30 doveadm -c "$SRC_DIR/dovecot.conf" reload || return 1
+	timeout 30 "$DOVEADM" -c "$SRC_DIR/dovecot.conf" reload || return 1
 	sleep 1
 	wait_port "$SRC_PORT" 20
 }
@@ -143,15 +143,11 @@ MASTER_PW="Mst-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 WRONG_PW="Wrong-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 printf 'migadmin:{PLAIN}%s::::::\n' "$MASTER_PW" >"$SRC_DIR/master-users"
 chmod 644 "$SRC_DIR/master-users"
-cat >>"$SRC_DIR/dovecot.conf" <<EOF
-# added by test-tls-auth.sh: master users may log in as anyone
-auth_master_user_separator = *
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u $SRC_DIR/master-users
-  master = yes
-}
-EOF
+{
+	echo "# added by test-tls-auth.sh: master users may log in as anyone"
+	echo "auth_master_user_separator = *"
+	conf_passwd_file "$SRC_DIR/master-users" master
+} >>"$SRC_DIR/dovecot.conf"
 src_reconfigure || die "source did not take the master passdb"
 master_pw_file=$(secret_file master.pw "$MASTER_PW")
 mkdir -p "$T/rawlog"
@@ -246,23 +242,35 @@ INTROSPECT_PID=$!
 track_pid $INTROSPECT_PID
 oauth_ok=1
 wait_port "$OAUTH_PORT" 10 || { oauth_ok=0; fail "OAuth2 introspection server" "did not start"; }
-cat >"$SRC_DIR/oauth2.conf.ext" <<EOF
-introspection_mode = post
+oauth2_settings="introspection_mode = post
 introspection_url = http://127.0.0.1:$OAUTH_PORT/introspect
 username_attribute = username
 active_attribute = active
-active_value = true
-EOF
-chmod 644 "$SRC_DIR/oauth2.conf.ext"
+active_value = true"
 sed -i 's/^auth_mechanisms = .*/auth_mechanisms = plain login xoauth2 oauthbearer/' \
 	"$SRC_DIR/dovecot.conf"
-cat >>"$SRC_DIR/dovecot.conf" <<EOF
+if dv24; then
+	# 2.4: the oauth2 settings inside the passdb, in an oauth2 { } filter
+	cat >>"$SRC_DIR/dovecot.conf" <<EOF
+passdb oauth2 {
+  driver = oauth2
+  mechanisms_filter = xoauth2 oauthbearer
+  oauth2 {
+$(printf '%s\n' "$oauth2_settings" | sed 's/^/    /')
+  }
+}
+EOF
+else
+	printf '%s\n' "$oauth2_settings" >"$SRC_DIR/oauth2.conf.ext"
+	chmod 644 "$SRC_DIR/oauth2.conf.ext"
+	cat >>"$SRC_DIR/dovecot.conf" <<EOF
 passdb {
   driver = oauth2
   mechanisms = xoauth2 oauthbearer
   args = $SRC_DIR/oauth2.conf.ext
 }
 EOF
+fi
 if [ $oauth_ok = 1 ] && ! src_reconfigure; then
 	oauth_ok=0
 	fail "source takes the oauth2 passdb" "$(tail -n 3 "$T/doveconf-src.out")"

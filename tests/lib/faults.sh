@@ -67,16 +67,15 @@ no_storage_damage() {
 	fi
 }
 
-# faults_dst_start: the destination, compared folder for folder with the
-# source (no localized-name merging into Drafts). One connection per run:
-# the fault plans count the bytes and commands of one connection at a time
-# (test-parallel injects faults into worker connections).
+# faults_dst_start [CONF-FILE]: the destination, compared folder for folder
+# with the source (no localized-name merging into Drafts). One connection
+# per run: the fault plans count the bytes and commands of one connection at
+# a time (test-parallel injects faults into worker connections). CONF-FILE:
+# more config to append.
 faults_dst_start() {
-	cat >"$T/dst-extra.conf" <<'EOF'
-plugin {
-  migrate_automap = no
-  migrate_parallel_folders = 1
-}
-EOF
+	{
+		conf_settings migrate_automap=no migrate_parallel_folders=1
+		[ -z "${1:-}" ] || cat "$1"
+	} >"$T/dst-extra.conf"
 	dst_start --conf-extra "$T/dst-extra.conf"
 }

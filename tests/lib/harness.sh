@@ -68,11 +68,55 @@ for bin in dovecot doveadm openssl python3 timeout; do
 	}
 done
 
+# The Dovecot the tests run against: 2.3 and 2.4 take different
+# configurations (2.4 refuses 2.3's syntax), so every config the harness and
+# the tests write goes through the conf_* helpers below, which write the
+# running version's syntax. HARNESS_DV is 23 or 24.
+DOVECOT_VERSION=$(dovecot --version 2>/dev/null) || DOVECOT_VERSION=
+DOVECOT_VERSION=${DOVECOT_VERSION%% *}
+case "$DOVECOT_VERSION" in
+2.[0-3].* | 2.[0-3] | '') HARNESS_DV=23 ;;
+*) HARNESS_DV=24 ;;
+esac
+# dv24: the running Dovecot is 2.4 or later
+dv24() { [ "$HARNESS_DV" = 24 ]; }
+# The doveadm the tests run (an executable: timeout runs it too). The tests
+# write plugin setting overrides the 2.3 way, -o plugin/migrate_x=V; on 2.4
+# tests/lib/doveadm-dv.sh passes them as -o migrate_x=V.
+DOVEADM=doveadm
+dv24 && DOVEADM="$HARNESS_LIB/doveadm-dv.sh"
+
 # Tests run the tree's build, never an installed copy (tests/lib/own-build.sh),
 # unless MIGRATE_PLUGIN=installed asks for the installed one
 [ "${MIGRATE_PLUGIN:-}" = installed ] && HARNESS_OWN_BUILD=0
 . "$HARNESS_LIB/own-build.sh"
 own_build_enter "$@"
+
+# On 2.4 the config process (inside dovecot, doveadm and doveconf) knows
+# the migrate_* settings only from a settings module in Dovecot's
+# compiled-in <moduledir>/settings, where the tests never install anything.
+# So on 2.4 a test re-executes itself once in a private mount namespace
+# (the one tests/lib/own-build.sh makes, when it made one) and there
+# bind-mounts over that directory a copy of it plus the build's
+# libmigrate_settings.so (docs/dovecot-24-port.md). Every process the test
+# starts sees it; nothing outside does. HARNESS_MIGRATE_SETTINGS=1 when the
+# configs may carry migrate_* settings: always on 2.3; on 2.4 when the
+# settings module is built and in view.
+SETTINGS_MODULE=${SETTINGS_MODULE:-$TOP/plugin/.libs/libmigrate_settings.so}
+DOVECOT_SETTINGS_DIR=$(sed -n 's/^dovecot_moduledir=//p' /usr/lib/dovecot/dovecot-config 2>/dev/null)
+DOVECOT_SETTINGS_DIR=${DOVECOT_SETTINGS_DIR:-/usr/lib/dovecot/modules}/settings
+HARNESS_MIGRATE_SETTINGS=1
+# (an installed plugin comes with its installed settings module)
+if dv24 && [ "${MIGRATE_PLUGIN:-}" != installed ]; then
+	HARNESS_MIGRATE_SETTINGS=0
+	if [ -f "$SETTINGS_MODULE" ] && [ "${HARNESS_OWN_BUILD_PID:-}" != "$$" ]; then
+		if [ -f "$0" ] && unshare -m --propagation private true 2>/dev/null; then
+			exec env HARNESS_OWN_BUILD_PID=$$ unshare -m --propagation private -- bash "$0" "$@"
+		fi
+		echo "FAIL: $TEST_NAME: Dovecot 2.4 needs the build's settings module in $DOVECOT_SETTINGS_DIR, and no private mount namespace could be made for it (unshare -m --propagation private failed; in a chroot, make its root a mount point)"
+		exit 1
+	fi
+fi
 
 # The mail user: a system account, never uid 0 (doveadm refuses root).
 if ! id "$MAIL_USER" >/dev/null 2>&1; then
@@ -87,6 +131,32 @@ chmod 755 "$T"
 if [ -n "${HARNESS_REGISTRY:-}" ] && [ -d "$HARNESS_REGISTRY" ]; then
 	echo "$T" >>"$HARNESS_REGISTRY/roots"
 fi
+
+# settings_view: on 2.4, in the private namespace, the build's settings
+# module beside Dovecot's own (see HARNESS_MIGRATE_SETTINGS above)
+settings_view() {
+	local d="$T/settings-modules"
+	dv24 && [ "${MIGRATE_PLUGIN:-}" != installed ] && [ -f "$SETTINGS_MODULE" ] &&
+		[ "${HARNESS_OWN_BUILD_PID:-}" = "$$" ] || return 0
+	mkdir -p "$d"
+	cp -a "$DOVECOT_SETTINGS_DIR"/. "$d"/ 2>/dev/null
+	cp "$SETTINGS_MODULE" "$d"/ &&
+		mount --bind "$d" "$DOVECOT_SETTINGS_DIR" 2>"$T/settings-mount.err" || {
+		echo "FAIL: $TEST_NAME: bind-mounting the settings module view on $DOVECOT_SETTINGS_DIR failed: $(cat "$T/settings-mount.err")"
+		rm -rf "$T"
+		exit 1
+	}
+	# the namespace is private: the view must not reach the system
+	if awk -v d="$DOVECOT_SETTINGS_DIR" '$5 == d && / shared:/ { bad = 1 } END { exit !bad }' \
+		/proc/self/mountinfo 2>/dev/null; then
+		umount "$DOVECOT_SETTINGS_DIR"
+		echo "FAIL: $TEST_NAME: the settings module view on $DOVECOT_SETTINGS_DIR was a shared mount; unmounted it"
+		rm -rf "$T"
+		exit 1
+	fi
+	HARNESS_MIGRATE_SETTINGS=1
+}
+settings_view
 
 # ---------------------------------------------------------------- cleanup
 
@@ -295,9 +365,118 @@ make_cert() {
 	chmod 600 "$dir/key.pem"
 }
 
+# ---------------------------------------------------------------- config syntax
+# Every Dovecot config the tests write is built from these helpers, each of
+# which prints a fragment in the running Dovecot's syntax (2.3 or 2.4).
+
+# conf_var NAME: a variable in a setting's value: %{NAME} on 2.4; on 2.3
+# the one-letter form (user -> %u, home -> %h)
+conf_var() {
+	if dv24; then
+		printf '%%{%s}' "$1"
+	else
+		case "$1" in
+		user) printf '%%u' ;;
+		home) printf '%%h' ;;
+		*) printf '%%{%s}' "$1" ;;
+		esac
+	fi
+}
+
+# conf_header: what a 2.4 config must begin with (nothing on 2.3)
+conf_header() {
+	dv24 || return 0
+	local v=${DOVECOT_VERSION%%-*}
+	printf 'dovecot_config_version = %s\ndovecot_storage_version = %s\n' "$v" "$v"
+}
+
+# conf_mail_location DRIVER PATH [LAYOUT]
+conf_mail_location() {
+	if dv24; then
+		printf 'mail_driver = %s\nmail_path = %s\n' "$1" "$2"
+		[ -z "${3:-}" ] || printf 'mailbox_list_layout = %s\n' "$3"
+	else
+		printf 'mail_location = %s:%s%s\n' "$1" "$2" "${3:+:LAYOUT=$3}"
+	fi
+}
+
+# conf_settings NAME=VALUE...: plugin settings (migrate_*, ...): a plugin { }
+# block on 2.3, top-level settings on 2.4
+conf_settings() {
+	local kv ind=
+	dv24 || { echo "plugin {"; ind="  "; }
+	for kv in "$@"; do
+		printf '%s%s = %s\n' "$ind" "${kv%%=*}" "${kv#*=}"
+	done
+	dv24 || echo "}"
+}
+
+# conf_mail_plugins [--protocol PROTO] PLUGIN...: load mail plugins (for all
+# processes, or inside protocol PROTO { })
+conf_mail_plugins() {
+	local proto= p
+	if [ "$1" = --protocol ]; then proto=$2; shift 2; fi
+	[ -z "$proto" ] || echo "protocol $proto {"
+	if dv24; then
+		echo "mail_plugins {"
+		for p in "$@"; do echo "  $p = yes"; done
+		echo "}"
+	else
+		echo "mail_plugins = \$mail_plugins $*"
+	fi
+	[ -z "$proto" ] || echo "}"
+}
+
+# conf_mail_plugin_dir DIR [--protocol PROTO]
+conf_mail_plugin_dir() {
+	if [ "${2:-}" = --protocol ]; then
+		printf 'protocol %s {\n  mail_plugin_dir = %s\n}\n' "$3" "$1"
+	else
+		printf 'mail_plugin_dir = %s\n' "$1"
+	fi
+}
+
+# conf_listener NAME PORT [ssl|plain]: an inet_listener (inside a service
+# { }) on 127.0.0.1 (2.4 listens on the global "listen", set by common_conf),
+# with ssl = yes or ssl = no
+conf_listener() {
+	echo "  inet_listener $1 {"
+	dv24 || echo "    address = 127.0.0.1"
+	echo "    port = $2"
+	case "${3:-}" in
+	ssl) echo "    ssl = yes" ;;
+	plain) echo "    ssl = no" ;;
+	esac
+	echo "  }"
+}
+
+# conf_passwd_file FILE [master]: a passdb (of master users with "master")
+# reading passwd-file FILE, whose passwords carry their {SCHEME}
+conf_passwd_file() {
+	local name=${2:-users}
+	if dv24; then
+		printf 'passdb %s {\n  driver = passwd-file\n  passwd_file_path = %s\n' "$name" "$1"
+	else
+		printf 'passdb {\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%%u %s\n' "$1"
+	fi
+	[ "${2:-}" != master ] || echo "  master = yes"
+	echo "}"
+}
+
+# conf_ssl_server CERT KEY: the server certificate (files)
+conf_ssl_server() {
+	if dv24; then
+		printf 'ssl_server_cert_file = %s\nssl_server_key_file = %s\n' "$1" "$2"
+	else
+		printf 'ssl_cert = <%s\nssl_key = <%s\n' "$1" "$2"
+		[ ! -f /usr/share/dovecot/dh.pem ] || echo "ssl_dh = </usr/share/dovecot/dh.pem"
+	fi
+}
+
 # Settings shared by both instances. $1 = instance dir.
 common_conf() {
 	local dir=$1
+	conf_header
 	cat <<EOF
 # Generated by tests/lib/harness.sh: a private instance, not the system one.
 base_dir = $dir/run
@@ -313,17 +492,30 @@ mail_gid = $MAIL_USER
 first_valid_uid = 1
 first_valid_gid = 1
 auth_mechanisms = plain login
-disable_plaintext_auth = no
-passdb {
+EOF
+	conf_passwd_file "$dir/passwd"
+	if dv24; then
+		cat <<EOF
+auth_allow_cleartext = yes
+userdb users {
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u $dir/passwd
+  passwd_file_path = $dir/passwd
+  fields {
+    uid:default = $MAIL_USER
+    gid:default = $MAIL_USER
+  }
 }
+EOF
+	else
+		cat <<EOF
+disable_plaintext_auth = no
 userdb {
   driver = passwd-file
   args = username_format=%u $dir/passwd
   default_fields = uid=$MAIL_USER gid=$MAIL_USER
 }
 EOF
+	fi
 }
 
 # Add or replace "NAME:{PLAIN}PASS::::HOME::EXTRA" in a passwd-file.
@@ -399,23 +591,14 @@ src_start() {
 
 	{
 		common_conf "$SRC_DIR"
+		echo "ssl = yes"
+		conf_ssl_server "$SRC_DIR/ssl/cert.pem" "$SRC_DIR/ssl/key.pem"
+		conf_mail_location maildir "~/Maildir"
+		echo "service imap-login {"
+		conf_listener imap "$SRC_PORT"
+		conf_listener imaps "$SRC_SSL_PORT" ssl
+		echo "}"
 		cat <<EOF
-ssl = yes
-ssl_cert = <$SRC_DIR/ssl/cert.pem
-ssl_key = <$SRC_DIR/ssl/key.pem
-ssl_dh = </usr/share/dovecot/dh.pem
-mail_location = maildir:~/Maildir
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $SRC_PORT
-  }
-  inet_listener imaps {
-    address = 127.0.0.1
-    port = $SRC_SSL_PORT
-    ssl = yes
-  }
-}
 namespace inbox {
   inbox = yes
   separator = $sep
@@ -454,11 +637,15 @@ EOF
 		fi
 		echo "}"
 		# COMPRESS=DEFLATE (RFC 4978)
-		[ $compress = 1 ] &&
-			printf 'protocol imap {\n  mail_plugins = $mail_plugins zlib imap_zlib\n}\n'
+		if [ $compress = 1 ]; then
+			if dv24; then
+				conf_mail_plugins --protocol imap imap_compress
+			else
+				conf_mail_plugins --protocol imap zlib imap_zlib
+			fi
+		fi
 		[ -n "$extra" ] && cat "$extra"
 	} >"$SRC_DIR/dovecot.conf"
-	[ -f /usr/share/dovecot/dh.pem ] || sed -i '/^ssl_dh/d' "$SRC_DIR/dovecot.conf"
 
 	start_dovecot "$SRC_DIR/dovecot.conf" "$SRC_DIR/run" "$SRC_DIR/dovecot.log" "$SRC_PORT" ||
 		{ echo "src_start: dovecot failed to start" >&2; return 1; }
@@ -564,9 +751,9 @@ dst_start() {
 	done
 	local location
 	case "$DST_FORMAT" in
-	maildir) location="maildir:~/Maildir:LAYOUT=fs" ;;
-	sdbox) location="sdbox:~/mail" ;;
-	mdbox) location="mdbox:~/mdbox" ;;
+	maildir) location=(maildir "~/Maildir" fs) ;;
+	sdbox) location=(sdbox "~/mail") ;;
+	mdbox) location=(mdbox "~/mdbox") ;;
 	*) echo "dst_start: unknown format $DST_FORMAT" >&2; return 1 ;;
 	esac
 	mkdir -p "$DST_DIR/home" "$DST_DIR/state"
@@ -581,18 +768,13 @@ dst_start() {
 
 	{
 		common_conf "$DST_DIR"
+		echo "ssl = no"
+		conf_mail_location "${location[@]}"
+		echo "service imap-login {"
+		conf_listener imap "$DST_PORT"
+		conf_listener imaps 0
+		echo "}"
 		cat <<EOF
-ssl = no
-mail_location = $location
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = $DST_PORT
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
 namespace inbox {
   inbox = yes
   separator = /
@@ -618,13 +800,13 @@ namespace inbox {
     auto = no
   }
 }
-plugin {
-  migrate_source_host = 127.0.0.1
-  migrate_source_port = ${SRC_PORT:-143}
-  migrate_source_ssl = no
-  migrate_source_password_file = $T/srcpw/%u
-}
 EOF
+		# (2.4 without the settings module: a config without them, the
+		# plugin can't run anyway)
+		[ "$HARNESS_MIGRATE_SETTINGS" = 0 ] ||
+			conf_settings migrate_source_host=127.0.0.1 \
+				migrate_source_port="${SRC_PORT:-143}" migrate_source_ssl=no \
+				migrate_source_password_file="$T/srcpw/$(conf_var user)"
 		[ -n "$extra" ] && cat "$extra"
 	} >"$DST_DIR/dovecot.conf"
 
@@ -676,7 +858,7 @@ dst_set_source_password() { src_password_file_write "$1" "$2"; }
 # plain then, so non-migrate commands still work and "migrate" fails as an
 # unknown command.
 dst_doveadm_argv() {
-	DST_DOVEADM=(doveadm -c "$DST_DIR/dovecot.conf")
+	DST_DOVEADM=("$DOVEADM" -c "${DST_CONF:-$DST_DIR/dovecot.conf}")
 	# an installed plugin is loaded by doveadm from its module dir
 	if [ "${MIGRATE_PLUGIN:-}" = installed ]; then
 		:
@@ -687,6 +869,8 @@ dst_doveadm_argv() {
 	fi
 }
 
+# DST_CONF=FILE: the config dst_doveadm reads instead of the destination's
+# dovecot.conf (e.g. a copy with more settings: same instance, same base_dir)
 # dst_doveadm ARGS...: doveadm against the destination with the plugin.
 dst_doveadm() {
 	dst_doveadm_argv

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install what building, the demo and the tests need on Debian 12, without
-# leaving any system service (Dovecot, Redis, PostgreSQL) running: the
-# demo and the tests start private instances on 127.0.0.1.
+# Install what building, the demo and the tests need on Debian 12 (Dovecot
+# 2.3) or Debian 13 (Dovecot 2.4; tests/lib/trixie-root.sh runs this inside
+# its root), without leaving any system service (Dovecot, Redis, PostgreSQL)
+# running: the demo and the tests start private instances on 127.0.0.1.
+# The package names are the same on both releases.
 set -euo pipefail
 
 SUDO=
@@ -10,8 +12,8 @@ SUDO=
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	dovecot-core dovecot-imapd dovecot-dev dovecot-sqlite dovecot-pgsql
-	libpcre2-dev openssl python3
-	redis-server postgresql isync man-db time strace
+	libpcre2-dev openssl python3 ca-certificates git procps iproute2
+	redis-server postgresql sqlite3 isync man-db time strace
 	cyrus-common sasl2-bin mailutils-imap4d
 )
 
@@ -88,8 +90,10 @@ restore() {
 trap restore EXIT
 printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
 $SUDO chmod 755 "$policy"
-$SUDO apt-get update -q
-$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+# another apt in the same system (a shared CI root) holds the lock a while
+lock=(-o DPkg::Lock::Timeout=300)
+$SUDO apt-get "${lock[@]}" update -q
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" install -y -q \
 	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
 	"${missing[@]}"
 restore
