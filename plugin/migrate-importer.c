@@ -841,7 +841,7 @@ static int migrate_importer_list_missing(struct migrate_importer *imp,
 		hash_table_insert(imp->msgs_by_uid, POINTER_CAST(uid), msg);
 		migrate_importer_item(imp, msg, MIGRATE_ITEM_FETCH_FAILED,
 			"the server refused to FETCH this message's headers");
-		run->item_errors++;
+		migrate_run_item_error(run);
 	}
 	return 0;
 }
@@ -1544,7 +1544,7 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 				MIGRATE_ITEM_FETCH_FAILED,
 				t_strdup_printf("%s %s", reply->name,
 					reply->text == NULL ? "" : reply->text));
-			run->item_errors++;
+			migrate_run_item_error(run);
 		}
 	}
 	array_delete(&ctx->cmds, array_ptr_to_idx(&ctx->cmds, cmd), 1);
@@ -1553,14 +1553,8 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 		ctx->throttle_text = p_strdup(imp->pool, reply->text);
 		return 1;
 	}
-	if (run->set->errors_max > 0 &&
-	    run->item_errors >= run->set->errors_max) {
-		run->error_code = MIGRATE_ERROR_ITEMS;
-		run->error = p_strdup_printf(run->pool,
-			"Stopped after %u failed messages (migrate_errors_max)",
-			run->item_errors);
+	if (migrate_run_errors_max_reached(run))
 		return -1;
-	}
 	return 1;
 }
 

@@ -119,6 +119,26 @@ void migrate_run_pace(struct migrate_run *run)
 		migrate_run_sleep(run, need_msecs - elapsed_msecs);
 }
 
+void migrate_run_item_error(struct migrate_run *run)
+{
+	run->item_errors++;
+	if (run->worker)
+		(void)migrate_workers_item_errors(run, 1);
+}
+
+bool migrate_run_errors_max_reached(struct migrate_run *run)
+{
+	unsigned int total = run->worker ?
+		migrate_workers_item_errors(run, 0) : run->item_errors;
+
+	if (run->set->errors_max == 0 || total < run->set->errors_max)
+		return FALSE;
+	run->error_code = MIGRATE_ERROR_ITEMS;
+	run->error = p_strdup_printf(run->pool, "Stopped after %u failed "
+		"messages (migrate_errors_max)", total);
+	return TRUE;
+}
+
 static unsigned int migrate_backoff_msecs(struct migrate_run *run,
 					  unsigned int attempt)
 {

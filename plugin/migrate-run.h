@@ -153,6 +153,12 @@ int migrate_run_throttle(struct migrate_run *run, const char *why);
 /* After each saved message: keep under the operator's rate caps and
    keep the run lock alive. */
 void migrate_run_pace(struct migrate_run *run);
+/* A message failed (it goes to the item log): counts against
+   migrate_errors_max, one count per run across worker processes. */
+void migrate_run_item_error(struct migrate_run *run);
+/* TRUE (with run->error set) once the run's failed messages reached
+   migrate_errors_max */
+bool migrate_run_errors_max_reached(struct migrate_run *run);
 /* Sleep on the ioloop */
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
 /* Renew the run lock when a third of migrate_lock_timeout has passed (a

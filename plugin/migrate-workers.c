@@ -68,6 +68,8 @@ struct migrate_workers {
 	unsigned int next_group;
 	/* a worker hit an error that stops the run: take no new folder */
 	unsigned int stop;
+	/* failed messages of the whole run, for migrate_errors_max (atomic) */
+	unsigned int item_errors;
 	/* one throttle budget: every worker holds off until then (ms since
 	   the epoch, atomic) */
 	int64_t throttle_until_msecs;
@@ -422,6 +424,13 @@ void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs)
 					    __ATOMIC_SEQ_CST)) ;
 }
 
+unsigned int migrate_workers_item_errors(struct migrate_run *run,
+					unsigned int add)
+{
+	return __atomic_add_fetch(&run->workers->item_errors, add,
+				  __ATOMIC_SEQ_CST);
+}
+
 unsigned int migrate_workers_throttle_wait(struct migrate_run *run)
 {
 	int64_t until = __atomic_load_n(&run->workers->throttle_until_msecs,
@@ -678,6 +687,7 @@ int migrate_workers_run(struct migrate_run *run,
 	w->size = size;
 	w->job_count = count;
 	w->worker_count = workers;
+	w->item_errors = run->item_errors;
 	w->slots = PTR_OFFSET(mem, sizeof(*w));
 	w->jobs = PTR_OFFSET(w->slots, sizeof(w->slots[0]) * workers);
 

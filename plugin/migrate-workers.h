@@ -36,6 +36,10 @@ void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs);
    elsewhere): one worker at a time. */
 void migrate_workers_dest_lock(struct migrate_run *run);
 void migrate_workers_dest_unlock(struct migrate_run *run);
+/* In a worker: add failed messages; returns the run's total so far (all
+   workers count against one migrate_errors_max). */
+unsigned int migrate_workers_item_errors(struct migrate_run *run,
+					unsigned int add);
 /* msecs to wait because another worker was throttled, or 0 */
 unsigned int migrate_workers_throttle_wait(struct migrate_run *run);
 
