@@ -78,6 +78,20 @@ static void cmd_migrate_failed(struct doveadm_mail_cmd_context *ctx,
 		ctx->exit_code = exit_code;
 }
 
+static const char *cmd_migrate_folder_note(const struct migrate_folder *folder)
+{
+	if (folder->error != NULL)
+		return folder->error;
+	if (folder->dest.skip && folder->dest.reason != NULL)
+		return folder->dest.reason;
+	if (folder->dest_previous != NULL) {
+		return t_strdup_printf("destination changed: the copy in %s "
+				       "is left in place",
+				       folder->dest_previous);
+	}
+	return "";
+}
+
 static void cmd_migrate_print_folders(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
@@ -99,9 +113,7 @@ static void cmd_migrate_print_folders(struct migrate_run *run)
 		doveadm_print_num(folder->bytes);
 		doveadm_print(folder->uids_preserved == NULL ? "" :
 			      folder->uids_preserved);
-		doveadm_print(folder->error != NULL ? folder->error :
-			      (folder->dest.skip && folder->dest.reason != NULL ?
-			       folder->dest.reason : ""));
+		doveadm_print(cmd_migrate_folder_note(folder));
 	}
 }
 

@@ -2278,6 +2278,32 @@ int migrate_importer_remember_labelled(struct migrate_run *run)
 	return ret;
 }
 
+/* The folder map sends the folder elsewhere than earlier passes did: the
+   UID map and the high-water mark speak of the old destination folder.
+   The new one is filled as if the state were lost (mail already there is
+   matched by identity, never copied twice); the old copy is left alone,
+   and named so the admin can delete it. */
+static void migrate_importer_dest_moved(struct migrate_importer *imp)
+{
+	struct migrate_folder *folder = imp->folder;
+
+	if (imp->fs.dest_vname == NULL ||
+	    strcmp(imp->fs.dest_vname, folder->dest.vname) == 0)
+		return;
+	folder->dest_previous = p_strdup(imp->run->pool, imp->fs.dest_vname);
+	e_warning(imp->event, "The destination of source folder %s changed "
+		  "since the last pass (migrate_folder_map): it was %s, now "
+		  "%s. Importing into %s, matching mail already there by "
+		  "identity; the copy in %s is left in place",
+		  folder->src_name, folder->dest_previous, folder->dest.vname,
+		  folder->dest.vname, folder->dest_previous);
+	array_clear(&imp->fs.uidmap);
+	imp->fs.last_uid = 0;
+	imp->fs.dst_uidvalidity = 0;
+	imp->fs.dst_uidnext = 0;
+	imp->have_state = FALSE;
+}
+
 int migrate_importer_folder(struct migrate_run *run,
 			    struct migrate_folder *folder)
 {
@@ -2296,6 +2322,8 @@ int migrate_importer_folder(struct migrate_run *run,
 		run->error = p_strdup(run->pool, error);
 	} else {
 		imp.have_state = ret > 0;
+		if (imp.have_state)
+			migrate_importer_dest_moved(&imp);
 		imp.fs.dest_vname = folder->dest.vname;
 		imp.fs.imported = imp.fs.existing = imp.fs.failed = 0;
 		imp.fs.deferred = imp.fs.flags_updated = 0;

@@ -960,6 +960,49 @@ static int migrate_run_verify(struct migrate_run *run)
 	return 0;
 }
 
+/* A folder the folder map now sends elsewhere than earlier passes did
+   (migrate-importer.c handles it the same way in a run) */
+static void migrate_run_plan_dest_moved(struct migrate_run *run,
+					struct migrate_folder *folder)
+{
+	struct migrate_folder_state fs;
+	const char *error;
+	int ret;
+
+	if (run->state == NULL)
+		return;
+	i_zero(&fs);
+	ret = migrate_state_folder_get(run->state, folder->src_name,
+				       pool_datastack_create(), &fs, &error);
+	if (ret < 0)
+		e_warning(run->event, "%s", error);
+	if (ret <= 0 || fs.dest_vname == NULL ||
+	    strcmp(fs.dest_vname, folder->dest.vname) == 0)
+		return;
+	folder->dest_previous = p_strdup(run->pool, fs.dest_vname);
+	folder->dest.reason = p_strdup_printf(run->pool, "%s%sdestination "
+		"changed since the last pass (was %s): %s is filled by "
+		"identity, the copy in %s is left in place",
+		folder->dest.reason == NULL ? "" : folder->dest.reason,
+		folder->dest.reason == NULL ? "" : "; ",
+		folder->dest_previous, folder->dest.vname,
+		folder->dest_previous);
+}
+
+static int migrate_run_plan(struct migrate_run *run)
+{
+	struct migrate_folder *folder;
+
+	array_foreach_elem(&run->folders, folder) {
+		if (folder->dest.skip || !migrate_folder_selected(run, folder))
+			continue;
+		T_BEGIN {
+			migrate_run_plan_dest_moved(run, folder);
+		} T_END;
+	}
+	return 0;
+}
+
 static void migrate_run_save_run_state(struct migrate_run *run,
 				       const char *status)
 {
@@ -1055,13 +1098,16 @@ int migrate_run_execute(struct migrate_run *run)
 	}
 	run->set = set;
 	run->pipeline_depth = set->pipeline_depth;
-	if (run->opts.mode != MIGRATE_RUN_MODE_PLAN) {
-		if (migrate_state_open(run->user, set->state_dict,
-				       &run->state, &error) < 0) {
+	if (migrate_state_open(run->user, set->state_dict,
+			       &run->state, &error) < 0) {
+		if (run->opts.mode != MIGRATE_RUN_MODE_PLAN) {
 			run->error_code = MIGRATE_ERROR_CONFIG;
 			run->error = p_strdup(run->pool, error);
 			return -1;
 		}
+		/* the plan only reads the state to say what changed */
+		e_warning(run->event, "%s: the plan can't tell what earlier "
+			  "passes did", error);
 	}
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
 		ret = migrate_state_lock(run->state, set->lock_timeout_secs,
@@ -1093,6 +1139,8 @@ int migrate_run_execute(struct migrate_run *run)
 
 	if (run->opts.mode == MIGRATE_RUN_MODE_VERIFY)
 		return migrate_run_verify(run);
+	if (run->opts.mode == MIGRATE_RUN_MODE_PLAN)
+		return migrate_run_plan(run);
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
 		if (migrate_run_import(run) < 0)
 			goto failed;

@@ -44,6 +44,9 @@ struct migrate_verify_missing {
 struct migrate_folder {
 	const char *src_name;
 	struct migrate_folder_dest dest;
+	/* earlier passes imported this folder into another destination
+	   folder (the folder map changed since): that copy is left in place */
+	const char *dest_previous;
 	enum migrate_folder_src_flags src_flags;
 	enum migrate_special_use src_special_use;
 	bool subscribed;

@@ -5,6 +5,11 @@
 #   (a) migrate_errors_max is one budget for the whole run: with 4 parallel
 #       workers and a poison message in every folder, the run stops once
 #       the run's failures (not one worker's) reach the cap
+#   (b) the folder map changes after a pass ("Q&A Notes" -> "Archive/Old
+#       Notes"): plan says so, the run fills the new folder (by identity:
+#       it was created with the source's UIDVALIDITY, which the old one has
+#       too) and names the old copy it left in place; the next run finds it
+#       unchanged; verify -I ok
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
 
@@ -18,12 +23,22 @@ src_dump alice "$T/src.json" || die "source dump failed"
 nfolders=$(pj "$T/src.json" 'len([k for k, v in d.items() if k != "subscriptions" and len(v["messages"]) > 0])')
 info "source: $nfolders folders with mail"
 
+# dst_count USER FOLDER: messages in a destination folder
+dst_count() {
+	dst_doveadm -f flow mailbox status -u "$1" messages "$2" 2>/dev/null |
+		sed -n 's/.*messages=\([0-9]*\).*/\1/p'
+}
+
+# part X: run section X (all unless ONLY=letters says otherwise)
+part() { [ -z "${ONLY:-}" ] || [[ "$ONLY" == *"$1"* ]]; }
+
 # report_count USER CLASS: the user's items of that class
 report_count() {
 	dst_doveadm -f tab migrate report -u "$1" -r "$2" 2>/dev/null | tail -n +2 | grep -c .
 }
 
 # ------------------------------------------------------------ (a)
+if part a; then
 # UID 1 of every folder fails: 4 workers start 4 folders at once, each
 # fails at once. One budget of 2: every worker stops at its next failure,
 # so at most 2 + 3 failures; four budgets of 2 would allow 8.
@@ -39,5 +54,42 @@ failed=$(report_count ea fetch-failed)
 info "(a) $failed messages failed before the run stopped ($nfolders folders)"
 check "(a) at most migrate_errors_max + 3 failures in the whole run" \
 	test "$failed" -le 5
+fi
+
+# ------------------------------------------------------------ (b)
+if part b; then
+dst_add_user mv userdb_migrate_source_user=alice
+nnotes=$(pj "$T/src.json" 'len(d["Q&A Notes"]["messages"])')
+assert_exit NAME="(b) first pass exits 0" 0 \
+	dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" migrate run -u mv
+printf '%s\n' '^Q&A Notes$ -> Archive/Old Notes' >"$T/move.rules"
+chmod 644 "$T/move.rules"
+moved=(-o plugin/migrate_source_port="$SRC_PORT" -o plugin/migrate_folder_map="$T/move.rules")
+assert_exit NAME="(b) plan after the map change exits 0" 0 \
+	dst_doveadm -f json "${moved[@]}" migrate plan -u mv
+assert_eq "(b) plan: Q&A Notes -> Archive/Old Notes, destination changed (was Q&A Notes)" \
+	"Archive/Old Notes import yes" \
+	"$(pj "$LAST_OUT" '" ".join(" ".join([r["dest"], r["action"], "yes" if "destination changed since the last pass (was Q&A Notes)" in r["reason"] else r["reason"]]) for r in d if r["dest"] == "Archive/Old Notes")')"
+assert_exit NAME="(b) run after the map change exits 0" 0 \
+	dst_doveadm -f json "${moved[@]}" migrate run -u mv
+cp "$LAST_OUT" "$T/mv-run.json"; cp "$LAST_ERR" "$T/mv-run.err"
+assert_eq "(b) run: Archive/Old Notes completed, every message imported" \
+	"completed $nnotes 0" \
+	"$(pj "$T/mv-run.json" '" ".join(" ".join([r["result"], r["imported"], r["existing"]]) for r in d if r["dest"] == "Archive/Old Notes")')"
+assert_match "(b) run: the note names the copy left in place" \
+	"destination changed: the copy in Q&A Notes is left in place" \
+	"$(pj "$T/mv-run.json" '[r["note"] for r in d if r["dest"] == "Archive/Old Notes"][0]')"
+assert_match "(b) run: a warning says what changed and what was done" \
+	"was Q&A Notes, now Archive/Old Notes.*copy in Q&A Notes is left in place" "$(cat "$T/mv-run.err")"
+assert_eq "(b) Archive/Old Notes holds the folder's mail once; Q&A Notes is left as it was" \
+	"$nnotes $nnotes" \
+	"$(dst_count mv "Archive/Old Notes") $(dst_count mv "Q&A Notes")"
+assert_exit NAME="(b) the next run exits 0" 0 \
+	dst_doveadm -f json "${moved[@]}" migrate run -u mv
+assert_eq "(b) the next run: unchanged, no note" "unchanged " \
+	"$(pj "$LAST_OUT" '" ".join(r["result"] + " " + r["note"] for r in d if r["dest"] == "Archive/Old Notes")')"
+assert_exit NAME="(b) verify -I with the new map exits 0" 0 \
+	dst_doveadm "${moved[@]}" migrate verify -I -u mv
+fi
 
 harness_done
