@@ -12,8 +12,12 @@ enum migrate_error {
 	MIGRATE_ERROR_CONFIG,
 	/* source sent something we can't parse (EX_PROTOCOL) */
 	MIGRATE_ERROR_PROTOCOL,
-	/* destination storage failed (EX_TEMPFAIL, quota included) */
+	/* destination storage failed (EX_TEMPFAIL) */
 	MIGRATE_ERROR_DESTINATION,
+	/* the destination quota is full: what fit is kept, the rest is in
+	   the item log; retrying changes nothing until the quota does
+	   (EX_CANTCREAT) */
+	MIGRATE_ERROR_QUOTA,
 	/* another run holds the user's lock (EX_TEMPFAIL) */
 	MIGRATE_ERROR_LOCKED,
 	/* run finished but some items failed (exit 2) */

@@ -61,6 +61,9 @@ struct migrate_msg {
 	bool listed;
 	/* matched to destination mail by identity in this pass */
 	uint32_t claimed_dst_uid;
+	/* its body arrived, but its batch was rolled back: the next pass
+	   fetches it again (it didn't vanish) */
+	bool rolled_back;
 	/* no destination mail has its identity, but some has its header
 	   fingerprint with another size: check the size of the body */
 	bool verify_size;
@@ -100,6 +103,9 @@ struct migrate_importer {
 	bool trans_save_failed;
 	/* a batch was rolled back: its messages need another pass */
 	bool batch_rolled_back;
+	/* the destination quota refused a message: from now on every
+	   message is committed on its own, so a refusal costs no other */
+	bool quota_single;
 	unsigned int commit_retries;
 	/* the server refused the flag sync: don't record its HIGHESTMODSEQ */
 	bool flag_sync_failed;
@@ -1152,6 +1158,7 @@ static void migrate_importer_rollback(struct migrate_importer *imp)
 		if (msg == NULL || msg->action != MIGRATE_MSG_DONE)
 			continue;
 		msg->action = MIGRATE_MSG_IMPORT;
+		msg->rolled_back = TRUE;
 		if (imp->folder->imported > 0)
 			imp->folder->imported--;
 		imp->batch_rolled_back = TRUE;
@@ -1234,7 +1241,8 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 			(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
 			return 0;
 		}
-		run->error_code = MIGRATE_ERROR_DESTINATION;
+		run->error_code = error == MAIL_ERROR_NOQUOTA ?
+			MIGRATE_ERROR_QUOTA : MIGRATE_ERROR_DESTINATION;
 		run->error = p_strdup_printf(run->pool,
 			"Destination folder %s: commit failed: %s",
 			imp->folder->dest.vname, errstr);
@@ -1324,6 +1332,52 @@ migrate_importer_body_msg(struct migrate_importer *imp,
 		msg->tz_offset = tmp->tz_offset;
 	}
 	return msg;
+}
+
+/* The destination quota refused msg. The open transaction can only be
+   rolled back as a whole: the first time, its messages (msg too: it may
+   fit without them) go back to be fetched again, and from now on every
+   message is committed on its own. When a message refused alone, the quota
+   is full: it and every message of the folder still to import go to the
+   item log as destination-quota, and the run stops (retrying can't help
+   until the quota changes). Returns 0 to go on, -1 to stop. */
+static int migrate_importer_quota_full(struct migrate_importer *imp,
+				       struct migrate_msg *msg,
+				       const char *error)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_msg *m;
+	unsigned int count = 0;
+
+	if (!imp->quota_single && imp->trans_msgs > 0) {
+		e_debug(imp->event, "UID %u: %s: committing message by message "
+			"from now on", msg->uid, error);
+		imp->quota_single = TRUE;
+		migrate_importer_rollback(imp);
+		msg->rolled_back = TRUE;
+		imp->batch_rolled_back = TRUE;
+		return 0;
+	}
+	error = t_strdup(error);
+	migrate_importer_rollback(imp);
+	migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_QUOTA, error);
+	msg->action = MIGRATE_MSG_FAILED;
+	array_foreach_elem(&imp->msgs, m) {
+		if (m->action != MIGRATE_MSG_IMPORT)
+			continue;
+		migrate_importer_item(imp, m, MIGRATE_ITEM_DEST_QUOTA,
+			"not tried: the destination quota is full");
+		m->action = MIGRATE_MSG_FAILED;
+		count++;
+	}
+	imp->folder->failed += count + 1;
+	run->error_code = MIGRATE_ERROR_QUOTA;
+	run->error = p_strdup_printf(run->pool, "Destination quota full in "
+		"%s: %s. What fit is kept; %u message(s) of this folder are in "
+		"the item log as destination-quota (migrate report -r "
+		"destination-quota): raise the quota and run again",
+		imp->folder->dest.vname, error, count + 1);
+	return -1;
 }
 
 /* Stream one body into the destination. Returns 1 saved, 0 item failed,
@@ -1423,14 +1477,8 @@ static int migrate_importer_save(struct migrate_importer *imp,
 
 dest_failed:
 dest_failed_nosave:
-	if (mail_error == MAIL_ERROR_NOQUOTA) {
-		migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_QUOTA, error);
-		run->error_code = MIGRATE_ERROR_DESTINATION;
-		run->error = p_strdup_printf(run->pool,
-			"Destination quota exceeded in %s: %s",
-			imp->folder->dest.vname, error);
-		return -1;
-	}
+	if (mail_error == MAIL_ERROR_NOQUOTA)
+		return migrate_importer_quota_full(imp, msg, error);
 	migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_ERROR, error);
 	msg->action = MIGRATE_MSG_FAILED;
 	return 0;
@@ -1439,6 +1487,7 @@ dest_failed_nosave:
 static bool migrate_importer_batch_full(struct migrate_importer *imp)
 {
 	return imp->trans_msgs >= imp->run->set->batch_messages ||
+		(imp->quota_single && imp->trans_msgs > 0) ||
 		imp->trans_bytes >= imp->run->set->batch_bytes;
 }
 
@@ -1533,7 +1582,7 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 		msg = hash_table_lookup(imp->msgs_by_uid, POINTER_CAST(uid));
 		/* throttled: left to import, sent again after backing off */
 		if (msg == NULL || msg->action != MIGRATE_MSG_IMPORT ||
-		    throttled)
+		    msg->rolled_back || throttled)
 			continue;
 		msg->action = MIGRATE_MSG_FAILED;
 		if (ok) {

@@ -18,6 +18,7 @@
 #include "migrate-run.h"
 #include "migrate-conn-slots.h"
 #include "migrate-workers.h"
+#include "migrate-quota.h"
 
 #include <stdio.h>
 #include <sysexits.h>
@@ -37,6 +38,8 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	case MIGRATE_ERROR_DESTINATION:
 	case MIGRATE_ERROR_LOCKED:
 		return EX_TEMPFAIL;
+	case MIGRATE_ERROR_QUOTA:
+		return EX_CANTCREAT;
 	case MIGRATE_ERROR_AUTH:
 		return EX_NOPERM;
 	case MIGRATE_ERROR_CONFIG:
@@ -960,10 +963,11 @@ static int migrate_run_verify(struct migrate_run *run)
 	return 0;
 }
 
-/* A folder the folder map now sends elsewhere than earlier passes did
-   (migrate-importer.c handles it the same way in a run) */
-static void migrate_run_plan_dest_moved(struct migrate_run *run,
-					struct migrate_folder *folder)
+/* What earlier passes did: the bytes they imported, and whether the
+   folder map now sends the folder elsewhere (migrate-importer.c handles
+   that the same way in a run) */
+static void migrate_run_plan_state(struct migrate_run *run,
+				   struct migrate_folder *folder)
 {
 	struct migrate_folder_state fs;
 	const char *error;
@@ -976,9 +980,12 @@ static void migrate_run_plan_dest_moved(struct migrate_run *run,
 				       pool_datastack_create(), &fs, &error);
 	if (ret < 0)
 		e_warning(run->event, "%s", error);
-	if (ret <= 0 || fs.dest_vname == NULL ||
-	    strcmp(fs.dest_vname, folder->dest.vname) == 0)
+	if (ret <= 0 || fs.dest_vname == NULL)
 		return;
+	if (strcmp(fs.dest_vname, folder->dest.vname) == 0) {
+		folder->state_bytes = fs.bytes;
+		return;
+	}
 	folder->dest_previous = p_strdup(run->pool, fs.dest_vname);
 	folder->dest.reason = p_strdup_printf(run->pool, "%s%sdestination "
 		"changed since the last pass (was %s): %s is filled by "
@@ -989,6 +996,122 @@ static void migrate_run_plan_dest_moved(struct migrate_run *run,
 		folder->dest_previous);
 }
 
+static void migrate_size_cb(const struct migrate_reply *reply,
+			    uint64_t *size)
+{
+	const struct imap_arg *args = reply->args;
+	const char *name, *value;
+	uoff_t num;
+
+	if (strcasecmp(reply->name, "FETCH") != 0)
+		return;
+	for (; !IMAP_ARG_IS_EOL(&args[0]) && !IMAP_ARG_IS_EOL(&args[1]);
+	     args += 2) {
+		if (imap_arg_get_atom(&args[0], &name) &&
+		    strcasecmp(name, "RFC822.SIZE") == 0 &&
+		    imap_arg_get_atom(&args[1], &value) &&
+		    str_to_uoff(value, &num) == 0)
+			*size += num;
+	}
+}
+
+/* The folder's size when STATUS didn't tell (no STATUS=SIZE): the sum of
+   its messages' RFC822.SIZE. 0 on success, -1 with error_r. */
+static int migrate_run_folder_size(struct migrate_run *run,
+				   struct migrate_folder *folder,
+				   const char **error_r)
+{
+	enum migrate_error code;
+	uint64_t size = 0;
+	string_t *cmd = t_str_new(128);
+	int ret;
+
+	str_append(cmd, "EXAMINE ");
+	if (!migrate_source_conn_append_mailbox(run->conn, cmd,
+						folder->src_name)) {
+		*error_r = "the folder name can't be sent to the server";
+		return -1;
+	}
+	ret = migrate_source_conn_run(run->conn, str_c(cmd), NULL, NULL,
+				      &code, error_r);
+	if (ret > 0) {
+		ret = migrate_source_conn_run(run->conn,
+			"UID FETCH 1:* (RFC822.SIZE)",
+			(migrate_untagged_callback_t *)migrate_size_cb, &size,
+			&code, error_r);
+	}
+	if (ret <= 0)
+		return -1;
+	folder->status_size = size;
+	return 0;
+}
+
+/* Does the source fit the destination quota? Per folder in run order, the
+   bytes still to import add up; every folder from the one that reaches
+   past the free space on says so with both figures. */
+static void migrate_run_plan_quota(struct migrate_run *run)
+{
+	ARRAY_TYPE(migrate_folder) order;
+	struct migrate_quota quota;
+	struct migrate_folder *folder, *first_over = NULL;
+	uint64_t total = 0, free_bytes;
+	const char *error;
+	int ret;
+
+	ret = migrate_quota_get(run->user, &quota, &error);
+	if (ret < 0)
+		e_warning(run->event, "%s: the plan can't compare the "
+			  "source with it", error);
+	if (ret <= 0)
+		return;
+	free_bytes = migrate_quota_free(&quota);
+	t_array_init(&order, array_count(&run->folders));
+	array_append_array(&order, &run->folders);
+	array_sort(&order, migrate_folder_order);
+	array_foreach_elem(&order, folder) {
+		/* All Mail only brings what no label has: its size would
+		   count the labelled mail twice */
+		if (folder->dest.skip || !migrate_folder_selected(run, folder) ||
+		    folder->dest.gmail_all_mail || !folder->have_status)
+			continue;
+		if (folder->status_messages > 0 && folder->status_size == 0 &&
+		    migrate_run_folder_size(run, folder, &error) < 0) {
+			e_warning(run->event, "Folder %s: can't read the "
+				  "size of its messages (%s): the quota "
+				  "comparison leaves it out",
+				  folder->src_name, error);
+			continue;
+		}
+		total += folder->status_size > folder->state_bytes ?
+			folder->status_size - folder->state_bytes : 0;
+		if (total <= free_bytes)
+			continue;
+		if (first_over == NULL)
+			first_over = folder;
+		folder->dest.reason = p_strdup_printf(run->pool, "%s%s"
+			"over the destination quota: %s to import up to "
+			"here, %s free (quota root %s)",
+			folder->dest.reason == NULL ? "" : folder->dest.reason,
+			folder->dest.reason == NULL ? "" : "; ",
+			migrate_quota_size_str(total),
+			migrate_quota_size_str(free_bytes), quota.root_name);
+	}
+	if (first_over == NULL) {
+		e_debug(run->event, "Destination quota: %s to import, %s free "
+			"(quota root %s)", migrate_quota_size_str(total),
+			migrate_quota_size_str(free_bytes), quota.root_name);
+		return;
+	}
+	e_warning(run->event, "Destination quota: the source holds %s to "
+		  "import, but quota root %s has only %s free (%s of %s "
+		  "used): the run will stop at folder %s (exit 73) unless "
+		  "the quota is raised", migrate_quota_size_str(total),
+		  quota.root_name, migrate_quota_size_str(free_bytes),
+		  migrate_quota_size_str(quota.bytes_used),
+		  migrate_quota_size_str(quota.bytes_limit),
+		  first_over->src_name);
+}
+
 static int migrate_run_plan(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
@@ -997,9 +1120,12 @@ static int migrate_run_plan(struct migrate_run *run)
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
 			continue;
 		T_BEGIN {
-			migrate_run_plan_dest_moved(run, folder);
+			migrate_run_plan_state(run, folder);
 		} T_END;
 	}
+	T_BEGIN {
+		migrate_run_plan_quota(run);
+	} T_END;
 	return 0;
 }
 

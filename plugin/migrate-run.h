@@ -47,6 +47,8 @@ struct migrate_folder {
 	/* earlier passes imported this folder into another destination
 	   folder (the folder map changed since): that copy is left in place */
 	const char *dest_previous;
+	/* bytes earlier passes imported into dest (plan, from the state) */
+	uint64_t state_bytes;
 	enum migrate_folder_src_flags src_flags;
 	enum migrate_special_use src_special_use;
 	bool subscribed;

@@ -10,13 +10,27 @@
 #       it was created with the source's UIDVALIDITY, which the old one has
 #       too) and names the old copy it left in place; the next run finds it
 #       unchanged; verify -I ok
+#   (c) a destination quota (quota plugin, count backend) smaller than the
+#       source: plan warns with both figures and marks the folders over it;
+#       run keeps what fits (5-message batches: a refusal doesn't roll back
+#       the batch), logs the rest as destination-quota and exits 73; with
+#       the quota raised the next run brings the rest and verify is clean
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 
 src_start || die "source server did not start"
-dst_start || die "destination server did not start"
+# the quota plugin is configured (no limit unless the user has one); only
+# doveadm calls that load it (qdoveadm) and the IMAP server enforce it
+cat >"$T/dst-quota.conf" <<'EOC'
+mail_plugins = $mail_plugins quota
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+}
+EOC
+dst_start --conf-extra "$T/dst-quota.conf" || die "destination server did not start"
 src_seed alice --seed 11 >"$T/seed.out" 2>&1 ||
 	die "seeding failed: $(tail -n 3 "$T/seed.out")"
 src_dump alice "$T/src.json" || die "source dump failed"
@@ -90,6 +104,47 @@ assert_eq "(b) the next run: unchanged, no note" "unchanged " \
 	"$(pj "$LAST_OUT" '" ".join(r["result"] + " " + r["note"] for r in d if r["dest"] == "Archive/Old Notes")')"
 assert_exit NAME="(b) verify -I with the new map exits 0" 0 \
 	dst_doveadm "${moved[@]}" migrate verify -I -u mv
+fi
+
+# ------------------------------------------------------------ (c)
+if part c; then
+# doveadm with the quota plugin and this build's plugin
+mkdir -p "$T/modules"
+ln -sf "$PLUGIN_DIR/lib20_doveadm_migrate_plugin.so" /usr/lib/dovecot/modules/lib10_quota_plugin.so "$T/modules/"
+qdoveadm() {
+	bounded "$DOVEADM_TIMEOUT" doveadm -c "$DST_DIR/dovecot.conf" \
+		-o mail_plugin_dir="$T/modules" -o "mail_plugins=quota $PLUGIN_NAME" \
+		-o plugin/migrate_source_port="$SRC_PORT" "$@"
+}
+total=$(src_doveadm -f flow mailbox status -u alice vsize '*' |
+	sed -n 's/.*vsize=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s}')
+limit_k=$((total * 4 / 10 / 1024))
+info "(c) source: $total bytes; quota ${limit_k} kB"
+dst_add_user qa userdb_migrate_source_user=alice "userdb_quota_rule=*:storage=${limit_k}k"
+assert_exit NAME="(c) plan with a quota smaller than the source: exit 0" 0 \
+	qdoveadm -f json migrate plan -u qa
+one_line "(c) plan warns with both figures" "$LAST_ERR" 'Destination quota' \
+	'holds [0-9.]+ [kMG]B to import, but quota root User quota has only [0-9.]+ [kMG]B free'
+assert_match "(c) plan marks the folders over the quota" "^[1-9]" \
+	"$(pj "$LAST_OUT" 'sum(1 for r in d if "over the destination quota" in r["reason"])')"
+assert_exit NAME="(c) run into the quota (5-message batches): exit 73" 73 \
+	qdoveadm -o plugin/migrate_batch_messages=5 -o plugin/migrate_parallel_folders=1 \
+	migrate run -u qa
+one_error "(c) one error line: quota full, what fit is kept, the rest is destination-quota" \
+	'Destination quota full in .*What fit is kept; [0-9]+ message.s. .*destination-quota'
+dst_doveadm -f json migrate report -u qa -r destination-quota >"$T/qa-items.json" 2>/dev/null
+nq=$(pj "$T/qa-items.json" 'len(d)')
+check "(c) the rest is in the item log as destination-quota ($nq)" test "$nq" -gt 0
+refused=$(pj "$T/qa-items.json" '[int(r["size"]) for r in d if not r["detail"].startswith("not tried")][0]')
+used_k=$(doveadm -c "$DST_DIR/dovecot.conf" -o mail_plugins=quota -f tab quota get -u qa |
+	awk -F'\t' '$2 == "STORAGE" {print $3}')
+info "(c) used ${used_k} kB of ${limit_k} kB; the refused message has $refused bytes"
+check "(c) what fit was kept: the refused message didn't fit the space left" \
+	test $((used_k * 1024 + refused)) -gt $((limit_k * 1024))
+assert_exit NAME="(c) with the quota raised the next run exits 0" 0 \
+	qdoveadm -o 'plugin/quota_rule=*:storage=100M' migrate run -u qa
+assert_exit NAME="(c) verify after it exits 0" 0 dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" \
+	migrate verify -u qa
 fi
 
 harness_done

@@ -16,7 +16,7 @@
 #       3 s timeout, every gap shorter): no reconnect, one connection,
 #       exit 0, destination == source
 #   (j) destination quota (Dovecot's quota plugin, count backend, for one
-#       user): the run stops with exit 75 and one error line naming the
+#       user): the run stops with exit 73 and one error line naming the
 #       quota; the destination holds complete messages only, a subset of
 #       the source; status and report show what was imported and the
 #       failure; with a raised quota a re-run completes (exit 0,
@@ -262,7 +262,7 @@ t0=$(date +%s.%N)
 run_capture quota_doveadm "$QLIMIT" migrate run -u quo
 cp "$LAST_OUT" "$T/run-quo.out"
 cp "$LAST_ERR" "$T/run-quo.err"
-assert_eq "(j) the run over quota exits 75 (EX_TEMPFAIL)" 75 "$LAST_RC"
+assert_eq "(j) the run over quota exits 73 (EX_CANTCREAT: retrying won't help)" 73 "$LAST_RC"
 info "over-quota run: $(secs_since "$t0")s"
 one_error "(j) one error line, naming the quota" '[Qq][Uu][Oo][Tt][Aa]' "$T/run-quo.err"
 # what is at the destination: complete source messages only, none twice
