@@ -5,6 +5,7 @@
 #endif
 #include "lib.h"
 #include "array.h"
+#include "bsearch-insert-pos.h"
 #include "hash.h"
 #include "str.h"
 #include "strnum.h"
@@ -31,6 +32,16 @@
    costs little, large enough to keep command overhead negligible */
 #define MIGRATE_FETCH_CHUNK 50
 #define MIGRATE_LIST_CHUNK 5000
+/* A listing range wider than this many UIDs is asked for with UID SEARCH
+   first: a server that announces UIDNEXT 4294967295 for a few messages
+   would otherwise cost 859k listing commands */
+#define MIGRATE_LIST_SPARSE_MIN (MIGRATE_LIST_CHUNK * 20)
+/* The highest UID lib-storage is asked to keep. Dovecot's index can't
+   hold a UID whose successor isn't below 2^32-1 (it panics in
+   mail_index_append_finish_uids_full()), and a folder whose UIDNEXT is
+   near the top can take no more mail: the storage assigns UIDs above this
+   (the folder reports uids=partial). */
+#define MIGRATE_SAVE_UID_MAX ((uint32_t)-1 - 0x1000000)
 /* failed commits of one folder retried after a resync */
 #define MIGRATE_COMMIT_RETRIES 3
 
@@ -70,6 +81,10 @@ struct migrate_msg {
 };
 
 HASH_TABLE_DEFINE_TYPE(migrate_uid_identity, void *, const char *);
+
+struct migrate_seq_uid {
+	uint32_t seq, uid;
+};
 
 struct migrate_dest_ids {
 	ARRAY_TYPE(uint32_t) uids;
@@ -127,7 +142,7 @@ struct migrate_importer {
 	   (migrate_importer_relink_vanished()) */
 	HASH_TABLE(void *, void *) relinked;
 	/* sequence -> UID for FETCH replies whose UID follows the body */
-	ARRAY_TYPE(uint32_t) seq_uids;
+	ARRAY(struct migrate_seq_uid) seq_uids;
 
 	/* UIDs saved in the open transaction, in order */
 	ARRAY_TYPE(uint32_t) pending_uids;
@@ -285,28 +300,54 @@ migrate_fetch_args_normalize(const struct imap_arg *args)
 	return array_front(&out);
 }
 
+static int migrate_seq_uid_cmp(const uint32_t *seq,
+			       const struct migrate_seq_uid *item)
+{
+	return *seq < item->seq ? -1 : (*seq > item->seq ? 1 : 0);
+}
+
+/* Only sequences that came with a message: never sized from EXISTS (a
+   server announcing 4e9 messages would cost gigabytes) */
 static void migrate_seq_set(struct migrate_importer *imp, uint32_t seq,
 			    uint32_t uid)
 {
-	if (seq == 0 || seq > imp->exists + 100000)
+	struct migrate_seq_uid *item;
+	unsigned int idx;
+
+	if (seq == 0)
 		return;
-	array_idx_set(&imp->seq_uids, seq - 1, &uid);
+	if (array_bsearch_insert_pos(&imp->seq_uids, &seq,
+				     migrate_seq_uid_cmp, &idx)) {
+		item = array_idx_modifiable(&imp->seq_uids, idx);
+		item->uid = uid;
+		return;
+	}
+	item = array_insert_space(&imp->seq_uids, idx);
+	item->seq = seq;
+	item->uid = uid;
 }
 
 static void migrate_seq_expunge(struct migrate_importer *imp, uint32_t seq)
 {
-	if (seq > 0 && seq <= array_count(&imp->seq_uids))
-		array_delete(&imp->seq_uids, seq - 1, 1);
+	struct migrate_seq_uid *items;
+	unsigned int idx, count;
+
+	if (seq == 0)
+		return;
+	if (array_bsearch_insert_pos(&imp->seq_uids, &seq,
+				     migrate_seq_uid_cmp, &idx))
+		array_delete(&imp->seq_uids, idx, 1);
+	items = array_get_modifiable(&imp->seq_uids, &count);
+	for (; idx < count; idx++)
+		items[idx].seq--;
 }
 
 static uint32_t migrate_seq_lookup(struct migrate_importer *imp, uint32_t seq)
 {
-	const uint32_t *uidp;
+	const struct migrate_seq_uid *item;
 
-	if (seq == 0 || seq > array_count(&imp->seq_uids))
-		return 0;
-	uidp = array_idx(&imp->seq_uids, seq - 1);
-	return *uidp;
+	item = array_bsearch(&imp->seq_uids, &seq, migrate_seq_uid_cmp);
+	return item == NULL ? 0 : item->uid;
 }
 
 /* EXAMINE */
@@ -329,8 +370,11 @@ static void migrate_examine_cb(const struct migrate_reply *reply,
 		return;
 	if (strcasecmp(reply->resp_code, "UIDVALIDITY") == 0)
 		imp->uidvalidity = num;
-	else if (strcasecmp(reply->resp_code, "UIDNEXT") == 0)
-		imp->uidnext = num;
+	else if (strcasecmp(reply->resp_code, "UIDNEXT") == 0) {
+		/* 2^32-1 and above leave no room for a last UID: unknown,
+		   the folder is listed to its end ("N:*") */
+		imp->uidnext = num >= (uint32_t)-1 ? 0 : num;
+	}
 	else if (strcasecmp(reply->resp_code, "HIGHESTMODSEQ") == 0)
 		imp->highestmodseq = num;
 }
@@ -718,16 +762,61 @@ static int migrate_importer_list_cmd(struct migrate_importer *imp,
 	}
 }
 
+static int migrate_importer_search_uids(struct migrate_importer *imp,
+					const char *uidset,
+					ARRAY_TYPE(seq_range) *uids_r,
+					const char **error_r);
+
+/* uids with every range wider than MIGRATE_LIST_SPARSE_MIN replaced by
+   the UIDs the server has in it (UID SEARCH). Returns 0, -1 when the run
+   fails. */
+static int migrate_importer_list_sparse(struct migrate_importer *imp,
+					const ARRAY_TYPE(seq_range) *uids,
+					ARRAY_TYPE(seq_range) *uids_r)
+{
+	const struct seq_range *range;
+	ARRAY_TYPE(seq_range) found;
+	const char *error;
+	int ret;
+
+	t_array_init(uids_r, array_count(uids) + 4);
+	array_foreach(uids, range) {
+		if (range->seq2 == (uint32_t)-1 ||
+		    range->seq2 - range->seq1 < MIGRATE_LIST_SPARSE_MIN) {
+			seq_range_array_add_range(uids_r, range->seq1,
+						  range->seq2);
+			continue;
+		}
+		ret = migrate_importer_search_uids(imp, t_strdup_printf(
+			"%u:%u", range->seq1, range->seq2), &found, &error);
+		if (ret < 0)
+			return -1;
+		if (ret == 0) {
+			/* refused: list the range in one command */
+			e_warning(imp->event, "UID SEARCH: %s", error);
+			seq_range_array_add_range(uids_r, range->seq1,
+						  (uint32_t)-1);
+			continue;
+		}
+		seq_range_array_merge(uids_r, &found);
+	}
+	return 0;
+}
+
 /* List the given UIDs: one command per MIGRATE_LIST_CHUNK UIDs of a
    range (a sparse range costs nothing extra), single UIDs batched. */
 static int migrate_importer_list(struct migrate_importer *imp,
-				 const ARRAY_TYPE(seq_range) *uids)
+				 const ARRAY_TYPE(seq_range) *all_uids)
 {
+	ARRAY_TYPE(seq_range) uids_arr;
+	const ARRAY_TYPE(seq_range) *uids = &uids_arr;
 	const struct seq_range *range;
 	string_t *set = t_str_new(256);
 	uint32_t start, end;
 	unsigned int count = 0;
 
+	if (migrate_importer_list_sparse(imp, all_uids, &uids_arr) < 0)
+		return -1;
 	array_foreach(uids, range) {
 		start = range->seq1;
 		do {
@@ -1416,12 +1505,14 @@ static int migrate_importer_save(struct migrate_importer *imp,
 					       msg->tz_offset);
 	if (!imp->preserve_uids)
 		;
-	else if (msg->uid >= imp->save_min_uid) {
+	else if (msg->uid >= imp->save_min_uid &&
+		 msg->uid <= MIGRATE_SAVE_UID_MAX) {
 		mailbox_save_set_uid(save, msg->uid);
 		imp->save_min_uid = msg->uid + 1;
 	} else {
 		/* taken (another source folder merged into this one, a
-		   local delivery): the storage assigns a new UID */
+		   local delivery) or too high to keep: the storage assigns
+		   a new UID */
 		imp->uids_preserve_failed = TRUE;
 	}
 	if (mailbox_save_begin(&save, body) < 0) {

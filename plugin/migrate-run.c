@@ -692,8 +692,10 @@ static void migrate_status_cb(const struct migrate_reply *reply,
 			continue;
 		if (strcasecmp(key, "MESSAGES") == 0)
 			folder->status_messages = num;
-		else if (strcasecmp(key, "UIDNEXT") == 0)
-			folder->status_uidnext = num;
+		else if (strcasecmp(key, "UIDNEXT") == 0) {
+			/* as in EXAMINE: 2^32-1 and above are unknown */
+			folder->status_uidnext = num >= (uint32_t)-1 ? 0 : num;
+		}
 		else if (strcasecmp(key, "UIDVALIDITY") == 0)
 			folder->status_uidvalidity = num;
 		else if (strcasecmp(key, "HIGHESTMODSEQ") == 0)

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Destination safety: what a source announces can't crash, exhaust or
+# corrupt the destination storage (issue 19 findings 3, 4, 5, 6, 9, 10, 11;
+# issue 15 item 4). A scripted source (tests/lib/dest-imapd.py) serves each
+# scenario; every scenario runs into every destination format the product
+# supports: sdbox, mdbox, Maildir (LAYOUT=fs), Maildir++ and mbox.
+#
+#  1. UIDs 4294967294 and 4294967295: no panic, first run or re-run; the
+#     storage assigns those UIDs (uids=partial), no duplicates
+#  2. EXISTS 4000000000 for two messages: nothing is sized from it (the run
+#     is capped at 1 GiB of address space), both messages arrive
+#  3. folder names too long for the storage (251-255 bytes; mbox needs room
+#     for ".lock", Maildir++ for "." and the parent's name) are shortened
+#     before lib-storage sees them: no panic, no "Not found", exit 0, and
+#     no worker waits on a dead worker's lock
+#  4. names the storage reserves (dovecot-uidlist, dovecot.index, cur, ...)
+#     are renamed; INBOX stays usable (a message can be saved into it)
+#  5. a literal bigger than migrate_max_message_size (announced small) is
+#     skipped as too-big, drained, never imported
+#  6. 60k messages that never come (60k items) and a 20k-keyword message:
+#     bounded time; keywords capped with a warning
+#  7. full file system (sdbox, mdbox, Maildir on a 2 MB tmpfs): the
+#     destination-error item's text is the storage's error, not garbage
+# timeout: 240
+DOVEADM_TIMEOUT=${DOVEADM_TIMEOUT:-90} IMAPTOOL_TIMEOUT=${IMAPTOOL_TIMEOUT:-60}
+. "$(dirname "$0")/../lib/harness.sh"
+
+plugin_built || info "the plugin is not built: the migrate steps will fail"
+DEST_IMAPD="$HARNESS_LIB/dest-imapd.py"
+FORMATS=${FORMATS:-"sdbox mdbox maildir maildirpp mbox"}
+
+dst_start || die "destination server did not start"
+
+fmt_location() {
+	case "$1" in
+	sdbox) echo "sdbox:~/mail" ;;
+	mdbox) echo "mdbox:~/mdbox" ;;
+	maildir) echo "maildir:~/Maildir:LAYOUT=fs" ;;
+	maildirpp) echo "maildir:~/Maildir" ;;
+	mbox) echo "mbox:~/mail:INBOX=~/mail/inbox" ;;
+	esac
+}
+
+# scenario NAME JSON: start a dest-imapd serving JSON; SCEN_PORT, SCEN_DIR
+SCEN_N=0
+scenario() {
+	local name=$1 json=$2 pid i
+	SCEN_N=$((SCEN_N + 1))
+	SCEN_DIR="$T/scen$SCEN_N-$name"
+	mkdir -p "$SCEN_DIR"
+	printf '%s\n' "$json" >"$SCEN_DIR/scenario.json"
+	(
+		exec </dev/null >"$SCEN_DIR/server.out" 2>&1
+		[ -n "${HARNESS_OUT:-}" ] && eval "exec $HARNESS_OUT>&-"
+		exec python3 "$DEST_IMAPD" --port-file "$SCEN_DIR/port" \
+			--scenario "$SCEN_DIR/scenario.json" --log "$SCEN_DIR/imap.log" \
+			--max-seconds 200
+	) &
+	pid=$!
+	track_pid "$pid"
+	for i in $(seq 1 100); do [ -s "$SCEN_DIR/port" ] && break; sleep 0.05; done
+	SCEN_PORT=$(cat "$SCEN_DIR/port" 2>/dev/null)
+	[ -n "$SCEN_PORT" ] || die "$name: dest-imapd did not start: $(tail -n 3 "$SCEN_DIR/server.out")"
+}
+
+# new_user NAME FMT: a destination user whose mail is in format FMT
+new_user() {
+	dst_add_user "$1" "userdb_mail=$(fmt_location "$2")"
+	dst_set_source_password "$1" anything
+}
+
+# drun USER [run options...]: migrate run against the scenario's server,
+# with the address space capped at 1 GiB; RUN_RC, $T/run.out, $T/run.err
+drun() {
+	local user=$1
+	shift
+	dst_doveadm_argv
+	(
+		ulimit -v 1048576
+		exec timeout -k 5 "$DOVEADM_TIMEOUT" "${DST_DOVEADM[@]}" \
+			-o plugin/migrate_source_port="$SCEN_PORT" \
+			migrate run -u "$user" "$@"
+	) >"$T/run.out" 2>"$T/run.err"
+	RUN_RC=$?
+}
+
+# run_ok LABEL: the last drun exited 0, no Panic/Fatal/Error, no signal
+run_ok() {
+	if [ "$RUN_RC" = 0 ] && ! grep -Eq 'Panic|Fatal|Error' "$T/run.err"; then
+		pass "$1"
+	else
+		fail "$1" "exit $RUN_RC: $(grep -E 'Panic|Fatal|Error' "$T/run.err" | head -n 3 | tr '\n' '|')"
+	fi
+}
+
+# msg_count USER FOLDER: messages in the destination folder
+msg_count() {
+	dst_doveadm -f flow mailbox status -u "$1" messages "$2" 2>/dev/null |
+		sed -n 's/.*messages=//p'
+}
+
+folder_uids() {
+	dst_doveadm migrate status -u "$1" 2>/dev/null | awk -v f="$2" '$1 == f { print }'
+}
+
+# ------------------------------------------------------------ 1. extreme UIDs
+scenario uids '{"folders": [
+ {"name": "INBOX", "uids": [1, 2, 4294967294, 4294967295]},
+ {"name": "Top", "uids": [4294967295]}]}'
+for fmt in $FORMATS; do
+	u=uid$fmt
+	new_user "$u" "$fmt"
+	drun "$u"
+	run_ok "uids $fmt: a run with UIDs 4294967294/5 exits 0, no panic"
+	assert_eq "uids $fmt: all 4 INBOX messages arrived" 4 "$(msg_count "$u" INBOX)"
+	assert_eq "uids $fmt: the Top message arrived" 1 "$(msg_count "$u" Top)"
+	# (Maildir and mbox can't take the source's UIDVALIDITY: "no")
+	assert_match "uids $fmt: INBOX doesn't report uids=yes" ' (partial|no) ' "$(folder_uids "$u" INBOX)"
+	drun "$u"
+	run_ok "uids $fmt: the re-run exits 0, no panic"
+	assert_eq "uids $fmt: no duplicates after the re-run" 4 "$(msg_count "$u" INBOX)"
+done
+
+# ------------------------------------------------------------ 2. EXISTS 4e9
+scenario exists '{"folders": [
+ {"name": "INBOX", "uids": [1, 2], "exists": 4000000000,
+  "seq_base": 3999999998}]}'
+for fmt in sdbox maildir; do
+	u=exists$fmt
+	new_user "$u" "$fmt"
+	drun "$u"
+	if grep -q 'Out of memory' "$T/run.err"; then
+		fail "exists $fmt: no allocation sized from EXISTS 4000000000" "$(grep 'Out of memory' "$T/run.err" | head -n 1)"
+	else
+		pass "exists $fmt: no allocation sized from EXISTS 4000000000"
+	fi
+	assert_eq "exists $fmt: both messages arrived" 2 "$(msg_count "$u" INBOX)"
+done
+
+harness_done
