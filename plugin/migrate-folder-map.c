@@ -59,10 +59,22 @@
         - empty part -> "_"
         - "." -> "_.", ".." -> "_.."
         - leading '~' -> '_'
-        - the destination separator as a character -> '_'
-      then limits, which skip the folder (a rule can rename it): a part
-      longer than 255 bytes, more than 32 levels, a name longer than 1000
-      bytes (without the destination prefix).
+        - the destination separator as a character -> '_'; on Maildir++
+          '.' too (its folders are directories ".a.b")
+        - a name the destination storage keeps for its own files in a
+          folder's directory gets a '_' appended: Dovecot's "dovecot..."
+          files (dovecot-uidlist, dovecot.index*, dovecot-keywords, ...)
+          on every storage; cur, new, tmp, maildirfolder, maildirsize and
+          subscriptions on Maildir; dbox-Mails on dbox; names ending in
+          ".lock" (another folder's dotlock) and ".imap" on mbox
+        - a part longer than the storage allows (255 bytes; 250 on mbox,
+          whose dotlock adds ".lock") is cut at a character boundary and
+          ends in '~' and 8 hex digits of the whole part's CRC32, so cut
+          names of one parent stay apart; on Maildir++ the last part is
+          cut so that ".a.b" fits in 255 bytes
+      then limits, which skip the folder (a rule can rename it): more than
+      32 levels, a name longer than 1000 bytes (without the destination
+      prefix), a Maildir++ name that doesn't fit even then.
    8. \Noselect / \NonExistent: skipped as "not selectable", but the vname
       is still returned so the caller can create the hierarchy.
 
@@ -77,6 +89,7 @@
 #include "hash.h"
 #include "istream.h"
 #include "unichar.h"
+#include "crc32.h"
 #include "imap-utf7.h"
 #include "migrate-folder-map.h"
 
@@ -86,6 +99,10 @@
 #include <ctype.h>
 
 #define MIGRATE_FOLDER_PART_MAX_BYTES 255
+/* mbox: the folder's dotlock file is "<name>.lock" */
+#define MIGRATE_FOLDER_MBOX_PART_MAX_BYTES (255 - 5)
+/* "~" and 8 hex digits */
+#define MIGRATE_FOLDER_SHORTEN_SUFFIX_LEN 9
 #define MIGRATE_FOLDER_NAME_MAX_BYTES 1000
 #define MIGRATE_FOLDER_MAX_LEVELS 32
 #define MIGRATE_FOLDER_RULES_MAX_LINE (64*1024)
@@ -107,6 +124,8 @@ enum folder_fix {
 	FOLDER_FIX_DOT		= 0x20,
 	FOLDER_FIX_TILDE	= 0x40,
 	FOLDER_FIX_DEST_SEP	= 0x80,
+	FOLDER_FIX_RESERVED	= 0x100,
+	FOLDER_FIX_LONG		= 0x200,
 };
 
 struct migrate_folder_rule {
@@ -876,6 +895,76 @@ folder_map_special_dest(struct migrate_folder_map *map,
 		array_push_back(comps, p);
 }
 
+enum migrate_dest_layout
+migrate_dest_layout_get(const char *storage_driver, const char *list_driver)
+{
+	if (strcmp(storage_driver, "sdbox") == 0 ||
+	    strcmp(storage_driver, "mdbox") == 0)
+		return MIGRATE_DEST_LAYOUT_DBOX;
+	if (strcmp(storage_driver, "mbox") == 0)
+		return MIGRATE_DEST_LAYOUT_MBOX;
+	if (strcmp(storage_driver, "maildir") == 0) {
+		return strcasecmp(list_driver, "maildir++") == 0 ?
+			MIGRATE_DEST_LAYOUT_MAILDIR_PP :
+			MIGRATE_DEST_LAYOUT_MAILDIR_FS;
+	}
+	return MIGRATE_DEST_LAYOUT_OTHER;
+}
+
+static bool folder_name_has_suffix(const char *name, const char *suffix)
+{
+	size_t len = strlen(name), slen = strlen(suffix);
+
+	return len >= slen && strcmp(name + len - slen, suffix) == 0;
+}
+
+/* Would this part name a file the destination storage keeps beside the
+   folder directories? */
+static bool folder_part_is_reserved(enum migrate_dest_layout layout,
+				    const char *part)
+{
+	static const char *const maildir_names[] = {
+		"cur", "new", "tmp", "maildirfolder", "maildirsize",
+		"subscriptions", NULL
+	};
+
+	/* dovecot-uidlist(.lock), dovecot.index*, dovecot-keywords,
+	   dovecot.list.index*, dovecot.mailbox.log, dovecot-acl, ... */
+	if (str_begins(part, "dovecot") && (part[7] == '.' || part[7] == '-'))
+		return TRUE;
+	switch (layout) {
+	case MIGRATE_DEST_LAYOUT_OTHER:
+		break;
+	case MIGRATE_DEST_LAYOUT_DBOX:
+		return strcmp(part, "dbox-Mails") == 0;
+	case MIGRATE_DEST_LAYOUT_MAILDIR_FS:
+	case MIGRATE_DEST_LAYOUT_MAILDIR_PP:
+		return str_array_find(maildir_names, part);
+	case MIGRATE_DEST_LAYOUT_MBOX:
+		return folder_name_has_suffix(part, ".lock") ||
+			folder_name_has_suffix(part, ".imap") ||
+			strcmp(part, "subscriptions") == 0 ||
+			strcmp(part, ".subscriptions") == 0;
+	}
+	return FALSE;
+}
+
+/* part cut to at most max bytes (at a character boundary), ending in
+   '~' and the CRC32 of the whole part */
+static const char *folder_part_shorten(const char *part, size_t max)
+{
+	size_t len;
+
+	i_assert(max > MIGRATE_FOLDER_SHORTEN_SUFFIX_LEN);
+	len = max - MIGRATE_FOLDER_SHORTEN_SUFFIX_LEN;
+	if (len > strlen(part))
+		len = strlen(part);
+	while (len > 0 && ((unsigned char)part[len] & 0xc0) == 0x80)
+		len--;
+	return t_strdup_printf("%s~%08x", t_strndup(part, len),
+			       crc32_str(part));
+}
+
 /* Step 7. Returns the skip reason, or NULL. */
 static const char *
 folder_map_sanitize_parts(struct migrate_folder_map *map,
@@ -885,9 +974,13 @@ folder_map_sanitize_parts(struct migrate_folder_map *map,
 	const char **parts;
 	const char *part;
 	unsigned int i, count;
-	size_t total = 0;
+	size_t total = 0, part_max = MIGRATE_FOLDER_PART_MAX_BYTES;
+	bool maildirpp =
+		map->set.dest_layout == MIGRATE_DEST_LAYOUT_MAILDIR_PP;
 	char *p;
 
+	if (map->set.dest_layout == MIGRATE_DEST_LAYOUT_MBOX)
+		part_max = MIGRATE_FOLDER_MBOX_PART_MAX_BYTES;
 	parts = array_get_modifiable(comps, &count);
 	if (count > MIGRATE_FOLDER_MAX_LEVELS) {
 		return t_strdup_printf("name has more than %u levels",
@@ -909,18 +1002,23 @@ folder_map_sanitize_parts(struct migrate_folder_map *map,
 			part = t_strconcat("_", part + 1, NULL);
 			*fixes |= FOLDER_FIX_TILDE;
 		}
-		if (strchr(part, map->set.dest_sep) != NULL) {
+		if (strchr(part, map->set.dest_sep) != NULL ||
+		    (maildirpp && strchr(part, '.') != NULL)) {
 			p = t_strdup_noconst(part);
 			for (part = p; *p != '\0'; p++) {
-				if (*p == map->set.dest_sep)
+				if (*p == map->set.dest_sep ||
+				    (maildirpp && *p == '.'))
 					*p = '_';
 			}
 			*fixes |= FOLDER_FIX_DEST_SEP;
 		}
-		if (strlen(part) > MIGRATE_FOLDER_PART_MAX_BYTES) {
-			return t_strdup_printf(
-				"name part longer than %u bytes",
-				MIGRATE_FOLDER_PART_MAX_BYTES);
+		if (folder_part_is_reserved(map->set.dest_layout, part)) {
+			part = t_strconcat(part, "_", NULL);
+			*fixes |= FOLDER_FIX_RESERVED;
+		}
+		if (strlen(part) > part_max) {
+			part = folder_part_shorten(part, part_max);
+			*fixes |= FOLDER_FIX_LONG;
 		}
 		total += strlen(part) + (i > 0 ? 1 : 0);
 		parts[i] = part;
@@ -928,6 +1026,21 @@ folder_map_sanitize_parts(struct migrate_folder_map *map,
 	if (total > MIGRATE_FOLDER_NAME_MAX_BYTES) {
 		return t_strdup_printf("name longer than %u bytes",
 				       MIGRATE_FOLDER_NAME_MAX_BYTES);
+	}
+	/* Maildir++: the directory ".a.b" must fit in one file name */
+	if (maildirpp && count > 0 &&
+	    total + 1 > MIGRATE_FOLDER_PART_MAX_BYTES) {
+		size_t excess = total + 1 - MIGRATE_FOLDER_PART_MAX_BYTES;
+		size_t last_len = strlen(parts[count-1]);
+
+		if (last_len < excess + MIGRATE_FOLDER_SHORTEN_SUFFIX_LEN + 1) {
+			return t_strdup_printf("name longer than %u bytes "
+				"(a Maildir++ folder is one directory)",
+				MIGRATE_FOLDER_PART_MAX_BYTES - 1);
+		}
+		parts[count-1] = folder_part_shorten(parts[count-1],
+						     last_len - excess);
+		*fixes |= FOLDER_FIX_LONG;
 	}
 	return NULL;
 }
@@ -983,8 +1096,18 @@ static const char *folder_fixes_str(struct migrate_folder_map *map,
 		str_append(str, "'.' or '..' name part, ");
 	if ((fixes & FOLDER_FIX_TILDE) != 0)
 		str_append(str, "leading '~', ");
-	if ((fixes & FOLDER_FIX_DEST_SEP) != 0)
-		str_printfa(str, "'%c' in name, ", map->set.dest_sep);
+	if ((fixes & FOLDER_FIX_DEST_SEP) != 0) {
+		if (map->set.dest_layout == MIGRATE_DEST_LAYOUT_MAILDIR_PP &&
+		    map->set.dest_sep != '.')
+			str_printfa(str, "'%c' or '.' in name, ",
+				    map->set.dest_sep);
+		else
+			str_printfa(str, "'%c' in name, ", map->set.dest_sep);
+	}
+	if ((fixes & FOLDER_FIX_RESERVED) != 0)
+		str_append(str, "destination reserved name, ");
+	if ((fixes & FOLDER_FIX_LONG) != 0)
+		str_append(str, "name too long for the destination, shortened, ");
 	str_truncate(str, str_len(str) - 2);
 	return str_c(str);
 }

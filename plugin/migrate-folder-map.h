@@ -25,6 +25,22 @@ enum migrate_folder_src_flags {
 	MIGRATE_FOLDER_SRC_FLAG_SUBSCRIBED	= 0x04,
 };
 
+/* How the destination storage lays folders out on disk: decides which
+   name parts it reserves and how long a part may be. */
+enum migrate_dest_layout {
+	/* unknown: 255-byte parts, Dovecot's own file names reserved */
+	MIGRATE_DEST_LAYOUT_OTHER = 0,
+	/* sdbox/mdbox: mailboxes/<a>/<b>/ holds dbox-Mails/ and the index */
+	MIGRATE_DEST_LAYOUT_DBOX,
+	/* Maildir LAYOUT=fs: <a>/<b>/ holds cur/ new/ tmp/, the uidlist and
+	   the index, beside the child folders' directories */
+	MIGRATE_DEST_LAYOUT_MAILDIR_FS,
+	/* Maildir++: one directory ".a.b" per folder */
+	MIGRATE_DEST_LAYOUT_MAILDIR_PP,
+	/* mbox: file <a>/<b> and its dotlock <a>/<b>.lock */
+	MIGRATE_DEST_LAYOUT_MBOX,
+};
+
 struct migrate_folder_map_settings {
 	/* Destination inbox namespace separator, e.g. '/' or '.' */
 	char dest_sep;
@@ -53,6 +69,8 @@ struct migrate_folder_map_settings {
 	enum migrate_special_use source_flagged;
 	/* migrate_gmail_skip, as special-use bits (default \Junk \Trash) */
 	enum migrate_special_use gmail_skip;
+	/* the destination storage's layout */
+	enum migrate_dest_layout dest_layout;
 };
 
 struct migrate_folder_src {
@@ -99,6 +117,11 @@ void migrate_folder_map_deinit(struct migrate_folder_map **map);
 void migrate_folder_map_lookup(struct migrate_folder_map *map,
 			       const struct migrate_folder_src *src,
 			       pool_t pool, struct migrate_folder_dest *dest_r);
+
+/* The layout of a storage driver ("sdbox", "maildir", ...) with a
+   mailbox list driver ("fs", "maildir++", ...) */
+enum migrate_dest_layout
+migrate_dest_layout_get(const char *storage_driver, const char *list_driver);
 
 /* Parse a LIST flag such as "\Sent" (case-insensitive); NONE if none. */
 enum migrate_special_use migrate_special_use_parse(const char *flag);

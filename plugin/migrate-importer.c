@@ -468,6 +468,8 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 
 /* Destination */
 
+/* Returns 1 when the folder is open, 0 when it can't exist at the destination
+   (folder->error says why; the run goes on), -1 when the run fails. */
 static int migrate_importer_dest_open(struct migrate_importer *imp)
 {
 	struct migrate_run *run = imp->run;
@@ -516,10 +518,21 @@ static int migrate_importer_dest_open(struct migrate_importer *imp)
 	if (folder->subscribed && run->set->subscriptions)
 		(void)mailbox_set_subscribed(imp->box, TRUE);
 	migrate_workers_dest_unlock(run);
-	return 0;
+	return 1;
 failed:
 	migrate_workers_dest_unlock(run);
 	error = mailbox_get_last_internal_error(imp->box, &mail_error);
+	if (mail_error == MAIL_ERROR_NOTPOSSIBLE ||
+	    mail_error == MAIL_ERROR_PARAMS ||
+	    mail_error == MAIL_ERROR_NOTFOUND) {
+		/* this name can't be a folder there (e.g. mbox: a folder
+		   with mail can't have subfolders): the others go on */
+		folder->error = p_strdup_printf(run->pool,
+			"Destination folder %s can't be created: %s",
+			folder->dest.vname, error);
+		mailbox_free(&imp->box);
+		return 0;
+	}
 	run->error_code = MIGRATE_ERROR_DESTINATION;
 	run->error = p_strdup_printf(run->pool,
 		"Destination folder %s: %s", folder->dest.vname, error);
@@ -2162,8 +2175,15 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	ret = migrate_importer_examine(imp, prefetch, flags_cmd);
 	if (ret <= 0)
 		return ret;
-	if (imp->box == NULL && migrate_importer_dest_open(imp) < 0)
-		return -1;
+	if (imp->box == NULL) {
+		ret = migrate_importer_dest_open(imp);
+		if (ret < 0)
+			return -1;
+		if (ret == 0) {
+			migrate_importer_drain_flags(imp);
+			return 0;
+		}
+	}
 	migrate_importer_dest_status(imp, &status);
 
 	imp->state_valid = imp->have_state &&

@@ -9,7 +9,7 @@
 #include "time-util.h"
 #include "imap-arg.h"
 #include "imap-util.h"
-#include "mail-storage.h"
+#include "mail-storage-private.h"
 #include "mail-storage-settings.h"
 #include "mail-namespace.h"
 #include "mail-user.h"
@@ -489,6 +489,9 @@ static void migrate_run_dest_special_use(struct migrate_run *run,
 	ns = mail_namespace_find_inbox(run->user->namespaces);
 	set->dest_sep = mail_namespace_get_sep(ns);
 	set->dest_prefix = ns->prefix;
+	set->dest_layout = migrate_dest_layout_get(
+		mail_namespace_get_default_storage(ns)->name,
+		mailbox_list_get_driver_name(ns->list));
 	if (!array_is_created(&ns->set->mailboxes))
 		return;
 	array_foreach(&ns->set->mailboxes, boxes) {

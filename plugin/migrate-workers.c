@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #ifdef __linux__
 #  include <sys/prctl.h>
 #endif
@@ -444,6 +445,34 @@ unsigned int migrate_workers_throttle_wait(struct migrate_run *run)
 	return until > now ? (unsigned int)(until - now) : 0;
 }
 
+/* Is pid a process that can still unlock? kill(pid, 0) succeeds for a
+   dead worker the parent hasn't reaped yet (a zombie): on Linux its
+   /proc state says so. */
+static bool migrate_worker_alive(pid_t pid)
+{
+	char path[64], buf[256];
+	const char *p;
+	ssize_t ret;
+	int fd;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return FALSE;
+	i_snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	fd = open(path, O_RDONLY);
+	if (fd == -1)
+		return errno != ENOENT;
+	ret = read(fd, buf, sizeof(buf) - 1);
+	i_close_fd(&fd);
+	if (ret <= 0)
+		return TRUE;
+	buf[ret] = '\0';
+	/* "pid (comm) S ...": comm may hold ')' itself */
+	p = strrchr(buf, ')');
+	if (p == NULL || p[1] != ' ')
+		return TRUE;
+	return p[2] != 'Z' && p[2] != 'X';
+}
+
 /* Two processes of one user creating or opening mailboxes at once can
    deadlock on Dovecot's list index lock and a mailbox index lock (the
    kernel says EDEADLK, lib-index panics): workers do that one at a time.
@@ -463,7 +492,7 @@ void migrate_workers_dest_lock(struct migrate_run *run)
 						FALSE, __ATOMIC_SEQ_CST,
 						__ATOMIC_SEQ_CST) || cur == me)
 			return;
-		if (kill(cur, 0) < 0 && errno == ESRCH) {
+		if (!migrate_worker_alive(cur)) {
 			(void)__atomic_compare_exchange_n(&w->dest_lock_pid,
 				&cur, 0, FALSE, __ATOMIC_SEQ_CST,
 				__ATOMIC_SEQ_CST);

@@ -137,4 +137,74 @@ for fmt in sdbox maildir; do
 	assert_eq "exists $fmt: both messages arrived" 2 "$(msg_count "$u" INBOX)"
 done
 
+# total_msgs USER: messages in all of USER's destination folders
+total_msgs() {
+	dst_doveadm -f flow mailbox status -u "$1" messages '*' 2>/dev/null |
+		sed -n 's/.*messages=//p' | awk '{ n += $1 } END { print n + 0 }'
+}
+
+# folders_json NAME...: the scenario's folder list, one message each
+folders_json() {
+	python3 -c '
+import json, sys
+print(json.dumps({"folders": [{"name": n, "uids": [1]} for n in sys.argv[1:]]}))' "$@"
+}
+
+# ------------------------------------------------------------ 3. long names
+# 250 bytes fit everywhere; mbox's dotlock needs 5 more, a Maildir++ folder
+# is one directory "." + the whole name; five other folders make the run
+# use parallel workers (a worker that died held the destination lock)
+L251=$(printf 'L%.0s' $(seq 1 251)); L255=$(printf 'N%.0s' $(seq 1 255))
+L250=$(printf 'P%.0s' $(seq 1 250)); L300=$(printf 'Q%.0s' $(seq 1 300))
+L254=$(printf 'R%.0s' $(seq 1 254))
+scenario longnames "$(folders_json INBOX "$L251" "$L255" "$L250/kid" "$L300" \
+	"$L254/$L251" a1 a2 a3 a4 a5)"
+for fmt in $FORMATS; do
+	u=long$fmt
+	new_user "$u" "$fmt"
+	start=$(date +%s)
+	drun "$u"
+	took=$(($(date +%s) - start))
+	run_ok "long names $fmt: 251-300-byte names: exit 0, no panic"
+	if [ "$took" -lt 60 ]; then
+		pass "long names $fmt: no worker waits on a dead one ($took s)"
+	else
+		fail "long names $fmt: no worker waits on a dead one" "the run took $took s"
+	fi
+	# (no folder with mail has subfolders: mbox can't hold that)
+	# Maildir++: "$L254/$L251" can't fit in one directory name: skipped
+	want=11
+	[ "$fmt" = maildirpp ] && want=10
+	assert_eq "long names $fmt: every folder's message arrived" "$want" "$(total_msgs "$u")"
+	drun "$u"
+	run_ok "long names $fmt: the re-run exits 0"
+	assert_eq "long names $fmt: no duplicates after the re-run" "$want" "$(total_msgs "$u")"
+done
+
+# ------------------------------------------------------------ 4. reserved names
+scenario reserved "$(folders_json INBOX dovecot-uidlist.lock dovecot.index \
+	dovecot.index.log dovecot-keywords dovecot-uidlist dovecot-uidvalidity \
+	dovecot.list.index dovecot.mailbox.log subscriptions maildirfolder \
+	cur new tmp dbox-Mails Foo Foo.lock .imap INBOX/dovecot.index INBOX/cur \
+	Sub/dovecot-uidlist Sub/new Sub/tmp)"
+for fmt in $FORMATS; do
+	u=resv$fmt
+	new_user "$u" "$fmt"
+	drun "$u"
+	run_ok "reserved names $fmt: exit 0, no error"
+	assert_eq "reserved names $fmt: every folder's message arrived" 23 "$(total_msgs "$u")"
+	printf 'From: a@b\r\nSubject: after\r\nMessage-ID: <after-%s@t>\r\n\r\nx\r\n' "$fmt" |
+		dst_doveadm save -u "$u" -m INBOX 2>"$T/save.err"
+	assert_eq "reserved names $fmt: INBOX still takes mail" 2 "$(msg_count "$u" INBOX)"
+	if dst_doveadm force-resync -u "$u" '*' >/dev/null 2>"$T/resync.err" &&
+		! grep -Eq 'Error|Panic' "$T/resync.err"; then
+		pass "reserved names $fmt: the storage resyncs cleanly"
+	else
+		fail "reserved names $fmt: the storage resyncs cleanly" "$(head -n 3 "$T/resync.err" | tr '\n' '|')"
+	fi
+	drun "$u"
+	run_ok "reserved names $fmt: the re-run exits 0"
+	assert_eq "reserved names $fmt: no duplicates after the re-run" 24 "$(total_msgs "$u")"
+done
+
 harness_done

@@ -92,7 +92,7 @@ def folder_table(d, nul_literal=False):
         ("star*", [], "import"),
         ("percent%", [], "import"),
         ("", [], "skip"),                          # namespace root
-        (long_part, [], "skip"),
+        (long_part, [], "import"),             # shortened to 255 bytes
         (long_total, [], "skip"),
         (deep40, [], "skip"),
         (deep32, [], "import"),

@@ -311,7 +311,7 @@ static void test_folder_map_hostile(void)
 	map = test_map_init(&set);
 	test_map_cases(map, tests, N_ELEMENTS(tests));
 
-	/* part length: 255 bytes is fine, 256 is skipped */
+	/* part length: 255 bytes is fine, 256 is shortened */
 	name = t_str_new(1024);
 	for (i = 0; i < 255; i++)
 		str_append_c(name, 'x');
@@ -319,8 +319,9 @@ static void test_folder_map_hostile(void)
 	test_assert(!dest.skip && strcmp(dest.vname, str_c(name)) == 0);
 	str_append_c(name, 'x');
 	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
-	test_assert(dest.skip && dest.vname == NULL &&
-		    strstr(dest.reason, "longer than 255 bytes") != NULL);
+	test_assert(!dest.skip && strlen(dest.vname) == 255 &&
+		    dest.vname[246] == '~' &&
+		    strstr(dest.reason, "too long for the destination") != NULL);
 
 	/* whole name: 1000 bytes is fine, 1001 is skipped */
 	str_truncate(name, 0);
@@ -907,6 +908,127 @@ static void test_cleanup(void)
 		i_error("unlink_directory(%s) failed: %s", test_dir, error);
 }
 
+static void test_folder_map_dest_layout(void)
+{
+	static const struct {
+		enum migrate_dest_layout layout;
+		const char *name, *vname;
+	} tests[] = {
+		/* Dovecot's own files, on every storage */
+		{ MIGRATE_DEST_LAYOUT_DBOX, "INBOX/dovecot.index",
+		  "INBOX/dovecot.index_" },
+		{ MIGRATE_DEST_LAYOUT_DBOX, "dbox-Mails", "dbox-Mails_" },
+		{ MIGRATE_DEST_LAYOUT_DBOX, "cur", "cur" },
+		{ MIGRATE_DEST_LAYOUT_DBOX, "dovecots", "dovecots" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "dovecot-uidlist.lock",
+		  "dovecot-uidlist.lock_" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "dovecot", "dovecot" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "a/dovecot-keywords",
+		  "a/dovecot-keywords_" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "dovecot.list.index.log",
+		  "dovecot.list.index.log_" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "subscriptions",
+		  "subscriptions_" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "tmp", "tmp_" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "New", "New" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_FS, "a.b", "a.b" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_PP, "a.b/c", "a_b/c" },
+		{ MIGRATE_DEST_LAYOUT_MAILDIR_PP, "maildirfolder",
+		  "maildirfolder_" },
+		{ MIGRATE_DEST_LAYOUT_MBOX, "Foo.lock", "Foo.lock_" },
+		{ MIGRATE_DEST_LAYOUT_MBOX, "a/.imap", "a/.imap_" },
+		{ MIGRATE_DEST_LAYOUT_MBOX, "new", "new" },
+		{ MIGRATE_DEST_LAYOUT_OTHER, "dovecot.index.log",
+		  "dovecot.index.log_" },
+	};
+	struct migrate_folder_map_settings set;
+	struct migrate_folder_map *map;
+	struct migrate_folder_dest dest;
+	string_t *name;
+	const char *v1, *v2;
+	unsigned int i;
+
+	test_begin("folder map: destination layouts");
+	test_assert(migrate_dest_layout_get("sdbox", "fs") ==
+		    MIGRATE_DEST_LAYOUT_DBOX);
+	test_assert(migrate_dest_layout_get("maildir", "Maildir++") ==
+		    MIGRATE_DEST_LAYOUT_MAILDIR_PP);
+	test_assert(migrate_dest_layout_get("maildir", "fs") ==
+		    MIGRATE_DEST_LAYOUT_MAILDIR_FS);
+	test_assert(migrate_dest_layout_get("mbox", "fs") ==
+		    MIGRATE_DEST_LAYOUT_MBOX);
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		i_zero(&set);
+		set.dest_sep = '/';
+		set.dest_layout = tests[i].layout;
+		map = test_map_init(&set);
+		test_lookup(map, tests[i].name, '/', "", 0, 0, &dest);
+		test_assert_strcmp_idx(dest.vname, tests[i].vname, i);
+		test_assert_idx(strcmp(tests[i].name, tests[i].vname) == 0 ||
+				dest.reason != NULL, i);
+		migrate_folder_map_deinit(&map);
+	}
+
+	/* mbox: 250 bytes is fine (the dotlock adds ".lock"), 251 is cut;
+	   two cut names that differ only at the end stay apart */
+	i_zero(&set);
+	set.dest_sep = '/';
+	set.dest_layout = MIGRATE_DEST_LAYOUT_MBOX;
+	map = test_map_init(&set);
+	name = t_str_new(512);
+	for (i = 0; i < 250; i++)
+		str_append_c(name, 'm');
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	test_assert(!dest.skip && strcmp(dest.vname, str_c(name)) == 0);
+	str_append(name, "12345");
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	v1 = t_strdup(dest.vname);
+	test_assert(!dest.skip && strlen(v1) == 250 && v1[241] == '~');
+	str_truncate(name, str_len(name) - 1);
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	v2 = t_strdup(dest.vname);
+	test_assert(!dest.skip && strlen(v2) == 250 && strcmp(v1, v2) != 0);
+	/* not in the middle of a UTF-8 character */
+	str_truncate(name, 0);
+	for (i = 0; i < 130; i++)
+		str_append(name, "\xc3\xa4");
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	test_assert(!dest.skip && strlen(dest.vname) <= 250 &&
+		    strstr(dest.vname, "\xc3~") == NULL &&
+		    strstr(dest.vname, "\xa4~") != NULL);
+	migrate_folder_map_deinit(&map);
+
+	/* Maildir++: ".a/b" is one directory: 254 bytes of name fit */
+	set.dest_layout = MIGRATE_DEST_LAYOUT_MAILDIR_PP;
+	map = test_map_init(&set);
+	str_truncate(name, 0);
+	for (i = 0; i < 254; i++)
+		str_append_c(name, 'p');
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	test_assert(!dest.skip && strcmp(dest.vname, str_c(name)) == 0);
+	str_append_c(name, 'p');
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	test_assert(!dest.skip && strlen(dest.vname) == 254 &&
+		    dest.vname[245] == '~');
+	str_truncate(name, 0);
+	str_append(name, "parent/");
+	for (i = 0; i < 250; i++)
+		str_append_c(name, 'c');
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	test_assert(!dest.skip && strlen(dest.vname) == 254 &&
+		    str_begins(dest.vname, "parent/cc"));
+	/* a parent that leaves no room: skipped with the reason */
+	str_truncate(name, 0);
+	for (i = 0; i < 250; i++)
+		str_append_c(name, 'q');
+	str_append(name, "/child");
+	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
+	test_assert(dest.skip && dest.vname == NULL &&
+		    strstr(dest.reason, "Maildir++") != NULL);
+	migrate_folder_map_deinit(&map);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -921,6 +1043,7 @@ int main(void)
 		test_folder_map_include_exclude,
 		test_folder_map_gmail,
 		test_special_use_parse,
+		test_folder_map_dest_layout,
 		/* while lib is still initialized */
 		test_cleanup,
 		NULL
