@@ -1733,6 +1733,26 @@ static void migrate_importer_claim_by_body(struct migrate_importer *imp,
 	imp->run->cur_done++;
 }
 
+/* The body's literal is over migrate_max_message_size, whatever
+   RFC822.SIZE announced: never imported, and the caller's
+   migrate_source_conn_finish_body() skips the literal without buffering
+   it. */
+static void migrate_importer_too_big_literal(struct migrate_importer *imp,
+					     struct migrate_msg *msg,
+					     uoff_t body_size)
+{
+	uoff_t announced = msg->size;
+
+	msg->action = MIGRATE_MSG_TOO_BIG;
+	msg->size = body_size;
+	migrate_importer_item(imp, msg, MIGRATE_ITEM_TOO_BIG,
+		t_strdup_printf("the body sent is %"PRIuUOFF_T" bytes (%"
+				PRIuUOFF_T" announced): over "
+				"migrate_max_message_size", body_size,
+				announced));
+	imp->run->cur_done++;
+}
+
 /* Handle one reply. Returns 1 to go on, 0 when throttled, -1 on error. */
 static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 {
@@ -1752,6 +1772,10 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 	}
 	if (reply.body != NULL) {
 		msg = migrate_importer_body_msg(imp, &reply, &tmp);
+		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
+		    reply.body_size > run->set->max_message_size)
+			migrate_importer_too_big_literal(imp, msg,
+							 reply.body_size);
 		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
 		    msg->verify_size && reply.body_size != msg->size)
 			migrate_importer_claim_by_body(imp, msg, reply.body_size);
