@@ -21,7 +21,7 @@
 #     bounded time; keywords capped with a warning
 #  7. full file system (sdbox, mdbox, Maildir on a 2 MB tmpfs): the
 #     destination-error item's text is the storage's error, not garbage
-# timeout: 240
+# timeout: 420
 DOVEADM_TIMEOUT=${DOVEADM_TIMEOUT:-90} IMAPTOOL_TIMEOUT=${IMAPTOOL_TIMEOUT:-60}
 . "$(dirname "$0")/../lib/harness.sh"
 
