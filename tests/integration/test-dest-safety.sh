@@ -149,6 +149,8 @@ for fmt in sdbox maildir; do
 	assert_eq "exists $fmt: both messages arrived" 2 "$(msg_count "$u" INBOX)"
 done
 
+fi
+
 # total_msgs USER: messages in all of USER's destination folders
 total_msgs() {
 	dst_doveadm -f flow mailbox status -u "$1" messages '*' 2>/dev/null |
@@ -162,7 +164,6 @@ import json, sys
 print(json.dumps({"folders": [{"name": n, "uids": [1]} for n in sys.argv[1:]]}))' "$@"
 }
 
-fi
 
 # ------------------------------------------------------------ 3. long names
 if want 3; then
