@@ -435,6 +435,7 @@ static int cmd_migrate_report_run(struct doveadm_mail_cmd_context *_ctx,
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	struct migrate_report_filter filter;
 	struct migrate_state *state;
+	enum migrate_error code;
 	const char *error;
 	int ret;
 
@@ -444,12 +445,9 @@ static int cmd_migrate_report_run(struct doveadm_mail_cmd_context *_ctx,
 	filter.folder = ctx->opts.folder;
 	filter.reason = ctx->reason_filter;
 	filter.csv_path = ctx->csv_path;
-	ret = migrate_report_items(state, &filter, &error);
-	if (ret < 0) {
-		cmd_migrate_failed(_ctx, user, strstr(error, "--reason") != NULL ?
-				   MIGRATE_ERROR_CONFIG : MIGRATE_ERROR_TEMP,
-				   error);
-	}
+	ret = migrate_report_items(state, &filter, &code, &error);
+	if (ret < 0)
+		cmd_migrate_failed(_ctx, user, code, error);
 	migrate_state_close(&state);
 	return ret;
 }
@@ -475,8 +473,13 @@ static int cmd_migrate_reset_run(struct doveadm_mail_cmd_context *_ctx,
 	if (cmd_migrate_open_state(_ctx, user, &state) < 0)
 		return -1;
 	ret = migrate_state_reset(state, ctx->opts.folder, &error);
-	if (ret < 0)
-		cmd_migrate_failed(_ctx, user, MIGRATE_ERROR_TEMP, error);
+	if (ret <= 0) {
+		cmd_migrate_failed(_ctx, user, ret < 0 ? MIGRATE_ERROR_TEMP :
+				   MIGRATE_ERROR_NOTFOUND, error);
+		ret = -1;
+	} else {
+		ret = 0;
+	}
 	migrate_state_close(&state);
 	return ret;
 }

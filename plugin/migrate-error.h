@@ -22,6 +22,10 @@ enum migrate_error {
 	MIGRATE_ERROR_LOCKED,
 	/* run finished but some items failed (exit 2) */
 	MIGRATE_ERROR_ITEMS,
+	/* -m names no folder (68, doveadm's own "not found" code) */
+	MIGRATE_ERROR_NOTFOUND,
+	/* an output file (report -c) can't be created (EX_CANTCREAT) */
+	MIGRATE_ERROR_CANTCREAT,
 };
 
 /* Category of every event this plugin emits */

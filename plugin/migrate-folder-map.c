@@ -91,6 +91,7 @@
 #include "unichar.h"
 #include "crc32.h"
 #include "imap-utf7.h"
+#include "migrate-settings.h"
 #include "migrate-folder-map.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -1378,4 +1379,66 @@ void migrate_folder_map_lookup(struct migrate_folder_map *map,
 		dest_r->decoded_name = p_strdup(pool, dest.decoded_name);
 		dest_r->reason = p_strdup(pool, dest.reason);
 	} T_END;
+}
+
+bool migrate_folder_name_matches(const char *wanted, const char *src_name,
+				 const char *decoded_name, const char *vname)
+{
+	string_t *utf8;
+
+	if (strcmp(wanted, src_name) == 0 ||
+	    (vname != NULL && strcmp(wanted, vname) == 0))
+		return TRUE;
+	if (decoded_name != NULL)
+		return strcmp(wanted, decoded_name) == 0;
+	utf8 = t_str_new(64);
+	return imap_utf7_to_utf8(src_name, utf8) == 0 &&
+		strcmp(wanted, str_c(utf8)) == 0;
+}
+
+struct migrate_name_score {
+	const char *name;
+	unsigned int score;
+};
+
+static int
+migrate_name_score_cmp(const struct migrate_name_score *a,
+		       const struct migrate_name_score *b)
+{
+	if (a->score != b->score)
+		return a->score < b->score ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+const char *migrate_folder_closest_names(const char *wanted,
+					 const ARRAY_TYPE(const_string) *names)
+{
+	ARRAY(struct migrate_name_score) scores;
+	struct migrate_name_score *score;
+	const char *name, *lwanted = t_str_lcase(wanted), *lname;
+	string_t *str = t_str_new(128);
+	unsigned int i, count;
+
+	t_array_init(&scores, array_count(names) + 1);
+	array_foreach_elem(names, name) {
+		score = array_append_space(&scores);
+		score->name = name;
+		lname = t_str_lcase(name);
+		/* case doesn't count much; a name containing the other
+		   ("Sent" in "Sent Items") comes first */
+		score->score = migrate_name_distance(lwanted, lname) * 2 +
+			(strcmp(wanted, name) == 0 ? 0 : 1);
+		if (strstr(lname, lwanted) != NULL ||
+		    strstr(lwanted, lname) != NULL)
+			score->score = 1;
+	}
+	array_sort(&scores, migrate_name_score_cmp);
+	count = I_MIN(array_count(&scores), 3U);
+	for (i = 0; i < count; i++) {
+		score = array_idx_modifiable(&scores, i);
+		if (i > 0)
+			str_append(str, ", ");
+		str_printfa(str, "'%s'", score->name);
+	}
+	return count == 0 ? "none" : str_c(str);
 }

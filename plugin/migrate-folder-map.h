@@ -123,6 +123,17 @@ void migrate_folder_map_lookup(struct migrate_folder_map *map,
 enum migrate_dest_layout
 migrate_dest_layout_get(const char *storage_driver, const char *list_driver);
 
+/* Whether wanted (an -m argument) names a folder: its source name as the
+   server spells it (modified UTF-7) or decoded to UTF-8 (decoded_name, or
+   src_name decoded when that is NULL), or its destination name (vname,
+   may be NULL). */
+bool migrate_folder_name_matches(const char *wanted, const char *src_name,
+				 const char *decoded_name, const char *vname);
+/* "'A', 'B', 'C'": the (up to) three names most like wanted, for an
+   error message; "none" when names is empty */
+const char *migrate_folder_closest_names(const char *wanted,
+					 const ARRAY_TYPE(const_string) *names);
+
 /* Parse a LIST flag such as "\Sent" (case-insensitive); NONE if none. */
 enum migrate_special_use migrate_special_use_parse(const char *flag);
 /* "\Sent" etc. for a single bit */

@@ -2509,6 +2509,7 @@ int migrate_importer_folder(struct migrate_run *run,
 		if (imp.have_state)
 			migrate_importer_dest_moved(&imp);
 		imp.fs.dest_vname = folder->dest.vname;
+		imp.fs.decoded_name = folder->dest.decoded_name;
 		imp.fs.imported = imp.fs.existing = imp.fs.failed = 0;
 		imp.fs.deferred = imp.fs.flags_updated = 0;
 		imp.fs.status = "running";

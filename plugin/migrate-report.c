@@ -5,6 +5,7 @@
 #include "str.h"
 #include "ostream.h"
 #include "time-util.h"
+#include "eacces-error.h"
 #include "doveadm-print.h"
 #include "migrate-state.h"
 #include "migrate-report.h"
@@ -127,7 +128,7 @@ static void csv_append(string_t *str, const char *value)
 
 int migrate_report_items(struct migrate_state *state,
 			 const struct migrate_report_filter *filter,
-			 const char **error_r)
+			 enum migrate_error *code_r, const char **error_r)
 {
 	struct migrate_folder_state fs;
 	const struct migrate_item *item;
@@ -139,17 +140,39 @@ int migrate_report_items(struct migrate_state *state,
 	unsigned int i;
 	int fd, ret = 0;
 
+	*code_r = MIGRATE_ERROR_TEMP;
 	if (filter->reason != NULL &&
 	    migrate_item_class_parse(filter->reason, &class) < 0) {
+		*code_r = MIGRATE_ERROR_CONFIG;
 		*error_r = t_strdup_printf("Unknown --reason %s",
 					   filter->reason);
 		return -1;
 	}
+	t_array_init(&names, 16);
+	if (filter->folder != NULL) {
+		ret = migrate_state_folders_find(state, filter->folder,
+						 pool_datastack_create(),
+						 &names, error_r);
+		if (ret <= 0) {
+			if (ret == 0)
+				*code_r = MIGRATE_ERROR_NOTFOUND;
+			return -1;
+		}
+		ret = 0;
+	} else if (migrate_state_folders_get(state, pool_datastack_create(),
+					     &names, error_r) < 0)
+		return -1;
 	if (filter->csv_path != NULL) {
 		fd = open(filter->csv_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (fd == -1) {
-			*error_r = t_strdup_printf("open(%s) failed: %m",
-						   filter->csv_path);
+			/* names the uid and the directory that lacks a
+			   permission: doveadm runs as the mail user */
+			*code_r = MIGRATE_ERROR_CANTCREAT;
+			*error_r = errno == EACCES ?
+				eacces_error_get_creating("open",
+							  filter->csv_path) :
+				t_strdup_printf("open(%s) failed: %m",
+						filter->csv_path);
 			return -1;
 		}
 		csv = o_stream_create_fd_autoclose(&fd, 0);
@@ -160,25 +183,13 @@ int migrate_report_items(struct migrate_state *state,
 		o_stream_nsend(csv, str_data(line), str_len(line));
 	}
 
-	t_array_init(&names, 16);
-	if (migrate_state_folders_get(state, pool_datastack_create(), &names,
-				      error_r) < 0)
-		ret = -1;
 	array_foreach_elem(&names, name) {
-		if (ret < 0)
-			break;
-		if (filter->folder != NULL && strcmp(filter->folder, name) != 0)
-			continue;
 		if (migrate_state_folder_get(state, name,
 					     pool_datastack_create(), &fs,
 					     error_r) < 0) {
 			ret = -1;
 			break;
 		}
-		if (filter->folder != NULL && fs.dest_vname != NULL &&
-		    strcmp(filter->folder, name) != 0 &&
-		    strcmp(filter->folder, fs.dest_vname) != 0)
-			continue;
 		array_foreach(&fs.items, item) {
 			if (filter->reason != NULL && item->class != class)
 				continue;
@@ -210,6 +221,7 @@ int migrate_report_items(struct migrate_state *state,
 		if (o_stream_finish(csv) < 0 && ret == 0) {
 			*error_r = t_strdup_printf("write(%s) failed: %s",
 				filter->csv_path, o_stream_get_error(csv));
+			*code_r = MIGRATE_ERROR_CANTCREAT;
 			ret = -1;
 		}
 		o_stream_destroy(&csv);

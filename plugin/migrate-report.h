@@ -4,10 +4,12 @@
 /* Operator-facing output of the state: migrate status and migrate report,
    through doveadm_print so -f json|tab|table|flow work. */
 
+#include "migrate-error.h"
+
 struct migrate_state;
 
 struct migrate_report_filter {
-	/* source folder (raw or decoded) or NULL */
+	/* source folder (raw or decoded) or destination folder, or NULL */
 	const char *folder;
 	/* reason class, e.g. "too-big", or NULL */
 	const char *reason;
@@ -20,8 +22,10 @@ void migrate_report_status_headers(void);
 int migrate_report_status(struct migrate_state *state, const char **error_r);
 
 void migrate_report_items_headers(void);
+/* -1 with *code_r: CONFIG (unknown reason class), NOTFOUND (-m names no
+   folder of the state), CANTCREAT (the CSV file), TEMP (state) */
 int migrate_report_items(struct migrate_state *state,
 			 const struct migrate_report_filter *filter,
-			 const char **error_r);
+			 enum migrate_error *code_r, const char **error_r);
 
 #endif

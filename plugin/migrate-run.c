@@ -48,6 +48,10 @@ int migrate_error_to_exit_code(enum migrate_error error)
 		return EX_PROTOCOL;
 	case MIGRATE_ERROR_ITEMS:
 		return 2;
+	case MIGRATE_ERROR_NOTFOUND:
+		return EX_NOHOST;
+	case MIGRATE_ERROR_CANTCREAT:
+		return EX_CANTCREAT;
 	}
 	i_unreached();
 }
@@ -427,6 +431,38 @@ bool migrate_run_gmail_label_imported(struct migrate_run *run,
 	return imported;
 }
 
+/* The personal namespace prefix: migrate_source_prefix, else NAMESPACE's,
+   else "INBOX<sep>" when every folder but INBOX lies under it (a server
+   without NAMESPACE that keeps everything under INBOX, like Courier) */
+static void migrate_run_set_prefix(struct migrate_run *run)
+{
+	const char *prefix = run->set->source_prefix;
+	struct migrate_folder *folder;
+	bool others = FALSE;
+
+	if (prefix != NULL) {
+		run->src_ns_prefix = strcmp(prefix, "none") == 0 ? "" : prefix;
+		return;
+	}
+	if (run->src_ns_prefix != NULL || run->src_delimiter == '\0')
+		return;
+	prefix = p_strdup_printf(run->pool, "INBOX%c", run->src_delimiter);
+	array_foreach_elem(&run->folders, folder) {
+		if (strcmp(folder->src_name, "INBOX") == 0)
+			continue;
+		if (!str_begins(folder->src_name, prefix))
+			return;
+		others = TRUE;
+	}
+	if (!others)
+		return;
+	run->src_ns_prefix = prefix;
+	e_info(run->event, "The source answered no NAMESPACE and lists every "
+	       "folder but INBOX under %s: taken as its personal namespace "
+	       "prefix (set migrate_source_prefix to choose another one, "
+	       "or none)", prefix);
+}
+
 static int migrate_run_list(struct migrate_run *run)
 {
 	enum migrate_error code;
@@ -442,9 +478,10 @@ static int migrate_run_list(struct migrate_run *run)
 		cmd = "LIST \"\" \"*\"";
 	else
 		cmd = "XLIST \"\" \"*\"";
-	/* NAMESPACE, LIST and LSUB in one round trip */
-	if (migrate_source_conn_has_capability(run->conn, "NAMESPACE"))
-		ns_tag = migrate_source_conn_send(run->conn, "NAMESPACE");
+	/* NAMESPACE, LIST and LSUB in one round trip. NAMESPACE is asked
+	   even when the capabilities don't list it (Courier-IMAP 5 answers
+	   it without advertising it); a NO or BAD costs nothing. */
+	ns_tag = migrate_source_conn_send(run->conn, "NAMESPACE");
 	list_tag = migrate_source_conn_send(run->conn, cmd);
 	lsub_tag = migrate_source_conn_send(run->conn, "LSUB \"\" \"*\"");
 	if (ns_tag != 0) {
@@ -469,6 +506,7 @@ static int migrate_run_list(struct migrate_run *run)
 		e_warning(run->event, "The source refused LSUB, subscriptions "
 			  "are not copied: %s", error);
 	}
+	migrate_run_set_prefix(run);
 	return 0;
 failed:
 	run->error_code = ret < 0 ? code : MIGRATE_ERROR_PROTOCOL;
@@ -659,11 +697,33 @@ static bool migrate_folder_selected(struct migrate_run *run,
 {
 	if (run->opts.folder == NULL)
 		return TRUE;
-	return strcmp(run->opts.folder, folder->src_name) == 0 ||
-		(folder->dest.decoded_name != NULL &&
-		 strcmp(run->opts.folder, folder->dest.decoded_name) == 0) ||
-		(folder->dest.vname != NULL &&
-		 strcmp(run->opts.folder, folder->dest.vname) == 0);
+	return migrate_folder_name_matches(run->opts.folder,
+					   folder->src_name,
+					   folder->dest.decoded_name,
+					   folder->dest.vname);
+}
+
+/* -m that names no source folder fails, naming the closest ones */
+static int migrate_run_check_selected(struct migrate_run *run)
+{
+	ARRAY_TYPE(const_string) names;
+	struct migrate_folder *folder;
+
+	if (run->opts.folder == NULL)
+		return 0;
+	t_array_init(&names, array_count(&run->folders));
+	array_foreach_elem(&run->folders, folder) {
+		if (migrate_folder_selected(run, folder))
+			return 0;
+		array_push_back(&names, folder->dest.decoded_name != NULL &&
+				folder->dest.decoded_name[0] != '\0' ?
+				&folder->dest.decoded_name : &folder->src_name);
+	}
+	run->error_code = MIGRATE_ERROR_NOTFOUND;
+	run->error = p_strdup_printf(run->pool,
+		"No source folder '%s' (-m); closest: %s", run->opts.folder,
+		migrate_folder_closest_names(run->opts.folder, &names));
+	return -1;
 }
 
 /* One pipelined STATUS round for every folder: the no-change pass costs a
@@ -1262,10 +1322,14 @@ int migrate_run_execute(struct migrate_run *run)
 		run->error = p_strdup(run->pool, error);
 		goto failed;
 	}
+	if (migrate_run_list(run) < 0 || migrate_run_map_folders(run) < 0)
+		goto failed;
+	/* a mistyped -m leaves the state as it was */
+	if (migrate_run_check_selected(run) < 0)
+		return -1;
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
 		migrate_run_save_run_state(run, "running");
-	if (migrate_run_list(run) < 0 || migrate_run_map_folders(run) < 0 ||
-	    migrate_run_status(run) < 0)
+	if (migrate_run_status(run) < 0)
 		goto failed;
 
 	if (run->opts.mode == MIGRATE_RUN_MODE_VERIFY)

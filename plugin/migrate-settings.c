@@ -10,6 +10,7 @@
 #include "mail-storage-settings.h"
 #include "mail-storage-service.h"
 #include "safe-memset.h"
+#include "eacces-error.h"
 #include "array.h"
 #include "migrate-settings.h"
 
@@ -53,6 +54,8 @@ const struct migrate_setting_def migrate_setting_defs[] = {
 	  FIELD(source_rawlog_dir) },
 	{ "migrate_source_compress", MIGRATE_SETTING_BOOL, "yes",
 	  FIELD(source_compress) },
+	{ "migrate_source_prefix", MIGRATE_SETTING_STR, "",
+	  FIELD(source_prefix) },
 
 	{ "migrate_state_dict", MIGRATE_SETTING_STR, "", NO_FIELD },
 	{ "migrate_lock_timeout", MIGRATE_SETTING_SECS, "600",
@@ -233,7 +236,7 @@ migrate_settings_read_table(struct mail_user *user, pool_t pool,
 }
 
 /* Edit distance (insert, delete, substitute, swap two neighbours) */
-unsigned int migrate_settings_name_distance(const char *a, const char *b)
+unsigned int migrate_name_distance(const char *a, const char *b)
 {
 	size_t alen = strlen(a), blen = strlen(b), i, j;
 	unsigned int *d, cost, best;
@@ -268,7 +271,7 @@ const char *migrate_settings_nearest_name(const char *name,
 	unsigned int dist, best = UINT_MAX;
 
 	for (unsigned int i = 0; i < N_ELEMENTS(migrate_setting_defs); i++) {
-		dist = migrate_settings_name_distance(
+		dist = migrate_name_distance(
 			name, migrate_setting_defs[i].name);
 		if (dist < best) {
 			best = dist;
@@ -403,9 +406,12 @@ migrate_read_password_file(const char *path, pool_t pool,
 
 	fd = open(path, O_RDONLY);
 	if (fd == -1) {
+		/* EACCES: name the uid doveadm runs this user's command as
+		   and what lacks the permission */
 		*error_r = t_strdup_printf(
-			"Invalid setting migrate_source_password_file=%s: "
-			"open() failed: %m", path);
+			"Invalid setting migrate_source_password_file=%s: %s",
+			path, errno == EACCES ? eacces_error_get("open", path) :
+			t_strdup_printf("open() failed: %m"));
 		return -1;
 	}
 	ret = read(fd, buf, sizeof(buf));

@@ -32,6 +32,9 @@ struct migrate_settings {
 	const char *source_rawlog_dir;
 	/* COMPRESS=DEFLATE (RFC 4978) when the source offers it */
 	bool source_compress;
+	/* the source's personal namespace prefix, overriding NAMESPACE and
+	   the guess; "none" = no prefix; NULL = unset */
+	const char *source_prefix;
 
 	const char *state_dict;
 
@@ -114,7 +117,9 @@ int migrate_settings_check_names(struct mail_user *user, bool fatal,
 /* "name (did you mean known_name?)" or just "name" for an unknown
    setting of ours; NULL for a known one or a name not ours */
 const char *migrate_settings_unknown_name_hint(const char *name);
-unsigned int migrate_settings_name_distance(const char *a, const char *b);
+/* Edit distance of two names (setting or folder names): insertions,
+   deletions, substitutions and swaps of neighbours, byte by byte */
+unsigned int migrate_name_distance(const char *a, const char *b);
 const char *migrate_settings_nearest_name(const char *name,
 					  unsigned int *distance_r);
 

@@ -9,6 +9,7 @@
 #include "ioloop.h"
 #include "dict.h"
 #include "mail-user.h"
+#include "migrate-folder-map.h"
 #include "migrate-state.h"
 
 #include <signal.h>
@@ -206,6 +207,7 @@ void migrate_folder_state_encode(const struct migrate_folder_state *fs,
 				 string_t *dest)
 {
 	state_add_str(dest, "dest", fs->dest_vname);
+	state_add_str(dest, "name", fs->decoded_name);
 	state_add_num(dest, "src_uidvalidity", fs->src_uidvalidity);
 	state_add_num(dest, "src_uidnext", fs->src_uidnext);
 	state_add_num(dest, "last_uid", fs->last_uid);
@@ -251,6 +253,8 @@ int migrate_folder_state_decode(const char *str, pool_t pool,
 		value = p + 1;
 		if (strcmp(key, "dest") == 0)
 			fs->dest_vname = p_strdup(pool, value);
+		else if (strcmp(key, "name") == 0)
+			fs->decoded_name = p_strdup(pool, value);
 		else if (strcmp(key, "status") == 0)
 			fs->status = p_strdup(pool, value);
 		else if (strcmp(key, "last_error") == 0)
@@ -702,18 +706,61 @@ int migrate_state_unlock(struct migrate_state *state, const char **error_r)
 	return migrate_state_commit(state, &trans, error_r);
 }
 
-int migrate_state_reset(struct migrate_state *state, const char *src_name,
+int migrate_state_folders_find(struct migrate_state *state,
+			       const char *wanted, pool_t pool,
+			       ARRAY_TYPE(const_string) *names_r,
+			       const char **error_r)
+{
+	struct migrate_folder_state fs;
+	ARRAY_TYPE(const_string) names, known;
+	const char *name;
+	int ret;
+
+	t_array_init(&names, 16);
+	t_array_init(&known, 16);
+	if (migrate_state_folders_get(state, pool_datastack_create(), &names,
+				      error_r) < 0)
+		return -1;
+	array_foreach_elem(&names, name) {
+		ret = migrate_state_folder_get(state, name,
+					       pool_datastack_create(), &fs,
+					       error_r);
+		if (ret < 0)
+			return -1;
+		if (migrate_folder_name_matches(wanted, name, fs.decoded_name,
+						fs.dest_vname)) {
+			name = p_strdup(pool, name);
+			array_push_back(names_r, &name);
+		} else {
+			array_push_back(&known, fs.decoded_name != NULL ?
+					&fs.decoded_name : &name);
+		}
+	}
+	if (array_count(names_r) > 0)
+		return 1;
+	*error_r = t_strdup_printf("No folder '%s' in the state (-m); "
+		"closest: %s", wanted,
+		migrate_folder_closest_names(wanted, &known));
+	return 0;
+}
+
+int migrate_state_reset(struct migrate_state *state, const char *wanted,
 			const char **error_r)
 {
 	struct dict_transaction_context *trans;
 	ARRAY_TYPE(const_string) names;
 	const char *name;
+	int ret;
 
 	t_array_init(&names, 16);
-	if (src_name != NULL)
-		array_push_back(&names, &src_name);
-	else if (migrate_state_folders_get(state, pool_datastack_create(),
-					   &names, error_r) < 0)
+	if (wanted != NULL) {
+		ret = migrate_state_folders_find(state, wanted,
+						 pool_datastack_create(),
+						 &names, error_r);
+		if (ret <= 0)
+			return ret;
+	} else if (migrate_state_folders_get(state, pool_datastack_create(),
+					     &names, error_r) < 0)
 		return -1;
 	trans = dict_transaction_begin(state->dict, state->op_set);
 	array_foreach_elem(&names, name) {
@@ -721,9 +768,11 @@ int migrate_state_reset(struct migrate_state *state, const char *src_name,
 		dict_unset(trans, folder_key(name, "uidmap"));
 		dict_unset(trans, folder_key(name, "items"));
 	}
-	if (src_name == NULL) {
+	if (wanted == NULL) {
 		dict_unset(trans, MIGRATE_DICT_PREFIX"folders");
 		dict_unset(trans, MIGRATE_DICT_PREFIX"run");
 	}
-	return migrate_state_commit(state, &trans, error_r);
+	if (migrate_state_commit(state, &trans, error_r) < 0)
+		return -1;
+	return 1;
 }

@@ -50,6 +50,9 @@ ARRAY_DEFINE_TYPE(migrate_item, struct migrate_item);
 
 struct migrate_folder_state {
 	const char *dest_vname;
+	/* the source name decoded (UTF-8, '/' separator, prefix stripped):
+	   what -m names; NULL in state written before it was kept */
+	const char *decoded_name;
 	/* source: UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ at the last
 	   completed pass; last_uid: every source UID <= it is handled
 	   (imported, found present, or in the item log) */
@@ -119,7 +122,17 @@ int migrate_state_lock(struct migrate_state *state, unsigned int ttl_secs,
 int migrate_state_unlock(struct migrate_state *state, const char **error_r);
 
 /* Forget state (not mail) of one folder, or of all folders if NULL. */
-int migrate_state_reset(struct migrate_state *state, const char *src_name,
+/* The state's folders that wanted (an -m argument: the source name, raw
+   or decoded, or the destination name) names. 1 = found (names_r holds
+   their source names), 0 = none (*error_r names the closest ones), -1 =
+   error. */
+int migrate_state_folders_find(struct migrate_state *state,
+			       const char *wanted, pool_t pool,
+			       ARRAY_TYPE(const_string) *names_r,
+			       const char **error_r);
+/* Forget the state of the folders wanted names (see above; NULL = every
+   folder and the run). 0 = nothing matched (*error_r says so). */
+int migrate_state_reset(struct migrate_state *state, const char *wanted,
 			const char **error_r);
 
 /* Encoding, exposed for unit tests */

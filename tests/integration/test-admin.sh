@@ -5,6 +5,7 @@
 # smaller surprises (usage text, empty headers, error wording).
 # timeout: 300
 . "$(dirname "$0")/../lib/harness.sh"
+. "$HARNESS_LIB/faults.sh"
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 
@@ -113,5 +114,115 @@ assert_exit NAME="several typos are all named" 78 dst_doveadm \
 	migrate run -u alice
 one_error "several typos: one error line names both" \
 	'migrate_lock_timout \(did you mean migrate_lock_timeout\?\).*migrate_frobnicate|migrate_frobnicate.*migrate_lock_timout'
+
+# ------------------------------------------------------------ item 2
+# -m that names nothing fails with 68 (doveadm's "not found") and one line
+# naming the folder and the closest names; report/reset take the decoded
+# UTF-8 name as run does.
+dst_add_user dave userdb_migrate_source_user=alice
+# every message deferred: an item log in every folder
+assert_exit NAME="dave: filtered pass exits 0" 0 \
+	dst_doveadm -o plugin/migrate_max_size=1 migrate run -u dave
+for cmd in run plan verify report reset; do
+	assert_exit NAME="$cmd -m 'No Such Folder' exits 68" 68 \
+		dst_doveadm migrate "$cmd" -u dave -m 'No Such Folder'
+	one_error "$cmd -m 'No Such Folder': one line naming it and the closest" \
+		"'No Such Folder'.*closest: '"
+done
+assert_exit NAME="run -m Entwurfe (typo) exits 68" 68 dst_doveadm migrate run -u dave -m Entwurfe
+one_error "run -m Entwurfe suggests Entwürfe" "closest: 'Entwürfe'"
+assert_exit NAME="report -m Entwurfe (typo) exits 68" 68 dst_doveadm migrate report -u dave -m Entwurfe
+one_error "report -m Entwurfe suggests Entwürfe" "closest: 'Entwürfe'"
+if [ -n "$(dst_mail_files dave)" ]; then
+	fail "a failed -m imported nothing" "mail files exist"
+else
+	pass "a failed -m imported nothing"
+fi
+assert_exit NAME="status after a failed -m exits 0" 0 dst_doveadm -f tab migrate status -u dave
+assert_match "a failed -m left the run state alone" 'completed' "$(cat "$LAST_OUT")"
+report_rows() { dst_doveadm -f tab migrate report -u dave "$@" | tail -n +2 | grep -c .; }
+n_utf7=$(report_rows -m 'Entw&APw-rfe')
+n_utf8=$(report_rows -m 'Entwürfe')
+n_dest=$(report_rows -m Drafts)
+info "report rows: mUTF-7 $n_utf7, UTF-8 $n_utf8, destination name $n_dest"
+[ "$n_utf7" -gt 0 ] && pass "report -m (mUTF-7) lists the items" ||
+	fail "report -m (mUTF-7) lists the items" "no rows"
+assert_eq "report -m Entwürfe lists what the mUTF-7 name lists" "$n_utf7" "$n_utf8"
+assert_eq "report -m Drafts (its destination) lists the same" "$n_utf7" "$n_dest"
+assert_exit NAME="plan -m Entwürfe exits 0" 0 dst_doveadm migrate plan -u dave -m 'Entwürfe'
+assert_exit NAME="reset -m Entwürfe exits 0" 0 dst_doveadm migrate reset -u dave -m 'Entwürfe'
+assert_eq "report -m Entwürfe after its reset lists nothing" 0 "$(report_rows -m 'Entwürfe')"
+n_all=$(report_rows)
+[ "$n_all" -gt 0 ] && pass "reset -m kept the other folders' state" ||
+	fail "reset -m kept the other folders' state" "no rows left"
+
+# ------------------------------------------------------------ item 9
+# A Courier-IMAP 5 style source: everything under "INBOX." and a minimal
+# capability list without NAMESPACE, while NAMESPACE is answered. Seeded
+# with the full capability list (imaptool trusts it), then restricted.
+src_start --courier --name courier || die "courier source did not start"
+src_seed alice --limit 30 >"$T/seed-courier.out" 2>&1 ||
+	die "courier seeding failed: $(tail -n 3 "$T/seed-courier.out")"
+src_dump alice "$T/src-courier.json" || die "courier source dump failed"
+echo 'imap_capability = IMAP4rev1 ACL ACL2=UNION ENABLE UTF8=ACCEPT' >>"$SRC_DIR/dovecot.conf"
+src_doveadm reload || die "courier source reload failed"
+sleep 1
+COURIER_PORT=$SRC_PORT
+caps=$(python3 - "$COURIER_PORT" "$(src_password alice)" <<'PY'
+import imaplib, sys
+c = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+typ, dat = c.login("alice", sys.argv[2])
+print(c.capability()[1][-1].decode(), "|", c.namespace()[1][0].decode())
+PY
+)
+info "courier-like source after login: $caps"
+assert_match "the courier-like source hides NAMESPACE but answers it" \
+	'^IMAP4rev1 ACL ACL2=UNION ENABLE UTF8=ACCEPT \| \(\("INBOX\." "\."\)\)' "$caps"
+dst_add_user cour1 userdb_migrate_source_user=alice
+# plan_dests USER [doveadm options...]: the dest column of plan, one a line
+plan_dests() {
+	local user=$1
+	shift
+	dst_doveadm -o plugin/migrate_source_port="$COURIER_PORT" "$@" \
+		-f tab migrate plan -u "$user" 2>"$T/plan.err" |
+		awk -F'\t' 'NR > 1 && $2 != "" {print $2}' | sort
+}
+plan_dests cour1 >"$T/dests-hidden"
+info "plan: $(tr '\n' ',' <"$T/dests-hidden")"
+[ "$(grep -c . "$T/dests-hidden")" -ge 5 ] && pass "hidden NAMESPACE: plan maps the folders" ||
+	fail "hidden NAMESPACE: plan maps the folders" "$(cat "$T/plan.err")"
+if grep -q '^INBOX/' "$T/dests-hidden"; then
+	fail "hidden NAMESPACE: no folder lands under INBOX/" "$(grep '^INBOX/' "$T/dests-hidden" | tr '\n' ',')"
+else
+	pass "hidden NAMESPACE: no folder lands under INBOX/"
+fi
+assert_exit NAME="hidden NAMESPACE: run exits 0" 0 \
+	dst_doveadm -o plugin/migrate_source_port="$COURIER_PORT" migrate run -u cour1
+dst_equals "hidden NAMESPACE: destination == source, same tree" cour1 "$T/src-courier.json"
+
+# No NAMESPACE at all (the proxy answers it BAD): the prefix is inferred
+# from the folder names, and plan says so.
+proxy_start nons --refuse-command NAMESPACE || die "proxy did not start"
+dst_add_user cour2 userdb_migrate_source_user=alice
+COURIER_PORT=$PROXY_PORT plan_dests cour2 >"$T/dests-nons"
+assert_eq "no NAMESPACE: plan maps as with NAMESPACE" "$(cat "$T/dests-hidden")" "$(cat "$T/dests-nons")"
+assert_match "no NAMESPACE: plan says the prefix was inferred" \
+	'no NAMESPACE.*INBOX\. *: taken as its personal namespace prefix' "$(cat "$T/plan.err")"
+assert_exit NAME="no NAMESPACE: run exits 0" 0 \
+	dst_doveadm -o plugin/migrate_source_port="$PROXY_PORT" migrate run -u cour2
+dst_equals "no NAMESPACE: destination == source, same tree" cour2 "$T/src-courier.json"
+# migrate_source_prefix forces it: none keeps the INBOX. tree
+COURIER_PORT=$PROXY_PORT plan_dests cour2 -o plugin/migrate_source_prefix=none >"$T/dests-none"
+grep -q '^INBOX/' "$T/dests-none" && pass "migrate_source_prefix=none keeps folders under INBOX/" ||
+	fail "migrate_source_prefix=none keeps folders under INBOX/" "$(tr '\n' ',' <"$T/dests-none")"
+if grep -q 'taken as its personal namespace prefix' "$T/plan.err"; then
+	fail "migrate_source_prefix=none: no guess" "$(cat "$T/plan.err")"
+else
+	pass "migrate_source_prefix=none: no guess"
+fi
+COURIER_PORT=$PROXY_PORT plan_dests cour2 -o plugin/migrate_source_prefix=INBOX. >"$T/dests-forced"
+assert_eq "migrate_source_prefix=INBOX. maps as NAMESPACE would" "$(cat "$T/dests-hidden")" "$(cat "$T/dests-forced")"
+proxy_stop
+src_use
 
 harness_done

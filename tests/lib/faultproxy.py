@@ -30,6 +30,8 @@ always knows message boundaries) and injects faults:
                                "* BYE ..." and close
   --unavailable-fetch N[,N...] answer the N-th FETCH command
                                "tag NO [UNAVAILABLE] ..."
+  --refuse-command NAME         answer every NAME command (e.g. NAMESPACE)
+                               "tag BAD Unknown command"; repeatable
   --count-fetch any|body|list  which FETCH commands the N-th counters count
                                (body: BODY[]/BODY.PEEK[]/RFC822/BINARY[];
                                list: HEADER.FIELDS listings)
@@ -259,6 +261,7 @@ class Proxy:
         self.throttle_fetch = set(parse_int_list(args.throttle_fetch))
         self.bye_fetch = set(parse_int_list(args.bye_after_fetch))
         self.unavail_fetch = set(parse_int_list(args.unavailable_fetch))
+        self.refuse_commands = {c.upper() for c in args.refuse_command}
         self.poison = parse_poison(args.poison)
         self.size_skew = args.size_skew
         self.conn_count = 0
@@ -435,6 +438,11 @@ class Conn:
         if name == "STARTTLS":
             self.starttls_tag = tag
             return True
+        if name in self.p.refuse_commands:
+            # a server that doesn't know the command (NAMESPACE on a
+            # minimal server)
+            self.out.put_nowait(("inject", ("%s BAD Unknown command\r\n" % tag).encode()))
+            return False
         if name in ("SELECT", "EXAMINE"):
             if len(segs) > 1:
                 # mailbox sent as a literal
@@ -807,6 +815,7 @@ def main():
     ap.add_argument("--throttle-fetch", default="")
     ap.add_argument("--bye-after-fetch", default="")
     ap.add_argument("--unavailable-fetch", default="")
+    ap.add_argument("--refuse-command", action="append", default=[])
     ap.add_argument("--count-fetch", choices=("any", "body", "list", "flags"),
                     default="any")
     ap.add_argument("--poison", "--poison-uid", dest="poison", default="")
