@@ -506,7 +506,11 @@ static int migrate_importer_dest_open(struct migrate_importer *imp)
 	   UIDVALIDITY */
 	if (run->set->preserve_uids && status.messages == 0 &&
 	    status.uidnext == 1 && status.uidvalidity != imp->uidvalidity) {
-		if (mailbox_update(imp->box, &update) < 0)
+		/* the open view sees the new UIDVALIDITY only after a sync
+		   (Maildir's INBOX, which exists before the run, said
+		   uids=no although every UID was kept) */
+		if (mailbox_update(imp->box, &update) < 0 ||
+		    mailbox_sync(imp->box, 0) < 0)
 			goto failed;
 		mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY |
 					STATUS_UIDNEXT | STATUS_MESSAGES,

@@ -156,6 +156,24 @@ n_all=$(report_rows)
 [ "$n_all" -gt 0 ] && pass "reset -m kept the other folders' state" ||
 	fail "reset -m kept the other folders' state" "no rows left"
 
+# ------------------------------------------------------------ item 10
+# A first pass into a Maildir destination keeps the source's UIDVALIDITY
+# and UIDs in every folder, INBOX included (Maildir's INBOX exists before
+# the run): status must say uids=yes for each.
+dst_add_user erin userdb_migrate_source_user=alice
+assert_exit NAME="erin: first pass exits 0" 0 dst_doveadm migrate run -u erin
+assert_exit NAME="erin: status exits 0" 0 dst_doveadm -f tab migrate status -u erin
+uids=$(awk -F'\t' 'NR == 1 {for (i = 1; i <= NF; i++) col[$i] = i; next}
+	$col["folder"] != "*" {print $col["folder"] "=" $col["uids"]}' "$LAST_OUT" | sort)
+info "status uids: $(printf '%s' "$uids" | tr '\n' ' ')"
+assert_eq "status: INBOX uids=yes on Maildir" INBOX=yes "$(printf '%s\n' "$uids" | grep '^INBOX=')"
+assert_eq "status: no folder with uids other than yes" "" \
+	"$(printf '%s\n' "$uids" | grep -v '=yes$' | tr '\n' ' ')"
+src_dump alice "$T/src-uids.json" --uids
+DST_DUMP_OPTS=(--uids)
+dst_equals "erin: UIDs and UIDVALIDITY equal the source's" erin "$T/src-uids.json"
+DST_DUMP_OPTS=()
+
 # ------------------------------------------------------------ item 9
 # A Courier-IMAP 5 style source: everything under "INBOX." and a minimal
 # capability list without NAMESPACE, while NAMESPACE is answered. Seeded
