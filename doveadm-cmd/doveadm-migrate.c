@@ -492,11 +492,15 @@ static struct doveadm_mail_cmd_context *cmd_migrate_reset_alloc(void)
 	return &ctx->ctx;
 }
 
+/* doveadm's prefix leaves out -F, which every mail command takes */
+#define MIGRATE_USAGE_PREFIX \
+	DOVEADM_CMD_MAIL_USAGE_PREFIX "[-F <user file>] "
+
 static struct doveadm_cmd_ver2 migrate_commands[] = {
 {
 	.name = "migrate run",
 	.mail_cmd = cmd_migrate_run_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-d] [-m <folder>]",
+	.usage = MIGRATE_USAGE_PREFIX"[-d] [-m <folder>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('d', "delete", CMD_PARAM_BOOL, 0)
@@ -506,7 +510,7 @@ DOVEADM_CMD_PARAMS_END
 {
 	.name = "migrate plan",
 	.mail_cmd = cmd_migrate_plan_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-m <folder>]",
+	.usage = MIGRATE_USAGE_PREFIX"[-m <folder>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)
@@ -515,7 +519,7 @@ DOVEADM_CMD_PARAMS_END
 {
 	.name = "migrate verify",
 	.mail_cmd = cmd_migrate_verify_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-I] [-m <folder>]",
+	.usage = MIGRATE_USAGE_PREFIX"[-I] [-m <folder>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('I', "identities", CMD_PARAM_BOOL, 0)
@@ -525,7 +529,7 @@ DOVEADM_CMD_PARAMS_END
 {
 	.name = "migrate status",
 	.mail_cmd = cmd_migrate_status_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX,
+	.usage = MIGRATE_USAGE_PREFIX,
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAMS_END
@@ -533,7 +537,7 @@ DOVEADM_CMD_PARAMS_END
 {
 	.name = "migrate report",
 	.mail_cmd = cmd_migrate_report_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX
+	.usage = MIGRATE_USAGE_PREFIX
 		"[-r <reason>] [-m <folder>] [-c <csv file>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
@@ -545,7 +549,7 @@ DOVEADM_CMD_PARAMS_END
 {
 	.name = "migrate reset",
 	.mail_cmd = cmd_migrate_reset_alloc,
-	.usage = DOVEADM_CMD_MAIL_USAGE_PREFIX"[-m <folder>]",
+	.usage = MIGRATE_USAGE_PREFIX"[-m <folder>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_MAIL_COMMON
 DOVEADM_CMD_PARAM('m', "folder", CMD_PARAM_STR, 0)

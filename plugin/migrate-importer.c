@@ -1014,6 +1014,9 @@ static void migrate_importer_item_resolved(struct migrate_importer *imp,
 	if (item != NULL && !item->resolved) {
 		item->resolved = TRUE;
 		item->last_seen = ioloop_time;
+		/* the pass that copied or found it tried it too */
+		if (item->class != MIGRATE_ITEM_FILTERED)
+			item->attempts++;
 	}
 }
 

@@ -156,6 +156,33 @@ n_all=$(report_rows)
 [ "$n_all" -gt 0 ] && pass "reset -m kept the other folders' state" ||
 	fail "reset -m kept the other folders' state" "no rows left"
 
+# ------------------------------------------------------------ item 12
+# usage names -F
+dst_doveadm migrate >/dev/null 2>"$T/usage.err"
+assert_eq "usage text names -F for every command" 6 "$(grep -c '^  [a-z]* .*\[-F <user file>\]' "$T/usage.err")"
+# report -c to a path the mail user can't write: 73 and the uid named
+mkdir -p "$T/rootonly" && chmod 700 "$T/rootonly"
+assert_exit NAME="report -c unwritable path exits 73" 73 \
+	dst_doveadm migrate report -u dave -c "$T/rootonly/x.csv"
+one_error "report -c unwritable names the uid" "Permission denied.*uid=[0-9]+\($MAIL_USER\)"
+# an unreadable password file names the uid too
+printf 'pw\n' >"$T/rootonly-pw" && chmod 600 "$T/rootonly-pw"
+assert_exit NAME="unreadable password file exits 78" 78 \
+	dst_doveadm -o plugin/migrate_source_password_file="$T/rootonly-pw" migrate plan -u dave
+one_error "unreadable password file names the uid" \
+	"migrate_source_password_file=.*Permission denied.*uid=[0-9]+\($MAIL_USER\)"
+# attempts counts the pass that resolved an item
+proxy_start poison --poison INBOX:1 || die "proxy did not start"
+dst_add_user gina userdb_migrate_source_user=alice
+assert_exit NAME="gina: pass with a poisoned message exits 2" 2 \
+	dst_doveadm -o plugin/migrate_source_port="$PROXY_PORT" migrate run -u gina
+proxy_stop
+assert_exit NAME="gina: second pass exits 0" 0 dst_doveadm migrate run -u gina
+assert_exit NAME="gina: report exits 0" 0 dst_doveadm -f tab migrate report -u gina
+item=$(awk -F'\t' 'NR == 1 {for (i = 1; i <= NF; i++) col[$i] = i; next}
+	{print $col["folder"] "/" $col["uid"] " " $col["reason"] " attempts=" $col["attempts"] " resolved=" $col["resolved"]}' "$LAST_OUT")
+assert_eq "gina: the resolved item counts both passes" "INBOX/1 fetch-failed attempts=2 resolved=yes" "$item"
+
 # ------------------------------------------------------------ item 10
 # A first pass into a Maildir destination keeps the source's UIDVALIDITY
 # and UIDs in every folder, INBOX included (Maildir's INBOX exists before
