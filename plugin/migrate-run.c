@@ -282,6 +282,8 @@ void migrate_run_deinit(struct migrate_run **_run)
 	if (run->state != NULL)
 		migrate_state_close(&run->state);
 	hash_table_destroy(&run->seen_identities);
+	if (hash_table_is_created(run->folders_by_name))
+		hash_table_destroy(&run->folders_by_name);
 	if (hash_table_is_created(run->gmail_labels))
 		hash_table_destroy(&run->gmail_labels);
 	pool_unref(&run->seen_pool);
@@ -310,16 +312,19 @@ static void migrate_namespace_cb(const struct migrate_reply *reply,
 		run->src_delimiter = sep[0];
 }
 
+/* What a source's folder list may cost: more folders than this fail the
+   run (a listing that big is broken or hostile, and migrating a part of
+   it silently would lose mail); a longer name (in its IMAP form) is
+   skipped with a reason, the folder map would refuse it anyway. */
+#define MIGRATE_MAX_FOLDERS 20000
+#define MIGRATE_MAX_SOURCE_NAME 4096
+
 static struct migrate_folder *
 migrate_run_folder_find(struct migrate_run *run, const char *name)
 {
-	struct migrate_folder *folder;
-
-	array_foreach_elem(&run->folders, folder) {
-		if (!folder->src_name_nul && strcmp(folder->src_name, name) == 0)
-			return folder;
-	}
-	return NULL;
+	if (!hash_table_is_created(run->folders_by_name))
+		return NULL;
+	return hash_table_lookup(run->folders_by_name, name);
 }
 
 static void migrate_list_cb(const struct migrate_reply *reply,
@@ -351,10 +356,29 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 		return;
 	}
 	if (folder == NULL) {
+		if (array_count(&run->folders) >= MIGRATE_MAX_FOLDERS) {
+			run->folders_over_limit++;
+			return;
+		}
 		folder = p_new(run->pool, struct migrate_folder, 1);
-		folder->src_name = p_strdup(run->pool, name);
+		if (strlen(name) > MIGRATE_MAX_SOURCE_NAME) {
+			folder->src_name = p_strdup_printf(run->pool,
+				"%s...", migrate_str_sanitize(name, 64));
+			folder->src_name_too_long = TRUE;
+		} else {
+			folder->src_name = p_strdup(run->pool, name);
+		}
 		folder->src_name_nul = nul;
 		array_push_back(&run->folders, &folder);
+		if (!nul && !folder->src_name_too_long) {
+			if (!hash_table_is_created(run->folders_by_name)) {
+				hash_table_create(&run->folders_by_name,
+						  run->pool, 128,
+						  str_hash, strcmp);
+			}
+			hash_table_insert(run->folders_by_name,
+					  folder->src_name, folder);
+		}
 	}
 	for (; !IMAP_ARG_IS_EOL(flags); flags++) {
 		if (!imap_arg_get_atom(flags, &flag))
@@ -505,6 +529,15 @@ static int migrate_run_list(struct migrate_run *run)
 		/* the folders are known; only their subscriptions aren't */
 		e_warning(run->event, "The source refused LSUB, subscriptions "
 			  "are not copied: %s", error);
+	}
+	if (run->folders_over_limit > 0) {
+		run->error_code = MIGRATE_ERROR_PROTOCOL;
+		run->error = p_strdup_printf(run->pool, "The source server "
+			"lists %u folders, more than this version handles "
+			"(%u): migrate a part with migrate_include or "
+			"migrate_exclude", MIGRATE_MAX_FOLDERS +
+			run->folders_over_limit, MIGRATE_MAX_FOLDERS);
+		return -1;
 	}
 	migrate_run_set_prefix(run);
 	return 0;
@@ -681,6 +714,12 @@ static int migrate_run_map_folders(struct migrate_run *run)
 			folder->dest.vname = NULL;
 			folder->dest.reason = "name holds a NUL byte: it can't "
 				"be sent back to the server";
+		} else if (folder->src_name_too_long) {
+			folder->dest.skip = TRUE;
+			folder->dest.vname = NULL;
+			folder->dest.reason = p_strdup_printf(run->pool,
+				"the source name is longer than %u bytes",
+				MIGRATE_MAX_SOURCE_NAME);
 		} else if (!folder->dest.skip) T_BEGIN {
 			migrate_run_dest_name_check(run, folder, &map_set);
 		} T_END;

@@ -55,6 +55,9 @@ struct migrate_folder {
 	/* the LIST reply's name held a NUL byte: src_name is cut there and
 	   can't address the folder, which is skipped */
 	bool src_name_nul;
+	/* the name is longer than MIGRATE_MAX_SOURCE_NAME: src_name is a
+	   shortened copy for messages, the folder is skipped */
+	bool src_name_too_long;
 
 	/* from the pipelined STATUS round */
 	bool have_status;
@@ -98,6 +101,10 @@ struct migrate_run {
 	   identity so it only brings what no other folder has */
 	bool have_all_folder;
 	ARRAY_TYPE(migrate_folder) folders;
+	/* src_name -> folder (not those with src_name_nul) */
+	HASH_TABLE(const char *, struct migrate_folder *) folders_by_name;
+	/* LIST replies beyond MIGRATE_MAX_FOLDERS */
+	unsigned int folders_over_limit;
 
 	/* identities already imported in earlier folders, with
 	   migrate_dedupe_across_folders and for Gmail's All Mail */

@@ -50,6 +50,8 @@ const struct migrate_setting_def migrate_setting_defs[] = {
 	  FIELD(source_sasl_mechanisms) },
 	{ "migrate_source_timeout", MIGRATE_SETTING_SECS, "120",
 	  FIELD(source_timeout_secs) },
+	{ "migrate_source_greeting_timeout", MIGRATE_SETTING_SECS, "30",
+	  FIELD(source_greeting_timeout_secs) },
 	{ "migrate_source_rawlog_dir", MIGRATE_SETTING_STR, "",
 	  FIELD(source_rawlog_dir) },
 	{ "migrate_source_compress", MIGRATE_SETTING_BOOL, "yes",
@@ -488,6 +490,11 @@ migrate_settings_read_source(struct mail_user *user, pool_t pool,
 		set->source_user = p_strdup(pool, user->username);
 	if (set->source_timeout_secs == 0) {
 		*error_r = "Invalid setting migrate_source_timeout=0: "
+			"must be at least 1 second";
+		return -1;
+	}
+	if (set->source_greeting_timeout_secs == 0) {
+		*error_r = "Invalid setting migrate_source_greeting_timeout=0: "
 			"must be at least 1 second";
 		return -1;
 	}

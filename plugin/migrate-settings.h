@@ -29,6 +29,8 @@ struct migrate_settings {
 	const char *source_sasl_mechanisms;
 	const char *source_oauth2_token_command;
 	unsigned int source_timeout_secs;
+	/* TCP connect, TLS handshake and the greeting */
+	unsigned int source_greeting_timeout_secs;
 	const char *source_rawlog_dir;
 	/* COMPRESS=DEFLATE (RFC 4978) when the source offers it */
 	bool source_compress;

@@ -20,8 +20,12 @@
 #include "mail-user.h"
 #include "safe-memset.h"
 #include "str-sanitize.h"
+#include "strescape.h"
+#include "unichar.h"
 #include "imap-util.h"
+#include "time-util.h"
 #include "migrate-settings.h"
+#include "migrate-reply-scan.h"
 #include "migrate-source-conn.h"
 
 #include <stdio.h>
@@ -39,6 +43,15 @@
 				   MIGRATE_MAX_INLINE_LITERAL_SIZE + 1024)
 
 #define MIGRATE_EARLY_TAGS_MAX 16
+/* capabilities beyond this many are ignored */
+#define MIGRATE_MAX_CAPABILITIES 1000
+/* AUTHENTICATE: challenges a login may take (PLAIN needs none, LOGIN two) */
+#define MIGRATE_AUTH_CONTINUATIONS_MAX 8
+/* a body read at less than this many bytes a second, after
+   migrate_source_timeout, fails */
+#define MIGRATE_MIN_BODY_BYTES_PER_SEC 4096
+/* secrets whose traces are redacted from what the server says */
+#define MIGRATE_SECRETS_MAX 8
 
 struct migrate_early_tag {
 	unsigned int tag;
@@ -72,7 +85,33 @@ struct migrate_source_conn {
 	struct migrate_early_tag early_tags[MIGRATE_EARLY_TAGS_MAX];
 	pool_t caps_pool;
 	const char *const *capabilities;
-	const char *bye_text;
+	/* the last BYE's text (sanitized), for the disconnect error */
+	char *bye_text;
+	/* the current reply's strings (text, response code, capabilities):
+	   cleared at the next read, so a stream of replies costs no more
+	   memory than one */
+	pool_t reply_pool;
+	/* ahead of the parser: nesting depth (migrate-reply-scan.h) */
+	struct migrate_reply_scan scan;
+	uoff_t scan_offset;
+	/* what the connection is doing, for errors: "greeting", "login",
+	   the command waited for */
+	char stage[64];
+	/* the name of each command in flight, by tag */
+	char cmd_names[MIGRATE_EARLY_TAGS_MAX][24];
+	/* The server's time: what was spent waiting for it or reading
+	   what it sent (not the caller's own work in between) since the
+	   last progress: a command sent, a tagged reply, a greeting, or
+	   progress the caller reports. Over the limit, the connection
+	   fails: a server that trickles bytes or sends untagged replies
+	   forever can't hold a run. */
+	long long time_used_msecs;
+	struct timeval time_start;
+	unsigned int time_depth;
+	/* the password/token and the SASL responses sent with it: never
+	   shown, whatever the server echoes */
+	char *secrets[MIGRATE_SECRETS_MAX];
+	bool greeted:1;
 
 	/* the FETCH body handed out to the caller, or NULL */
 	struct istream *body;
@@ -92,8 +131,11 @@ struct migrate_source_conn {
 static bool sasl_initialized = FALSE;
 
 static void migrate_conn_ioloop_push(struct migrate_source_conn *conn);
+static void migrate_conn_secrets_clear(struct migrate_source_conn *conn);
 
 static const char *migrate_conn_read_error(struct migrate_source_conn *conn);
+static void migrate_conn_scan_reset(struct migrate_source_conn *conn);
+static bool migrate_conn_ssl_error_not_tls(const char *error);
 
 struct migrate_source_conn *
 migrate_source_conn_create(const struct migrate_settings *set,
@@ -110,6 +152,7 @@ migrate_source_conn_create(const struct migrate_settings *set,
 	conn->fd = -1;
 	conn->name = p_strdup_printf(pool, "%s:%u", set->source_host,
 				     set->source_port);
+	conn->reply_pool = pool_alloconly_create("migrate reply", 1024);
 	conn->prev_ioloop = current_ioloop;
 	conn->ioloop = io_loop_create();
 	io_loop_set_current(conn->prev_ioloop);
@@ -166,12 +209,244 @@ void migrate_source_conn_destroy(struct migrate_source_conn **_conn)
 	if (conn->ssl_ctx != NULL)
 		ssl_iostream_context_unref(&conn->ssl_ctx);
 	event_unref(&conn->event);
+	migrate_conn_secrets_clear(conn);
+	i_free(conn->bye_text);
+	pool_unref(&conn->reply_pool);
 	pool_unref(&conn->pool);
 }
 
 bool migrate_source_conn_is_connected(struct migrate_source_conn *conn)
 {
 	return conn->connected;
+}
+
+const char *migrate_str_sanitize(const char *text, size_t max_len)
+{
+	return migrate_str_sanitize_pool(unsafe_data_stack_pool, text,
+					 max_len);
+}
+
+const char *migrate_str_sanitize_pool(pool_t pool, const char *text,
+				      size_t max_len)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	string_t *str;
+	unichar_t chr;
+	int len;
+
+	if (text == NULL)
+		return "";
+	str = str_new(pool, I_MIN(strlen(text), max_len) + 4);
+	while (*p != '\0') {
+		if (str_len(str) >= max_len) {
+			str_append(str, "...");
+			break;
+		}
+		len = uni_utf8_get_char((const char *)p, &chr);
+		if (len <= 0) {
+			/* not UTF-8 */
+			str_append_c(str, '?');
+			p++;
+			continue;
+		}
+		/* C0, DEL and C1 controls (ESC, CSI: terminal escape
+		   sequences), bidi overrides and isolates, line and
+		   paragraph separators */
+		if (chr < 0x20 || (chr >= 0x7f && chr < 0xa0) ||
+		    (chr >= 0x202a && chr <= 0x202e) ||
+		    (chr >= 0x2066 && chr <= 0x2069) ||
+		    chr == 0x2028 || chr == 0x2029 || chr == 0x200e ||
+		    chr == 0x200f || chr == 0x061c)
+			str_append_c(str, '?');
+		else
+			str_append_data(str, p, len);
+		p += len;
+	}
+	return str_c(str);
+}
+
+/* Secrets: the password or token, and what was sent with it */
+
+static void migrate_conn_secret_add(struct migrate_source_conn *conn,
+				    const char *secret)
+{
+	unsigned int i;
+
+	/* shorter than this would redact half of every message */
+	if (secret == NULL || strlen(secret) < 3)
+		return;
+	for (i = 0; i < MIGRATE_SECRETS_MAX; i++) {
+		if (conn->secrets[i] == NULL) {
+			conn->secrets[i] = i_strdup(secret);
+			return;
+		}
+		if (strcmp(conn->secrets[i], secret) == 0)
+			return;
+	}
+	/* full: the newest replaces the last one */
+	safe_memset(conn->secrets[i-1], 0, strlen(conn->secrets[i-1]));
+	i_free(conn->secrets[i-1]);
+	conn->secrets[i-1] = i_strdup(secret);
+}
+
+static void migrate_conn_secrets_clear(struct migrate_source_conn *conn)
+{
+	unsigned int i;
+
+	for (i = 0; i < MIGRATE_SECRETS_MAX; i++) {
+		if (conn->secrets[i] == NULL)
+			continue;
+		safe_memset(conn->secrets[i], 0, strlen(conn->secrets[i]));
+		i_free(conn->secrets[i]);
+	}
+}
+
+/* The password itself, as LOGIN quotes it, and base64 of it at each of
+   the three alignments (inside a SASL blob: "\0user\0password"), without
+   the characters its neighbours change. */
+static void migrate_conn_secrets_set(struct migrate_source_conn *conn,
+				     const char *password)
+{
+	size_t len = strlen(password);
+	unsigned int k;
+	string_t *str;
+	buffer_t *buf;
+
+	migrate_conn_secrets_clear(conn);
+	migrate_conn_secret_add(conn, password);
+	str = t_str_new(len * 2 + 8);
+	str_append_escaped(str, password, len);
+	if (strcmp(str_c(str), password) != 0)
+		migrate_conn_secret_add(conn, str_c(str));
+	safe_memset(str_c_modifiable(str), 0, str_len(str));
+	buf = t_buffer_create(len + 3);
+	for (k = 0; k < 3; k++) {
+		buffer_set_used_size(buf, 0);
+		buffer_append_zero(buf, k);
+		buffer_append(buf, password, len);
+		str_truncate(str, 0);
+		base64_encode(buf->data, buf->used, str);
+		/* the first group holds the neighbour's bytes, the last one
+		   padding or the next bytes */
+		if (str_len(str) >= (k > 0 ? 4U : 0U) + 4 + 4) {
+			const char *core = str_c(str) + (k > 0 ? 4 : 0);
+			migrate_conn_secret_add(conn, t_strndup(core,
+				strlen(core) - 4));
+		}
+		safe_memset(str_c_modifiable(str), 0, str_len(str));
+		safe_memset(buffer_get_modifiable_data(buf, NULL), 0,
+			    buf->used);
+	}
+}
+
+const char *migrate_source_conn_redact(struct migrate_source_conn *conn,
+				       const char *text)
+{
+	unsigned int i;
+
+	if (text == NULL)
+		return NULL;
+	for (i = 0; i < MIGRATE_SECRETS_MAX && conn->secrets[i] != NULL; i++) {
+		if (strstr(text, conn->secrets[i]) != NULL)
+			return "[the server's text was removed: it held the "
+				"source credentials]";
+	}
+	return text;
+}
+
+/* What the server says, fit for an error line, a log and the state:
+   no control characters or escape sequences, no credentials. */
+static const char *
+migrate_conn_server_text(struct migrate_source_conn *conn, const char *text,
+			 size_t max_len)
+{
+	return migrate_source_conn_redact(conn,
+		migrate_str_sanitize_pool(conn->reply_pool, text, max_len));
+}
+
+/* Stages and deadlines */
+
+static void migrate_conn_set_stage(struct migrate_source_conn *conn,
+				   const char *stage)
+{
+	i_strocpy(conn->stage, stage, sizeof(conn->stage));
+}
+
+static void migrate_conn_time_enter(struct migrate_source_conn *conn)
+{
+	if (conn->time_depth++ == 0) {
+		io_loop_time_refresh();
+		conn->time_start = ioloop_timeval;
+	}
+}
+
+static void migrate_conn_time_leave(struct migrate_source_conn *conn)
+{
+	i_assert(conn->time_depth > 0);
+	if (--conn->time_depth == 0) {
+		io_loop_time_refresh();
+		conn->time_used_msecs +=
+			timeval_diff_msecs(&ioloop_timeval, &conn->time_start);
+	}
+}
+
+void migrate_source_conn_progress(struct migrate_source_conn *conn)
+{
+	conn->time_used_msecs = 0;
+	if (conn->time_depth > 0) {
+		io_loop_time_refresh();
+		conn->time_start = ioloop_timeval;
+	}
+}
+
+static unsigned int
+migrate_conn_time_limit_secs(struct migrate_source_conn *conn)
+{
+	return conn->greeted ? conn->set->source_timeout_secs :
+		conn->set->source_greeting_timeout_secs;
+}
+
+/* msecs of the server's time left; 0 when it is used up */
+static unsigned int
+migrate_conn_time_left(struct migrate_source_conn *conn)
+{
+	long long used = conn->time_used_msecs, limit;
+
+	if (conn->time_depth > 0) {
+		io_loop_time_refresh();
+		used += timeval_diff_msecs(&ioloop_timeval, &conn->time_start);
+	}
+	limit = migrate_conn_time_limit_secs(conn) * 1000LL;
+	/* a body may take longer, in proportion to its size */
+	if (conn->body != NULL) {
+		limit += (long long)(conn->body_size /
+				     MIGRATE_MIN_BODY_BYTES_PER_SEC) * 1000;
+	}
+	if (used >= limit)
+		return 0;
+	return limit - used > INT_MAX ? INT_MAX : limit - used;
+}
+
+static const char *
+migrate_conn_time_error(struct migrate_source_conn *conn)
+{
+	if (!conn->greeted) {
+		return t_strdup_printf("No IMAP greeting from %s within %u "
+			"seconds (migrate_source_greeting_timeout; is it an "
+			"IMAP port?)", conn->name,
+			conn->set->source_greeting_timeout_secs);
+	}
+	if (conn->body != NULL) {
+		return t_strdup_printf("The source server %s sends a message "
+			"body too slowly: %"PRIuUOFF_T" bytes not received "
+			"at %u bytes a second plus %u seconds "
+			"(migrate_source_timeout)", conn->name,
+			conn->body_size, MIGRATE_MIN_BODY_BYTES_PER_SEC,
+			conn->set->source_timeout_secs);
+	}
+	return t_strdup_printf("The source server %s made no progress for %u "
+		"seconds %s (migrate_source_timeout)", conn->name,
+		conn->set->source_timeout_secs, conn->stage);
 }
 
 /* Waiting: run the caller's ioloop until the io fires or the timeout. */
@@ -207,11 +482,21 @@ static void migrate_conn_ioloop_pop(struct migrate_source_conn *conn)
 static int migrate_conn_wait_io(struct migrate_source_conn *conn,
 				struct io **io)
 {
+	unsigned int msecs;
+
+	migrate_conn_time_enter(conn);
+	msecs = migrate_conn_time_left(conn);
 	conn->wait_timed_out = FALSE;
 	conn->wait_done = FALSE;
-	conn->to = timeout_add(conn->set->source_timeout_secs * 1000,
-			       migrate_conn_wait_timeout, conn);
+	if (msecs == 0) {
+		io_remove(io);
+		migrate_conn_ioloop_pop(conn);
+		migrate_conn_time_leave(conn);
+		return -1;
+	}
+	conn->to = timeout_add(msecs, migrate_conn_wait_timeout, conn);
 	io_loop_run(conn->ioloop);
+	migrate_conn_time_leave(conn);
 	io_remove(io);
 	timeout_remove(&conn->to);
 	migrate_conn_ioloop_pop(conn);
@@ -233,6 +518,8 @@ void migrate_source_conn_sleep(struct migrate_source_conn *conn,
 	io_loop_run(conn->ioloop);
 	timeout_remove(&to);
 	migrate_conn_ioloop_pop(conn);
+	/* sleeping isn't the server's delay */
+	migrate_source_conn_progress(conn);
 }
 
 int migrate_source_conn_wait(struct migrate_source_conn *conn,
@@ -247,9 +534,7 @@ int migrate_source_conn_wait(struct migrate_source_conn *conn,
 	migrate_conn_ioloop_push(conn);
 	io = io_add_istream(conn->input, migrate_conn_wait_stop, conn);
 	if (migrate_conn_wait_io(conn, &io) < 0) {
-		*error_r = t_strdup_printf("Timed out after %u seconds waiting "
-			"for the source server (migrate_source_timeout)",
-			conn->set->source_timeout_secs);
+		*error_r = migrate_conn_time_error(conn);
 		return -1;
 	}
 	return 1;
@@ -281,9 +566,10 @@ static int migrate_conn_tcp_connect(struct migrate_source_conn *conn,
 		io = io_add(fd, IO_WRITE, migrate_conn_wait_stop, conn);
 		if (migrate_conn_wait_io(conn, &io) < 0) {
 			error = t_strdup_printf("connect(%s, %u) timed out "
-				"after %u seconds (migrate_source_timeout)",
+				"after %u seconds "
+				"(migrate_source_greeting_timeout)",
 				net_ip2addr(&ips[i]), conn->set->source_port,
-				conn->set->source_timeout_secs);
+				migrate_conn_time_limit_secs(conn));
 			net_disconnect(fd);
 			continue;
 		}
@@ -388,28 +674,66 @@ static int migrate_conn_ssl_start(struct migrate_source_conn *conn,
 		io = io_add_istream(conn->input, migrate_conn_wait_stop, conn);
 		if (migrate_conn_wait_io(conn, &io) < 0) {
 			*error_code_r = MIGRATE_ERROR_TEMP;
-			*error_r = t_strdup_printf("TLS handshake timed out "
-				"after %u seconds (migrate_source_timeout)",
-				conn->set->source_timeout_secs);
+			*error_r = t_strdup_printf("TLS handshake with %s "
+				"timed out after %u seconds (%s)", conn->name,
+				migrate_conn_time_limit_secs(conn),
+				conn->greeted ? "migrate_source_timeout" :
+				"migrate_source_greeting_timeout");
 			return -1;
 		}
 	}
 	if (conn->parser != NULL)
 		imap_parser_set_streams(conn->parser, conn->input, NULL);
+	migrate_conn_scan_reset(conn);
 	return 0;
 failed:
 	error = ssl_iostream_get_last_error(conn->ssl_iostream);
 	if (error == NULL)
 		error = migrate_conn_read_error(conn);
+	else
+		error = t_strdup(error);
+	if (migrate_conn_ssl_error_not_tls(error)) {
+		/* the server answered in plain text (an IMAP greeting, an
+		   HTTP reply): no certificate will help */
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = t_strdup_printf("The source server %s did not "
+			"speak TLS (%s): check migrate_source_ssl (imaps, "
+			"starttls or no) and migrate_source_port (IMAPS is "
+			"usually 993, plain IMAP and STARTTLS 143)",
+			conn->name, error);
+		return -1;
+	}
 	/* a certificate that fails verification won't pass on a retry */
 	*error_code_r = ssl_iostream_has_handshake_failed(conn->ssl_iostream) ?
 		MIGRATE_ERROR_CONFIG : MIGRATE_ERROR_TEMP;
 	*error_r = t_strdup_printf("TLS handshake with %s failed: %s "
 		"(check migrate_source_ssl_ca_file, migrate_source_host "
-		"must match the certificate)", conn->set->source_host, error);
+		"must match the certificate)", conn->name, error);
 	return -1;
 }
 
+/* OpenSSL's words for a peer that answered a ClientHello with something
+   that isn't TLS */
+static bool migrate_conn_ssl_error_not_tls(const char *error)
+{
+	static const char *const words[] = {
+		"wrong version number", "unknown protocol",
+		"packet length too long", "http request",
+		"record layer failure", "unexpected eof", NULL
+	};
+	const char *lerror = t_str_lcase(error);
+	unsigned int i;
+
+	for (i = 0; words[i] != NULL; i++) {
+		if (strstr(lerror, words[i]) != NULL)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* Why reading failed. The text is copied: the streams that own their
+   error go away with migrate_source_conn_disconnect(), which callers
+   call before they format or store it. */
 static const char *migrate_conn_read_error(struct migrate_source_conn *conn)
 {
 	const char *error = NULL;
@@ -420,13 +744,15 @@ static const char *migrate_conn_read_error(struct migrate_source_conn *conn)
 		error = i_stream_get_error(conn->input);
 	if (error == NULL)
 		error = "Connection closed by the server";
+	error = t_strdup_printf("%s (source %s, %s)", error, conn->name,
+				conn->stage);
 	if (conn->bye_text != NULL)
 		error = t_strdup_printf("%s (BYE: %s)", error, conn->bye_text);
 	return error;
 }
 
 /* Split "[CODE arg] text" */
-static void migrate_reply_parse_text(struct migrate_reply *reply,
+static void migrate_reply_parse_text(pool_t pool, struct migrate_reply *reply,
 				     const char *text)
 {
 	const char *p, *end;
@@ -439,10 +765,10 @@ static void migrate_reply_parse_text(struct migrate_reply *reply,
 		return;
 	p = strchr(text, ' ');
 	if (p == NULL || p > end) {
-		reply->resp_code = t_strdup_until(text + 1, end);
+		reply->resp_code = p_strdup_until(pool, text + 1, end);
 	} else {
-		reply->resp_code = t_strdup_until(text + 1, p);
-		reply->resp_code_arg = t_strdup_until(p + 1, end);
+		reply->resp_code = p_strdup_until(pool, text + 1, p);
+		reply->resp_code_arg = p_strdup_until(pool, p + 1, end);
 	}
 	reply->text = end[1] == ' ' ? end + 2 : end + 1;
 }
@@ -462,6 +788,11 @@ static void migrate_conn_set_capabilities(struct migrate_source_conn *conn,
 	conn->caps_pool = pool_alloconly_create("migrate caps", 512);
 	conn->capabilities = (const char *const *)
 		p_strsplit_spaces(conn->caps_pool, caps, " ");
+	if (str_array_length(conn->capabilities) > MIGRATE_MAX_CAPABILITIES) {
+		/* what a server offers fits in far fewer */
+		((const char **)conn->capabilities)[MIGRATE_MAX_CAPABILITIES] =
+			NULL;
+	}
 	conn->literal_plus =
 		migrate_source_conn_has_capability(conn, "LITERAL+");
 }
@@ -525,6 +856,43 @@ static void migrate_conn_line_done(struct migrate_source_conn *conn)
 	conn->reset_pending = FALSE;
 }
 
+static void migrate_conn_scan_reset(struct migrate_source_conn *conn)
+{
+	migrate_reply_scan_init(&conn->scan);
+	conn->scan_offset = conn->input == NULL ? 0 : conn->input->v_offset;
+}
+
+/* Scan the current line ahead of the parser, as far as it is buffered
+   (migrate-reply-scan.h): the parser never sees what wasn't scanned. */
+static int migrate_conn_scan(struct migrate_source_conn *conn,
+			     enum migrate_error *error_code_r,
+			     const char **error_r)
+{
+	const unsigned char *data;
+	const char *error;
+	size_t size, pos, scanned;
+
+	if (conn->scan_offset < conn->input->v_offset) {
+		/* a body the caller read */
+		migrate_reply_scan_skip(&conn->scan, conn->input->v_offset -
+					conn->scan_offset);
+		conn->scan_offset = conn->input->v_offset;
+	}
+	data = i_stream_get_data(conn->input, &size);
+	pos = conn->scan_offset - conn->input->v_offset;
+	if (pos >= size)
+		return 0;
+	if (migrate_reply_scan_more(&conn->scan, data + pos, size - pos,
+				    &scanned, &error) < 0) {
+		*error_code_r = MIGRATE_ERROR_PROTOCOL;
+		*error_r = t_strdup_printf("%s (source %s, %s)", error,
+					   conn->name, conn->stage);
+		return -1;
+	}
+	conn->scan_offset += scanned;
+	return 0;
+}
+
 static int
 migrate_conn_parse_args(struct migrate_source_conn *conn,
 			struct migrate_reply *reply,
@@ -535,6 +903,7 @@ migrate_conn_parse_args(struct migrate_source_conn *conn,
 	enum imap_parser_error parse_error;
 	uoff_t literal_size;
 	const char *str;
+	string_t *text;
 	int ret;
 
 	for (;;) {
@@ -547,7 +916,9 @@ migrate_conn_parse_args(struct migrate_source_conn *conn,
 			return 0;
 		if (ret < 0) {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = t_strdup_printf("Invalid reply from server: %s",
+			*error_r = t_strdup_printf("Invalid reply from the "
+				"source server %s %s: %s", conn->name,
+				conn->stage,
 				imap_parser_get_error(conn->parser, &parse_error));
 			return -1;
 		}
@@ -568,8 +939,10 @@ migrate_conn_parse_args(struct migrate_source_conn *conn,
 		}
 		if (literal_size > MIGRATE_MAX_INLINE_LITERAL_SIZE) {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = t_strdup_printf("Server sent a too large "
-				"literal (%"PRIuUOFF_T" bytes)", literal_size);
+			*error_r = t_strdup_printf("The source server %s sent "
+				"a too large literal (%"PRIuUOFF_T" bytes, "
+				"more than %u) %s", conn->name, literal_size,
+				MIGRATE_MAX_INLINE_LITERAL_SIZE, conn->stage);
 			return -1;
 		}
 		imap_parser_read_last_literal(conn->parser);
@@ -582,8 +955,9 @@ migrate_conn_parse_args(struct migrate_source_conn *conn,
 		/* "* 5 FETCH (...)", "* 3 EXISTS" */
 		if (!imap_arg_get_atom(&args[1], &reply->name)) {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = "Invalid reply from server: "
-				"number without a name";
+			*error_r = t_strdup_printf("Invalid reply from the "
+				"source server %s %s: number without a name",
+				conn->name, conn->stage);
 			return -1;
 		}
 		if (imap_arg_get_list(&args[2], &list))
@@ -593,14 +967,20 @@ migrate_conn_parse_args(struct migrate_source_conn *conn,
 	} else {
 		if (!imap_arg_get_atom(&args[0], &reply->name)) {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = "Invalid reply from server: missing name";
+			*error_r = t_strdup_printf("Invalid reply from the "
+				"source server %s %s: missing name",
+				conn->name, conn->stage);
 			return -1;
 		}
 		reply->args = &args[1];
 		if (migrate_reply_is_status(reply->name)) {
-			/* "[CODE arg]" arrives as separate args */
-			migrate_reply_parse_text(reply,
-						 imap_args_to_str(&args[1]));
+			/* "[CODE arg]" arrives as separate args; lists are
+			   bounded by migrate_conn_scan(), so writing them
+			   back recurses at most MIGRATE_MAX_LIST_DEPTH */
+			text = str_new(conn->reply_pool, 128);
+			imap_write_args(text, &args[1]);
+			migrate_reply_parse_text(conn->reply_pool, reply,
+						 str_c(text));
 		}
 	}
 	if (reply->body == NULL)
@@ -622,7 +1002,9 @@ migrate_conn_read_once(struct migrate_source_conn *conn,
 			return 0;
 		if (*tag == '\0') {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = "Invalid reply from server: bad tag";
+			*error_r = t_strdup_printf("Invalid reply from the "
+				"source server %s %s: bad tag", conn->name,
+				conn->stage);
 			return -1;
 		}
 		if (strcmp(tag, "+") == 0) {
@@ -639,8 +1021,9 @@ migrate_conn_read_once(struct migrate_source_conn *conn,
 			    reply->tag == 0 || reply->tag > conn->next_tag) {
 				*error_code_r = MIGRATE_ERROR_PROTOCOL;
 				*error_r = t_strdup_printf("Invalid reply from "
-					"server: unknown tag '%s'",
-					str_sanitize(tag, 32));
+					"the source server %s %s: unknown tag "
+					"'%s'", conn->name, conn->stage,
+					migrate_conn_server_text(conn, tag, 32));
 				return -1;
 			}
 		}
@@ -649,11 +1032,73 @@ migrate_conn_read_once(struct migrate_source_conn *conn,
 		line = i_stream_next_line(conn->input);
 		if (line == NULL)
 			return 0;
-		reply->text = line;
+		reply->text = p_strdup(conn->reply_pool, line);
 		imap_parser_reset(conn->parser);
 		return 1;
 	}
 	return migrate_conn_parse_args(conn, reply, error_code_r, error_r);
+}
+
+/* A reply was parsed: make what callers print of it safe, note BYE and
+   capabilities */
+static void migrate_conn_reply_done(struct migrate_source_conn *conn,
+				    struct migrate_reply *reply)
+{
+	const char *p;
+
+	for (p = reply->name; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+			reply->name = migrate_conn_server_text(conn,
+							       reply->name, 64);
+			break;
+		}
+	}
+	if (reply->text != NULL && reply->type != MIGRATE_REPLY_CONTINUE)
+		reply->text = migrate_conn_server_text(conn, reply->text, 500);
+	if (reply->type == MIGRATE_REPLY_UNTAGGED &&
+	    strcasecmp(reply->name, "BYE") == 0) {
+		i_free(conn->bye_text);
+		conn->bye_text = i_strdup(migrate_conn_server_text(conn,
+			reply->text, 200));
+	}
+	if (strcasecmp(reply->name, "CAPABILITY") == 0 &&
+	    reply->type == MIGRATE_REPLY_UNTAGGED) {
+		string_t *caps = str_new(conn->reply_pool, 256);
+		imap_write_args(caps, reply->args);
+		migrate_conn_set_capabilities(conn, str_c(caps));
+		conn->caps_received = TRUE;
+	} else if (reply->resp_code != NULL &&
+		   strcasecmp(reply->resp_code, "CAPABILITY") == 0 &&
+		   reply->resp_code_arg != NULL) {
+		migrate_conn_set_capabilities(conn, reply->resp_code_arg);
+		conn->caps_received = TRUE;
+	}
+}
+
+/* i_stream_read() returned ret <= 0: wait for more, or say why not.
+   Returns 1 when there is more to read, -1 when the connection failed
+   (the caller disconnects). */
+static int migrate_conn_read_failed(struct migrate_source_conn *conn,
+				    ssize_t ret,
+				    enum migrate_error *error_code_r,
+				    const char **error_r)
+{
+	if (ret == -2) {
+		*error_code_r = MIGRATE_ERROR_PROTOCOL;
+		*error_r = t_strdup_printf("The source server %s sent a too "
+			"long reply line (more than %u bytes) %s", conn->name,
+			MIGRATE_MAX_LINE_SIZE, conn->stage);
+		return -1;
+	}
+	if (ret == -1) {
+		*error_code_r = MIGRATE_ERROR_TEMP;
+		*error_r = migrate_conn_read_error(conn);
+		return -1;
+	}
+	if (migrate_source_conn_wait(conn, error_r) > 0)
+		return 1;
+	*error_code_r = MIGRATE_ERROR_TEMP;
+	return -1;
 }
 
 int migrate_source_conn_read(struct migrate_source_conn *conn,
@@ -668,93 +1113,58 @@ int migrate_source_conn_read(struct migrate_source_conn *conn,
 
 	if (!conn->connected) {
 		*error_code_r = MIGRATE_ERROR_TEMP;
-		*error_r = "Not connected";
+		*error_r = t_strdup_printf("Not connected to the source "
+					   "server %s", conn->name);
 		return -1;
 	}
 	if (conn->reset_pending)
 		migrate_conn_line_done(conn);
+	p_clear(conn->reply_pool);
 	i_zero(reply_r);
+	migrate_conn_time_enter(conn);
 	for (;;) {
+		/* fast but endless data never waits: check the time here */
+		if (migrate_conn_time_left(conn) == 0) {
+			*error_code_r = MIGRATE_ERROR_TEMP;
+			*error_r = migrate_conn_time_error(conn);
+			break;
+		}
+		if (migrate_conn_scan(conn, error_code_r, error_r) < 0)
+			break;
 		ret2 = migrate_conn_read_once(conn, reply_r,
 					      error_code_r, error_r);
 		if (ret2 > 0) {
-			if (reply_r->type == MIGRATE_REPLY_UNTAGGED &&
-			    strcasecmp(reply_r->name, "BYE") == 0)
-				conn->bye_text = p_strdup(conn->pool,
-					str_sanitize(reply_r->text, 200));
-			if (strcasecmp(reply_r->name, "CAPABILITY") == 0 &&
-			    reply_r->type == MIGRATE_REPLY_UNTAGGED) {
-				const char *caps = imap_args_to_str(reply_r->args);
-				migrate_conn_set_capabilities(conn, caps);
-				conn->caps_received = TRUE;
-			} else if (reply_r->resp_code != NULL &&
-				   strcasecmp(reply_r->resp_code,
-					      "CAPABILITY") == 0 &&
-				   reply_r->resp_code_arg != NULL) {
-				migrate_conn_set_capabilities(conn,
-					reply_r->resp_code_arg);
-				conn->caps_received = TRUE;
-			}
+			migrate_conn_reply_done(conn, reply_r);
+			migrate_conn_time_leave(conn);
 			return 1;
 		}
-		if (ret2 < 0) {
-			e_error(conn->event, "%s", *error_r);
-			migrate_source_conn_disconnect(conn);
-			return -1;
-		}
+		if (ret2 < 0)
+			break;
 		ret = i_stream_read(conn->input);
 		if (ret > 0)
 			continue;
-		if (ret == -2) {
-			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = "Server sent a too long reply line";
-		} else if (ret == -1) {
-			*error_code_r = MIGRATE_ERROR_TEMP;
-			*error_r = migrate_conn_read_error(conn);
-		} else if (migrate_source_conn_wait(conn, error_r) > 0) {
-			continue;
-		} else {
-			*error_code_r = MIGRATE_ERROR_TEMP;
-		}
-		migrate_source_conn_disconnect(conn);
-		return -1;
+		if (migrate_conn_read_failed(conn, ret, error_code_r,
+					     error_r) < 0)
+			break;
 	}
-}
-
-/* Read more input, waiting when there is none yet. -1 (disconnected)
-   on EOF, error, a full buffer or the timeout. */
-static int migrate_conn_read_more(struct migrate_source_conn *conn,
-				  enum migrate_error *error_code_r,
-				  const char **error_r)
-{
-	ssize_t ret;
-
-	ret = i_stream_read(conn->input);
-	if (ret > 0 ||
-	    (ret == 0 && migrate_source_conn_wait(conn, error_r) > 0))
-		return 1;
-	*error_code_r = ret == -2 ? MIGRATE_ERROR_PROTOCOL :
-		MIGRATE_ERROR_TEMP;
-	if (ret == -2)
-		*error_r = "Server sent a too long reply line";
-	else if (ret == -1)
-		*error_r = migrate_conn_read_error(conn);
+	migrate_conn_time_leave(conn);
+	/* the caller prints or stores the error once, with its context */
+	e_debug(conn->event, "%s", *error_r);
 	migrate_source_conn_disconnect(conn);
 	return -1;
 }
 
-int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
-				    const struct imap_arg **args_r,
-				    enum migrate_error *error_code_r,
-				    const char **error_r)
+static int
+migrate_conn_finish_body(struct migrate_source_conn *conn,
+			 const struct imap_arg **args_r,
+			 enum migrate_error *error_code_r,
+			 const char **error_r)
 {
 	enum imap_parser_error parse_error;
 	const unsigned char *data;
 	size_t size;
 	ssize_t ret;
 	int ret2;
-
-	i_assert(conn->body != NULL);
 
 	/* skip whatever the caller didn't read */
 	while (conn->body->v_offset < conn->body_size) {
@@ -764,23 +1174,17 @@ int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
 		ret = i_stream_read(conn->body);
 		if (ret > 0 || ret == -2)
 			continue;
-		if (ret == -1) {
-			*error_code_r = MIGRATE_ERROR_TEMP;
-			*error_r = migrate_conn_read_error(conn);
-			migrate_source_conn_disconnect(conn);
+		if (migrate_conn_read_failed(conn, ret, error_code_r,
+					     error_r) < 0)
 			return -1;
-		}
-		if (migrate_source_conn_wait(conn, error_r) < 0) {
-			*error_code_r = MIGRATE_ERROR_TEMP;
-			migrate_source_conn_disconnect(conn);
-			return -1;
-		}
 	}
 	i_stream_unref(&conn->body);
 
 	/* parse the rest of the FETCH list; ')' ends it */
 	imap_parser_reset(conn->parser);
 	for (;;) {
+		if (migrate_conn_scan(conn, error_code_r, error_r) < 0)
+			return -1;
 		ret2 = imap_parser_read_args(conn->parser, 0,
 			IMAP_PARSE_FLAG_INSIDE_LIST |
 			IMAP_PARSE_FLAG_ATOM_ALLCHARS |
@@ -789,12 +1193,14 @@ int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
 			break;
 		if (ret2 != -2) {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = t_strdup_printf("Invalid FETCH reply: %s",
+			*error_r = t_strdup_printf("Invalid FETCH reply from "
+				"the source server %s: %s", conn->name,
 				imap_parser_get_error(conn->parser, &parse_error));
-			migrate_source_conn_disconnect(conn);
 			return -1;
 		}
-		if (migrate_conn_read_more(conn, error_code_r, error_r) < 0)
+		ret = i_stream_read(conn->input);
+		if (ret <= 0 && migrate_conn_read_failed(conn, ret,
+					error_code_r, error_r) < 0)
 			return -1;
 	}
 	/* ')' was the end of the list: the line must end right after it */
@@ -808,27 +1214,64 @@ int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
 		}
 		if (size > 1024) {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = "Garbage after FETCH reply";
-			migrate_source_conn_disconnect(conn);
+			*error_r = t_strdup_printf("Garbage after a FETCH "
+				"reply from the source server %s", conn->name);
 			return -1;
 		}
-		if (migrate_conn_read_more(conn, error_code_r, error_r) < 0)
+		ret = i_stream_read(conn->input);
+		if (ret <= 0 && migrate_conn_read_failed(conn, ret,
+					error_code_r, error_r) < 0)
 			return -1;
 	}
 	conn->reset_pending = TRUE;
 	return 1;
 }
 
+int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
+				    const struct imap_arg **args_r,
+				    enum migrate_error *error_code_r,
+				    const char **error_r)
+{
+	int ret;
+
+	i_assert(conn->body != NULL);
+
+	migrate_conn_time_enter(conn);
+	ret = migrate_conn_finish_body(conn, args_r, error_code_r, error_r);
+	migrate_conn_time_leave(conn);
+	if (ret < 0) {
+		e_debug(conn->event, "%s", *error_r);
+		migrate_source_conn_disconnect(conn);
+	}
+	return ret;
+}
+
 unsigned int migrate_source_conn_send(struct migrate_source_conn *conn,
 				      const char *cmdline)
 {
 	unsigned int tag = ++conn->next_tag;
+	const char *p;
+	size_t len;
 
+	/* the command's name, for errors ("UID FETCH", "EXAMINE"): never
+	   its arguments, a LOGIN's hold the password */
+	p = strchr(cmdline, ' ');
+	if (p != NULL && strncasecmp(cmdline, "UID ", 4) == 0)
+		p = strchr(p + 1, ' ');
+	len = p == NULL ? strlen(cmdline) : (size_t)(p - cmdline);
+	i_strocpy(conn->cmd_names[tag % MIGRATE_EARLY_TAGS_MAX],
+		  t_strndup(cmdline, len),
+		  sizeof(conn->cmd_names[0]));
+	migrate_conn_set_stage(conn, t_strdup_printf(
+		"while waiting for the reply to %s",
+		conn->cmd_names[tag % MIGRATE_EARLY_TAGS_MAX]));
 	if (conn->connected) {
 		o_stream_nsend_str(conn->output, t_strdup_printf(
 			"A%u %s\r\n", tag, cmdline));
 		(void)o_stream_flush(conn->output);
 	}
+	/* a new command: the server gets its time to answer */
+	migrate_source_conn_progress(conn);
 	return tag;
 }
 
@@ -899,6 +1342,10 @@ static void migrate_conn_early_tag_add(struct migrate_source_conn *conn,
 	i_free(early->error);
 	early->tag = reply->tag;
 	early->code = migrate_reply_result(reply, &error);
+	if (error != NULL) {
+		error = t_strdup_printf("%s (reply to %s)", error,
+			conn->cmd_names[reply->tag % MIGRATE_EARLY_TAGS_MAX]);
+	}
 	early->error = i_strdup(error);
 }
 
@@ -942,6 +1389,12 @@ int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
 
 	if (migrate_conn_early_tag_take(conn, tag, &ret, error_code_r, error_r))
 		return ret;
+	if (tag <= conn->next_tag &&
+	    conn->next_tag - tag < MIGRATE_EARLY_TAGS_MAX) {
+		migrate_conn_set_stage(conn, t_strdup_printf(
+			"while waiting for the reply to %s",
+			conn->cmd_names[tag % MIGRATE_EARLY_TAGS_MAX]));
+	}
 	for (;;) {
 		if (migrate_source_conn_read(conn, &reply, error_code_r,
 					     error_r) < 0)
@@ -960,18 +1413,29 @@ int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
 		}
 		if (reply.type == MIGRATE_REPLY_CONTINUE) {
 			*error_code_r = MIGRATE_ERROR_PROTOCOL;
-			*error_r = "Unexpected continuation from server";
+			*error_r = t_strdup_printf("Unexpected continuation "
+				"from the source server %s %s", conn->name,
+				conn->stage);
 			migrate_source_conn_disconnect(conn);
 			return -1;
 		}
 		if (reply.tag != tag) {
 			/* a later command of the pipeline, done first */
-			if (reply.tag > tag && reply.tag <= conn->next_tag)
+			if (reply.tag > tag &&
+			    reply.tag <= conn->next_tag) T_BEGIN {
 				migrate_conn_early_tag_add(conn, &reply);
+			} T_END;
 			continue;
 		}
+		/* only the awaited reply counts: a server repeating old
+		   tags makes no progress */
+		migrate_source_conn_progress(conn);
 		*error_code_r = migrate_reply_result(&reply, error_r);
-		return *error_code_r == MIGRATE_ERROR_NONE ? 1 : 0;
+		if (*error_code_r == MIGRATE_ERROR_NONE)
+			return 1;
+		*error_r = t_strdup_printf("%s (reply to %s)", *error_r,
+			conn->cmd_names[tag % MIGRATE_EARLY_TAGS_MAX]);
+		return 0;
 	}
 }
 
@@ -1046,7 +1510,7 @@ migrate_conn_login_result(struct migrate_source_conn *conn,
 		" with master user ",
 		conn->set->source_master_user == NULL ? "" :
 		conn->set->source_master_user, reply->name,
-		str_sanitize(reply->text == NULL ? "" : reply->text, 200));
+		reply->text == NULL ? "" : reply->text);
 	return -1;
 }
 
@@ -1064,7 +1528,7 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 	const unsigned char *out;
 	size_t out_len;
 	const char *error;
-	unsigned int tag;
+	unsigned int tag, continuations = 0;
 	string_t *cmd;
 	buffer_t *buf;
 	int ret = -1;
@@ -1103,8 +1567,11 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 		str_append_c(cmd, ' ');
 		if (out_len == 0)
 			str_append_c(cmd, '=');
-		else
+		else {
+			size_t pos = str_len(cmd);
 			base64_encode(out, out_len, cmd);
+			migrate_conn_secret_add(conn, str_c(cmd) + pos);
+		}
 	}
 	tag = migrate_source_conn_send(conn, str_c(cmd));
 	/* the initial response holds the password */
@@ -1132,6 +1599,15 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 			break;
 		}
 		/* continuation: a challenge */
+		if (++continuations > MIGRATE_AUTH_CONTINUATIONS_MAX) {
+			*error_code_r = MIGRATE_ERROR_PROTOCOL;
+			*error_r = t_strdup_printf("The source server %s sent "
+				"more than %u AUTHENTICATE %s challenges",
+				conn->name, MIGRATE_AUTH_CONTINUATIONS_MAX,
+				mech_name);
+			migrate_source_conn_disconnect(conn);
+			break;
+		}
 		buf = t_buffer_create(128);
 		if (base64_decode(reply.text, strlen(reply.text),
 				  NULL, buf) < 0 ||
@@ -1144,6 +1620,7 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 		}
 		str_truncate(cmd, 0);
 		base64_encode(out, out_len, cmd);
+		migrate_conn_secret_add(conn, str_c(cmd));
 		str_append(cmd, "\r\n");
 		o_stream_nsend(conn->output, str_data(cmd), str_len(cmd));
 		(void)o_stream_flush(conn->output);
@@ -1248,19 +1725,27 @@ static int migrate_conn_greeting(struct migrate_source_conn *conn,
 {
 	struct migrate_reply reply;
 
-	if (migrate_source_conn_read(conn, &reply, error_code_r, error_r) < 0)
+	migrate_conn_set_stage(conn, "while waiting for the greeting");
+	if (migrate_source_conn_read(conn, &reply, error_code_r, error_r) < 0) {
+		if (*error_code_r == MIGRATE_ERROR_PROTOCOL) {
+			*error_r = t_strdup_printf("No IMAP greeting from %s: "
+				"%s", conn->name, *error_r);
+		}
 		return -1;
+	}
 	*preauth_r = strcasecmp(reply.name, "PREAUTH") == 0;
 	if (reply.type != MIGRATE_REPLY_UNTAGGED ||
 	    (strcasecmp(reply.name, "OK") != 0 && !*preauth_r)) {
 		*error_code_r = migrate_reply_is_throttle(&reply) ||
 			strcasecmp(reply.name, "BYE") == 0 ?
 			MIGRATE_ERROR_TEMP : MIGRATE_ERROR_PROTOCOL;
-		*error_r = t_strdup_printf("Source server refused the "
-			"connection: %s %s", reply.name,
-			str_sanitize(reply.text == NULL ? "" : reply.text, 200));
+		*error_r = t_strdup_printf("The source server %s refused the "
+			"connection: %s %s", conn->name, reply.name,
+			reply.text == NULL ? "" : reply.text);
 		return -1;
 	}
+	conn->greeted = TRUE;
+	migrate_source_conn_progress(conn);
 	return 0;
 }
 
@@ -1284,6 +1769,7 @@ static void migrate_conn_compress_start(struct migrate_source_conn *conn)
 	conn->output = output;
 	o_stream_set_no_error_handling(conn->output, TRUE);
 	imap_parser_set_streams(conn->parser, conn->input, NULL);
+	migrate_conn_scan_reset(conn);
 	e_debug(conn->event, "COMPRESS=DEFLATE enabled");
 }
 
@@ -1297,12 +1783,19 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 
 	migrate_source_conn_disconnect(conn);
 	conn->next_tag = 0;
-	conn->bye_text = NULL;
+	i_free(conn->bye_text);
+	conn->greeted = FALSE;
 	*error_code_r = MIGRATE_ERROR_TEMP;
+	migrate_conn_set_stage(conn, "while connecting");
+	if (conn->set->source_password != NULL)
+		migrate_conn_secrets_set(conn, conn->set->source_password);
+	/* the greeting's time covers the TCP connect and TLS handshake */
+	migrate_source_conn_progress(conn);
 	if (migrate_conn_tcp_connect(conn, error_r) < 0)
 		return -1;
 	conn->parser = imap_parser_create(conn->input, NULL,
 					  MIGRATE_MAX_LINE_SIZE, NULL);
+	migrate_conn_scan_reset(conn);
 	if (conn->set->source_ssl == MIGRATE_SSL_IMAPS &&
 	    migrate_conn_ssl_start(conn, error_code_r, error_r) < 0)
 		goto failed;
@@ -1319,8 +1812,16 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 				"(migrate_source_ssl=starttls)";
 			goto failed;
 		}
-		if (migrate_source_conn_run(conn, "STARTTLS", NULL, NULL,
-					    error_code_r, error_r) <= 0)
+		ret = migrate_source_conn_run(conn, "STARTTLS", NULL, NULL,
+					      error_code_r, error_r);
+		if (ret == 0) {
+			*error_code_r = MIGRATE_ERROR_CONFIG;
+			*error_r = t_strdup_printf("The source server %s "
+				"refused STARTTLS: %s "
+				"(migrate_source_ssl=starttls)", conn->name,
+				*error_r);
+		}
+		if (ret <= 0)
 			goto failed;
 		/* the parser is positioned at the end of the OK line */
 		migrate_conn_line_done(conn);
@@ -1336,6 +1837,8 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 			*error_code_r = MIGRATE_ERROR_AUTH;
 			goto failed;
 		}
+		/* whatever the server echoes of them is never shown */
+		migrate_conn_secrets_set(conn, password);
 		conn->caps_received = FALSE;
 		mech = migrate_conn_pick_mech(conn);
 		if (mech != NULL) {
@@ -1375,6 +1878,7 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 				  "migrate_source_rawlog_dir=%s",
 				  conn->set->source_rawlog_dir);
 		imap_parser_set_streams(conn->parser, conn->input, NULL);
+		migrate_conn_scan_reset(conn);
 	}
 	e_debug(conn->event, "Logged in as %s", conn->set->source_user);
 	return 0;

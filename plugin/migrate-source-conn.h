@@ -106,6 +106,23 @@ int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
 				 enum migrate_error *error_code_r,
 				 const char **error_r);
 
+/* The caller made progress with what the server sent (a message saved,
+   a listing line for a UID it asked for): the server's time starts
+   over. Without progress, a connection fails after
+   migrate_source_timeout seconds of the server's time (waiting for it
+   and reading what it sends), whatever trickles or repeats. */
+void migrate_source_conn_progress(struct migrate_source_conn *conn);
+
+/* text without what could fool a terminal or a reader: control
+   characters, escape sequences, bidi overrides; cut at max_len */
+const char *migrate_str_sanitize(const char *text, size_t max_len);
+const char *migrate_str_sanitize_pool(pool_t pool, const char *text,
+				      size_t max_len);
+/* text, or a placeholder when it holds the source password, the token or
+   a SASL response sent with them (raw or base64) */
+const char *migrate_source_conn_redact(struct migrate_source_conn *conn,
+				       const char *text);
+
 /* Is this status reply a server asking us to slow down? */
 bool migrate_reply_is_throttle(const struct migrate_reply *reply);
 

@@ -22,6 +22,11 @@ served through STATUS, EXAMINE/SELECT, UID SEARCH and UID FETCH.
   "skip" when the name must be skipped (namespace root, limits), else
   "import".
 --nul-literal: also list a folder whose name (a literal) holds a NUL byte.
+--case NAME: misbehave as a broken or hostile source server would (the
+  protocol cases of tests/integration/test-hostile.sh): see CASES below.
+  With --case the folder table is just INBOX with one message.
+--password PW: the password the client logs in with (cases echo it).
+--seed N: for --case mutate: the seed of the random mutations.
 
 Bounded: it exits after --max-seconds, serves at most --max-conns
 connections, drops a connection after 30 s of silence, a line over 64 KiB
@@ -29,7 +34,11 @@ or a literal over 1 MiB.
 """
 
 import argparse
+import base64
 import hashlib
+import random
+import struct
+import zlib
 import json
 import os
 import re
@@ -241,6 +250,9 @@ class Conn:
 
     # ---- commands
     def run(self):
+        case = self.srv.args.case
+        if case:
+            return run_case(self, case)
         caps = b"IMAP4rev1 LITERAL+ NAMESPACE UIDPLUS UNSELECT ID"
         if self.srv.args.preauth:
             self.send(b"* PREAUTH [CAPABILITY " + caps + b"] hostile ready\r\n")
@@ -406,6 +418,293 @@ class Conn:
         self.send(tag + b" OK FETCH done\r\n")
 
 
+# ---------------------------------------------------------------- cases
+# Each case ends by itself (bounded loops, the idle timeout); the client
+# must end each with one clear error (or success) in bounded time and
+# memory. CASE_EXPECT (printed by --list-cases) is what the test checks.
+
+def nest(n):
+    return b"(" * n + b"x" + b")" * n
+
+
+CASES = {
+    # name: (stage words the error must name, exit code)
+    "reset-list": ("LIST", 75),
+    "deflate-corrupt": ("LIST", 75),
+    "deflate-close": ("LIST", 75),
+    "deflate-bomb": ("long", 76),
+    "deep-greeting": ("nested", 76),
+    "deep-untagged": ("nested", 76),
+    "deep-bye": ("nested", 76),
+    "deep-literal": ("nested", 76),
+    "trickle-greeting": ("greeting", 75),
+    "trickle-list": ("progress", 75),
+    "endless-untagged": ("progress", 75),
+    "endless-fetch-unasked": ("progress", 75),
+    "endless-auth": ("AUTHENTICATE", 76),
+    "no-greeting": ("greeting", 75),
+    "not-imap": ("greeting", 76),
+    "echo-login": ("rejected", 77),
+    "echo-sasl": ("rejected", 77),
+    "bye-password": ("BYE", 75),
+    "ansi-no": ("LIST", 76),
+    "starttls-no": ("STARTTLS", 78),
+    "plain-for-tls": ("TLS", 78),
+    "list-huge-names": ("-", 0),       # skipped with a reason
+    "list-many": ("folders", 76),
+    "status-flood": ("progress", 75),
+    "literal-flood": ("literal", 76),
+}
+
+
+class CaseConn:
+    """A tiny IMAP server for one hostile case: reads commands line by
+    line, answers the happy path, misbehaves where the case says."""
+
+    def __init__(self, conn, case):
+        self.c = conn
+        self.case = case
+        self.pw = conn.srv.args.password.encode()
+        self.user = b"alice"
+        self.deflate = None
+        self.inflate = None
+        self.deadline = time.time() + 60
+
+    def send(self, data):
+        if self.deflate is not None:
+            data = self.deflate.compress(data) + \
+                self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        self.c.sock.sendall(data)
+
+    def readline(self):
+        while True:
+            i = self.c.buf.find(b"\n")
+            if i >= 0:
+                line, self.c.buf = self.c.buf[:i + 1], self.c.buf[i + 1:]
+                return line.rstrip(b"\r\n")
+            data = self.c.sock.recv(65536)
+            if not data:
+                raise EOFError
+            if self.inflate is not None:
+                data = self.inflate.decompress(data)
+            self.c.buf += data
+            if len(self.c.buf) > MAX_LINE:
+                raise ValueError("line too long")
+
+    def reset(self):
+        self.c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                               struct.pack("ii", 1, 0))
+        self.c.sock.close()
+        raise EOFError("reset")
+
+    def forever(self, chunk, secs=40):
+        end = time.time() + secs
+        while time.time() < end:
+            self.send(chunk)
+
+    def trickle(self, data, interval):
+        for i in range(len(data)):
+            if time.time() > self.deadline:
+                return
+            self.send(data[i:i + 1])
+            time.sleep(interval)
+
+    def caps(self):
+        caps = b"IMAP4rev1 LITERAL+ NAMESPACE UIDPLUS ID"
+        if self.case.startswith("deflate"):
+            caps += b" COMPRESS=DEFLATE"
+        if self.case in ("endless-auth", "echo-sasl"):
+            caps += b" AUTH=PLAIN SASL-IR"
+        if self.case == "starttls-no":
+            caps += b" STARTTLS"
+        return caps
+
+    def greeting(self):
+        g = b"* OK [CAPABILITY " + self.caps() + b"] hostile ready\r\n"
+        case = self.case
+        if case == "no-greeting":
+            time.sleep(40)
+            return False
+        if case == "not-imap":
+            self.send(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            time.sleep(5)
+            return False
+        if case == "trickle-greeting":
+            self.trickle(g, 1.0)
+            return False
+        if case == "deep-greeting":
+            self.send(b"* OK " + nest(500000) + b"\r\n")
+            time.sleep(5)
+            return False
+        if case == "deep-literal":
+            # a literal inside 500k open lists: the parser's own
+            # recursion (list_add_ghost_eol) would go that deep
+            self.send(b"* OK " + b"(" * 500000 + b"{3}\r\nabc" +
+                      b")" * 500000 + b"\r\n")
+            time.sleep(5)
+            return False
+        self.send(g)
+        return True
+
+    def run(self):
+        if not self.greeting():
+            return
+        while True:
+            line = self.readline()
+            parts = line.split(b" ", 2)
+            if len(parts) < 2:
+                continue
+            tag, cmd = parts[0], parts[1].upper()
+            rest = parts[2] if len(parts) > 2 else b""
+            if cmd == b"UID" and rest:
+                sub = rest.split(b" ", 1)
+                cmd = b"UID " + sub[0].upper()
+                rest = sub[1] if len(sub) > 1 else b""
+            if self.handle(tag, cmd, rest) is False:
+                return
+
+    def handle(self, tag, cmd, rest):
+        case = self.case
+        ok = tag + b" OK done\r\n"
+        if cmd == b"CAPABILITY":
+            self.send(b"* CAPABILITY " + self.caps() + b"\r\n" + ok)
+        elif cmd == b"STARTTLS":
+            self.send(tag + b" NO no TLS today\r\n")
+        elif cmd == b"LOGIN":
+            if case == "echo-login":
+                self.send(tag + b" NO [AUTHENTICATIONFAILED] LOGIN " +
+                          rest + b" is wrong\r\n")
+                return
+            self.send(tag + b" OK [CAPABILITY " + self.caps() +
+                      b"] logged in\r\n")
+        elif cmd == b"AUTHENTICATE":
+            if case == "endless-auth":
+                end = time.time() + 30
+                while time.time() < end:
+                    self.send(b"+ \r\n")
+                    self.readline()
+                return False
+            blob = rest.split(b" ", 1)[1] if b" " in rest else b""
+            self.send(b"+ " + blob + b"\r\n")
+            self.readline()
+            self.send(tag + b" NO [AUTHENTICATIONFAILED] bad blob " + blob +
+                      b" (" + base64.b64decode(blob).replace(b"\0", b" ") +
+                      b")\r\n")
+        elif cmd == b"COMPRESS":
+            self.send(ok)
+            self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+            self.inflate = zlib.decompressobj(-15)
+        elif cmd == b"NAMESPACE":
+            self.send(b'* NAMESPACE (("" ".")) NIL NIL\r\n' + ok)
+        elif cmd in (b"LIST", b"LSUB"):
+            return self.list(tag, cmd)
+        elif cmd == b"STATUS":
+            self.send(b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2 '
+                      b'UIDVALIDITY 7)\r\n' + ok)
+        elif cmd in (b"EXAMINE", b"SELECT"):
+            self.send(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"
+                      b"* OK [UIDNEXT 2] ok\r\n" + ok)
+        elif cmd == b"LOGOUT":
+            self.send(b"* BYE bye\r\n" + ok)
+            return False
+        else:
+            self.send(ok)
+
+    def list(self, tag, cmd):
+        case = self.case
+        if cmd == b"LSUB":
+            self.send(tag + b" OK done\r\n")
+            return
+        head = b'* LIST () "." "INBOX"\r\n'
+        if case == "reset-list":
+            self.send(head + b'* LIST () "." "Hal')
+            time.sleep(0.2)
+            self.reset()
+        if case == "deflate-corrupt":
+            self.c.sock.sendall(bytes(random.Random(1).getrandbits(8)
+                                      for _ in range(4096)))
+            time.sleep(2)
+            return False
+        if case == "deflate-close":
+            self.send(head + b'* LIST () "." "Hal')
+            self.c.sock.sendall(b"\x00\x12")   # a broken block, then EOF
+            time.sleep(0.2)
+            self.reset()
+        if case == "deflate-bomb":
+            # 1 GB of one line, a few MB on the wire
+            chunk = b"x" * (1 << 20)
+            self.send(b"* OK ")
+            for _ in range(1024):
+                self.send(chunk)
+            return False
+        if case == "deep-untagged":
+            self.send(b"* OK " + nest(500000) + b"\r\n")
+            time.sleep(5)
+            return False
+        if case == "deep-bye":
+            self.send(b"* BYE " + nest(500000) + b"\r\n")
+            time.sleep(2)
+            return False
+        if case == "trickle-list":
+            self.trickle(head + b"* LIST () \".\" \"Sent\"\r\n" + tag +
+                         b" OK done\r\n", 1.0)
+            return False
+        if case == "endless-untagged":
+            self.forever(b"* OK still listing, be patient\r\n" * 200)
+            return False
+        if case == "status-flood":
+            self.forever(b"* 1 RECENT\r\n* OK [UNSEEN 1] x\r\n" * 200)
+            return False
+        if case == "endless-fetch-unasked":
+            n = 1000
+            end = time.time() + 40
+            while time.time() < end:
+                self.send(b"".join(b"* %d FETCH (UID %d FLAGS (\\Seen))\r\n"
+                                   % (i, i) for i in range(n, n + 500)))
+                n += 500
+            return False
+        if case == "literal-flood":
+            self.send(b"* LIST () \".\" {2000000}\r\n" + b"x" * 2000000 +
+                      b"\r\n")
+            time.sleep(2)
+            return False
+        if case == "list-huge-names":
+            for i in range(30):
+                self.send(b'* LIST () "." {%d}\r\n' % (1 << 20) +
+                          (b"%03d" % i) + b"n" * ((1 << 20) - 3) + b"\r\n")
+            self.send(tag + b" OK done\r\n")
+            return
+        if case == "list-many":
+            out = []
+            for i in range(300000):
+                out.append(b'* LIST () "." "F%07d"\r\n' % i)
+                if len(out) == 5000:
+                    self.send(b"".join(out))
+                    out = []
+            self.send(b"".join(out) + tag + b" OK done\r\n")
+            return
+        if case == "bye-password":
+            self.send(b"* BYE your password " + self.pw + b" expired (" +
+                      base64.b64encode(self.pw) + b")\r\n")
+            time.sleep(0.2)
+            return False
+        if case == "ansi-no":
+            self.send(tag + b" NO \x1b[31mred\x1b]0;owned\x07 \xc2\x9b2J "
+                      b"\xe2\x80\xaeevil\r\n")
+            return
+        self.send(head + tag + b" OK done\r\n")
+
+
+def run_case(conn, case):
+    if case not in CASES:
+        raise ValueError("unknown case " + case)
+    try:
+        CaseConn(conn, case).run()
+    except (EOFError, OSError, ValueError, zlib.error):
+        pass
+    return None
+
+
 class Handler(socketserver.BaseRequestHandler):
     def handle(self):
         srv = self.server
@@ -444,7 +743,14 @@ def main():
     p.add_argument("--max-conns", type=int, default=50)
     p.add_argument("--preauth", action="store_true")
     p.add_argument("--nul-literal", action="store_true")
+    p.add_argument("--case", default="")
+    p.add_argument("--password", default="")
+    p.add_argument("--list-cases", action="store_true")
     args = p.parse_args()
+    if args.list_cases:
+        for name, (word, code) in CASES.items():
+            print("%s %s %d" % (name, word, code))
+        return 0
 
     folders = []
     for i, (raw, flags, expect) in enumerate(folder_table(args.delimiter,
