@@ -150,6 +150,9 @@ struct migrate_importer {
 	unsigned int handled_idx;
 	/* a listing command failed: some UIDs may be missing from msgs */
 	bool listing_incomplete;
+	/* the UIDs the listing in flight asked for: replies for others are
+	   dropped (a hostile server can't fill memory with them) */
+	const ARRAY_TYPE(seq_range) *list_asked;
 	/* the listing came pipelined with EXAMINE, up to prefetch_end */
 	bool prefetched;
 	uint32_t prefetch_start, prefetch_end;
@@ -438,9 +441,16 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 		(migrate_untagged_callback_t *)migrate_examine_cb, imp,
 		&code, &error);
 	if (ret >= 0 && list_tag != 0) {
+		ARRAY_TYPE(seq_range) asked;
+
+		t_array_init(&asked, 1);
+		seq_range_array_add_range(&asked, imp->prefetch_start,
+					  imp->prefetch_end);
+		imp->list_asked = &asked;
 		list_ret = migrate_source_conn_wait_tag(run->conn, list_tag,
 			(migrate_untagged_callback_t *)migrate_list_cb, imp,
 			&list_code, &list_error);
+		imp->list_asked = NULL;
 		if (list_ret < 0) {
 			ret = -1;
 			code = list_code;
@@ -700,6 +710,7 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 {
 	struct migrate_identity_info info;
 	struct migrate_msg *msg;
+	const struct imap_arg *args;
 	const unsigned char *hdr;
 	size_t hdr_size;
 	uint32_t uid;
@@ -714,12 +725,17 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	}
 	if (strcasecmp(reply->name, "FETCH") != 0)
 		return;
-	msg = p_new(imp->pool, struct migrate_msg, 1);
-	uid = migrate_parse_fetch(imp, migrate_fetch_args_normalize(reply->args),
-				  msg, &hdr, &hdr_size);
+	args = migrate_fetch_args_normalize(reply->args);
+	uid = migrate_parse_fetch(imp, args, NULL, &hdr, &hdr_size);
 	if (uid == 0 || hash_table_lookup(imp->msgs_by_uid,
-					  POINTER_CAST(uid)) != NULL)
+					  POINTER_CAST(uid)) != NULL ||
+	    (imp->list_asked != NULL &&
+	     !seq_range_exists(imp->list_asked, uid)))
 		return;
+	msg = p_new(imp->pool, struct migrate_msg, 1);
+	(void)migrate_parse_fetch(imp, args, msg, &hdr, &hdr_size);
+	/* a line the listing asked for: the server makes progress */
+	migrate_source_conn_progress(imp->run->conn);
 	msg->uid = uid;
 	msg->seq = reply->num;
 	msg->listed = TRUE;
@@ -831,9 +847,11 @@ static int migrate_importer_list(struct migrate_importer *imp,
 	string_t *set = t_str_new(256);
 	uint32_t start, end;
 	unsigned int count = 0;
+	int ret = 1;
 
 	if (migrate_importer_list_sparse(imp, all_uids, &uids_arr) < 0)
 		return -1;
+	imp->list_asked = uids;
 	array_foreach(uids, range) {
 		start = range->seq1;
 		do {
@@ -857,18 +875,23 @@ static int migrate_importer_list(struct migrate_importer *imp,
 				end - start + 1;
 			if (count >= MIGRATE_LIST_CHUNK || str_len(set) > 4000) {
 				if (migrate_importer_list_cmd(imp,
-							      str_c(set)) < 0)
-					return -1;
+							      str_c(set)) < 0) {
+					ret = -1;
+					break;
+				}
 				str_truncate(set, 0);
 				count = 0;
 			}
 			start = end + 1;
 		} while (end != range->seq2);
+		if (ret < 0)
+			break;
 	}
-	if (str_len(set) > 0 &&
+	if (ret > 0 && str_len(set) > 0 &&
 	    migrate_importer_list_cmd(imp, str_c(set)) < 0)
-		return -1;
-	return 1;
+		ret = -1;
+	imp->list_asked = NULL;
+	return ret;
 }
 
 struct migrate_search_ctx {
@@ -1371,6 +1394,11 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	}
 	pool_unref(&changes.pool);
 	array_clear(&imp->pending_uids);
+	if (imp->trans_msgs > 0) {
+		/* mail is safe: a reconnect after this starts a new
+		   incident (migrate_reconnect_max) */
+		run->progress++;
+	}
 	imp->trans_msgs = 0;
 	imp->trans_bytes = 0;
 
@@ -1499,10 +1527,25 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	struct mail_save_context *save;
 	struct mail_keywords *kw;
 	enum mail_error mail_error;
+	enum migrate_error code;
 	const char *error;
 	ssize_t ret;
 	bool failed = FALSE;
 
+	/* A body is saved once it has arrived whole (up to 1 MB): a cut
+	   connection then never leaves a save half done, which would roll
+	   back the whole batch (dbox can't commit it) and lose the progress
+	   of every message before it. A bigger body commits the batch
+	   before it instead. */
+	ret = migrate_source_conn_body_prefetch(run->conn, &code, &error);
+	if (ret < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
+	if (ret == 0 && imp->trans_msgs > 0 &&
+	    migrate_importer_commit(imp) < 0)
+		return -1;
 	if (imp->trans == NULL) {
 		struct mailbox_status status;
 
@@ -1581,6 +1624,7 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	imp->folder->imported++;
 	imp->folder->bytes += body_size;
 	run->cur_done++;
+	migrate_source_conn_progress(run->conn);
 	run->bytes_done += body_size;
 	migrate_run_pace(run);
 	migrate_importer_item_resolved(imp, msg->uid);
@@ -2522,17 +2566,24 @@ int migrate_importer_folder(struct migrate_run *run,
 		imp.fs.status = "running";
 		imp.fs.started = ioloop_time;
 		imp.fs.last_error = NULL;
+		bool reconnected;
 		do {
+			reconnected = FALSE;
 			ret = migrate_importer_pass(&imp);
 			if (ret < 0 && run->error_code == MIGRATE_ERROR_TEMP &&
 			    !migrate_source_conn_is_connected(run->conn)) {
 				/* resume in place after reconnecting */
 				if (imp.trans != NULL)
 					mailbox_transaction_rollback(&imp.trans);
-				if (migrate_run_reconnect(run, run->error) == 0)
+				if (migrate_run_reconnect(run, run->error) == 0) {
 					ret = 2;
+					reconnected = TRUE;
+				}
 			}
-		} while (ret == 2 && ++passes < 1000);
+			/* reconnects have their own budget */
+		} while (ret == 2 && (reconnected || ++passes < 1000));
+		if (ret > 0)
+			run->progress++;
 	}
 
 	if (imp.trans != NULL)

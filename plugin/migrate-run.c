@@ -56,6 +56,9 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	i_unreached();
 }
 
+/* the first reconnect of an incident waits 250..500 ms, then 1, 2, 4 s... */
+#define MIGRATE_RECONNECT_FIRST_MSECS 500
+
 /* throttling that stopped this long ago doesn't lengthen the next wait */
 #define MIGRATE_THROTTLE_QUIET_SECS 60
 
@@ -147,10 +150,11 @@ bool migrate_run_errors_max_reached(struct migrate_run *run)
 }
 
 static unsigned int migrate_backoff_msecs(struct migrate_run *run,
+					  unsigned int first_msecs,
 					  unsigned int attempt)
 {
 	unsigned int max_msecs = run->set->backoff_max_secs * 1000;
-	unsigned int msecs = 1000;
+	unsigned int msecs = first_msecs;
 
 	while (attempt-- > 0 && msecs < max_msecs)
 		msecs *= 2;
@@ -166,18 +170,25 @@ int migrate_run_reconnect(struct migrate_run *run, const char *why)
 	const char *error;
 	unsigned int msecs;
 
-	while (run->reconnects < run->set->reconnect_max) {
-		msecs = migrate_backoff_msecs(run, run->reconnects);
+	/* the session since the last reconnect made progress: a new
+	   incident, with the whole budget and the shortest backoff */
+	if (run->progress != run->progress_at_reconnect)
+		run->reconnect_streak = 0;
+	while (run->reconnect_streak < run->set->reconnect_max) {
+		msecs = migrate_backoff_msecs(run,
+			MIGRATE_RECONNECT_FIRST_MSECS, run->reconnect_streak);
+		run->reconnect_streak++;
 		run->reconnects++;
 		e_warning(run->event, "Source connection lost (%s); "
-			  "reconnecting in %u ms (attempt %u of %u, "
-			  "migrate_reconnect_max)", why, msecs,
-			  run->reconnects, run->set->reconnect_max);
+			  "reconnecting in %u ms (attempt %u of %u without "
+			  "progress, migrate_reconnect_max)", why, msecs,
+			  run->reconnect_streak, run->set->reconnect_max);
 		migrate_run_sleep(run, msecs);
 		if (migrate_source_conn_connect(run->conn, &code,
 						&error) == 0) {
 			run->error_code = MIGRATE_ERROR_NONE;
 			run->error = NULL;
+			run->progress_at_reconnect = run->progress;
 			return 0;
 		}
 		why = error;
@@ -189,7 +200,8 @@ int migrate_run_reconnect(struct migrate_run *run, const char *why)
 	}
 	run->error_code = MIGRATE_ERROR_TEMP;
 	run->error = p_strdup_printf(run->pool, "Giving up after %u "
-		"reconnects (migrate_reconnect_max): %s", run->reconnects, why);
+		"reconnects in a row without progress (migrate_reconnect_max): "
+		"%s", run->reconnect_streak, why);
 	return -1;
 }
 
@@ -200,7 +212,7 @@ int migrate_run_throttle(struct migrate_run *run, const char *why)
 	if (run->last_throttle != 0 &&
 	    ioloop_time - run->last_throttle > MIGRATE_THROTTLE_QUIET_SECS)
 		run->throttle_streak = 0;
-	msecs = migrate_backoff_msecs(run, run->throttle_streak);
+	msecs = migrate_backoff_msecs(run, 1000, run->throttle_streak);
 
 	if (run->throttle_wait_secs + msecs / 1000 >
 	    run->set->throttle_max_wait_secs) {

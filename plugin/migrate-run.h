@@ -114,6 +114,12 @@ struct migrate_run {
 	enum migrate_error error_code;
 	const char *error;
 	unsigned int item_errors, reconnects, throttle_waits;
+	/* Reconnect budget per incident: reconnects in a row without
+	   progress (mail committed, a folder done) since the last one;
+	   progress is counted up, and compared with its value at the last
+	   reconnect */
+	unsigned int reconnect_streak;
+	uint64_t progress, progress_at_reconnect;
 	unsigned int throttle_wait_secs;
 	/* adaptive throttling: bodies in flight, halved on every throttling
 	   reply and grown back by one per saved message up to

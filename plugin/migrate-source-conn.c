@@ -1227,6 +1227,42 @@ migrate_conn_finish_body(struct migrate_source_conn *conn,
 	return 1;
 }
 
+int migrate_source_conn_body_prefetch(struct migrate_source_conn *conn,
+				      enum migrate_error *error_code_r,
+				      const char **error_r)
+{
+	ssize_t ret;
+	int ret2 = 1;
+
+	i_assert(conn->body != NULL);
+
+	if (conn->body_size > MIGRATE_MAX_INLINE_LITERAL_SIZE)
+		return 0;
+	migrate_conn_time_enter(conn);
+	/* the body stream starts where the input's buffer does */
+	while (conn->body->v_offset == 0 &&
+	       i_stream_get_data_size(conn->input) < conn->body_size) {
+		ret = i_stream_read(conn->input);
+		if (ret > 0)
+			continue;
+		if (ret == -2) {
+			ret2 = 0;
+			break;
+		}
+		if (migrate_conn_read_failed(conn, ret, error_code_r,
+					     error_r) < 0) {
+			ret2 = -1;
+			break;
+		}
+	}
+	migrate_conn_time_leave(conn);
+	if (ret2 < 0) {
+		e_debug(conn->event, "%s", *error_r);
+		migrate_source_conn_disconnect(conn);
+	}
+	return ret2;
+}
+
 int migrate_source_conn_finish_body(struct migrate_source_conn *conn,
 				    const struct imap_arg **args_r,
 				    enum migrate_error *error_code_r,

@@ -79,6 +79,12 @@ int migrate_source_conn_wait(struct migrate_source_conn *conn,
 /* Sleep on the connection's private ioloop (backoff, throttling) */
 void migrate_source_conn_sleep(struct migrate_source_conn *conn,
 			       unsigned int msecs);
+/* Read the whole body into the input buffer when it fits (1 MB): 1 when
+   it is all there, 0 when it is too big to hold, -1 when the connection
+   failed (disconnected). */
+int migrate_source_conn_body_prefetch(struct migrate_source_conn *conn,
+				      enum migrate_error *error_code_r,
+				      const char **error_r);
 /* After a body: skip what the caller didn't read and parse the rest of
    the FETCH line. Returns 1, or -1 on connection failure. */
 int migrate_source_conn_finish_body(struct migrate_source_conn *conn,

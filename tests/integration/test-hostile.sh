@@ -76,7 +76,7 @@ run_case() {
 		-o plugin/migrate_source_port="$HPORT" \
 		-o plugin/migrate_source_timeout=4s \
 		-o plugin/migrate_source_greeting_timeout=3s \
-		-o plugin/migrate_reconnect_max=1 \
+		-o plugin/migrate_reconnect_max=3 \
 		-o plugin/migrate_backoff_max=1s \
 		"$@" migrate run -u alice >"$T/$c.out" 2>"$T/$c.err"
 	rc=$?
@@ -115,6 +115,30 @@ run_case() {
 while read -r c word code; do
 	[ -z "${CASES:-}" ] || [[ " $CASES " == *" $c "* ]] || continue
 	case "$c" in
+	env-password)
+		# the documented way: the password in the environment, let
+		# through doveadm's re-exec by import_environment
+		mv "$T/srcpw/alice" "$T/srcpw-alice.off"
+		cp "$DST_DIR/dovecot.conf" "$T/dovecot.conf.orig"
+		echo 'import_environment = $import_environment MIGRATE_SOURCE_PASSWORD' >>"$DST_DIR/dovecot.conf"
+		MIGRATE_SOURCE_PASSWORD=$PW run_case "$c" "$word" "$code" \
+			-o plugin/migrate_source_password_file=
+		cp "$T/dovecot.conf.orig" "$DST_DIR/dovecot.conf"
+		# without it the variable never reaches the plugin
+		hostile_start "$c"
+		dst_doveadm_argv
+		MIGRATE_SOURCE_PASSWORD=$PW timeout 30 "${DST_DOVEADM[@]}" \
+			-o plugin/migrate_source_port="$HPORT" \
+			-o plugin/migrate_source_password_file= migrate run -u alice \
+			>"$T/env-off.out" 2>"$T/env-off.err"
+		rc=$?
+		stop_pid "$HPID"
+		check "env-password: without import_environment: exit 78, naming the variable (exit $rc)" \
+			[ "$rc" = 78 ]
+		one_error "env-password: without import_environment: the error names MIGRATE_SOURCE_PASSWORD" \
+			MIGRATE_SOURCE_PASSWORD "$T/env-off.err"
+		mv "$T/srcpw-alice.off" "$T/srcpw/alice"
+		;;
 	starttls-no) run_case "$c" "$word" "$code" -o plugin/migrate_source_ssl=starttls ;;
 	plain-for-tls) run_case "$c" "$word" "$code" -o plugin/migrate_source_ssl=imaps ;;
 	*) run_case "$c" "$word" "$code" ;;

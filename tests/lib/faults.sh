@@ -79,3 +79,27 @@ faults_dst_start() {
 	} >"$T/dst-extra.conf"
 	dst_start --conf-extra "$T/dst-extra.conf"
 }
+
+# make_small_corpus DIR MAXBYTES: the corpus without its few huge messages,
+# so the byte stream has many message boundaries to cut at
+make_small_corpus() {
+	python3 - "$CORPUS" "$1" "$2" <<'EOF'
+import csv, os, sys
+src, dst, mx = sys.argv[1], sys.argv[2], int(sys.argv[3])
+os.makedirs(dst, exist_ok=True)
+with open(os.path.join(src, "MANIFEST.tsv"), newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f, delimiter="\t"))
+keep = [r for r in rows if int(r["bytes"]) <= mx]
+with open(os.path.join(dst, "MANIFEST.tsv"), "w", newline="", encoding="utf-8") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), delimiter="\t",
+                       lineterminator="\n")
+    w.writeheader()
+    for r in keep:
+        w.writerow(r)
+        p = os.path.join(dst, r["file"])
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        if not os.path.lexists(p):
+            os.symlink(os.path.join(src, r["file"]), p)
+print(len(keep))
+EOF
+}

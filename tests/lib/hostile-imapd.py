@@ -454,6 +454,12 @@ CASES = {
     "list-many": ("folders", 76),
     "status-flood": ("progress", 75),
     "literal-flood": ("literal", 76),
+    # every session is dropped before any mail arrives: the run gives up
+    # after migrate_reconnect_max reconnects in a row
+    "drop-on-fetch": ("without.progress", 75),
+    # LOGIN succeeds only with --password: the run got it from
+    # MIGRATE_SOURCE_PASSWORD through import_environment
+    "env-password": ("-", 0),
 }
 
 
@@ -571,6 +577,10 @@ class CaseConn:
         elif cmd == b"STARTTLS":
             self.send(tag + b" NO no TLS today\r\n")
         elif cmd == b"LOGIN":
+            if case == "env-password" and rest.split(b" ", 1)[-1] != \
+                    b'"' + self.pw + b'"':
+                self.send(tag + b" NO [AUTHENTICATIONFAILED] wrong\r\n")
+                return
             if case == "echo-login":
                 self.send(tag + b" NO [AUTHENTICATIONFAILED] LOGIN " +
                           rest + b" is wrong\r\n")
@@ -604,6 +614,9 @@ class CaseConn:
         elif cmd in (b"EXAMINE", b"SELECT"):
             self.send(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"
                       b"* OK [UIDNEXT 2] ok\r\n" + ok)
+        elif cmd == b"UID FETCH" and case == "drop-on-fetch":
+            self.c.sock.close()
+            raise EOFError("dropped")
         elif cmd == b"LOGOUT":
             self.send(b"* BYE bye\r\n" + ok)
             return False
