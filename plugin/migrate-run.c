@@ -382,6 +382,8 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 		}
 		folder->src_name_nul = nul;
 		array_push_back(&run->folders, &folder);
+		/* a new folder, up to the limit: the listing progresses */
+		migrate_source_conn_progress(run->conn);
 		if (!nul && !folder->src_name_too_long) {
 			if (!hash_table_is_created(run->folders_by_name)) {
 				hash_table_create(&run->folders_by_name,
