@@ -10,6 +10,7 @@
 #include "doveadm-mail.h"
 #include "doveadm-print.h"
 #include "doveadm-settings.h"
+#include "migrate-compat.h"
 #include "migrate-error.h"
 #include "migrate-settings.h"
 #include "migrate-state.h"
@@ -34,34 +35,38 @@ struct migrate_cmd_context {
 	struct migrate_run_options opts;
 	const char *reason_filter;
 	const char *csv_path;
+	/* the command's own init: print headers */
+	void (*init)(void);
 };
 
-static bool cmd_migrate_parse_arg(struct doveadm_mail_cmd_context *_ctx,
-				  int c)
+/* Options, by their long names in migrate_commands[]: one reader for
+   every command (a command's absent options stay unset) */
+static void cmd_migrate_read_options(struct migrate_cmd_context *ctx)
+{
+	const struct doveadm_cmd_context *cctx = ctx->ctx.cctx;
+	pool_t pool = ctx->ctx.pool;
+	const char *value;
+
+	(void)doveadm_cmd_param_bool(cctx, "delete", &ctx->opts.delete);
+	(void)doveadm_cmd_param_bool(cctx, "identities",
+				     &ctx->opts.identities);
+	if (doveadm_cmd_param_str(cctx, "folder", &value))
+		ctx->opts.folder = p_strdup(pool, value);
+	if (doveadm_cmd_param_str(cctx, "reason", &value))
+		ctx->reason_filter = p_strdup(pool, value);
+	if (doveadm_cmd_param_str(cctx, "csv", &value))
+		ctx->csv_path = p_strdup(pool, value);
+}
+
+static void cmd_migrate_init(struct doveadm_mail_cmd_context *_ctx
+			     MIGRATE_DOVEADM_INIT_ARGS)
 {
 	struct migrate_cmd_context *ctx =
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 
-	switch (c) {
-	case 'd':
-		ctx->opts.delete = TRUE;
-		break;
-	case 'm':
-		ctx->opts.folder = p_strdup(_ctx->pool, optarg);
-		break;
-	case 'I':
-		ctx->opts.identities = TRUE;
-		break;
-	case 'r':
-		ctx->reason_filter = p_strdup(_ctx->pool, optarg);
-		break;
-	case 'c':
-		ctx->csv_path = p_strdup(_ctx->pool, optarg);
-		break;
-	default:
-		return FALSE;
-	}
-	return TRUE;
+	cmd_migrate_read_options(ctx);
+	if (ctx->init != NULL)
+		ctx->init();
 }
 
 static void cmd_migrate_failed(struct doveadm_mail_cmd_context *ctx,
@@ -155,8 +160,7 @@ cmd_migrate_run_prerun(struct doveadm_mail_cmd_context *_ctx,
 				       error_r);
 }
 
-static void cmd_migrate_run_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-				 const char *const args[] ATTR_UNUSED)
+static void cmd_migrate_run_init(void)
 {
 	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
@@ -187,25 +191,24 @@ static void cmd_migrate_debug_build(void)
 	i_debug("migrate: plugin build "MIGRATE_BUILD_ID" loaded from %s", path);
 }
 
-static struct migrate_cmd_context *cmd_migrate_alloc(const char *getopt)
+static struct migrate_cmd_context *cmd_migrate_alloc(void)
 {
 	struct migrate_cmd_context *ctx;
 
 	ctx = doveadm_mail_cmd_alloc(struct migrate_cmd_context);
 	if (doveadm_debug)
 		cmd_migrate_debug_build();
-	ctx->ctx.getopt_args = getopt;
-	ctx->ctx.v.parse_arg = cmd_migrate_parse_arg;
+	ctx->ctx.v.init = cmd_migrate_init;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return ctx;
 }
 
 static struct doveadm_mail_cmd_context *cmd_migrate_run_alloc(void)
 {
-	struct migrate_cmd_context *ctx = cmd_migrate_alloc("dm:");
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
 	ctx->opts.mode = MIGRATE_RUN_MODE_IMPORT;
-	ctx->ctx.v.init = cmd_migrate_run_init;
+	ctx->init = cmd_migrate_run_init;
 	ctx->ctx.v.prerun = cmd_migrate_run_prerun;
 	ctx->ctx.v.run = cmd_migrate_run_run;
 	return &ctx->ctx;
@@ -213,8 +216,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_run_alloc(void)
 
 /* plan */
 
-static void cmd_migrate_plan_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-				  const char *const args[] ATTR_UNUSED)
+static void cmd_migrate_plan_init(void)
 {
 	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
@@ -267,18 +269,17 @@ static int cmd_migrate_plan_run(struct doveadm_mail_cmd_context *_ctx,
 
 static struct doveadm_mail_cmd_context *cmd_migrate_plan_alloc(void)
 {
-	struct migrate_cmd_context *ctx = cmd_migrate_alloc("m:");
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
 	ctx->opts.mode = MIGRATE_RUN_MODE_PLAN;
-	ctx->ctx.v.init = cmd_migrate_plan_init;
+	ctx->init = cmd_migrate_plan_init;
 	ctx->ctx.v.run = cmd_migrate_plan_run;
 	return &ctx->ctx;
 }
 
 /* verify */
 
-static void cmd_migrate_verify_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-				    const char *const args[] ATTR_UNUSED)
+static void cmd_migrate_verify_init(void)
 {
 	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
@@ -366,10 +367,10 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 
 static struct doveadm_mail_cmd_context *cmd_migrate_verify_alloc(void)
 {
-	struct migrate_cmd_context *ctx = cmd_migrate_alloc("Im:");
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
 	ctx->opts.mode = MIGRATE_RUN_MODE_VERIFY;
-	ctx->ctx.v.init = cmd_migrate_verify_init;
+	ctx->init = cmd_migrate_verify_init;
 	ctx->ctx.v.run = cmd_migrate_verify_run;
 	return &ctx->ctx;
 }
@@ -391,8 +392,7 @@ static int cmd_migrate_open_state(struct doveadm_mail_cmd_context *ctx,
 	return 0;
 }
 
-static void cmd_migrate_status_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-				    const char *const args[] ATTR_UNUSED)
+static void cmd_migrate_status_init(void)
 {
 	migrate_report_status_headers();
 }
@@ -415,15 +415,14 @@ static int cmd_migrate_status_run(struct doveadm_mail_cmd_context *ctx,
 
 static struct doveadm_mail_cmd_context *cmd_migrate_status_alloc(void)
 {
-	struct migrate_cmd_context *ctx = cmd_migrate_alloc("");
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
-	ctx->ctx.v.init = cmd_migrate_status_init;
+	ctx->init = cmd_migrate_status_init;
 	ctx->ctx.v.run = cmd_migrate_status_run;
 	return &ctx->ctx;
 }
 
-static void cmd_migrate_report_init(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
-				    const char *const args[] ATTR_UNUSED)
+static void cmd_migrate_report_init(void)
 {
 	migrate_report_items_headers();
 }
@@ -454,9 +453,9 @@ static int cmd_migrate_report_run(struct doveadm_mail_cmd_context *_ctx,
 
 static struct doveadm_mail_cmd_context *cmd_migrate_report_alloc(void)
 {
-	struct migrate_cmd_context *ctx = cmd_migrate_alloc("m:r:c:");
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
-	ctx->ctx.v.init = cmd_migrate_report_init;
+	ctx->init = cmd_migrate_report_init;
 	ctx->ctx.v.run = cmd_migrate_report_run;
 	return &ctx->ctx;
 }
@@ -486,7 +485,7 @@ static int cmd_migrate_reset_run(struct doveadm_mail_cmd_context *_ctx,
 
 static struct doveadm_mail_cmd_context *cmd_migrate_reset_alloc(void)
 {
-	struct migrate_cmd_context *ctx = cmd_migrate_alloc("m:");
+	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
 	ctx->ctx.v.run = cmd_migrate_reset_run;
 	return &ctx->ctx;

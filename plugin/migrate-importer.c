@@ -20,6 +20,7 @@
 #include "mail-namespace.h"
 #include "mail-search-build.h"
 #include "migrate-settings.h"
+#include "migrate-compat.h"
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
 #include "migrate-run.h"
@@ -261,8 +262,8 @@ migrate_parse_fetch(struct migrate_importer *imp, const struct imap_arg *args,
 			   msg != NULL) {
 			if (imap_arg_get_list(&args[1], &list))
 				migrate_parse_gm_labels(imp, list, msg);
-		} else if (str_begins(t_str_ucase(name),
-				      "BODY[HEADER.FIELDS")) {
+		} else if (str_begins_with(t_str_ucase(name),
+					   "BODY[HEADER.FIELDS")) {
 			/* the parser joined "BODY[HEADER.FIELDS (...)]" */
 			if (imap_arg_get_nstring(&args[1], &value) &&
 			    value != NULL) {

@@ -14,6 +14,7 @@
 #include "mail-namespace.h"
 #include "mail-user.h"
 #include "migrate-settings.h"
+#include "migrate-compat.h"
 #include "migrate-source-conn.h"
 #include "migrate-run.h"
 #include "migrate-conn-slots.h"
@@ -566,7 +567,7 @@ static void migrate_run_dest_special_use(struct migrate_run *run,
 					 struct migrate_folder_map_settings *set)
 {
 	struct mail_namespace *ns;
-	struct mailbox_settings *const *boxes;
+	const char *const *boxes;
 	enum migrate_special_use uses;
 	unsigned int i, bit;
 	const char *error;
@@ -577,20 +578,18 @@ static void migrate_run_dest_special_use(struct migrate_run *run,
 	set->dest_layout = migrate_dest_layout_get(
 		mail_namespace_get_default_storage(ns)->name,
 		mailbox_list_get_driver_name(ns->list));
-	if (!array_is_created(&ns->set->mailboxes))
-		return;
-	array_foreach(&ns->set->mailboxes, boxes) {
-		if ((*boxes)->special_use == NULL ||
-		    (*boxes)->special_use[0] == '\0' ||
-		    migrate_special_use_parse_list((*boxes)->special_use,
-						   &uses, &error) < 0)
+	/* name, flags, name, flags, ... */
+	boxes = migrate_compat_ns_special_use_mailboxes(ns);
+	for (; boxes[0] != NULL; boxes += 2) {
+		if (migrate_special_use_parse_list(boxes[1], &uses,
+						   &error) < 0)
 			continue;
 		for (i = 0, bit = 1; i < MIGRATE_SPECIAL_USE_COUNT;
 		     i++, bit <<= 1) {
 			if ((uses & bit) != 0 &&
 			    set->special_use_dest[i] == NULL)
 				set->special_use_dest[i] = t_strconcat(
-					ns->prefix, (*boxes)->name, NULL);
+					ns->prefix, boxes[0], NULL);
 		}
 	}
 }

@@ -26,6 +26,7 @@
 #include "time-util.h"
 #include "migrate-settings.h"
 #include "migrate-reply-scan.h"
+#include "migrate-compat.h"
 #include "migrate-source-conn.h"
 
 #include <stdio.h>
@@ -628,21 +629,18 @@ static int migrate_conn_ssl_start(struct migrate_source_conn *conn,
 				  enum migrate_error *error_code_r,
 				  const char **error_r)
 {
-	struct ssl_iostream_settings ssl_set;
+	struct migrate_compat_ssl ssl = {
+		.user = conn->user,
+		.event = conn->event,
+		.host = conn->set->source_host,
+		.ca_file = conn->set->source_ssl_ca_file,
+		.verify = conn->set->source_ssl_verify,
+	};
 	const char *error;
 	struct io *io;
 
-	mail_user_init_ssl_client_settings(conn->user, &ssl_set);
-	if (conn->set->source_ssl_ca_file != NULL) {
-		ssl_set.ca_file = conn->set->source_ssl_ca_file;
-		ssl_set.ca_dir = NULL;
-	}
-	ssl_set.verify_remote_cert = conn->set->source_ssl_verify;
-	ssl_set.allow_invalid_cert = !conn->set->source_ssl_verify;
-
 	if (conn->ssl_ctx == NULL &&
-	    ssl_iostream_client_context_cache_get(&ssl_set, &conn->ssl_ctx,
-						  &error) < 0) {
+	    migrate_compat_ssl_context(&ssl, &conn->ssl_ctx, &error) < 0) {
 		*error_code_r = MIGRATE_ERROR_CONFIG;
 		*error_r = t_strdup_printf("Can't initialize TLS "
 			"(migrate_source_ssl_ca_file): %s", error);
@@ -650,9 +648,9 @@ static int migrate_conn_ssl_start(struct migrate_source_conn *conn,
 	}
 	/* the ssl streams take over the plain ones (and their references) */
 	i_assert(conn->input == conn->raw_input);
-	if (io_stream_create_ssl_client(conn->ssl_ctx, conn->set->source_host,
-					&ssl_set, &conn->input, &conn->output,
-					&conn->ssl_iostream, &error) < 0) {
+	if (migrate_compat_ssl_client(&ssl, conn->ssl_ctx, &conn->input,
+				      &conn->output, &conn->ssl_iostream,
+				      &error) < 0) {
 		*error_code_r = MIGRATE_ERROR_CONFIG;
 		*error_r = t_strdup_printf("Can't start TLS: %s", error);
 		return -1;
@@ -1645,8 +1643,8 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 			break;
 		}
 		buf = t_buffer_create(128);
-		if (base64_decode(reply.text, strlen(reply.text),
-				  NULL, buf) < 0 ||
+		if (base64_scheme_decode(&base64_scheme, 0, reply.text,
+					 strlen(reply.text), buf) < 0 ||
 		    dsasl_client_input(client, buf->data, buf->used,
 				       &error) < 0 ||
 		    dsasl_client_output(client, &out, &out_len,
@@ -1797,8 +1795,9 @@ static void migrate_conn_compress_start(struct migrate_source_conn *conn)
 	   in the buffer is already compressed */
 	migrate_conn_line_done(conn);
 	input = i_stream_create_deflate(conn->input);
-	output = o_stream_create_deflate(conn->output,
-					 MIGRATE_COMPRESS_LEVEL);
+	output = migrate_compat_ostream_deflate(conn->output,
+						MIGRATE_COMPRESS_LEVEL,
+						conn->event);
 	i_stream_unref(&conn->input);
 	o_stream_unref(&conn->output);
 	conn->input = input;

@@ -10,6 +10,7 @@
 #include "dict.h"
 #include "mail-user.h"
 #include "migrate-folder-map.h"
+#include "migrate-compat.h"
 #include "migrate-state.h"
 
 #include <signal.h>
@@ -24,6 +25,8 @@
 struct migrate_state {
 	struct mail_user *user;
 	struct dict *dict;
+	/* Dovecot 2.4: the settings of the embedded default dict */
+	struct settings_instance *dict_instance;
 	const struct dict_op_settings *op_set;
 	bool locked;
 };
@@ -384,22 +387,17 @@ static const char *folder_key(const char *src_name, const char *what)
 int migrate_state_open(struct mail_user *user, const char *dict_uri,
 		       struct migrate_state **state_r, const char **error_r)
 {
-	struct dict_settings dict_set;
 	struct migrate_state *state;
+	struct settings_instance *instance;
 	struct dict *dict;
-	const char *error;
 
-	i_zero(&dict_set);
-	dict_set.base_dir = user->set->base_dir;
-	dict_set.event_parent = user->event;
-	if (dict_init(dict_uri, &dict_set, &dict, &error) < 0) {
-		*error_r = t_strdup_printf("Invalid setting "
-			"migrate_state_dict=%s: %s", dict_uri, error);
+	if (migrate_compat_dict_init(user, dict_uri, &dict, &instance,
+				     error_r) < 0)
 		return -1;
-	}
 	state = i_new(struct migrate_state, 1);
 	state->user = user;
 	state->dict = dict;
+	state->dict_instance = instance;
 	state->op_set = mail_user_get_dict_op_settings(user);
 	*state_r = state;
 	return 0;
@@ -414,7 +412,7 @@ void migrate_state_close(struct migrate_state **_state)
 	if (state->locked && migrate_state_unlock(state, &error) < 0)
 		i_error("migrate: Couldn't release the run lock: %s", error);
 	dict_wait(state->dict);
-	dict_deinit(&state->dict);
+	migrate_compat_dict_deinit(&state->dict, &state->dict_instance);
 	i_free(state);
 }
 

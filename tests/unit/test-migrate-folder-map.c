@@ -6,6 +6,7 @@
 #include "imap-utf7.h"
 #include "unlink-directory.h"
 #include "test-common.h"
+#include "migrate-compat.h"
 #include "migrate-folder-map.h"
 
 #include <stdio.h>
@@ -718,7 +719,7 @@ static void test_folder_map_rules_invalid(void)
 		test_assert_idx(map == NULL, i);
 		prefix = t_strdup_printf("%s:%u: ", path, tests[i].line);
 		test_assert_idx(error != NULL &&
-				str_begins(error, prefix) &&
+				str_begins_with(error, prefix) &&
 				strstr(error, tests[i].error) != NULL, i);
 	}
 	set.rules_path = t_strconcat(test_dir, "/nonexistent.conf", NULL);
@@ -728,11 +729,11 @@ static void test_folder_map_rules_invalid(void)
 	set.rules_path = NULL;
 	set.include = "(";
 	test_assert(migrate_folder_map_init(&set, &map, &error) < 0);
-	test_assert(str_begins(error, "migrate_include: "));
+	test_assert(str_begins_with(error, "migrate_include: "));
 	set.include = NULL;
 	set.exclude = "[";
 	test_assert(migrate_folder_map_init(&set, &map, &error) < 0);
-	test_assert(str_begins(error, "migrate_exclude: "));
+	test_assert(str_begins_with(error, "migrate_exclude: "));
 	test_end();
 }
 
