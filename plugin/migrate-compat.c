@@ -27,9 +27,10 @@ static const char *
 migrate_compat_event_setting(struct event *event, const char *name,
 			     enum settings_get_flags flags)
 {
-	const void *set;
+	const struct migrate_settings_decl *set;
 	const char *value, *error;
 
+	migrate_settings_decl_init();
 	if (settings_get(event, &migrate_setting_parser_info, flags,
 			 &set, &error) < 0) {
 		/* migrate_compat_settings_check() reported it */
@@ -57,9 +58,10 @@ migrate_compat_service_setting(struct mail_storage_service_user *service_user,
 int migrate_compat_settings_check(struct mail_user *user,
 				  const char **error_r)
 {
-	const void *set;
+	const struct migrate_settings_decl *set;
 	const char *error;
 
+	migrate_settings_decl_init();
 	if (settings_get(user->event, &migrate_setting_parser_info, 0,
 			 &set, &error) < 0) {
 		*error_r = t_strdup_printf("Invalid migrate settings: %s",
@@ -68,6 +70,14 @@ int migrate_compat_settings_check(struct mail_user *user,
 	}
 	settings_free(set);
 	return 0;
+}
+
+const char *const *
+migrate_compat_plugin_envs(struct mail_user *user ATTR_UNUSED,
+			   unsigned int *count_r)
+{
+	*count_r = 0;
+	return NULL;
 }
 
 int migrate_compat_parse_interval(const char *str, unsigned int *secs_r,
@@ -126,6 +136,16 @@ int migrate_compat_settings_check(struct mail_user *user ATTR_UNUSED,
 				  const char **error_r ATTR_UNUSED)
 {
 	return 0;
+}
+
+const char *const *
+migrate_compat_plugin_envs(struct mail_user *user, unsigned int *count_r)
+{
+	if (!array_is_created(&user->set->plugin_envs)) {
+		*count_r = 0;
+		return NULL;
+	}
+	return array_get(&user->set->plugin_envs, count_r);
 }
 
 int migrate_compat_parse_interval(const char *str, unsigned int *secs_r,

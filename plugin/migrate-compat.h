@@ -53,6 +53,11 @@ migrate_compat_service_setting(struct mail_storage_service_user *service_user,
    expand); 2.3: always 0 */
 int migrate_compat_settings_check(struct mail_user *user,
 				  const char **error_r);
+/* 2.3: the user's plugin settings as name, value pairs (plugin {}, userdb
+   extra fields and -o plugin/... alike); 2.4: NULL (its config process
+   rejects unknown names itself) */
+const char *const *
+migrate_compat_plugin_envs(struct mail_user *user, unsigned int *count_r);
 /* Dovecot's interval ("2 mins") and size ("10M") parsers */
 int migrate_compat_parse_interval(const char *str, unsigned int *secs_r,
 				  const char **error_r);

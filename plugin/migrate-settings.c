@@ -12,10 +12,10 @@
 #include "safe-memset.h"
 #include "eacces-error.h"
 #include "array.h"
+#include "migrate-compat.h"
 #include "migrate-settings.h"
 
 #include <stdio.h>
-#include <stddef.h>
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -23,106 +23,6 @@
 
 #define MIGRATE_PASSWORD_ENV "MIGRATE_SOURCE_PASSWORD"
 #define MIGRATE_PASSWORD_FILE_MAX 4096
-
-#define FIELD(name) offsetof(struct migrate_settings, name)
-#define NO_FIELD MIGRATE_SETTING_NO_FIELD
-
-/* Every migrate_* setting, once. A name not in here is reported as
-   unknown; reading one that isn't in here is a programming error. */
-const struct migrate_setting_def migrate_setting_defs[] = {
-	{ "migrate_source_host", MIGRATE_SETTING_STR, "", FIELD(source_host) },
-	{ "migrate_source_port", MIGRATE_SETTING_UINT, "", NO_FIELD },
-	{ "migrate_source_ssl", MIGRATE_SETTING_ENUM, "imaps:starttls:no",
-	  NO_FIELD },
-	{ "migrate_source_ssl_verify", MIGRATE_SETTING_BOOL, "yes",
-	  FIELD(source_ssl_verify) },
-	{ "migrate_source_ssl_ca_file", MIGRATE_SETTING_STR, "",
-	  FIELD(source_ssl_ca_file) },
-	{ "migrate_source_user", MIGRATE_SETTING_STR, "", FIELD(source_user) },
-	{ "migrate_source_password", MIGRATE_SETTING_STR, "", NO_FIELD },
-	{ "migrate_source_password_file", MIGRATE_SETTING_STR, "", NO_FIELD },
-	{ "migrate_source_oauth2_token", MIGRATE_SETTING_STR, "", NO_FIELD },
-	{ "migrate_source_oauth2_token_command", MIGRATE_SETTING_STR, "",
-	  FIELD(source_oauth2_token_command) },
-	{ "migrate_source_master_user", MIGRATE_SETTING_STR, "",
-	  FIELD(source_master_user) },
-	{ "migrate_source_sasl_mechanisms", MIGRATE_SETTING_STR, "",
-	  FIELD(source_sasl_mechanisms) },
-	{ "migrate_source_timeout", MIGRATE_SETTING_SECS, "120",
-	  FIELD(source_timeout_secs) },
-	{ "migrate_source_greeting_timeout", MIGRATE_SETTING_SECS, "30",
-	  FIELD(source_greeting_timeout_secs) },
-	{ "migrate_source_rawlog_dir", MIGRATE_SETTING_STR, "",
-	  FIELD(source_rawlog_dir) },
-	{ "migrate_source_compress", MIGRATE_SETTING_BOOL, "yes",
-	  FIELD(source_compress) },
-	{ "migrate_source_prefix", MIGRATE_SETTING_STR, "",
-	  FIELD(source_prefix) },
-
-	{ "migrate_state_dict", MIGRATE_SETTING_STR, "", NO_FIELD },
-	{ "migrate_lock_timeout", MIGRATE_SETTING_SECS, "600",
-	  FIELD(lock_timeout_secs) },
-
-	{ "migrate_automap", MIGRATE_SETTING_BOOL, "yes", FIELD(automap) },
-	{ "migrate_folder_map", MIGRATE_SETTING_STR, "", FIELD(folder_map) },
-	{ "migrate_include", MIGRATE_SETTING_STR, "", FIELD(include) },
-	{ "migrate_exclude", MIGRATE_SETTING_STR, "", FIELD(exclude) },
-	{ "migrate_subscriptions", MIGRATE_SETTING_BOOL, "yes",
-	  FIELD(subscriptions) },
-	{ "migrate_preserve_uids", MIGRATE_SETTING_BOOL, "yes",
-	  FIELD(preserve_uids) },
-	{ "migrate_dedupe_across_folders", MIGRATE_SETTING_BOOL, "no",
-	  FIELD(dedupe_across_folders) },
-	/* set but empty: skip nothing (empty isn't the default here) */
-	{ "migrate_gmail_skip", MIGRATE_SETTING_STR, "\\Junk \\Trash",
-	  NO_FIELD },
-
-	{ "migrate_batch_messages", MIGRATE_SETTING_UINT, "500",
-	  FIELD(batch_messages) },
-	{ "migrate_batch_bytes", MIGRATE_SETTING_SIZE, "64M",
-	  FIELD(batch_bytes) },
-	{ "migrate_fsync", MIGRATE_SETTING_ENUM, "batch:mail", NO_FIELD },
-	{ "migrate_pipeline_depth", MIGRATE_SETTING_UINT, "200",
-	  FIELD(pipeline_depth) },
-	{ "migrate_parallel_folders", MIGRATE_SETTING_UINT, "4",
-	  FIELD(parallel_folders) },
-	{ "migrate_max_messages_per_second", MIGRATE_SETTING_UINT, "0",
-	  FIELD(max_messages_per_second) },
-	{ "migrate_max_bytes_per_second", MIGRATE_SETTING_SIZE, "0",
-	  FIELD(max_bytes_per_second) },
-	{ "migrate_max_connections", MIGRATE_SETTING_UINT, "0",
-	  FIELD(max_connections) },
-	{ "migrate_connection_slots_dir", MIGRATE_SETTING_STR, "", NO_FIELD },
-
-	{ "migrate_reconnect_max", MIGRATE_SETTING_UINT, "10",
-	  FIELD(reconnect_max) },
-	{ "migrate_backoff_max", MIGRATE_SETTING_SECS, "300",
-	  FIELD(backoff_max_secs) },
-	{ "migrate_throttle_max_wait", MIGRATE_SETTING_SECS, "3600",
-	  FIELD(throttle_max_wait_secs) },
-	{ "migrate_errors_max", MIGRATE_SETTING_UINT, "50",
-	  FIELD(errors_max) },
-	{ "migrate_item_retries", MIGRATE_SETTING_UINT, "3",
-	  FIELD(item_retries) },
-	{ "migrate_max_message_size", MIGRATE_SETTING_SIZE, "2G",
-	  FIELD(max_message_size) },
-
-	{ "migrate_max_size", MIGRATE_SETTING_SIZE, "", FIELD(max_size) },
-	{ "migrate_min_size", MIGRATE_SETTING_SIZE, "", FIELD(min_size) },
-	{ "migrate_since", MIGRATE_SETTING_DATE, "", FIELD(since) },
-	{ "migrate_before", MIGRATE_SETTING_DATE, "", FIELD(before) },
-};
-const unsigned int migrate_setting_defs_count =
-	N_ELEMENTS(migrate_setting_defs);
-
-const struct migrate_setting_def *migrate_setting_find(const char *name)
-{
-	for (unsigned int i = 0; i < N_ELEMENTS(migrate_setting_defs); i++) {
-		if (strcmp(migrate_setting_defs[i].name, name) == 0)
-			return &migrate_setting_defs[i];
-	}
-	return NULL;
-}
 
 /* The value as set, NULL when unset or empty */
 static const char *
@@ -133,7 +33,7 @@ migrate_getenv(struct mail_user *user, const char *name)
 	if (migrate_setting_find(name) == NULL)
 		i_panic("migrate setting %s is missing in migrate_setting_defs",
 			name);
-	value = mail_user_plugin_getenv(user, name);
+	value = migrate_compat_setting(user, name);
 	return value == NULL || *value == '\0' ? NULL : value;
 }
 
@@ -157,7 +57,7 @@ int migrate_settings_parse_secs(const char *str, unsigned int *secs_r,
 	/* a plain number is seconds (Dovecot's parser wants a unit) */
 	if (str_to_uint(str, secs_r) == 0)
 		return 0;
-	return settings_get_time(str, secs_r, error_r);
+	return migrate_compat_parse_interval(str, secs_r, error_r);
 }
 
 /* Parse one value of a table setting into its field */
@@ -189,7 +89,7 @@ migrate_setting_parse(const struct migrate_setting_def *def,
 		ret = migrate_settings_parse_secs(value, field, &error);
 		break;
 	case MIGRATE_SETTING_SIZE:
-		ret = settings_get_size(value, field, &error);
+		ret = migrate_compat_parse_size(value, field, &error);
 		break;
 	case MIGRATE_SETTING_DATE:
 		if (migrate_settings_parse_date(value, ioloop_time,
@@ -216,7 +116,7 @@ migrate_settings_read_table(struct mail_user *user, pool_t pool,
 			    struct migrate_settings *set,
 			    const char **error_r)
 {
-	for (unsigned int i = 0; i < N_ELEMENTS(migrate_setting_defs); i++) {
+	for (unsigned int i = 0; i < migrate_setting_defs_count; i++) {
 		const struct migrate_setting_def *def = &migrate_setting_defs[i];
 		const char *value;
 
@@ -272,7 +172,7 @@ const char *migrate_settings_nearest_name(const char *name,
 	const char *nearest = NULL;
 	unsigned int dist, best = UINT_MAX;
 
-	for (unsigned int i = 0; i < N_ELEMENTS(migrate_setting_defs); i++) {
+	for (unsigned int i = 0; i < migrate_setting_defs_count; i++) {
 		dist = migrate_name_distance(
 			name, migrate_setting_defs[i].name);
 		if (dist < best) {
@@ -307,11 +207,10 @@ int migrate_settings_check_names(struct mail_user *user, bool fatal,
 	unsigned int i, count, unknown = 0;
 	string_t *str = NULL;
 
-	if (!array_is_created(&user->set->plugin_envs))
-		return 0;
 	/* plugin {}, userdb extra fields and doveadm -o plugin/... all end
-	   up here as name, value pairs */
-	envs = array_get(&user->set->plugin_envs, &count);
+	   up here as name, value pairs (2.4: none, its config process rejects
+	   unknown settings itself) */
+	envs = migrate_compat_plugin_envs(user, &count);
 	for (i = 0; i + 1 < count; i += 2) {
 		hint = migrate_settings_unknown_name_hint(envs[i]);
 		if (hint == NULL)
@@ -340,7 +239,7 @@ int migrate_settings_parse_size(const char *str, uoff_t *size_r)
 {
 	const char *error;
 
-	return settings_get_size(str, size_r, &error);
+	return migrate_compat_parse_size(str, size_r, &error);
 }
 
 /* An age's unit: the first letters of a word ("m" is months here, for
@@ -559,7 +458,8 @@ int migrate_settings_read_state(struct mail_user *user, pool_t pool,
 	if (migrate_settings_check_names(user, FALSE, error_r) < 0)
 		i_unreached();
 	set = p_new(pool, struct migrate_settings, 1);
-	if (migrate_settings_read_dict(user, pool, set, error_r) < 0)
+	if (migrate_compat_settings_check(user, error_r) < 0 ||
+	    migrate_settings_read_dict(user, pool, set, error_r) < 0)
 		return -1;
 	*set_r = set;
 	return 0;
@@ -573,14 +473,15 @@ int migrate_settings_read(struct mail_user *user, pool_t pool,
 	const char *value;
 
 	set = p_new(pool, struct migrate_settings, 1);
-	if (migrate_settings_read_table(user, pool, set, error_r) < 0 ||
+	if (migrate_compat_settings_check(user, error_r) < 0 ||
+	    migrate_settings_read_table(user, pool, set, error_r) < 0 ||
 	    migrate_settings_read_source(user, pool, set, error_r) < 0 ||
 	    migrate_settings_read_dict(user, pool, set, error_r) < 0)
 		return -1;
 
 	/* set but empty: skip nothing (unlike the other settings, empty
 	   isn't the default here) */
-	value = mail_user_plugin_getenv(user, "migrate_gmail_skip");
+	value = migrate_compat_setting(user, "migrate_gmail_skip");
 	set->gmail_skip = p_strdup(pool, value != NULL ? value :
 		migrate_setting_find("migrate_gmail_skip")->default_value);
 	value = migrate_getenv(user, "migrate_connection_slots_dir");
@@ -610,28 +511,23 @@ const char *migrate_settings_default_slots_dir(const char *base_dir)
 int migrate_settings_prerun(struct mail_storage_service_user *service_user,
 			    bool *batch_fsync_r, const char **error_r)
 {
-	void **sets = mail_storage_service_user_get_set(service_user);
-	const struct mail_user_settings *user_set = sets[0];
-	const struct mail_storage_settings *mail_set =
-		mail_storage_service_user_get_mail_set(service_user);
 	const char *value, *error;
 
 	*batch_fsync_r = FALSE;
-	value = mail_user_set_plugin_getenv(user_set, "migrate_fsync");
+	value = migrate_compat_service_setting(service_user, "migrate_fsync");
 	/* an invalid value fails in migrate_settings_read(), with EX_CONFIG */
 	if (value != NULL && *value != '\0' && strcmp(value, "batch") != 0)
 		return 0;
 #ifdef MIGRATE_HAVE_SYNCFS
-	if (mail_set->parsed_fsync_mode == FSYNC_MODE_NEVER)
+	if (migrate_compat_fsync_never(service_user))
 		return 0;
-	if (mail_storage_service_user_set_setting(service_user, "mail_fsync",
-						  "never", &error) <= 0) {
+	if (migrate_compat_set_fsync_never(service_user, &error) < 0) {
 		*error_r = t_strdup_printf("mail_fsync=never: %s", error);
 		return -1;
 	}
 	*batch_fsync_r = TRUE;
 #else
-	(void)mail_set; (void)error;
+	(void)error;
 #endif
 	return 0;
 }

@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "test-common.h"
+#include "migrate-compat.h"
 #include "migrate-settings.h"
 
 static void test_settings_secs(void)
@@ -117,7 +118,7 @@ static void test_settings_table(void)
 	for (unsigned int i = 0; i < migrate_setting_defs_count; i++) {
 		const struct migrate_setting_def *def = &migrate_setting_defs[i];
 
-		test_assert_idx(str_begins(def->name, "migrate_"), i);
+		test_assert_idx(str_begins_with(def->name, "migrate_"), i);
 		test_assert_idx(migrate_setting_find(def->name) == def, i);
 		test_assert_idx(def->default_value != NULL, i);
 		test_assert_idx(def->type != MIGRATE_SETTING_ENUM ||
