@@ -83,19 +83,15 @@ migrate_setting_declare(const struct migrate_setting_def *def,
 		*(bool *)dflt = strcmp(def->default_value, "yes") == 0;
 		break;
 	case MIGRATE_SETTING_UINT:
-		define_r->type = SET_UINT;
-		if (def->default_value[0] != '\0' &&
-		    str_to_uint(def->default_value, &num) < 0)
-			i_panic("migrate: bad default %s", def->name);
-		*(unsigned int *)dflt = def->default_value[0] == '\0' ? 0 : num;
-		break;
 	case MIGRATE_SETTING_SECS:
 		/* 2.4's TIME: units are required in the config ("120s") */
-		define_r->type = SET_TIME;
+		define_r->type = def->type == MIGRATE_SETTING_SECS ?
+			SET_TIME : SET_UINT;
+		num = 0;
 		if (def->default_value[0] != '\0' &&
 		    str_to_uint(def->default_value, &num) < 0)
 			i_panic("migrate: bad default %s", def->name);
-		*(unsigned int *)dflt = def->default_value[0] == '\0' ? 0 : num;
+		*(unsigned int *)dflt = num;
 		break;
 	case MIGRATE_SETTING_SIZE:
 		define_r->type = SET_SIZE;
