@@ -199,6 +199,7 @@ static struct migrate_cmd_context *cmd_migrate_alloc(void)
 	if (doveadm_debug)
 		cmd_migrate_debug_build();
 	ctx->ctx.v.init = cmd_migrate_init;
+	MIGRATE_DOVEADM_ACCEPT_OPTIONS(&ctx->ctx);
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	return ctx;
 }

@@ -28,8 +28,20 @@ struct settings_instance;
    ctx->cctx with doveadm_cmd_param_*() on both. */
 #ifdef MIGRATE_HAVE_DOVEADM_PARSE_ARG
 #  define MIGRATE_DOVEADM_INIT_ARGS , const char *const args[] ATTR_UNUSED
+struct doveadm_mail_cmd_context;
+/* 2.3 refuses a mail command's options unless it has a parse_arg(): it
+   only accepts them, init() reads them */
+static inline bool
+migrate_doveadm_accept_option(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
+			      int c ATTR_UNUSED)
+{
+	return TRUE;
+}
+#  define MIGRATE_DOVEADM_ACCEPT_OPTIONS(ctx) \
+	((ctx)->v.parse_arg = migrate_doveadm_accept_option)
 #else
 #  define MIGRATE_DOVEADM_INIT_ARGS
+#  define MIGRATE_DOVEADM_ACCEPT_OPTIONS(ctx) ((void)0)
 #endif
 
 /* The file of the embedded state dict, in the user's home: the same file
