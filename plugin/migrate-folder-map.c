@@ -931,7 +931,7 @@ static bool folder_part_is_reserved(enum migrate_dest_layout layout,
 
 	/* dovecot-uidlist(.lock), dovecot.index*, dovecot-keywords,
 	   dovecot.list.index*, dovecot.mailbox.log, dovecot-acl, ... */
-	if (str_begins(part, "dovecot") && (part[7] == '.' || part[7] == '-'))
+	if (str_begins_with(part, "dovecot") && (part[7] == '.' || part[7] == '-'))
 		return TRUE;
 	switch (layout) {
 	case MIGRATE_DEST_LAYOUT_OTHER:

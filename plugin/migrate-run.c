@@ -489,7 +489,7 @@ static void migrate_run_set_prefix(struct migrate_run *run)
 	array_foreach_elem(&run->folders, folder) {
 		if (strcmp(folder->src_name, "INBOX") == 0)
 			continue;
-		if (!str_begins(folder->src_name, prefix))
+		if (!str_begins_with(folder->src_name, prefix))
 			return;
 		others = TRUE;
 	}

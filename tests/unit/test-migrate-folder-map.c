@@ -1017,7 +1017,7 @@ static void test_folder_map_dest_layout(void)
 		str_append_c(name, 'c');
 	test_lookup(map, str_c(name), '/', "", 0, 0, &dest);
 	test_assert(!dest.skip && strlen(dest.vname) == 254 &&
-		    str_begins(dest.vname, "parent/cc"));
+		    str_begins_with(dest.vname, "parent/cc"));
 	/* a parent that leaves no room: skipped with the reason */
 	str_truncate(name, 0);
 	for (i = 0; i < 250; i++)
