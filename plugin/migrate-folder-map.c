@@ -91,6 +91,7 @@
 #include "unichar.h"
 #include "crc32.h"
 #include "imap-utf7.h"
+#include "migrate-compat.h"
 #include "migrate-settings.h"
 #include "migrate-folder-map.h"
 
