@@ -1360,7 +1360,9 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 		return 0;
 	}
 	if (mailbox_transaction_commit_get_changes(&imp->trans, &changes) < 0) {
-		errstr = mailbox_get_last_internal_error(imp->box, &error);
+		/* copied: the rollback and resync below set new errors */
+		errstr = t_strdup(mailbox_get_last_internal_error(imp->box,
+								  &error));
 		if (error != MAIL_ERROR_NOQUOTA &&
 		    imp->commit_retries++ < MIGRATE_COMMIT_RETRIES) {
 			/* e.g. a run killed mid-commit left message files
@@ -1579,8 +1581,13 @@ static int migrate_importer_save(struct migrate_importer *imp,
 		   a new UID */
 		imp->uids_preserve_failed = TRUE;
 	}
+	/* the error texts are copied at once: the storage frees its last
+	   error when it sets the next one, and mailbox_save_cancel() on a
+	   full file system does (sdbox: the item's reason was freed
+	   memory) */
 	if (mailbox_save_begin(&save, body) < 0) {
-		error = mailbox_get_last_internal_error(imp->box, &mail_error);
+		error = t_strdup(mailbox_get_last_internal_error(imp->box,
+								 &mail_error));
 		goto dest_failed;
 	}
 	for (;;) {
@@ -1608,12 +1615,14 @@ static int migrate_importer_save(struct migrate_importer *imp,
 		return 0;
 	}
 	if (failed) {
-		error = mailbox_get_last_internal_error(imp->box, &mail_error);
+		error = t_strdup(mailbox_get_last_internal_error(imp->box,
+								 &mail_error));
 		mailbox_save_cancel(&save);
 		goto dest_failed_nosave;
 	}
 	if (mailbox_save_finish(&save) < 0) {
-		error = mailbox_get_last_internal_error(imp->box, &mail_error);
+		error = t_strdup(mailbox_get_last_internal_error(imp->box,
+								 &mail_error));
 		goto dest_failed_nosave;
 	}
 	imp->trans_save_failed = FALSE;

@@ -14,8 +14,10 @@
 #              own root, with the demo run against the installed package
 #              (tests/leg-packages.sh)
 #
-# Each leg ends with "N passed, N failed"; a leg that dies or overruns its
-# bound counts as one failure. The last line sums them all.
+# Legs run two at a time (native with trixie, then sanitizers with
+# packages); each leg's output is printed when it ends. Each leg ends with
+# "N passed, N failed"; a leg that dies or overruns its bound counts as one
+# failure. The last line sums them all.
 #
 #   tests/ci.sh                every leg
 #   tests/ci.sh LEG...         only these legs (native sanitizers trixie packages)
@@ -38,24 +40,55 @@ if ! bash tests/lib/install-deps.sh >"$LOGDIR/install-deps.log" 2>&1; then
 	exit 1
 fi
 
+# The tree is built once, before legs run side by side: the native leg
+# builds it and the trixie leg runs test-upgrade24's first phase with it.
+build_tree() {
+	{ [ -x configure ] && [ ! configure.ac -nt configure ]; } || autoreconf -fi || return 1
+	{ [ -f Makefile ] && [ ! configure -nt config.status ]; } ||
+		./configure --with-dovecot=/usr/lib/dovecot || return 1
+	make -j2
+}
+if ! build_tree >"$LOGDIR/build.log" 2>&1; then
+	tail -n 30 "$LOGDIR/build.log"
+	echo "building the tree failed (see above)"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
 dovecot_major_minor() {
 	dovecot --version 2>/dev/null | sed -n 's/^\([0-9]*\.[0-9]*\).*/\1/p'
 }
 
-# run_leg NAME SCRIPT: run it bounded, echo its output, add its last
-# "N passed, N failed" line to the totals.
-run_leg() {
-	local name=$1 script=$2 rc line p f start=$SECONDS
-	printf '\n######## leg %s (%s)\n' "$name" "$script"
+# start_leg NAME SCRIPT: run it bounded in the background, its output
+# in $LOGDIR/NAME.log. Two legs run at a time: most of a leg's time is
+# spent waiting on its private servers, not on the 2 cores.
+declare -A leg_pid leg_start
+start_leg() {
+	local name=$1 script=$2
 	if [ ! -f "$script" ]; then
-		echo "FAIL: leg $name: $script is missing"
-		total_failed=$((total_failed + 1))
-		summary+=("$name: missing")
+		echo "FAIL: leg $name: $script is missing" >"$LOGDIR/$name.log"
+		echo 127 >"$LOGDIR/$name.rc"
+		leg_pid[$name]=""
+		leg_start[$name]=$SECONDS
 		return
 	fi
-	timeout -k 30 "$LEG_TIMEOUT" bash "$script" </dev/null 2>&1 |
-		tee "$LOGDIR/$name.log"
-	rc=${PIPESTATUS[0]}
+	(
+		timeout -k 30 "$LEG_TIMEOUT" bash "$script" </dev/null \
+			>"$LOGDIR/$name.log" 2>&1
+		echo $? >"$LOGDIR/$name.rc"
+	) &
+	leg_pid[$name]=$!
+	leg_start[$name]=$SECONDS
+}
+
+# finish_leg NAME: wait for it, print its output, add its last
+# "N passed, N failed" line to the totals.
+finish_leg() {
+	local name=$1 rc line p f
+	[ -z "${leg_pid[$name]}" ] || wait "${leg_pid[$name]}"
+	rc=$(cat "$LOGDIR/$name.rc" 2>/dev/null || echo 1)
+	printf '\n######## leg %s\n' "$name"
+	cat "$LOGDIR/$name.log"
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOGDIR/$name.log" | tail -n 1)
 	p=0 f=0
 	if [ -n "$line" ]; then
@@ -73,29 +106,49 @@ run_leg() {
 	fi
 	total_passed=$((total_passed + p))
 	total_failed=$((total_failed + f))
-	summary+=("$name: $p passed, $f failed, $((SECONDS - start))s")
+	summary+=("$name: $p passed, $f failed, $((SECONDS - ${leg_start[$name]}))s")
+}
+
+leg_script() {
+	case "$1" in
+	native) echo tests/run-all.sh ;;
+	sanitizers) echo tests/leg-sanitizers.sh ;;
+	trixie) echo tests/leg-trixie.sh ;;
+	packages) echo tests/leg-packages.sh ;;
+	esac
 }
 
 legs=("$@")
-[ ${#legs[@]} -gt 0 ] || legs=(native sanitizers trixie packages)
+[ ${#legs[@]} -gt 0 ] || legs=(native trixie sanitizers packages)
+run=()
 for leg in "${legs[@]}"; do
 	case "$leg" in
-	native) run_leg native tests/run-all.sh ;;
-	sanitizers) run_leg sanitizers tests/leg-sanitizers.sh ;;
+	native | sanitizers | packages) run+=("$leg") ;;
 	trixie)
 		if [ "$(dovecot_major_minor)" = 2.4 ]; then
-			printf '\n######## leg trixie: skipped, this machine runs Dovecot 2.4 (the native leg covered it)\n'
-			summary+=("trixie: skipped (native is 2.4)")
+			summary+=("trixie: skipped (this machine runs Dovecot 2.4: the native leg covered it)")
 		else
-			run_leg trixie tests/leg-trixie.sh
+			run+=("$leg")
 		fi
 		;;
-	packages) run_leg packages tests/leg-packages.sh ;;
 	*)
 		echo "FAIL: unknown leg $leg (native sanitizers trixie packages)"
 		total_failed=$((total_failed + 1))
 		;;
 	esac
+done
+# two at a time, in order
+i=0
+while [ $i -lt ${#run[@]} ]; do
+	start_leg "${run[$i]}" "$(leg_script "${run[$i]}")"
+	if [ $((i + 1)) -lt ${#run[@]} ]; then
+		start_leg "${run[$((i + 1))]}" "$(leg_script "${run[$((i + 1))]}")"
+		finish_leg "${run[$i]}"
+		finish_leg "${run[$((i + 1))]}"
+	else
+		finish_leg "${run[$i]}"
+	fi
+	i=$((i + 2))
 done
 
 printf '\n######## summary\n'
