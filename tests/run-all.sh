@@ -146,11 +146,26 @@ run_script() {
 }
 
 scripts=()
+# SKIP_SCRIPTS="test-a:why test-b:why": scripts a leg can't run yet (the
+# trixie leg names the ones not ported to Dovecot 2.4), each said aloud
+skip_reason() {
+	local entry
+	for entry in ${SKIP_SCRIPTS:-}; do
+		[ "${entry%%:*}" = "$1" ] && { echo "${entry#*:}" | tr _ ' '; return 0; }
+	done
+	return 1
+}
 for s in "$TOP"/tests/integration/test-*.sh; do
 	[ -f "$s" ] || continue
-	case "$(basename "$s")" in *"$pattern"*) scripts+=("$s") ;; esac
+	case "$(basename "$s")" in *"$pattern"*) ;; *) continue ;; esac
+	matched=1
+	if why=$(skip_reason "$(basename "$s" .sh)"); then
+		echo "# skipped: $(basename "$s" .sh): $why"
+		continue
+	fi
+	scripts+=("$s")
 done
-if [ -n "$pattern" ] && [ ${#scripts[@]} = 0 ]; then
+if [ -n "$pattern" ] && [ -z "${matched:-}" ]; then
 	result FAIL "integration" "no script matches '$pattern'"
 fi
 for s in "${scripts[@]}"; do
