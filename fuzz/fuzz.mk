@@ -24,7 +24,9 @@ CFLAGS_FUZZ = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
 
 # the sources fuzz-*-part.c and fuzz-source.c compile in themselves
 INCLUDED = migrate-run.c migrate-importer.c migrate-source-conn.c
-PLUGIN_SRCS = $(filter-out $(addprefix ../plugin/,$(INCLUDED)),$(wildcard ../plugin/*.c))
+# and the 2.4 settings declarations (no parser in them; 2.4 headers only)
+EXCLUDED = $(INCLUDED) migrate-settings-decl.c
+PLUGIN_SRCS = $(filter-out $(addprefix ../plugin/,$(EXCLUDED)),$(wildcard ../plugin/*.c))
 OBJS = $(B)/fuzz-source.o $(B)/fuzz-run-part.o $(B)/fuzz-importer-part.o
 # an archive: the linker takes only the members the target needs (as the
 # unit tests do with libmigrate.la), so e.g. migrate-report.c's doveadm

@@ -111,9 +111,13 @@ run_case() {
 	fi
 }
 
-# CASES="a b" runs only those
+# CASES="a b" runs only those; SKIP_CASES="a b" all but those
 while read -r c word code; do
 	[ -z "${CASES:-}" ] || [[ " $CASES " == *" $c "* ]] || continue
+	if [[ " ${SKIP_CASES:-} " == *" $c "* ]]; then
+		info "$c: skipped (SKIP_CASES)"
+		continue
+	fi
 	case "$c" in
 	env-password)
 		# the documented way: the password in the environment, let
