@@ -23,7 +23,7 @@
 HOSTILE="$HARNESS_LIB/hostile-imapd.py"
 PW='Hostile-S3cret-pw!9'
 RSS_MAX_KB=65536
-CASE_SECS=25          # each case's deadline, doveadm start included
+CASE_SECS=30          # each case's deadline, doveadm start included
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 dst_start || die "destination server did not start"
@@ -76,7 +76,7 @@ run_case() {
 		-o plugin/migrate_source_port="$HPORT" \
 		-o plugin/migrate_source_timeout=4s \
 		-o plugin/migrate_source_greeting_timeout=3s \
-		-o plugin/migrate_reconnect_max=3 \
+		-o plugin/migrate_reconnect_max=1 \
 		-o plugin/migrate_backoff_max=1s \
 		"$@" migrate run -u alice >"$T/$c.out" 2>"$T/$c.err"
 	rc=$?
