@@ -124,7 +124,12 @@ while read -r c word code; do
 		# through doveadm's re-exec by import_environment
 		mv "$T/srcpw/alice" "$T/srcpw-alice.off"
 		cp "$DST_DIR/dovecot.conf" "$T/dovecot.conf.orig"
-		echo 'import_environment = $import_environment MIGRATE_SOURCE_PASSWORD' >>"$DST_DIR/dovecot.conf"
+		if dv24; then
+			# 2.4: a string list, each variable taken from the environment
+			printf 'import_environment {\n  MIGRATE_SOURCE_PASSWORD = %%{env:MIGRATE_SOURCE_PASSWORD}\n}\n' >>"$DST_DIR/dovecot.conf"
+		else
+			echo 'import_environment = $import_environment MIGRATE_SOURCE_PASSWORD' >>"$DST_DIR/dovecot.conf"
+		fi
 		MIGRATE_SOURCE_PASSWORD=$PW run_case "$c" "$word" "$code" \
 			-o plugin/migrate_source_password_file=
 		cp "$T/dovecot.conf.orig" "$DST_DIR/dovecot.conf"
