@@ -8,7 +8,7 @@
 #                               whose name contains PATTERN (no unit tests)
 #
 # Environment: KEEP=1 keeps each test's temp root; TEST_TIMEOUT=N changes
-# the default per-script bound (300 s; a script may ask for more with a
+# the default per-script bound (600 s; a script may ask for more with a
 # "# timeout: N" line); JOBS=N for make (default 2).
 set -u
 
@@ -18,7 +18,7 @@ cd "$TOP" || exit 1
 
 pattern=${1:-}
 JOBS=${JOBS:-2}
-TEST_TIMEOUT=${TEST_TIMEOUT:-300}
+TEST_TIMEOUT=${TEST_TIMEOUT:-600}
 LOGDIR=$(mktemp -d /tmp/dm-run-all.XXXXXX) || exit 1
 passed=0
 failed=0

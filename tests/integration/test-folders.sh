@@ -10,7 +10,7 @@
 #   6. migrate plan: columns, -f json, writes nothing
 # Every check reads the destination tree and each folder's messages back
 # over IMAP and compares them exactly with what the source was seeded with.
-# timeout: 180
+# timeout: 400
 # small accounts: a doveadm or imaptool call that takes a minute is stuck
 DOVEADM_TIMEOUT=${DOVEADM_TIMEOUT:-60} IMAPTOOL_TIMEOUT=${IMAPTOOL_TIMEOUT:-60}
 . "$(dirname "$0")/../lib/harness.sh"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# timeout: 300
+# timeout: 900
 # Scale-out and deployment shapes:
 #
 #  - 20 destination users, each with its own source account and per-user
