@@ -15,7 +15,13 @@ PACKAGES=(
 	libpcre2-dev openssl python3 ca-certificates git procps iproute2
 	redis-server postgresql sqlite3 isync man-db time strace
 	cyrus-common sasl2-bin mailutils-imap4d
+	debootstrap
 )
+# the sanitizer leg's fuzz target: clang with its libFuzzer runtime (Debian
+# 12's clang 14; elsewhere the leg's fuzzing step says what is missing)
+if grep -qs '^VERSION_CODENAME=bookworm' /etc/os-release; then
+	PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 # The Cyrus IMAP server is a test source too (test-cyrus.sh), but Debian's
 # cyrus-imapd package conflicts with dovecot-imapd (both provide
