@@ -106,7 +106,7 @@ struct migrate_source_conn {
 	   progress the caller reports. Over the limit, the connection
 	   fails: a server that trickles bytes or sends untagged replies
 	   forever can't hold a run. */
-	long long time_used_msecs;
+	long long time_used_usecs;
 	struct timeval time_start;
 	unsigned int time_depth;
 	/* the password/token and the SASL responses sent with it: never
@@ -386,14 +386,16 @@ static void migrate_conn_time_leave(struct migrate_source_conn *conn)
 	i_assert(conn->time_depth > 0);
 	if (--conn->time_depth == 0) {
 		io_loop_time_refresh();
-		conn->time_used_msecs +=
-			timeval_diff_msecs(&ioloop_timeval, &conn->time_start);
+		/* in usecs: a line parsed from the buffer takes less than a
+		   msec, and a flood of them must add up */
+		conn->time_used_usecs +=
+			timeval_diff_usecs(&ioloop_timeval, &conn->time_start);
 	}
 }
 
 void migrate_source_conn_progress(struct migrate_source_conn *conn)
 {
-	conn->time_used_msecs = 0;
+	conn->time_used_usecs = 0;
 	if (conn->time_depth > 0) {
 		io_loop_time_refresh();
 		conn->time_start = ioloop_timeval;
@@ -411,11 +413,12 @@ migrate_conn_time_limit_secs(struct migrate_source_conn *conn)
 static unsigned int
 migrate_conn_time_left(struct migrate_source_conn *conn)
 {
-	long long used = conn->time_used_msecs, limit;
+	long long used = conn->time_used_usecs / 1000, limit;
 
 	if (conn->time_depth > 0) {
 		io_loop_time_refresh();
-		used += timeval_diff_msecs(&ioloop_timeval, &conn->time_start);
+		used += timeval_diff_usecs(&ioloop_timeval,
+					   &conn->time_start) / 1000;
 	}
 	limit = migrate_conn_time_limit_secs(conn) * 1000LL;
 	/* a body may take longer, in proportion to its size */
