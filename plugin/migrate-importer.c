@@ -81,6 +81,10 @@ struct migrate_msg {
 	bool verify_size;
 };
 
+/* keywords kept per message (Dovecot's own IMAP server has no limit, but
+   no real client sets more than a handful) */
+#define MIGRATE_MAX_KEYWORDS_PER_MSG 256
+
 HASH_TABLE_DEFINE_TYPE(migrate_uid_identity, void *, const char *);
 
 struct migrate_seq_uid {
@@ -144,6 +148,12 @@ struct migrate_importer {
 	HASH_TABLE(void *, void *) relinked;
 	/* sequence -> UID for FETCH replies whose UID follows the body */
 	ARRAY(struct migrate_seq_uid) seq_uids;
+	/* UID -> index + 1 in fs.items, for its first items_indexed
+	   entries (a server inventing UIDs makes the item log long) */
+	HASH_TABLE(void *, void *) items_by_uid;
+	unsigned int items_indexed;
+	/* a message's keywords were cut at MIGRATE_MAX_KEYWORDS_PER_MSG */
+	bool keywords_capped;
 
 	/* UIDs saved in the open transaction, in order */
 	ARRAY_TYPE(uint32_t) pending_uids;
@@ -179,6 +189,8 @@ migrate_parse_flags(struct migrate_importer *imp, const struct imap_arg *args,
 	ARRAY_TYPE(const_string) keywords;
 	const char *atom;
 
+	unsigned int dropped = 0;
+
 	msg->flags = 0;
 	p_array_init(&keywords, imp->pool, 4);
 	for (; !IMAP_ARG_IS_EOL(args); args++) {
@@ -198,8 +210,21 @@ migrate_parse_flags(struct migrate_importer *imp, const struct imap_arg *args,
 			/* \Recent and unknown system flags are dropped */
 			continue;
 		}
+		/* each keyword costs the destination index work: thousands
+		   on one message come from a broken or hostile source */
+		if (array_count(&keywords) >= MIGRATE_MAX_KEYWORDS_PER_MSG) {
+			dropped++;
+			continue;
+		}
 		atom = p_strdup(imp->pool, atom);
 		array_push_back(&keywords, &atom);
+	}
+	if (dropped > 0 && !imp->keywords_capped) {
+		imp->keywords_capped = TRUE;
+		e_warning(imp->event, "The source sent a message with more "
+			  "than %u keywords: %u dropped (further messages of "
+			  "this folder over the limit are not logged)",
+			  MIGRATE_MAX_KEYWORDS_PER_MSG, dropped);
 	}
 	array_append_zero(&keywords);
 	msg->keywords = array_front(&keywords);
@@ -988,16 +1013,43 @@ static int migrate_msg_cmp(struct migrate_msg *const *m1,
 	return (*m1)->uid < (*m2)->uid ? -1 : ((*m1)->uid > (*m2)->uid ? 1 : 0);
 }
 
+static void migrate_importer_items_clear(struct migrate_importer *imp)
+{
+	array_clear(&imp->fs.items);
+	if (hash_table_is_created(imp->items_by_uid))
+		hash_table_clear(imp->items_by_uid, TRUE);
+	imp->items_indexed = 0;
+}
+
 static struct migrate_item *
 migrate_importer_find_item(struct migrate_importer *imp, uint32_t uid)
 {
-	struct migrate_item *item;
+	const struct migrate_item *items;
+	unsigned int i, count;
+	void *idx;
 
-	array_foreach_modifiable(&imp->fs.items, item) {
-		if (item->uid == uid)
-			return item;
+	items = array_get(&imp->fs.items, &count);
+	if (!hash_table_is_created(imp->items_by_uid)) {
+		hash_table_create_direct(&imp->items_by_uid, imp->pool, 64);
+		imp->items_indexed = 0;
 	}
-	return NULL;
+	if (imp->items_indexed > count) {
+		/* the item log was cleared */
+		hash_table_clear(imp->items_by_uid, TRUE);
+		imp->items_indexed = 0;
+	}
+	for (i = imp->items_indexed; i < count; i++) {
+		hash_table_update(imp->items_by_uid,
+				  POINTER_CAST(items[i].uid),
+				  POINTER_CAST(i + 1));
+	}
+	imp->items_indexed = count;
+	idx = hash_table_lookup(imp->items_by_uid, POINTER_CAST(uid));
+	if (idx == NULL)
+		return NULL;
+	i = POINTER_CAST_TO(idx, unsigned int) - 1;
+	return i < count && items[i].uid == uid ?
+		array_idx_modifiable(&imp->fs.items, i) : NULL;
 }
 
 static void migrate_importer_item(struct migrate_importer *imp,
@@ -2282,7 +2334,7 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 		array_clear(&imp->fs.uidmap);
 		imp->fs.last_uid = 0;
 		/* the item log's UIDs belong to the old UIDVALIDITY */
-		array_clear(&imp->fs.items);
+		migrate_importer_items_clear(imp);
 	}
 	if (!imp->state_valid) {
 		imp->fs.last_uid = 0;
@@ -2467,6 +2519,8 @@ static void migrate_importer_deinit(struct migrate_importer *imp)
 	hash_table_destroy(&imp->dest_fingerprints);
 	if (hash_table_is_created(imp->relinked))
 		hash_table_destroy(&imp->relinked);
+	if (hash_table_is_created(imp->items_by_uid))
+		hash_table_destroy(&imp->items_by_uid);
 	event_unref(&imp->event);
 	pool_unref(&imp->pool);
 	imp->run->cur_folder = NULL;
@@ -2750,7 +2804,7 @@ int migrate_importer_verify(struct migrate_run *run,
 	}
 	/* the item log only speaks for the UIDVALIDITY it was written in */
 	if (imp.fs.src_uidvalidity != imp.uidvalidity)
-		array_clear(&imp.fs.items);
+		migrate_importer_items_clear(&imp);
 	state_valid = state_ret > 0 &&
 		imp.fs.src_uidvalidity == imp.uidvalidity;
 	folder->src_messages = imp.exists;
