@@ -120,9 +120,16 @@ run_script() {
 	limit=${limit:-$TEST_TIMEOUT}
 	section "$name (timeout ${limit}s)"
 	: >"$REGISTRY/roots"
-	local start=$SECONDS
-	timeout -k 15 "$limit" bash "$script" </dev/null 2>&1 | tee "$LOGDIR/$name.log"
-	rc=${PIPESTATUS[0]}
+	local start=$SECONDS pid
+	# into a file, followed until the script ends: a server the script
+	# started and left behind (a script killed hard) may hold the output
+	# open, a pipe would wait on it forever
+	DM_SCRIPT_ID="dm-script-$$-$name" timeout -k 15 "$limit" bash "$script" \
+		</dev/null >"$LOGDIR/$name.log" 2>&1 &
+	pid=$!
+	tail -n +1 -f --pid="$pid" "$LOGDIR/$name.log"
+	wait "$pid"
+	rc=$?
 	p=$(grep -c '^PASS: ' "$LOGDIR/$name.log")
 	f=$(grep -c '^FAIL: ' "$LOGDIR/$name.log")
 	passed=$((passed + p))
@@ -142,6 +149,9 @@ run_script() {
 		stop_dovecots_under "$root"
 		[ "${KEEP:-0}" = 1 ] || rm -rf "$root"
 	done <"$REGISTRY/roots"
+	# and the others it started (redis, postgres, emulators): found by
+	# the id in their environment, stopped by pid
+	stop_by_env_id "DM_SCRIPT_ID=dm-script-$$-$name"
 	echo "# $name: $p passed, $f failed, $((SECONDS - start))s"
 }
 

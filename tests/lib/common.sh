@@ -48,6 +48,25 @@ stop_dovecots_under() {
 	stop_dovecot_base_dirs "${dirs[@]}"
 }
 
+# stop_by_env_id NAME=VALUE: TERM, then KILL, every process (but this
+# shell) whose environment holds NAME=VALUE
+stop_by_env_id() {
+	local p pid n found
+	for n in 1 2; do
+		found=0
+		for p in /proc/[0-9]*; do
+			pid=${p#/proc/}
+			[ "$pid" = $$ ] && continue
+			{ tr '\0' '\n' <"$p/environ"; } 2>/dev/null | grep -qxF "$1" || continue
+			found=1
+			if [ $n = 1 ]; then kill -TERM "$pid" 2>/dev/null; else kill -KILL "$pid" 2>/dev/null; fi
+		done
+		[ $found = 1 ] || return 0
+		[ $n = 1 ] && sleep 2
+	done
+	return 0
+}
+
 # For the scripts that sum up results (run-all.sh, leg-*.sh): count one
 # result in $passed/$failed and print it.
 result() { # result PASS|FAIL NAME [WHY]
