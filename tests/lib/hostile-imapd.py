@@ -26,7 +26,8 @@ served through STATUS, EXAMINE/SELECT, UID SEARCH and UID FETCH.
   protocol cases of tests/integration/test-hostile.sh): see CASES below.
   With --case the folder table is just INBOX with one message.
 --password PW: the password the client logs in with (cases echo it).
---seed N: for --case mutate: the seed of the random mutations.
+--message FILE: the real message the mail-serving cases (keyword-flood,
+  mutate-<seed>) hold, e.g. a corpus file (CRLF line ends made).
 
 Bounded: it exits after --max-seconds, serves at most --max-conns
 connections, drops a connection after 30 s of silence, a line over 64 KiB
@@ -367,13 +368,7 @@ class Conn:
 
     @staticmethod
     def set_has_1(seqset):
-        for part in seqset.split(b","):
-            lo, _, hi = part.partition(b":")
-            lo = 1 if lo == b"*" else int(lo)
-            hi = lo if not hi else (1 if hi == b"*" else int(hi))
-            if min(lo, hi) <= 1 <= max(lo, hi):
-                return True
-        return False
+        return any(1 in r for r in uid_set(seqset, 1))
 
     def c_fetch(self, tag, args):
         f = self.selected
@@ -460,7 +455,124 @@ CASES = {
     # LOGIN succeeds only with --password: the run got it from
     # MIGRATE_SOURCE_PASSWORD through import_environment
     "env-password": ("-", 0),
+    # the listing returns every UID asked for (1..INVENTED_UIDS), the body
+    # FETCH none of them: each message becomes an item in the item log
+    "invented-uids": ("could.not.be.imported", 2),
+    # one real message whose FLAGS hold 40000 keywords
+    "keyword-flood": ("-", 0),
 }
+
+# the happy path (one real message) with seeded random mutations of the
+# server's bytes: any clean ending is fine ("*": exit 0, 75, 76 or 77)
+MUTATE_SEEDS = 12
+for _seed in range(1, MUTATE_SEEDS + 1):
+    CASES["mutate-%d" % _seed] = ("*", 0)
+
+INVENTED_UIDS = 60000
+FLOOD_KEYWORDS = 40000
+
+
+def uid_set(spec, max_uid):
+    """The UIDs of an IMAP sequence set, "*" being max_uid."""
+    out = []
+    for part in spec.split(b","):
+        lo, _, hi = part.partition(b":")
+        lo = max_uid if lo == b"*" else int(lo)
+        hi = lo if not hi else (max_uid if hi == b"*" else int(hi))
+        lo, hi = min(lo, hi), max(lo, hi)
+        out.append(range(max(lo, 1), min(hi, max_uid) + 1))
+    return out
+
+
+def corpus_message(path):
+    """A real message from the corpus, with CRLF line ends."""
+    if path and os.path.exists(path):
+        with open(path, "rb") as f:
+            data = f.read()
+    else:
+        data = message(0)
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def header_fields(body, fields):
+    hdr = b""
+    for line in body.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.split(b":", 1)[0].upper() in fields:
+            hdr += line + b"\r\n"
+    return hdr + b"\r\n"
+
+
+class Mutator:
+    """Seeded random damage to what the server sends: the same seed
+    breaks the same reply the same way on every connection."""
+
+    KINDS = ("flip", "truncate", "crlf", "nul", "number", "parens",
+             "literal", "dup", "garbage")
+    HUGE = (b"0", b"4294967295", b"4294967296", b"18446744073709551616",
+            b"99999999999999999999999999999999", b"-1")
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+        self.n = 0
+        self.log = []
+        # the first damaged reply: the greeting (0) up to the body FETCH
+        self.target = self.rng.randrange(0, 10)
+
+    def __call__(self, data):
+        """(bytes to send, True when the connection ends after them)"""
+        i = self.n
+        self.n += 1
+        if i != self.target and (i < self.target or
+                                 self.rng.random() > 0.2):
+            return data, False
+        rng = self.rng
+        kind = rng.choice(self.KINDS)
+        self.log.append("reply %d: %s" % (i, kind))
+        pos = rng.randrange(0, len(data) + 1)
+        if kind == "flip":
+            b = bytearray(data)
+            for _ in range(rng.randrange(1, 9)):
+                if b:
+                    b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
+            return bytes(b), False
+        if kind == "truncate":
+            return data[:pos], True
+        if kind == "crlf":
+            return data[:pos] + rng.choice((b"\r\n", b"\r", b"\n",
+                                            b"\r\n\r\n")) + data[pos:], False
+        if kind == "nul":
+            return data[:pos] + b"\0" * rng.choice((1, 1, 7)) + \
+                data[pos:], False
+        if kind == "number":
+            nums = list(re.finditer(rb"\d+", data))
+            if nums:
+                m = rng.choice(nums)
+                return data[:m.start()] + rng.choice(self.HUGE) + \
+                    data[m.end():], False
+            return data[:pos] + rng.choice(self.HUGE) + data[pos:], False
+        if kind == "parens":
+            k = rng.choice((1, 3, 1000, 100000))
+            return data[:pos] + rng.choice((b"(", b")")) * k + \
+                data[pos:], False
+        if kind == "literal":
+            lits = list(re.finditer(rb"\{(\d+)\}\r\n", data))
+            if lits:
+                m = rng.choice(lits)
+                n = int(m.group(1))
+                new = rng.choice((n + 1, max(n - 1, 0), n * 2, 0,
+                                  4294967295, 1 << 40))
+                return data[:m.start(1)] + b"%d" % new + \
+                    data[m.end(1):], False
+            return data[:pos] + b"{%d}\r\n" % rng.choice(
+                (5, 65536, 4294967295)) + data[pos:], False
+        if kind == "dup":
+            lines = data.split(b"\r\n")
+            j = rng.randrange(len(lines))
+            lines.insert(j, lines[j])
+            return b"\r\n".join(lines), False
+        return data[:pos] + bytes(rng.getrandbits(8) for _ in
+                                  range(rng.randrange(1, 65))) + \
+            data[pos:], False
 
 
 class CaseConn:
@@ -475,12 +587,39 @@ class CaseConn:
         self.deflate = None
         self.inflate = None
         self.deadline = time.time() + 60
+        self.mutate = None
+        # the folder's messages: uid -> (body, FLAGS); invented-uids has
+        # only headers to show, no bodies
+        self.max_uid = 1
+        self.msgs = None
+        if case == "invented-uids":
+            self.max_uid = conn.srv.args.invented_uids
+        else:
+            self.msgs = {1: (corpus_message(conn.srv.args.message),
+                             b"\\Seen")}
+        if case == "keyword-flood":
+            self.msgs[1] = (self.msgs[1][0], b"\\Seen " + b" ".join(
+                b"kw%05d" % i for i in range(FLOOD_KEYWORDS)))
+        if case.startswith("mutate-"):
+            self.mutate = Mutator(int(case.split("-", 1)[1]))
+        # the other cases misbehave before any mail is listed
+        self.serves_mail = self.mutate is not None or \
+            case in ("invented-uids", "keyword-flood")
 
     def send(self, data):
+        close = False
+        if self.mutate is not None:
+            n = len(self.mutate.log)
+            data, close = self.mutate(data)
+            for line in self.mutate.log[n:]:
+                self.c.srv.logb(b"mutated " + line.encode())
         if self.deflate is not None:
             data = self.deflate.compress(data) + \
                 self.deflate.flush(zlib.Z_SYNC_FLUSH)
         self.c.sock.sendall(data)
+        if close:
+            self.c.sock.close()
+            raise EOFError("mutated: truncated")
 
     def readline(self):
         while True:
@@ -609,19 +748,80 @@ class CaseConn:
         elif cmd in (b"LIST", b"LSUB"):
             return self.list(tag, cmd)
         elif cmd == b"STATUS":
-            self.send(b'* STATUS "INBOX" (MESSAGES 1 UIDNEXT 2 '
-                      b'UIDVALIDITY 7)\r\n' + ok)
+            self.send(b'* STATUS "INBOX" (MESSAGES %d UIDNEXT %d '
+                      b'UIDVALIDITY 7)\r\n' % (self.max_uid,
+                                                  self.max_uid + 1) + ok)
         elif cmd in (b"EXAMINE", b"SELECT"):
-            self.send(b"* 1 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"
-                      b"* OK [UIDNEXT 2] ok\r\n" + ok)
+            self.send(b"* %d EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"
+                      b"* OK [UIDNEXT %d] ok\r\n" % (self.max_uid,
+                                                      self.max_uid + 1) + ok)
         elif cmd == b"UID FETCH" and case == "drop-on-fetch":
             self.c.sock.close()
             raise EOFError("dropped")
+        elif cmd == b"UID SEARCH" and self.serves_mail:
+            self.search(tag, rest)
+        elif cmd == b"UID FETCH" and self.serves_mail:
+            self.fetch(tag, rest)
         elif cmd == b"LOGOUT":
             self.send(b"* BYE bye\r\n" + ok)
             return False
         else:
             self.send(ok)
+
+    def search(self, tag, rest):
+        m = re.search(rb"UID ([0-9:*,]+)", rest, re.I)
+        uids = [u for r in uid_set(m.group(1) if m else b"1:*",
+                                   self.max_uid) for u in r]
+        for i in range(0, len(uids), 5000):
+            self.send(b"* SEARCH " + b" ".join(b"%d" % u for u in
+                                               uids[i:i + 5000]) + b"\r\n")
+        self.send(tag + b" OK done\r\n")
+
+    def fetch_one(self, uid, items, fields):
+        if self.msgs is None:
+            # invented: a small header, no body
+            body = (b"Message-ID: <inv-%d@hostile.test>\r\n"
+                    b"Subject: invented %d\r\n\r\n" % (uid, uid))
+            flags = b""
+        elif uid in self.msgs:
+            body, flags = self.msgs[uid]
+        else:
+            return b""
+        parts = [b"UID %d" % uid]
+        if b"FLAGS" in items:
+            parts.append(b"FLAGS (" + flags + b")")
+        if b"INTERNALDATE" in items:
+            parts.append(b'INTERNALDATE "02-Jan-2023 10:00:00 +0000"')
+        if b"RFC822.SIZE" in items:
+            parts.append(b"RFC822.SIZE %d" % len(body))
+        if fields is not None:
+            hdr = header_fields(body, fields)
+            parts.append(b"BODY[HEADER.FIELDS (" + b" ".join(fields) +
+                         b")] {%d}\r\n" % len(hdr) + hdr)
+        elif b"BODY.PEEK[]" in items or b"BODY[]" in items:
+            if self.msgs is None:
+                return b""        # the body FETCH: none of them
+            parts.append(b"BODY[] {%d}\r\n" % len(body) + body)
+        return b"* %d FETCH (" % uid + b" ".join(parts) + b")\r\n"
+
+    def fetch(self, tag, rest):
+        spec, _, items = rest.partition(b" ")
+        m = re.search(rb"HEADER\.FIELDS \(([^)]*)\)", items, re.I)
+        fields = m.group(1).upper().split() if m else None
+        items = items.upper()
+        try:
+            ranges = uid_set(spec, self.max_uid)
+        except ValueError:
+            self.send(tag + b" BAD bad set\r\n")
+            return
+        out = []
+        for r in ranges:
+            for uid in r:
+                out.append(self.fetch_one(uid, items, fields))
+                if len(out) >= 2000:
+                    self.send(b"".join(out))
+                    out = []
+        self.send(b"".join(out) + tag + b" OK done\r\n")
 
     def list(self, tag, cmd):
         case = self.case
@@ -758,6 +958,9 @@ def main():
     p.add_argument("--nul-literal", action="store_true")
     p.add_argument("--case", default="")
     p.add_argument("--password", default="")
+    p.add_argument("--invented-uids", type=int, default=INVENTED_UIDS)
+    p.add_argument("--message", default="",
+                   help="the real message the cases serve (a corpus file)")
     p.add_argument("--list-cases", action="store_true")
     args = p.parse_args()
     if args.list_cases:
