@@ -13,7 +13,13 @@
 #include "mail-namespace.h"
 #include "mail-storage-settings.h"
 #include "mail-storage-service.h"
+#include "connection.h"
+#include "stats-client.h"
+#include "master-service-private.h"
 #include "migrate-compat.h"
+
+#include <fcntl.h>
+#include <unistd.h>
 #ifdef MIGRATE_HAVE_SETTINGS_GET
 #  include "settings.h"
 #  include "ssl-settings.h"
@@ -441,3 +447,34 @@ migrate_compat_ostream_deflate(struct ostream *output, int level,
 	return o_stream_create_deflate(output, level);
 }
 #endif
+
+void migrate_compat_stats_client_after_fork(void)
+{
+	struct connection *conn;
+	int fd;
+
+	if (master_service == NULL || master_service->stats_client == NULL)
+		return;
+	/* a stats_client begins with its connection. Its fd becomes
+	   /dev/null here: nothing the parent had buffered is sent twice */
+	conn = (struct connection *)master_service->stats_client;
+	fd = open("/dev/null", O_WRONLY);
+	if (fd == -1 || conn->fd_out == -1 || dup2(fd, conn->fd_out) < 0) {
+		/* can't happen short of fd exhaustion; then the worker's
+		   events may still reach the parent's stream */
+		if (fd != -1)
+			i_close_fd(&fd);
+		return;
+	}
+	i_close_fd(&fd);
+	/* with output still buffered the ostream has an io in the parent's
+	   epoll set (shared after fork): keep the client, writing to
+	   /dev/null */
+	if (conn->output != NULL &&
+	    o_stream_get_buffer_used_size(conn->output) > 0)
+		return;
+	/* removing the connection's io would remove it from the parent's
+	   epoll set too */
+	conn->io = NULL;
+	stats_client_deinit(&master_service->stats_client);
+}

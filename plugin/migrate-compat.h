@@ -135,4 +135,13 @@ struct ostream *
 migrate_compat_ostream_deflate(struct ostream *output, int level,
 			       struct event *event);
 
+/* In a forked worker: let go of the stats-writer connection inherited
+   from the parent without writing to it. Two processes writing one
+   stream make the stats service drop it ("Duplicate event ID") and the
+   run's events are lost. The worker can't open its own: doveadm made
+   the connection as root and runs the user's command as the mail user.
+   Same on 2.3 and 2.4, but it reaches into lib-master's private
+   structs. */
+void migrate_compat_stats_client_after_fork(void);
+
 #endif

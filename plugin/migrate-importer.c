@@ -174,6 +174,9 @@ struct migrate_importer {
 	/* UIDs that failed (FETCH or destination) in this folder's run:
 	   later passes of the same run don't retry them */
 	ARRAY_TYPE(seq_range) failed_uids;
+	/* UIDs counted in run->items_by_class: a later pass meeting the
+	   same message again doesn't count it twice */
+	ARRAY_TYPE(seq_range) counted_uids;
 	struct timeval started;
 };
 
@@ -1069,6 +1072,8 @@ static void migrate_importer_item(struct migrate_importer *imp,
 	if (class == MIGRATE_ITEM_FETCH_FAILED ||
 	    class == MIGRATE_ITEM_DEST_ERROR)
 		seq_range_array_add(&imp->failed_uids, msg->uid);
+	if (!seq_range_array_add(&imp->counted_uids, msg->uid))
+		imp->run->items_by_class[class]++;
 	item->reason = p_strdup(imp->pool, str_sanitize(reason, 500));
 	item->last_seen = ioloop_time;
 	item->resolved = FALSE;
@@ -2505,6 +2510,7 @@ static void migrate_importer_init(struct migrate_importer *imp,
 	p_array_init(&imp->seq_uids, imp->pool, 128);
 	p_array_init(&imp->pending_uids, imp->pool, 128);
 	p_array_init(&imp->failed_uids, imp->pool, 8);
+	p_array_init(&imp->counted_uids, imp->pool, 8);
 	run->cur_folder = folder->dest.vname;
 }
 
@@ -2603,6 +2609,21 @@ static void migrate_importer_dest_moved(struct migrate_importer *imp)
 	imp->have_state = FALSE;
 }
 
+struct event *
+migrate_folder_finished_event(struct event *event,
+			      const struct migrate_folder *folder)
+{
+	return event_create_passthrough(event)->
+		set_name("migrate_folder_finished")->
+		add_str("result", folder->result)->
+		add_int("messages", folder->imported)->
+		add_int("existing", folder->existing)->
+		add_int("failed", folder->failed)->
+		add_int("bytes", folder->bytes)->
+		add_int("duration_msecs", folder->duration_msecs)->
+		event();
+}
+
 int migrate_importer_folder(struct migrate_run *run,
 			    struct migrate_folder *folder)
 {
@@ -2668,16 +2689,11 @@ int migrate_importer_folder(struct migrate_run *run,
 	}
 	imp.fs.status = folder->result;
 	imp.fs.last_error = folder->error;
-	e_info(event_create_passthrough(imp.event)->
-	       set_name("migrate_folder_finished")->
-	       add_str("result", folder->result)->
-	       add_int("messages", folder->imported)->
-	       add_int("existing", folder->existing)->
-	       add_int("failed", folder->failed)->
-	       add_int("bytes", folder->bytes)->
-	       add_int("duration_msecs", timeval_diff_msecs(&ioloop_timeval,
-							     &imp.started))->
-	       event(), "%s: %u imported, %u already there, %u failed, "
+	folder->duration_msecs = timeval_diff_msecs(&ioloop_timeval,
+						    &imp.started);
+	folder->finished_event = TRUE;
+	e_info(migrate_folder_finished_event(imp.event, folder),
+	       "%s: %u imported, %u already there, %u failed, "
 	       "%"PRIu64" bytes", folder->result, folder->imported,
 	       folder->existing, folder->failed, folder->bytes);
 	imp.fs.finished = ioloop_time;

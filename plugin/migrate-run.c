@@ -57,6 +57,35 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	i_unreached();
 }
 
+const char *migrate_error_name(enum migrate_error error)
+{
+	switch (error) {
+	case MIGRATE_ERROR_NONE:
+		return "none";
+	case MIGRATE_ERROR_TEMP:
+		return "temp";
+	case MIGRATE_ERROR_AUTH:
+		return "auth";
+	case MIGRATE_ERROR_CONFIG:
+		return "config";
+	case MIGRATE_ERROR_PROTOCOL:
+		return "protocol";
+	case MIGRATE_ERROR_DESTINATION:
+		return "destination";
+	case MIGRATE_ERROR_QUOTA:
+		return "quota";
+	case MIGRATE_ERROR_LOCKED:
+		return "locked";
+	case MIGRATE_ERROR_ITEMS:
+		return "items";
+	case MIGRATE_ERROR_NOTFOUND:
+		return "notfound";
+	case MIGRATE_ERROR_CANTCREAT:
+		return "cantcreat";
+	}
+	i_unreached();
+}
+
 /* the first reconnect of an incident waits 250..500 ms, then 1, 2, 4 s... */
 #define MIGRATE_RECONNECT_FIRST_MSECS 500
 
@@ -279,6 +308,7 @@ migrate_run_init(struct mail_user *user, const struct migrate_run_options *opts)
 	hash_table_create(&run->seen_identities, run->seen_pool, 128,
 			  str_hash, strcmp);
 	run->started = ioloop_time;
+	run->started_tv = ioloop_timeval;
 	return run;
 }
 
@@ -1265,6 +1295,8 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 	rs.bytes = run->bytes;
 	rs.throttle_waits = run->throttle_waits;
 	rs.reconnects = run->reconnects;
+	if (strcmp(status, "running") != 0 && strcmp(status, "waiting") != 0)
+		run->result = status;
 	if (migrate_state_run_set(run->state, &rs, &error) < 0)
 		e_error(run->event, "%s", error);
 }
@@ -1321,7 +1353,7 @@ static int migrate_run_take_slot(struct migrate_run *run)
 	return 0;
 }
 
-int migrate_run_execute(struct migrate_run *run)
+static int migrate_run_execute_mode(struct migrate_run *run)
 {
 	struct migrate_settings *set;
 	struct migrate_folder *folder;
@@ -1416,4 +1448,53 @@ failed:
 	if (run->state != NULL && run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
 		migrate_run_save_run_state(run, "failed");
 	return -1;
+}
+
+/* One event per "migrate run", whatever its end: what a metric { } block
+   counts per user, result and cause. Its duration (from the run event's
+   creation) is the run's. */
+static void migrate_run_finished(struct migrate_run *run)
+{
+	struct event_passthrough *e;
+	unsigned int i;
+
+	e = event_create_passthrough(run->event)->
+		set_name("migrate_run_finished")->
+		add_str("result", run->result != NULL ? run->result : "failed")->
+		add_str("cause", migrate_error_name(run->error_code))->
+		add_int("exit_code",
+			migrate_error_to_exit_code(run->error_code))->
+		add_int("folders", array_count(&run->folders))->
+		add_int("messages", run->imported)->
+		add_int("existing", run->existing)->
+		add_int("failed", run->failed)->
+		add_int("deferred", run->deferred)->
+		add_int("bytes", run->bytes)->
+		add_int("duration_msecs", timeval_diff_msecs(&ioloop_timeval,
+							     &run->started_tv))->
+		add_int("item_errors", run->item_errors)->
+		add_int("reconnects", run->reconnects)->
+		add_int("throttle_waits", run->throttle_waits);
+	if (run->error != NULL)
+		e->add_str("error", run->error);
+	for (i = 0; i < MIGRATE_ITEM_CLASS_COUNT; i++) T_BEGIN {
+		e->add_int(t_strconcat("items_", t_str_replace(
+			migrate_item_class_name(i), '-', '_'), NULL),
+			run->items_by_class[i]);
+	} T_END;
+	e_info(e->event(), "Run %s: %u imported, %u already there, %u failed, "
+	       "%"PRIu64" bytes (exit %d)",
+	       run->result != NULL ? run->result : "failed", run->imported,
+	       run->existing, run->failed, run->bytes,
+	       migrate_error_to_exit_code(run->error_code));
+}
+
+int migrate_run_execute(struct migrate_run *run)
+{
+	int ret;
+
+	ret = migrate_run_execute_mode(run);
+	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
+		migrate_run_finished(run);
+	return ret;
 }

@@ -75,7 +75,10 @@ struct migrate_folder {
 	   with nothing in the item log to explain them */
 	ARRAY(struct migrate_verify_missing) missing;
 	uint64_t bytes;
+	uint64_t duration_msecs;
 	const char *uids_preserved;
+	/* migrate_folder_finished was sent for this folder */
+	bool finished_event;
 };
 ARRAY_DEFINE_TYPE(migrate_folder, struct migrate_folder *);
 
@@ -114,6 +117,11 @@ struct migrate_run {
 	enum migrate_error error_code;
 	const char *error;
 	unsigned int item_errors, reconnects, throttle_waits;
+	/* messages this run put in the item log, by class (a UID counts
+	   once per folder pass) */
+	unsigned int items_by_class[MIGRATE_ITEM_CLASS_COUNT];
+	/* the run state's final status (completed...), NULL until saved */
+	const char *result;
 	/* Reconnect budget per incident: reconnects in a row without
 	   progress (mail committed, a folder done) since the last one;
 	   progress is counted up, and compared with its value at the last
@@ -128,6 +136,7 @@ struct migrate_run {
 	unsigned int pipeline_depth, throttle_streak;
 	time_t last_throttle;
 	time_t started;
+	struct timeval started_tv;
 
 	/* totals */
 	uint32_t imported, existing, failed, deferred;
@@ -187,6 +196,12 @@ void migrate_run_lock_keep(struct migrate_run *run);
 int migrate_importer_folder(struct migrate_run *run,
 			    struct migrate_folder *folder);
 
+/* The migrate_folder_finished event (a passthrough child of event) with
+   the folder's result and counters */
+struct event *
+migrate_folder_finished_event(struct event *event,
+			      const struct migrate_folder *folder);
+
 /* Per folder, for migrate verify */
 int migrate_importer_verify(struct migrate_run *run,
 			    struct migrate_folder *folder);
@@ -203,5 +218,7 @@ bool migrate_run_gmail_label_imported(struct migrate_run *run,
 
 /* Exit code for doveadm (sysexits) */
 int migrate_error_to_exit_code(enum migrate_error error);
+/* Short name of the error class ("temp", "auth"...; "none") */
+const char *migrate_error_name(enum migrate_error error);
 
 #endif

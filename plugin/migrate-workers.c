@@ -13,6 +13,7 @@
 #include "migrate-source-conn.h"
 #include "migrate-conn-slots.h"
 #include "migrate-run.h"
+#include "migrate-compat.h"
 #include "migrate-workers.h"
 
 #include <stdio.h>
@@ -31,7 +32,8 @@
 /* The counters of struct migrate_folder a worker hands back */
 #define MIGRATE_JOB_COUNTERS(X) \
 	X(src_messages) X(dst_messages) X(imported) X(existing) X(failed) \
-	X(deferred) X(flags_updated) X(expunged) X(bytes)
+	X(deferred) X(flags_updated) X(expunged) X(bytes) X(duration_msecs) \
+	X(finished_event)
 
 /* Everything below lives in one shared anonymous mapping created before
    the fork: the parent and every worker see the same bytes. Strings are
@@ -45,7 +47,8 @@ struct migrate_worker_job {
 	uint32_t src_messages, dst_messages;
 	uint32_t imported, existing, failed, deferred, flags_updated;
 	uint32_t expunged;
-	uint64_t bytes;
+	uint64_t bytes, duration_msecs;
+	bool finished_event;
 };
 
 struct migrate_worker_slot {
@@ -56,6 +59,7 @@ struct migrate_worker_slot {
 	enum migrate_error error_code;
 	char error[MIGRATE_WORKER_ERROR_MAX];
 	unsigned int item_errors, reconnects, throttle_waits;
+	unsigned int items_by_class[MIGRATE_ITEM_CLASS_COUNT];
 	/* progress */
 	uint32_t saved;
 	uint64_t bytes;
@@ -345,6 +349,7 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	migrate_worker_signals_reset();
 	/* the parent's ioloop (and its epoll set) stays the parent's */
 	(void)io_loop_create();
+	migrate_compat_stats_client_after_fork();
 
 	/* the parent's connection, slot, state and user are left untouched:
 	   this process only forgets them */
@@ -357,6 +362,7 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	run->error_code = MIGRATE_ERROR_NONE;
 	run->error = NULL;
 	run->item_errors = run->reconnects = run->throttle_waits = 0;
+	memset(run->items_by_class, 0, sizeof(run->items_by_class));
 	run->throttle_wait_secs = 0;
 	run->pace_start.tv_sec = 0;
 	run->bytes_done = 0;
@@ -394,6 +400,8 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	slot->item_errors = run->item_errors;
 	slot->reconnects = run->reconnects;
 	slot->throttle_waits = run->throttle_waits;
+	memcpy(slot->items_by_class, run->items_by_class,
+	       sizeof(slot->items_by_class));
 	migrate_source_conn_destroy(&run->conn);
 	migrate_conn_slot_release(&run->conn_slot);
 	migrate_state_close(&run->state);
@@ -632,6 +640,22 @@ static void migrate_workers_wait(struct migrate_run *run, int fd)
 	}
 }
 
+/* The worker logged the folder's migrate_folder_finished, but a worker
+   has no stats connection (migrate_compat_stats_client_after_fork()):
+   sent again from here at debug level, which the stats service counts
+   and the log shows only with debug on. Its own duration is ~0: the
+   folder's is in duration_msecs. */
+static void migrate_workers_folder_event(struct migrate_run *run,
+					 const struct migrate_folder *folder)
+{
+	struct event *event = event_create(run->event);
+
+	event_add_str(event, "folder", folder->dest.vname);
+	e_debug(migrate_folder_finished_event(event, folder),
+		"%s: %s (in a worker)", folder->dest.vname, folder->result);
+	event_unref(&event);
+}
+
 static void migrate_workers_merge(struct migrate_run *run,
 				  struct migrate_folder *const *folders)
 {
@@ -639,7 +663,7 @@ static void migrate_workers_merge(struct migrate_run *run,
 	struct migrate_worker_slot *slot;
 	struct migrate_worker_job *job;
 	struct migrate_folder *folder;
-	unsigned int i;
+	unsigned int i, j;
 
 	for (i = 0; i < w->job_count; i++) {
 		job = &w->jobs[i];
@@ -654,12 +678,16 @@ static void migrate_workers_merge(struct migrate_run *run,
 #define MIGRATE_COPY_COUNTER(name) folder->name = job->name;
 		MIGRATE_JOB_COUNTERS(MIGRATE_COPY_COUNTER)
 #undef MIGRATE_COPY_COUNTER
+		if (folder->finished_event)
+			migrate_workers_folder_event(run, folder);
 	}
 	for (i = 0; i < w->worker_count; i++) {
 		slot = &w->slots[i];
 		run->item_errors += slot->item_errors;
 		run->reconnects += slot->reconnects;
 		run->throttle_waits += slot->throttle_waits;
+		for (j = 0; j < MIGRATE_ITEM_CLASS_COUNT; j++)
+			run->items_by_class[j] += slot->items_by_class[j];
 		if (slot->no_start) {
 			e_warning(run->event, "Worker %u didn't start: %s; "
 				  "its folders are imported by the others",
