@@ -78,7 +78,7 @@ text = urllib.request.urlopen(url, timeout=10).read().decode()
 sys.stderr.write("".join(l + "\n" for l in text.splitlines() if "migrate" in l))
 out = {}
 for line in text.splitlines():
-    m = re.match(r'^(dovecot_migrate_run_finished\w*)(\{[^}]*\})? (\S+)$', line)
+    m = re.match(r'^(dovecot_migrate_\w+)(\{[^}]*\})? (\S+)$', line)
     if m:
         out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
 json.dump(out, sys.stdout, indent=1, sort_keys=True)
