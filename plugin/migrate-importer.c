@@ -81,6 +81,9 @@ struct migrate_msg {
 	bool verify_size;
 };
 
+/* a batch is committed after this many seconds, however small */
+#define MIGRATE_BATCH_MAX_SECS 5
+
 /* keywords kept per message (Dovecot's own IMAP server has no limit, but
    no real client sets more than a handful) */
 #define MIGRATE_MAX_KEYWORDS_PER_MSG 256
@@ -154,6 +157,8 @@ struct migrate_importer {
 	unsigned int items_indexed;
 	/* a message's keywords were cut at MIGRATE_MAX_KEYWORDS_PER_MSG */
 	bool keywords_capped;
+	/* when the open transaction saved its first message */
+	time_t trans_started;
 
 	/* UIDs saved in the open transaction, in order */
 	ARRAY_TYPE(uint32_t) pending_uids;
@@ -1394,6 +1399,7 @@ migrate_importer_make_durable(struct migrate_importer *imp,
 
 static int migrate_importer_commit(struct migrate_importer *imp)
 {
+	struct migrate_folder_state fs;
 	struct mail_transaction_commit_changes changes;
 	struct migrate_run *run = imp->run;
 	struct mailbox_status status;
@@ -1490,8 +1496,16 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	imp->fs.dst_uidnext = status.uidnext;
 	migrate_importer_advance(imp);
 	imp->have_state = TRUE;
+	/* what status shows of a running pass: its counts so far (the
+	   folder's own totals are added up when the pass ends) */
+	fs = imp->fs;
+	fs.imported = imp->folder->imported;
+	fs.existing = imp->folder->existing;
+	fs.failed = imp->folder->failed;
+	fs.total_imported += imp->folder->imported;
+	fs.bytes += imp->folder->bytes;
 	if (migrate_state_folder_set(run->state, imp->folder->src_name,
-				     &imp->fs, &errstr) < 0) {
+				     &fs, &errstr) < 0) {
 		run->error_code = MIGRATE_ERROR_TEMP;
 		run->error = p_strdup(run->pool, errstr);
 		return -1;
@@ -1684,7 +1698,8 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	}
 	imp->trans_save_failed = FALSE;
 	array_push_back(&imp->pending_uids, &msg->uid);
-	imp->trans_msgs++;
+	if (imp->trans_msgs++ == 0)
+		imp->trans_started = ioloop_time;
 	imp->trans_bytes += body_size;
 	imp->trans_last_uid = msg->uid;
 	msg->action = MIGRATE_MSG_DONE;
@@ -1710,7 +1725,11 @@ static bool migrate_importer_batch_full(struct migrate_importer *imp)
 {
 	return imp->trans_msgs >= imp->run->set->batch_messages ||
 		(imp->quota_single && imp->trans_msgs > 0) ||
-		imp->trans_bytes >= imp->run->set->batch_bytes;
+		imp->trans_bytes >= imp->run->set->batch_bytes ||
+		/* a slow source: what was saved is committed (and shown by
+		   status, kept by an interrupted run) every few seconds */
+		(imp->trans_msgs > 0 &&
+		 ioloop_time - imp->trans_started >= MIGRATE_BATCH_MAX_SECS);
 }
 
 struct migrate_fetch_cmd {

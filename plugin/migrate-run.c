@@ -984,14 +984,30 @@ static int migrate_run_reconnect_for_leftovers(struct migrate_run *run)
 	return 0;
 }
 
+
+/* The folders status lists: written before the pass too, so that status
+   from another process shows a running first pass's folders */
+static void migrate_run_save_folder_list(struct migrate_run *run)
+{
+	ARRAY_TYPE(const_string) names;
+	struct migrate_folder *folder;
+	const char *error;
+
+	t_array_init(&names, array_count(&run->folders));
+	array_foreach_elem(&run->folders, folder) {
+		if (!folder->dest.skip)
+			array_push_back(&names, &folder->src_name);
+	}
+	if (migrate_state_folders_set(run->state, &names, &error) < 0)
+		e_error(run->event, "%s", error);
+}
+
 static int migrate_run_import(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
 	ARRAY_TYPE(migrate_folder) jobs;
-	ARRAY_TYPE(const_string) names;
 	struct migrate_folder *const *job_folders;
 	struct timeout *to;
-	const char *error;
 	unsigned int job_count;
 	bool used_workers;
 	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
@@ -999,6 +1015,7 @@ static int migrate_run_import(struct migrate_run *run)
 	int ret = 0;
 
 	array_sort(&run->folders, migrate_folder_order);
+	migrate_run_save_folder_list(run);
 	run->progress_tty = isatty(STDERR_FILENO) != 0;
 	to = timeout_add(run->progress_tty ? MIGRATE_PROGRESS_INTERVAL_MSECS :
 			 MIGRATE_PROGRESS_LOG_INTERVAL_MSECS,
@@ -1059,13 +1076,7 @@ static int migrate_run_import(struct migrate_run *run)
 	if (run->progress_tty && (run->cur_total > 0 || used_workers))
 		fprintf(stderr, "\r\033[K");
 
-	t_array_init(&names, array_count(&run->folders));
-	array_foreach_elem(&run->folders, folder) {
-		if (!folder->dest.skip)
-			array_push_back(&names, &folder->src_name);
-	}
-	if (migrate_state_folders_set(run->state, &names, &error) < 0)
-		e_error(run->event, "%s", error);
+	migrate_run_save_folder_list(run);
 	return ret;
 }
 

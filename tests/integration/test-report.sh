@@ -113,6 +113,20 @@ check "expunge Batch UID 55 on the source during the run" \
 still_running=0
 kill -0 "$slow_pid" 2>/dev/null && still_running=1
 assert_eq "the slow run was still running after the expunge" 1 "$still_running"
+# a batch closes after a few seconds however small it is: status shows
+# committed mail of a running pass (batches are 500 messages here)
+seen_committed=0
+for _ in $(seq 1 100); do
+	kill -0 "$slow_pid" 2>/dev/null || break
+	if dst_doveadm -f json migrate status -u alice >"$T/st-mid.json" 2>/dev/null &&
+		[ "$(pyjson 'print([r["imported"] for r in rows if r["folder"] == "Batch"][0])' "$T/st-mid.json" 2>/dev/null || echo 0)" -gt 0 ] &&
+		kill -0 "$slow_pid" 2>/dev/null; then
+		seen_committed=1
+		break
+	fi
+	sleep 0.2
+done
+assert_eq "status shows Batch's committed messages while the run is still going" 1 "$seen_committed"
 wait "$slow_pid"
 slow_rc=$?
 # a message that vanished during the pass: completed-with-errors (exit 2)
