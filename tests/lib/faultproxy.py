@@ -70,8 +70,10 @@ and keeps --log (JSON, rewritten atomically) up to date: connections, bytes,
 cuts with their context, injected faults, per-window request counts and
 (with --record-map) the byte map of connection 1 for a later --plan.
 
-STARTTLS switches a connection to raw pass-through. Only loopback.
-Stdlib only.
+STARTTLS switches a connection to raw pass-through. COMPRESS=DEFLATE is
+taken out of the capabilities the server announces (Dovecot 2.4's imap
+offers it without any plugin): the proxy frames and counts the IMAP stream,
+which it could not do inside a compressed one. Only loopback. Stdlib only.
 """
 
 import argparse
@@ -85,6 +87,9 @@ import sys
 import time
 
 LITERAL_RE = re.compile(rb"~?\{(\d+)(\+?)\}\r\n$")
+# a CAPABILITY response, or a response with a [CAPABILITY ...] code
+CAPABILITY_RE = re.compile(rb"^(\* CAPABILITY |\S+ (OK|PREAUTH) \[CAPABILITY )", re.I)
+COMPRESS_CAP_RE = re.compile(rb" COMPRESS=[^ \]\r\n]*", re.I)
 MAX_LINE = 8 * 1024 * 1024
 
 
@@ -538,6 +543,8 @@ class Conn:
                 self.out.put_nowait(("rawmode", None))
 
     def filter_response(self, segs):
+        if CAPABILITY_RE.match(segs[0][1]):
+            segs = [(segs[0][0], COMPRESS_CAP_RE.sub(b"", segs[0][1]))] + segs[1:]
         line = first_line(segs)
         if self.p.size_skew and line.startswith("* "):
             # only in line segments: a literal is message data
