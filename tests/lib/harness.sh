@@ -553,6 +553,7 @@ SRC_CA=
 # src_start [--courier] [--gmail-like] [--compress] [--name NAME] [--conf-extra FILE]
 # --name starts an additional source in $T/src-NAME (the default one is
 # $T/src); it becomes the current source. src_use switches between them.
+# --compress: offer COMPRESS=DEFLATE (a 2.4 source always offers it).
 src_start() {
 	local courier=0 gmail=0 compress=0 sep=/ prefix="" extra=""
 	SRC_DIR="$T/src"
@@ -636,13 +637,10 @@ EOF
 			done
 		fi
 		echo "}"
-		# COMPRESS=DEFLATE (RFC 4978)
-		if [ $compress = 1 ]; then
-			if dv24; then
-				conf_mail_plugins --protocol imap imap_compress
-			else
-				conf_mail_plugins --protocol imap zlib imap_zlib
-			fi
+		# COMPRESS=DEFLATE (RFC 4978): a plugin on 2.3; 2.4's imap offers it
+		# always (it has no imap_compress plugin)
+		if [ $compress = 1 ] && ! dv24; then
+			conf_mail_plugins --protocol imap zlib imap_zlib
 		fi
 		[ -n "$extra" ] && cat "$extra"
 	} >"$SRC_DIR/dovecot.conf"
