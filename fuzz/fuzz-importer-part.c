@@ -25,6 +25,15 @@ struct fuzz_importer *fuzz_importer_create(struct migrate_run *run, pool_t pool)
 	return fimp;
 }
 
+void fuzz_importer_destroy(struct fuzz_importer *fimp)
+{
+	struct migrate_importer *imp = &fimp->imp;
+
+	hash_table_destroy(&imp->msgs_by_uid);
+	if (hash_table_is_created(imp->items_by_uid))
+		hash_table_destroy(&imp->items_by_uid);
+}
+
 void fuzz_importer_reply(struct fuzz_importer *fimp,
 			 const struct migrate_reply *reply)
 {

@@ -217,6 +217,11 @@ static void fuzz_session(enum fuzz_mode mode, const uint8_t *data, size_t size)
 	fuzz_map_folders(&run, FALSE);
 	fuzz_map_folders(&run, TRUE);
 	migrate_source_conn_destroy(&conn);
+	/* hash tables reference the pool: each one left would keep the
+	   session's pool alive, and a long run ran out of memory */
+	fuzz_importer_destroy(imp);
+	if (hash_table_is_created(run.folders_by_name))
+		hash_table_destroy(&run.folders_by_name);
 	if (hash_table_is_created(run.gmail_labels))
 		hash_table_destroy(&run.gmail_labels);
 	pool_unref(&pool);

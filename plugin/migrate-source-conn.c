@@ -819,10 +819,13 @@ migrate_conn_is_body_literal(const struct imap_arg *args,
 			     const struct imap_arg **list_r)
 {
 	const struct imap_arg *list;
-	const char *name;
+	const char *name, *seq;
+	uint32_t num;
 	unsigned int i;
 
-	if (args[0].type != IMAP_ARG_ATOM ||
+	/* "* <seq> FETCH (...)" only: "* OK FETCH (BODY[] {5}" is text */
+	if (!imap_arg_get_atom(&args[0], &seq) ||
+	    str_to_uint32(seq, &num) < 0 ||
 	    !imap_arg_atom_equals(&args[1], "FETCH") ||
 	    !imap_arg_get_list(&args[2], &list))
 		return FALSE;
@@ -1768,6 +1771,20 @@ static int migrate_conn_greeting(struct migrate_source_conn *conn,
 			*error_r = t_strdup_printf("No IMAP greeting from %s: "
 				"%s", conn->name, *error_r);
 		}
+		return -1;
+	}
+	if (reply.body != NULL) {
+		/* "* 1 FETCH (BODY[] {n}" as a greeting: refused, its body
+		   skipped (the next read must not find it) */
+		const struct imap_arg *tail;
+		enum migrate_error code;
+		const char *error;
+
+		*error_code_r = MIGRATE_ERROR_PROTOCOL;
+		*error_r = t_strdup_printf("No IMAP greeting from %s: it "
+					   "sent a FETCH reply", conn->name);
+		(void)migrate_source_conn_finish_body(conn, &tail, &code,
+						      &error);
 		return -1;
 	}
 	*preauth_r = strcasecmp(reply.name, "PREAUTH") == 0;
