@@ -79,11 +79,28 @@ int migrate_compat_settings_check(struct mail_user *user,
 }
 
 const char *const *
-migrate_compat_plugin_envs(struct mail_user *user ATTR_UNUSED,
-			   unsigned int *count_r)
+migrate_compat_plugin_envs(struct mail_user *user, unsigned int *count_r)
 {
+	ARRAY_TYPE(const_string) envs;
+	const char *const *field, *name, *value, *p;
+
+	/* 2.4's config process rejects unknown names in the config; a
+	   userdb field that names no setting is dropped silently, so the
+	   migrate_* ones are handed to the name check (name, value pairs) */
 	*count_r = 0;
-	return NULL;
+	if (user->userdb_fields == NULL)
+		return NULL;
+	t_array_init(&envs, 8);
+	for (field = user->userdb_fields; *field != NULL; field++) {
+		if (!str_begins_with(*field, "migrate_"))
+			continue;
+		p = strchr(*field, '=');
+		name = p == NULL ? *field : t_strdup_until(*field, p);
+		value = p == NULL ? "" : p + 1;
+		array_push_back(&envs, &name);
+		array_push_back(&envs, &value);
+	}
+	return array_get(&envs, count_r);
 }
 
 int migrate_compat_parse_interval(const char *str, unsigned int *secs_r,

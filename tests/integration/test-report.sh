@@ -137,6 +137,19 @@ dst_doveadm -f json migrate status -u alice >"$T/st-after.json" 2>"$T/st.err"
 assert_eq "status after the slow run is no longer running" completed-with-errors \
 	"$(pyjson 'print([r["state"] for r in rows if r["folder"] == "*"][0])' "$T/st-after.json" 2>&1)"
 
+# ------------------------------------------------------------ a misspelled userdb setting
+# (issue 15 item 3, on 2.3 and 2.4 alike: 2.4 drops a userdb field that
+# names no setting silently, the plugin names it)
+dst_add_user typo userdb_migrate_source_user=alice userdb_migrate_source_hots=192.0.2.1
+assert_exit NAME="a misspelled userdb field: run exits 78" 78 \
+	dst_doveadm migrate run -u typo
+one_error "a misspelled userdb field: one error naming it and the nearest name" \
+	'Unknown setting migrate_source_hots \(did you mean migrate_source_host\?\)'
+assert_exit NAME="a misspelled userdb field: status exits 0" 0 \
+	dst_doveadm migrate status -u typo
+assert_match "a misspelled userdb field: status warns" \
+	'Warning: .*Unknown setting migrate_source_hots' "$(cat "$LAST_ERR")"
+
 # ------------------------------------------------------------ filtered run
 assert_exit NAME="run with max_size/max_message_size exits 2 (too-big items)" 2 \
 	dst_doveadm -o plugin/migrate_max_size=100k -o plugin/migrate_max_message_size=50k \
