@@ -2,11 +2,17 @@
 # The top Makefile's targets call this with the configured Dovecot flags:
 #   make fuzz [FUZZ_SECONDS=60]   replay corpus/ and regressions/, then
 #                                 fuzz for FUZZ_SECONDS (0: replay only)
+#   make fuzz FUZZ_SEED=1 FUZZ_RUNS=150000
+#                                 a fixed seed and number of inputs: the
+#                                 same inputs every time (what CI runs;
+#                                 FUZZ_SECONDS still bounds it)
 #   make fuzz-replay              replay only
 # New inputs go to build/corpus (not the tree); a crash stops the run
 # and is left as build/crash-* (keep it: copy it to regressions/).
 CC = clang
 FUZZ_SECONDS = 60
+FUZZ_SEED = 0
+FUZZ_RUNS = -1
 # a run that covers less stops early for every input (it once saw 67
 # edges: every greeting timed out at once); 10 s reach about 800
 FUZZ_MIN_COV = 400
@@ -64,6 +70,7 @@ run: replay
 	@rm -f $(B)/crash-* $(B)/oom-* $(B)/timeout-* $(B)/leak-*
 	@if [ "$(FUZZ_SECONDS)" -gt 0 ]; then \
 		$(RUN) $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) \
+			-seed=$(FUZZ_SEED) -runs=$(FUZZ_RUNS) \
 			-print_final_stats=1 -dict=imap.dict \
 			-artifact_prefix=$(B)/ $(B)/corpus corpus regressions \
 			>$(B)/fuzz.log 2>&1; rc=$$?; \
@@ -71,7 +78,7 @@ run: replay
 		cov=$$(sed -n 's/.*DONE *cov: \([0-9]*\).*/\1/p' $(B)/fuzz.log | tail -n 1); \
 		if [ $$rc = 0 ] && [ "$${cov:-0}" -lt $(FUZZ_MIN_COV) ]; then \
 			echo "FAIL: fuzz: only $${cov:-0} edges covered (under $(FUZZ_MIN_COV)): the target stops early for every input"; exit 1; fi; \
-		if [ $$rc = 0 ]; then echo "PASS: fuzz for $(FUZZ_SECONDS)s ($$cov edges)"; else \
+		if [ $$rc = 0 ]; then echo "PASS: fuzz, seed $(FUZZ_SEED), runs $(FUZZ_RUNS), at most $(FUZZ_SECONDS)s ($$cov edges)"; else \
 			grep -E -A30 'ERROR|==ERROR|runtime error|Test unit written' $(B)/fuzz.log | head -n 60; \
 			echo "FAIL: fuzz: crash (input left in $(B)/crash-* or $(B)/timeout-*/oom-*)"; exit 1; fi; \
 	fi

@@ -12,14 +12,20 @@
 #
 # Environment:
 #   SAN_TESTS="faults tls-auth hostile"  run-all.sh patterns to run
-#   FUZZ_SECONDS=120   how long the fuzzer runs (0: only the regressions)
+#   FUZZ_SECONDS=300   the fuzzer's time bound (0: only the regressions)
+#   FUZZ_SEED=1 FUZZ_RUNS=150000
+#                      a fixed seed and count: CI runs the same inputs every
+#                      time (a crash there is reproducible, not luck); 0 and
+#                      -1 fuzz with a random seed until the time bound
 #   SAN_KEEP=1         keep the copy, its logs and reports (path printed)
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/tests/lib/common.sh"
 SAN_TESTS=${SAN_TESTS:-faults tls-auth hostile}
-FUZZ_SECONDS=${FUZZ_SECONDS:-120}
+FUZZ_SECONDS=${FUZZ_SECONDS:-300}
+FUZZ_SEED=${FUZZ_SEED:-1}
+FUZZ_RUNS=${FUZZ_RUNS:-150000}
 START=$SECONDS
 passed=0
 failed=0
@@ -162,8 +168,9 @@ done
 
 # ------------------------------------------------------------ fuzzing
 if [ -f "$SAN/tree/fuzz/fuzz.mk" ]; then
-	section "fuzzing (${FUZZ_SECONDS}s)"
-	if make -C "$SAN/tree" fuzz FUZZ_SECONDS="$FUZZ_SECONDS" >"$SAN/fuzz.log" 2>&1; then
+	section "fuzzing (seed $FUZZ_SEED, $FUZZ_RUNS inputs, at most ${FUZZ_SECONDS}s)"
+	if make -C "$SAN/tree" fuzz FUZZ_SECONDS="$FUZZ_SECONDS" FUZZ_SEED="$FUZZ_SEED" \
+		FUZZ_RUNS="$FUZZ_RUNS" >"$SAN/fuzz.log" 2>&1; then
 		grep -E '^(PASS|FAIL|#)' "$SAN/fuzz.log"
 		result PASS "fuzz"
 	else
