@@ -24,8 +24,8 @@
 #   tests/ci.sh                every leg
 #   tests/ci.sh LEG...         only these legs (native sanitizers trixie packages)
 #
-# LEG_TIMEOUT=N bounds each leg (default 1800 s; the legs take about 20,
-# 15, 12 and 8 minutes on 2 cores).
+# LEG_TIMEOUT=N bounds each leg (default 1800 s; measured on 2 cores:
+# native 21, trixie 14, sanitizers 8, packages 8 minutes).
 set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
