@@ -28,14 +28,6 @@ DOVEADM_TIMEOUT=${DOVEADM_TIMEOUT:-90} IMAPTOOL_TIMEOUT=${IMAPTOOL_TIMEOUT:-60}
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 DEST_IMAPD="$HARNESS_LIB/dest-imapd.py"
 FORMATS=${FORMATS:-"sdbox mdbox maildir maildirpp mbox"}
-# Known defect on Dovecot 2.4 (open): a Maildir++ destination gets one
-# long-named folder's message twice after a re-run (2.4 counts the
-# Maildir++ name limit differently); left out there until it is fixed.
-if dv24 && [ "$FORMATS" = "sdbox mdbox maildir maildirpp mbox" ]; then
-	FORMATS="sdbox mdbox maildir mbox"
-	info "Dovecot 2.4: maildirpp left out (known duplicate with long names, open)"
-fi
-
 # SECTIONS=135 runs sections 1, 3 and 5 only
 SECTIONS=${SECTIONS:-1234567}
 want() { case "$SECTIONS" in *$1*) return 0 ;; esac; return 1; }
@@ -74,10 +66,41 @@ scenario() {
 	[ -n "$SCEN_PORT" ] || die "$name: dest-imapd did not start: $(tail -n 3 "$SCEN_DIR/server.out")"
 }
 
+# fmt_userdb FORMAT: the userdb fields that give a user that destination
+# format (2.3: mail; 2.4 has no mail_location: mail_driver, mail_path, ...)
+fmt_userdb() {
+	if ! dv24; then
+		echo "userdb_mail=$(fmt_location "$1")"
+		return
+	fi
+	case "$1" in
+	sdbox) echo "userdb_mail_driver=sdbox userdb_mail_path=~/mail" ;;
+	mdbox) echo "userdb_mail_driver=mdbox userdb_mail_path=~/mdbox" ;;
+	maildir) echo "userdb_mail_driver=maildir userdb_mail_path=~/Maildir userdb_mailbox_list_layout=fs" ;;
+	maildirpp) echo "userdb_mail_driver=maildir userdb_mail_path=~/Maildir userdb_mailbox_list_layout=maildir++" ;;
+	mbox) echo "userdb_mail_driver=mbox userdb_mail_path=~/mail userdb_mail_inbox_path=~/mail/inbox" ;;
+	esac
+}
+
 # new_user NAME FMT: a destination user whose mail is in format FMT
 new_user() {
-	dst_add_user "$1" "userdb_mail=$(fmt_location "$2")"
+	# shellcheck disable=SC2046 # one word per field
+	dst_add_user "$1" $(fmt_userdb "$2")
 	dst_set_source_password "$1" anything
+}
+
+# fmt_on_disk USER FORMAT: the user's mail is stored in FORMAT (a format
+# setting the userdb drops would leave the default format in ~/mail)
+fmt_on_disk() {
+	local h
+	h=$(dst_home "$1")
+	case "$2" in
+	sdbox) [ -d "$h/mail/mailboxes/INBOX/dbox-Mails" ] ;;
+	mdbox) [ -d "$h/mdbox/storage" ] ;;
+	maildir) [ -d "$h/Maildir/cur" ] && [ -d "$h/Maildir/Top/cur" ] ;;
+	maildirpp) [ -d "$h/Maildir/cur" ] && [ -d "$h/Maildir/.Top/cur" ] ;;
+	mbox) [ -f "$h/mail/inbox" ] && [ -f "$h/mail/Top" ] ;;
+	esac
 }
 
 # drun USER [run options...]: migrate run against the scenario's server,
@@ -128,6 +151,8 @@ for fmt in $FORMATS; do
 	new_user "$u" "$fmt"
 	drun "$u"
 	run_ok "uids $fmt: a run with UIDs 4294967294/5 exits 0, no panic"
+	check "uids $fmt: the mail is in the $fmt format (the user's format applied)" \
+		fmt_on_disk "$u" "$fmt"
 	assert_eq "uids $fmt: all 4 INBOX messages arrived" 4 "$(msg_count "$u" INBOX)"
 	assert_eq "uids $fmt: the Top message arrived" 1 "$(msg_count "$u" Top)"
 	# (Maildir and mbox can't take the source's UIDVALIDITY: "no")

@@ -21,20 +21,21 @@
 plugin_built || info "the plugin is not built: the migrate steps will fail"
 
 STATS_PORT=$(free_port)
-# the metric { } and service stats { } examples of conf.d/90-migrate.conf,
-# uncommented, for the running version (2.3, or the 2.4 variant)
-python3 - "$TOP/conf.d/90-migrate.conf" "$HARNESS_DV" "$STATS_PORT" >"$T/metrics.conf" <<'EOF' ||
+# the metric { } and service stats { } examples of the running version's
+# conf.d file (90-migrate.conf on 2.3, 90-migrate-24.conf on 2.4), uncommented
+CONFD="$TOP/conf.d/90-migrate.conf"
+dv24 && CONFD="$TOP/conf.d/90-migrate-24.conf"
+python3 - "$CONFD" "$STATS_PORT" >"$T/metrics.conf" <<'EOF' ||
 import sys
 text = open(sys.argv[1]).read()
 part = text[text.index("## Metrics:"):]
-v23, v24 = part.split("## The same on Dovecot 2.4", 1)
-for line in (v24 if sys.argv[2] == "24" else v23).splitlines():
+for line in part.splitlines():
     if line.startswith("#") and not line.startswith("##"):
-        print(line[1:].replace("port = 9900", "port = " + sys.argv[3]))
+        print(line[1:].replace("port = 9900", "port = " + sys.argv[2]))
 EOF
-	die "no metric examples in conf.d/90-migrate.conf"
+	die "no metric examples in $CONFD"
 grep -q 'metric migrate_run_finished ' "$T/metrics.conf" ||
-	die "no metric migrate_run_finished example in conf.d/90-migrate.conf"
+	die "no metric migrate_run_finished example in $CONFD"
 
 src_start || die "source server did not start"
 src_seed alice --limit 12 >"$T/seed.out" 2>&1 || die "seeding failed: $(tail -n 2 "$T/seed.out")"
