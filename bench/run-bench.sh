@@ -54,4 +54,22 @@ if [ $build = 1 ]; then
 	rm -f "$log"
 fi
 
+# Dovecot 2.4: its config process only loads settings modules from its
+# compiled-in directory, so the build's libmigrate_settings.so is
+# bind-mounted there with Dovecot's own, in a private mount namespace
+# (the system's directory is not touched)
+SETTINGS_DIR=/usr/lib/dovecot/modules/settings
+if [ -d "$SETTINGS_DIR" ] && [ -f "$TOP/plugin/.libs/libmigrate_settings.so" ] &&
+	[ "${DM_BENCH_NS:-}" != 1 ]; then
+	mods=$(mktemp -d /tmp/dm-bench-settings.XXXXXX)
+	cp -a "$SETTINGS_DIR/." "$mods/"
+	cp "$TOP/plugin/.libs/libmigrate_settings.so" "$mods/"
+	chmod 755 "$mods"
+	DM_BENCH_NS=1 unshare -m --propagation private sh -c \
+		'mount --bind "$1" "$2" && shift 2 && exec python3 "$@"' \
+		sh "$mods" "$SETTINGS_DIR" "$HERE/bench.py" "${args[@]}"
+	rc=$?
+	rm -rf "$mods"
+	exit $rc
+fi
 exec python3 "$HERE/bench.py" "${args[@]}"
