@@ -78,27 +78,38 @@ int migrate_compat_settings_check(struct mail_user *user,
 	return 0;
 }
 
+static void
+migrate_compat_push_env(ARRAY_TYPE(const_string) *envs, const char *field)
+{
+	const char *name, *value, *p;
+
+	if (!str_begins_with(field, "migrate_"))
+		return;
+	p = strchr(field, '=');
+	name = p == NULL ? field : t_strdup_until(field, p);
+	value = p == NULL ? "" : p + 1;
+	array_push_back(envs, &name);
+	array_push_back(envs, &value);
+}
+
 const char *const *
 migrate_compat_plugin_envs(struct mail_user *user, unsigned int *count_r)
 {
 	ARRAY_TYPE(const_string) envs;
-	const char *const *field, *name, *value, *p;
+	const char *const *field, *override;
 
 	/* 2.4's config process rejects unknown names in the config; a
-	   userdb field that names no setting is dropped silently, so the
-	   migrate_* ones are handed to the name check (name, value pairs) */
-	*count_r = 0;
-	if (user->userdb_fields == NULL)
-		return NULL;
+	   userdb field or a doveadm -o that names no setting is dropped
+	   silently, so their migrate_* ones are handed to the name check
+	   (name, value pairs) */
 	t_array_init(&envs, 8);
-	for (field = user->userdb_fields; *field != NULL; field++) {
-		if (!str_begins_with(*field, "migrate_"))
-			continue;
-		p = strchr(*field, '=');
-		name = p == NULL ? *field : t_strdup_until(*field, p);
-		value = p == NULL ? "" : p + 1;
-		array_push_back(&envs, &name);
-		array_push_back(&envs, &value);
+	if (user->userdb_fields != NULL) {
+		for (field = user->userdb_fields; *field != NULL; field++)
+			migrate_compat_push_env(&envs, *field);
+	}
+	if (array_is_created(&master_service->config_overrides)) {
+		array_foreach_elem(&master_service->config_overrides, override)
+			migrate_compat_push_env(&envs, override);
 	}
 	return array_get(&envs, count_r);
 }

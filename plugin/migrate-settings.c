@@ -208,8 +208,9 @@ int migrate_settings_check_names(struct mail_user *user, bool fatal,
 	string_t *str = NULL;
 
 	/* plugin {}, userdb extra fields and doveadm -o plugin/... all end
-	   up here as name, value pairs (2.4: the userdb's migrate_* fields;
-	   its config process rejects unknown names in the config itself) */
+	   up here as name, value pairs (2.4: the migrate_* userdb fields and
+	   -o names; its config process rejects unknown names in the config
+	   itself) */
 	envs = migrate_compat_plugin_envs(user, &count);
 	for (i = 0; i + 1 < count; i += 2) {
 		hint = migrate_settings_unknown_name_hint(envs[i]);

@@ -149,6 +149,17 @@ assert_exit NAME="a misspelled userdb field: status exits 0" 0 \
 	dst_doveadm migrate status -u typo
 assert_match "a misspelled userdb field: status warns" \
 	'Warning: .*Unknown setting migrate_source_hots' "$(cat "$LAST_ERR")"
+# the same in doveadm -o (2.4 drops an -o that names no setting silently;
+# a user of its own: a run that misses the typo imports into it only)
+dst_add_user otypo userdb_migrate_source_user=alice
+assert_exit NAME="a misspelled -o: run exits 78" 78 \
+	dst_doveadm -o plugin/migrate_source_hots=192.0.2.1 migrate run -u otypo
+one_error "a misspelled -o: one error naming it and the nearest name" \
+	'Unknown setting migrate_source_hots \(did you mean migrate_source_host\?\)'
+assert_exit NAME="a misspelled -o: status exits 0" 0 \
+	dst_doveadm -o plugin/migrate_source_hots=192.0.2.1 migrate status -u otypo
+assert_match "a misspelled -o: status warns" \
+	'Warning: .*Unknown setting migrate_source_hots' "$(cat "$LAST_ERR")"
 
 # ------------------------------------------------------------ filtered run
 assert_exit NAME="run with max_size/max_message_size exits 2 (too-big items)" 2 \
