@@ -1504,12 +1504,15 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	fs.failed = imp->folder->failed;
 	fs.total_imported += imp->folder->imported;
 	fs.bytes += imp->folder->bytes;
+	fs.planned = imp->folder->planned;
+	fs.planned_bytes = imp->folder->planned_bytes;
 	if (migrate_state_folder_set(run->state, imp->folder->src_name,
 				     &fs, &errstr) < 0) {
 		run->error_code = MIGRATE_ERROR_TEMP;
 		run->error = p_strdup(run->pool, errstr);
 		return -1;
 	}
+	migrate_run_save_progress(run);
 	return 0;
 }
 
@@ -1947,6 +1950,7 @@ static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 {
 	struct migrate_run *run = imp->run;
 	struct migrate_fetch_ctx ctx;
+	uint64_t planned_bytes = 0;
 	unsigned int i;
 	int ret = 1;
 
@@ -1957,9 +1961,15 @@ static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 	run->cur_done = 0;
 	run->cur_total = 0;
 	for (i = 0; i < ctx.count; i++) {
-		if (ctx.msgs[i]->action == MIGRATE_MSG_IMPORT)
+		if (ctx.msgs[i]->action == MIGRATE_MSG_IMPORT) {
 			run->cur_total++;
+			planned_bytes += ctx.msgs[i]->size;
+		}
 	}
+	/* what this run imports here: saved so far, and what is left */
+	migrate_run_plan_folder(run, imp->folder,
+				imp->folder->imported + run->cur_total,
+				imp->folder->bytes + planned_bytes);
 	T_BEGIN {
 		migrate_fetch_send(&ctx);
 	} T_END;
@@ -2723,6 +2733,8 @@ int migrate_importer_folder(struct migrate_run *run,
 	imp.fs.flags_updated = folder->flags_updated;
 	imp.fs.total_imported += folder->imported;
 	imp.fs.bytes += folder->bytes;
+	imp.fs.planned = folder->planned;
+	imp.fs.planned_bytes = folder->planned_bytes;
 	imp.fs.uids_preserved = folder->uids_preserved;
 	if (ret != 0 && migrate_state_folder_set(run->state, folder->src_name,
 						 &imp.fs, &error) < 0) {

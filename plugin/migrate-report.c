@@ -33,6 +33,37 @@ void migrate_report_status_headers(void)
 	doveadm_print_header_simple("started");
 	doveadm_print_header_simple("finished");
 	doveadm_print_header_simple("last_error");
+	doveadm_print_header_simple("planned");
+	doveadm_print_header_simple("planned_bytes");
+	doveadm_print_header_simple("rate");
+	doveadm_print_header_simple("eta");
+}
+
+/* A running pass: what it means to import, messages per second since it
+   started, and when it ends at that rate; empty for any other state */
+static void
+migrate_report_progress(const char *status, time_t started, uint32_t done,
+			uint32_t planned, uint64_t planned_bytes)
+{
+	time_t now = time(NULL);
+	double rate = 0;
+
+	if (status == NULL || strcmp(status, "running") != 0) {
+		doveadm_print("");
+		doveadm_print("");
+		doveadm_print("");
+		doveadm_print("");
+		return;
+	}
+	doveadm_print_num(planned);
+	doveadm_print_num(planned_bytes);
+	if (started > 0 && now > started)
+		rate = (double)done / (now - started);
+	doveadm_print(rate > 0 ? t_strdup_printf("%.1f", rate) : "");
+	doveadm_print(rate > 0 && planned >= done ?
+		      migrate_report_time(now +
+					  (time_t)((planned - done) / rate)) :
+		      "");
 }
 
 int migrate_report_status(struct migrate_state *state, const char **error_r)
@@ -61,6 +92,8 @@ int migrate_report_status(struct migrate_state *state, const char **error_r)
 	doveadm_print(migrate_report_time(rs.started));
 	doveadm_print(migrate_report_time(rs.finished));
 	doveadm_print(rs.last_error == NULL ? "" : rs.last_error);
+	migrate_report_progress(ret == 0 ? NULL : rs.status, rs.started,
+				rs.imported, rs.planned, rs.planned_bytes);
 
 	t_array_init(&names, 16);
 	if (migrate_state_folders_get(state, pool_datastack_create(), &names,
@@ -88,6 +121,9 @@ int migrate_report_status(struct migrate_state *state, const char **error_r)
 		doveadm_print(migrate_report_time(fs.started));
 		doveadm_print(migrate_report_time(fs.finished));
 		doveadm_print(fs.last_error == NULL ? "" : fs.last_error);
+		migrate_report_progress(ret == 0 ? NULL : fs.status,
+					fs.started, fs.imported, fs.planned,
+					fs.planned_bytes);
 	}
 	return 0;
 }

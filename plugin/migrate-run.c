@@ -117,6 +117,24 @@ void migrate_run_lock_keep(struct migrate_run *run)
 		e_warning(run->event, "Renewing the run lock: %s", error);
 }
 
+static void migrate_run_progress(struct migrate_run *run);
+
+/* The progress line, after a saved message: a timeout can't draw it, the
+   run's ioloop doesn't run while the source connection waits on its own */
+static void migrate_run_progress_tick(struct migrate_run *run)
+{
+	unsigned int interval = run->progress_tty ?
+		MIGRATE_PROGRESS_INTERVAL_MSECS :
+		MIGRATE_PROGRESS_LOG_INTERVAL_MSECS;
+
+	if (run->worker || run->workers != NULL ||
+	    timeval_diff_msecs(&ioloop_timeval, &run->progress_shown) <
+	    (long long)interval)
+		return;
+	run->progress_shown = ioloop_timeval;
+	migrate_run_progress(run);
+}
+
 void migrate_run_pace(struct migrate_run *run)
 {
 	const struct migrate_settings *set = run->set;
@@ -124,6 +142,7 @@ void migrate_run_pace(struct migrate_run *run)
 	unsigned int wait_msecs;
 
 	migrate_run_lock_keep(run);
+	migrate_run_progress_tick(run);
 	if (run->worker) {
 		migrate_workers_saved(run);
 		/* another worker was throttled: one budget for all */
@@ -267,6 +286,66 @@ int migrate_run_throttle(struct migrate_run *run, const char *why)
 	return 0;
 }
 
+/* Messages and bytes this run saved so far, the workers' included */
+static void migrate_run_done(struct migrate_run *run, uint32_t *messages_r,
+			     uint64_t *bytes_r)
+{
+	struct migrate_folder *folder;
+	uint32_t messages;
+	uint64_t bytes;
+
+	*messages_r = 0;
+	*bytes_r = 0;
+	array_foreach_elem(&run->folders, folder) {
+		*messages_r += folder->imported;
+		*bytes_r += folder->bytes;
+	}
+	if (run->workers != NULL) {
+		migrate_workers_done(run, &messages, &bytes);
+		*messages_r += messages;
+		*bytes_r += bytes;
+	}
+}
+
+/* "1h02m", "3m05s", "12s" */
+static const char *migrate_run_duration_str(uint64_t secs)
+{
+	if (secs >= 3600) {
+		return t_strdup_printf("%"PRIu64"h%02um", secs / 3600,
+				       (unsigned int)(secs % 3600) / 60);
+	}
+	if (secs >= 60) {
+		return t_strdup_printf("%um%02us", (unsigned int)secs / 60,
+				       (unsigned int)secs % 60);
+	}
+	return t_strdup_printf("%us", (unsigned int)secs);
+}
+
+/* The run's part of the terminal progress line: messages and MB done of
+   planned, percent, rate and time left ("?" until there is a rate) */
+const char *migrate_run_progress_str(struct migrate_run *run)
+{
+	uint32_t done, percent;
+	uint64_t bytes, secs;
+	double rate;
+	const char *eta = "?";
+
+	migrate_run_done(run, &done, &bytes);
+	percent = run->planned == 0 ? 0 :
+		(uint32_t)I_MIN((uint64_t)done * 100 / run->planned, 100);
+	secs = timeval_diff_msecs(&ioloop_timeval, &run->started_tv) / 1000;
+	rate = secs == 0 ? 0 : (double)done / secs;
+	if (rate > 0 && run->planned >= done) {
+		eta = migrate_run_duration_str(
+			(uint64_t)((run->planned - done) / rate));
+	}
+	return t_strdup_printf("total %u/%u msgs (%u%%), %.1f/%.1f MB, "
+			       "%.1f msgs/s, ETA %s", done, run->planned,
+			       percent, bytes / (1024.0*1024.0),
+			       run->planned_bytes / (1024.0*1024.0), rate,
+			       eta);
+}
+
 static void migrate_run_progress(struct migrate_run *run)
 {
 	if (run->workers != NULL) {
@@ -276,10 +355,10 @@ static void migrate_run_progress(struct migrate_run *run)
 	if (run->cur_folder == NULL)
 		return;
 	if (run->progress_tty) {
-		fprintf(stderr, "\r%s: %s %u/%u msgs, %.1f MB, %u throttle "
+		fprintf(stderr, "\r%s: %s %u/%u msgs, %s, %u throttle "
 			"waits\033[K", run->user->username, run->cur_folder,
 			run->cur_done, run->cur_total,
-			run->bytes / (1024.0*1024.0), run->throttle_waits);
+			migrate_run_progress_str(run), run->throttle_waits);
 		fflush(stderr);
 	} else {
 		e_info(run->event, "Progress: folder %s: %u/%u messages",
@@ -1002,12 +1081,67 @@ static void migrate_run_save_folder_list(struct migrate_run *run)
 		e_error(run->event, "%s", error);
 }
 
+/* The folder's state as earlier passes left it (data stack); a state
+   that can't be read is warned about and taken as none */
+static int migrate_run_folder_state(struct migrate_run *run,
+				    const struct migrate_folder *folder,
+				    struct migrate_folder_state *fs_r)
+{
+	const char *error;
+	int ret;
+
+	i_zero(fs_r);
+	ret = migrate_state_folder_get(run->state, folder->src_name,
+				       pool_datastack_create(), fs_r, &error);
+	if (ret < 0)
+		e_warning(run->event, "%s", error);
+	return ret;
+}
+
+/* What a folder's pass will import, until its listing tells: from
+   STATUS, less what earlier passes handled */
+static void migrate_run_estimate_folder(struct migrate_run *run,
+					struct migrate_folder *folder)
+{
+	struct migrate_folder_state fs;
+	int ret;
+
+	if (!folder->have_status)
+		return;
+	ret = migrate_run_folder_state(run, folder, &fs);
+	if (ret <= 0 || fs.src_uidvalidity != folder->status_uidvalidity) {
+		folder->planned = folder->status_messages;
+		folder->planned_bytes = folder->status_size;
+	} else {
+		folder->planned = folder->status_uidnext > fs.last_uid + 1 ?
+			folder->status_uidnext - 1 - fs.last_uid : 0;
+		folder->planned = I_MIN(folder->planned,
+					folder->status_messages);
+		folder->planned_bytes = folder->planned == 0 ||
+			folder->status_size <= fs.bytes ? 0 :
+			folder->status_size - fs.bytes;
+	}
+	run->planned += folder->planned;
+	run->planned_bytes += folder->planned_bytes;
+}
+
+void migrate_run_plan_folder(struct migrate_run *run,
+			     struct migrate_folder *folder,
+			     uint32_t messages, uint64_t bytes)
+{
+	run->planned = run->planned - folder->planned + messages;
+	run->planned_bytes = run->planned_bytes - folder->planned_bytes +
+		bytes;
+	folder->planned = messages;
+	folder->planned_bytes = bytes;
+	migrate_run_save_progress(run);
+}
+
 static int migrate_run_import(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
 	ARRAY_TYPE(migrate_folder) jobs;
 	struct migrate_folder *const *job_folders;
-	struct timeout *to;
 	unsigned int job_count;
 	bool used_workers;
 	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
@@ -1017,9 +1151,7 @@ static int migrate_run_import(struct migrate_run *run)
 	array_sort(&run->folders, migrate_folder_order);
 	migrate_run_save_folder_list(run);
 	run->progress_tty = isatty(STDERR_FILENO) != 0;
-	to = timeout_add(run->progress_tty ? MIGRATE_PROGRESS_INTERVAL_MSECS :
-			 MIGRATE_PROGRESS_LOG_INTERVAL_MSECS,
-			 migrate_run_progress, run);
+	run->progress_shown = ioloop_timeval;
 	t_array_init(&jobs, array_count(&run->folders));
 	array_foreach_elem(&run->folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
@@ -1034,7 +1166,11 @@ static int migrate_run_import(struct migrate_run *run)
 			continue;
 		}
 		array_push_back(&jobs, &folder);
+		T_BEGIN {
+			migrate_run_estimate_folder(run, folder);
+		} T_END;
 	}
+	migrate_run_save_progress(run);
 
 	job_folders = array_get(&jobs, &job_count);
 	ret = migrate_workers_run(run, job_folders, job_count, &used_workers);
@@ -1072,7 +1208,6 @@ static int migrate_run_import(struct migrate_run *run)
 		run->deferred += folder->deferred;
 		run->bytes += folder->bytes;
 	}
-	timeout_remove(&to);
 	if (run->progress_tty && (run->cur_total > 0 || used_workers))
 		fprintf(stderr, "\r\033[K");
 
@@ -1128,16 +1263,11 @@ static void migrate_run_plan_state(struct migrate_run *run,
 				   struct migrate_folder *folder)
 {
 	struct migrate_folder_state fs;
-	const char *error;
 	int ret;
 
 	if (run->state == NULL)
 		return;
-	i_zero(&fs);
-	ret = migrate_state_folder_get(run->state, folder->src_name,
-				       pool_datastack_create(), &fs, &error);
-	if (ret < 0)
-		e_warning(run->event, "%s", error);
+	ret = migrate_run_folder_state(run, folder, &fs);
 	if (ret <= 0 || fs.dest_vname == NULL)
 		return;
 	if (strcmp(fs.dest_vname, folder->dest.vname) == 0) {
@@ -1304,12 +1434,26 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 	rs.failed = run->failed;
 	rs.deferred = run->deferred;
 	rs.bytes = run->bytes;
+	if (strcmp(status, "running") == 0) {
+		/* the totals above are added up when the pass ends */
+		migrate_run_done(run, &rs.imported, &rs.bytes);
+		rs.planned = run->planned;
+		rs.planned_bytes = run->planned_bytes;
+	}
 	rs.throttle_waits = run->throttle_waits;
 	rs.reconnects = run->reconnects;
 	if (strcmp(status, "running") != 0 && strcmp(status, "waiting") != 0)
 		run->result = status;
 	if (migrate_state_run_set(run->state, &rs, &error) < 0)
 		e_error(run->event, "%s", error);
+}
+
+void migrate_run_save_progress(struct migrate_run *run)
+{
+	if (run->worker || run->state == NULL || run->result != NULL ||
+	    run->opts.mode != MIGRATE_RUN_MODE_IMPORT)
+		return;
+	migrate_run_save_run_state(run, "running");
 }
 
 /* migrate_max_connections: wait for one of the source host's slots. The

@@ -75,6 +75,10 @@ struct migrate_folder {
 	   with nothing in the item log to explain them */
 	ARRAY(struct migrate_verify_missing) missing;
 	uint64_t bytes;
+	/* what this run means to import here: from STATUS and the state
+	   until the folder is listed, then what the listing found */
+	uint32_t planned;
+	uint64_t planned_bytes;
 	uint64_t duration_msecs;
 	const char *uids_preserved;
 	/* migrate_folder_finished was sent for this folder */
@@ -141,6 +145,9 @@ struct migrate_run {
 	/* totals */
 	uint32_t imported, existing, failed, deferred;
 	uint64_t bytes;
+	/* what the run means to import: the folders' planned added up */
+	uint32_t planned;
+	uint64_t planned_bytes;
 
 	/* pacing (migrate_max_*_per_second) and lock renewal */
 	uint64_t bytes_done;
@@ -157,7 +164,7 @@ struct migrate_run {
 	bool worker;
 
 	/* progress */
-	struct timeout *to_progress;
+	struct timeval progress_shown;
 	const char *cur_folder;
 	uint32_t cur_done, cur_total;
 	bool progress_tty;
@@ -186,6 +193,17 @@ void migrate_run_item_error(struct migrate_run *run);
 /* TRUE (with run->error set) once the run's failed messages reached
    migrate_errors_max */
 bool migrate_run_errors_max_reached(struct migrate_run *run);
+/* A folder's listing found what its pass imports: the run's plan takes
+   it instead of the estimate */
+void migrate_run_plan_folder(struct migrate_run *run,
+			     struct migrate_folder *folder,
+			     uint32_t messages, uint64_t bytes);
+/* Save the running pass's counts and plan in the run state, for status
+   from another process (a no-op in a worker: its parent saves them) */
+void migrate_run_save_progress(struct migrate_run *run);
+/* The terminal progress line's totals: messages and MB done of planned,
+   percent, rate, time left */
+const char *migrate_run_progress_str(struct migrate_run *run);
 /* Sleep on the ioloop */
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
 /* Renew the run lock when a third of migrate_lock_timeout has passed (a

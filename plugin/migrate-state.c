@@ -226,6 +226,8 @@ void migrate_folder_state_encode(const struct migrate_folder_state *fs,
 	state_add_num(dest, "flags_updated", fs->flags_updated);
 	state_add_num(dest, "total_imported", fs->total_imported);
 	state_add_num(dest, "bytes", fs->bytes);
+	state_add_num(dest, "planned", fs->planned);
+	state_add_num(dest, "planned_bytes", fs->planned_bytes);
 	state_add_str(dest, "status", fs->status);
 	state_add_str(dest, "last_error", fs->last_error);
 	state_add_str(dest, "uids_preserved", fs->uids_preserved);
@@ -298,6 +300,10 @@ int migrate_folder_state_decode(const char *str, pool_t pool,
 			fs->total_imported = num;
 		else if (strcmp(key, "bytes") == 0)
 			fs->bytes = num;
+		else if (strcmp(key, "planned") == 0)
+			fs->planned = num;
+		else if (strcmp(key, "planned_bytes") == 0)
+			fs->planned_bytes = num;
 		else if (strcmp(key, "started") == 0)
 			fs->started = num;
 		else if (strcmp(key, "finished") == 0)
@@ -588,6 +594,8 @@ int migrate_state_run_get(struct migrate_state *state, pool_t pool,
 	run_r->failed = fs.failed;
 	run_r->deferred = fs.deferred;
 	run_r->bytes = fs.bytes;
+	run_r->planned = fs.planned;
+	run_r->planned_bytes = fs.planned_bytes;
 	run_r->throttle_waits = fs.dst_messages;
 	run_r->reconnects = fs.flags_updated;
 	return 1;
@@ -612,6 +620,8 @@ int migrate_state_run_set(struct migrate_state *state,
 	fs.failed = run->failed;
 	fs.deferred = run->deferred;
 	fs.bytes = run->bytes;
+	fs.planned = run->planned;
+	fs.planned_bytes = run->planned_bytes;
 	fs.dst_messages = run->throttle_waits;
 	fs.flags_updated = run->reconnects;
 	migrate_folder_state_encode(&fs, str);

@@ -67,6 +67,10 @@ struct migrate_folder_state {
 	uint32_t imported, existing, failed, deferred, flags_updated;
 	uint32_t total_imported;
 	uint64_t bytes;
+	/* a running pass: the messages and bytes it means to import (what
+	   the listing found; an estimate from STATUS before it) */
+	uint32_t planned;
+	uint64_t planned_bytes;
 	const char *status;
 	const char *last_error;
 	/* "yes", "partial" or "no" */
@@ -83,6 +87,9 @@ struct migrate_run_state {
 	time_t started, finished;
 	uint32_t folders, imported, existing, failed, deferred;
 	uint64_t bytes;
+	/* while running: what the run means to import */
+	uint32_t planned;
+	uint64_t planned_bytes;
 	unsigned int throttle_waits, reconnects;
 };
 

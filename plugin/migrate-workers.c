@@ -530,25 +530,36 @@ void migrate_workers_dest_unlock(struct migrate_run *run)
 
 /* parent side */
 
+void migrate_workers_done(struct migrate_run *run, uint32_t *messages_r,
+			  uint64_t *bytes_r)
+{
+	struct migrate_workers *w = run->workers;
+	unsigned int i;
+
+	*messages_r = 0;
+	*bytes_r = 0;
+	for (i = 0; i < w->worker_count; i++) {
+		*messages_r += w->slots[i].saved;
+		*bytes_r += w->slots[i].bytes;
+	}
+}
+
 void migrate_workers_progress(struct migrate_run *run)
 {
 	struct migrate_workers *w = run->workers;
 	unsigned int i, done = 0;
-	uint64_t saved = 0, bytes = 0;
+	uint64_t saved = 0;
 
 	for (i = 0; i < w->job_count; i++) {
 		if (__atomic_load_n(&w->jobs[i].done, __ATOMIC_SEQ_CST))
 			done++;
 	}
-	for (i = 0; i < w->worker_count; i++) {
+	for (i = 0; i < w->worker_count; i++)
 		saved += w->slots[i].saved;
-		bytes += w->slots[i].bytes;
-	}
 	if (run->progress_tty) {
-		fprintf(stderr, "\r%s: %u/%u folders, %"PRIu64" msgs, %.1f MB "
-			"(%u workers)\033[K", run->user->username, done,
-			w->job_count, saved, bytes / (1024.0*1024.0),
-			w->worker_count);
+		fprintf(stderr, "\r%s: %u/%u folders, %s (%u workers)\033[K",
+			run->user->username, done, w->job_count,
+			migrate_run_progress_str(run), w->worker_count);
 		fflush(stderr);
 	} else {
 		e_info(run->event, "Progress: %u/%u folders done, %"PRIu64
@@ -566,6 +577,8 @@ static void migrate_workers_eof(struct migrate_workers_wait *ctx)
 static void migrate_workers_tick(struct migrate_workers_wait *ctx)
 {
 	migrate_run_lock_keep(ctx->run);
+	/* the workers' counts, for status from another process */
+	migrate_run_save_progress(ctx->run);
 	if (master_service_is_killed(master_service)) {
 		ctx->killed = TRUE;
 		io_loop_stop(ctx->ioloop);

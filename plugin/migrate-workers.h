@@ -45,5 +45,8 @@ unsigned int migrate_workers_throttle_wait(struct migrate_run *run);
 
 /* Progress line of the run's process while workers run */
 void migrate_workers_progress(struct migrate_run *run);
+/* Parent: messages and bytes the workers saved so far */
+void migrate_workers_done(struct migrate_run *run, uint32_t *messages_r,
+			  uint64_t *bytes_r);
 
 #endif

@@ -127,6 +127,38 @@ for _ in $(seq 1 100); do
 	sleep 0.2
 done
 assert_eq "status shows Batch's committed messages while the run is still going" 1 "$seen_committed"
+# a running pass's progress: done, planned (Batch's 60 messages, known
+# after the listing), rate and ETA, in status -u and status -A alike
+progress_check() { # FILE: "ok" or what is missing
+	pyjson 'import re
+def row(f):
+    m = [r for r in rows if r["folder"] == f and
+         r.get("username", r.get("Username", "alice")) == "alice"]
+    return m[0] if m else {}
+run, batch = row("*"), row("Batch")
+bad = []
+if run.get("state") != "running": bad.append("state %s" % run.get("state"))
+if int(run.get("imported") or 0) <= 0: bad.append("imported %s" % run.get("imported"))
+if str(run.get("planned")) != "60": bad.append("planned %s" % run.get("planned"))
+if int(run.get("planned_bytes") or 0) < 60 * 400: bad.append("planned_bytes %s" % run.get("planned_bytes"))
+if not re.match(r"^[0-9]+\.[0-9]$", str(run.get("rate", ""))) or float(run["rate"]) <= 0: bad.append("rate %r" % run.get("rate"))
+if not re.match(r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}$", str(run.get("eta", ""))): bad.append("eta %r" % run.get("eta"))
+if str(batch.get("planned")) != "60": bad.append("Batch planned %s" % batch.get("planned"))
+print("ok" if not bad else ", ".join(bad))' "$1" 2>&1
+}
+progress_u= progress_a=
+for _ in $(seq 1 50); do
+	kill -0 "$slow_pid" 2>/dev/null || break
+	dst_doveadm -f json migrate status -u alice >"$T/st-prog.json" 2>/dev/null
+	progress_u=$(progress_check "$T/st-prog.json")
+	dst_doveadm -f json migrate status -A >"$T/st-prog-a.json" 2>/dev/null
+	progress_a=$(progress_check "$T/st-prog-a.json")
+	kill -0 "$slow_pid" 2>/dev/null || break
+	[ "$progress_u $progress_a" = "ok ok" ] && break
+	sleep 0.2
+done
+assert_eq "status of a running pass: imported, planned, planned_bytes, rate, eta" ok "$progress_u"
+assert_eq "status -A of a running pass: the same" ok "$progress_a"
 wait "$slow_pid"
 slow_rc=$?
 # a message that vanished during the pass: completed-with-errors (exit 2)
@@ -136,6 +168,20 @@ assert_match "slow run output: Batch imported 59" \
 dst_doveadm -f json migrate status -u alice >"$T/st-after.json" 2>"$T/st.err"
 assert_eq "status after the slow run is no longer running" completed-with-errors \
 	"$(pyjson 'print([r["state"] for r in rows if r["folder"] == "*"][0])' "$T/st-after.json" 2>&1)"
+assert_eq "a finished run shows no plan, rate or ETA" "" \
+	"$(pyjson 'print("".join(r["planned"] + r["planned_bytes"] + r["rate"] + r["eta"] for r in rows))' "$T/st-after.json" 2>&1)"
+
+# ------------------------------------------------------------ the terminal progress line
+# stderr on a terminal: the line names the run's totals, percent and ETA
+dst_add_user ttyrun userdb_migrate_source_user=alice
+dst_doveadm_argv
+tty_cmd=$(printf '%q ' timeout -k 5 60 "${DST_DOVEADM[@]}" \
+	-o plugin/migrate_max_messages_per_second=20 \
+	migrate run -u ttyrun -m Batch)
+timeout -k 5 90 script -qec "$tty_cmd" /dev/null >"$T/tty.out" 2>&1 </dev/null
+assert_match "the terminal progress line: folder, totals, percent, MB, rate, ETA" \
+	'ttyrun: Batch [0-9]+/59 msgs, total [0-9]+/59 msgs \([0-9]+%\), [0-9.]+/[0-9.]+ MB, [0-9.]+ msgs/s, ETA ([0-9]+s|[0-9]+m[0-9]{2}s|\?)' \
+	"$(tr '\r' '\n' <"$T/tty.out")"
 
 # ------------------------------------------------------------ a misspelled userdb setting
 # (issue 15 item 3, on 2.3 and 2.4 alike: 2.4 drops a userdb field that
@@ -243,7 +289,7 @@ else
 fi
 keys=$(pyjson 'print(" ".join(rows[0].keys()))' "$T/status.json" 2>&1)
 assert_eq "status columns" \
-	"folder dest state source dest_count imported existing failed deferred bytes uids started finished last_error" "$keys"
+	"folder dest state source dest_count imported existing failed deferred bytes uids started finished last_error planned planned_bytes rate eta" "$keys"
 sizes=$(pyjson 'r = [r for r in rows if r["folder"] == "Sizes"][0]
 print(r["state"], r["source"], r["dest_count"], r["failed"], r["deferred"])' "$T/status.json" 2>&1)
 assert_eq "status Sizes: state source dest_count failed deferred" \

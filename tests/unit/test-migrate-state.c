@@ -89,6 +89,8 @@ static void test_folder_state_roundtrip(void)
 	fs.status = "completed-with-errors";
 	fs.last_error = "line\nbreak";
 	fs.bytes = 123456789012ULL;
+	fs.planned = 60;
+	fs.planned_bytes = 5000000000ULL;
 	migrate_folder_state_encode(&fs, str);
 	test_assert(strchr(str_c(str), '\n') == NULL);
 	i_zero(&fs2);
@@ -102,6 +104,8 @@ static void test_folder_state_roundtrip(void)
 	test_assert_strcmp(fs2.status, fs.status);
 	test_assert_strcmp(fs2.last_error, fs.last_error);
 	test_assert(fs2.bytes == fs.bytes);
+	test_assert(fs2.planned == 60);
+	test_assert(fs2.planned_bytes == fs.planned_bytes);
 	/* unknown keys (a newer version wrote them) are ignored */
 	test_assert(migrate_folder_state_decode("future=1\tlast_uid=7",
 		pool_datastack_create(), &fs2, &error) == 0);
