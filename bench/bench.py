@@ -27,7 +27,93 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
 # one table of tool names for the run and its report
-from report import TOOL_LABEL, OWN_MAILDIR, TOOL_PASSES, LOCAL_ONLY  # noqa: E402
+from report import TOOL_LABEL, OWN_MAILDIR, TOOL_PASSES, LOCAL_ONLY, READ_ONLY, \
+    FORMAT_FREE  # noqa: E402
+
+
+def raw_fetch(argv):
+    """The "raw-fetch" tool, run as `bench.py raw-fetch --port P --user U
+    --password-file F`: the wire limit of a first pass. One connection:
+    LOGIN, LIST, then for every selectable folder EXAMINE and
+    `UID FETCH 1:* BODY.PEEK[]`, all of them (and LOGOUT) sent in one write;
+    every literal is read and discarded. Prints {"messages", "bytes",
+    "folders"} (what it read) as JSON; exit 1 on any NO/BAD."""
+    ap = argparse.ArgumentParser(prog="bench.py raw-fetch")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--user", required=True)
+    ap.add_argument("--password-file", required=True)
+    a = ap.parse_args(argv)
+    with open(a.password_file) as f:
+        password = f.read().strip()
+    sock = socket.create_connection((a.host, a.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rf = sock.makefile("rb", buffering=1 << 20)
+
+    def quote(x):
+        return '"' + x.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def line():
+        """One response line with its literals: (text, [literal sizes]);
+        the literals themselves are read and discarded."""
+        text, sizes = b"", []
+        while True:
+            ln = rf.readline()
+            if not ln:
+                raise RuntimeError("connection closed by the server")
+            m = re.search(rb"\{(\d+)\}\r\n$", ln)
+            if not m:
+                return text + ln, sizes
+            n = int(m.group(1))
+            sizes.append(n)
+            text += ln[:m.start()] + b"{}"
+            while n > 0:
+                n -= len(rf.read(min(n, 1 << 20)))
+
+    def until(tag):
+        """Untagged lines up to the tagged reply of tag."""
+        got = []
+        while True:
+            text, sizes = line()
+            if text.startswith(tag + b" "):
+                if not text[len(tag) + 1:].startswith(b"OK"):
+                    raise RuntimeError(text.decode(errors="replace").strip())
+                return got
+            got.append((text, sizes))
+
+    line()  # greeting
+    sock.sendall(("a LOGIN %s %s\r\n" % (quote(a.user), quote(password))).encode())
+    until(b"a")
+    sock.sendall(b'b LIST "" "*"\r\n')
+    folders = []
+    for text, sizes in until(b"b"):
+        m = re.match(rb'\* LIST \(([^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (.*)\r\n$', text)
+        if not m or re.search(rb"\\(?i:noselect|nonexistent)", m.group(1)):
+            continue
+        if sizes:
+            raise RuntimeError("literal mailbox names are not handled")
+        name = m.group(2)
+        folders.append(name if name.startswith(b'"') else b'"' + name + b'"')
+    cmds = []
+    for i, name in enumerate(folders):
+        cmds.append(b"e%d EXAMINE %s\r\nf%d UID FETCH 1:* BODY.PEEK[]\r\n" % (i, name, i))
+    sock.sendall(b"".join(cmds) + b"z LOGOUT\r\n")
+    messages = nbytes = 0
+    for i in range(len(folders)):
+        until(b"e%d" % i)
+        for text, sizes in until(b"f%d" % i):
+            if sizes and b" FETCH " in text:
+                messages += 1
+                nbytes += sum(sizes)
+    until(b"z")
+    sock.close()
+    json.dump({"messages": messages, "bytes": nbytes, "folders": len(folders)}, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["raw-fetch"]:
+    sys.exit(raw_fetch(sys.argv[2:]))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
@@ -97,6 +183,12 @@ def setting_opt(name):
     """A migrate_* setting for doveadm -o: plugin/NAME on 2.3, NAME on 2.4."""
     return name if DV24 else "plugin/" + name
 SPECIAL = ["Sent", "Drafts", "Trash", "Junk", "Archive"]
+# the source's Gmail-like folders (gencorpus --shape gmail), flagged like Gmail's
+SOURCE_SPECIAL = [(b, b) for b in SPECIAL] + [
+    ("[Gmail]/All Mail", "All"), ("[Gmail]/Sent Mail", "Sent")]
+# --shapes: user, table label, gencorpus --shape
+SHAPES = {"even": ("alice", "standard"), "inbox-heavy": ("inboxy", "INBOX-heavy"),
+          "gmail": ("gmail", "Gmail-like")}
 # one source password for every bench user: the dsync config needs it
 # literally (imapc_password is not %-expanded) and off the command line
 SRC_PASSWORD = "bench-src-pw"
@@ -211,8 +303,9 @@ ssl = no
         self.src_port = free_port()
         self.write_passwd(d, SRC_PASSWORD)
         boxes = "".join(
-            "  mailbox %s {\n    special_use = \\%s\n    auto = no\n  }\n" % (b, b)
-            for b in SPECIAL)
+            "  mailbox \"%s\" {\n    special_use = \\%s\n    auto = no\n  }\n" % (b, u)
+            for b, u in SOURCE_SPECIAL
+            if "gmail" in self.a.shapes or not b.startswith("[Gmail]/"))
         conf = conf_head() + self.common_conf(d, "src") + conf_mail_location_src() + """
 service imap-login {{
   inet_listener imap {{
@@ -351,6 +444,8 @@ namespace inbox {{
                 raise RuntimeError("source %s has %s messages in %s folders, wrote %d in %d" % (
                     user, n, folders, info["messages"], info["folders"]))
             spec.update(info)
+            if info.get("all_labelled"):
+                spec["all_messages"] = info["per_folder"].get("[Gmail]/All Mail")
             spec["gen_seconds"] = round(t1 - t0, 1)
             spec["index_seconds"] = round(time.time() - t1, 1)
             spec["extra"] = max(1, round(info["messages"] * 0.01))
@@ -360,10 +455,18 @@ namespace inbox {{
                     spec["gen_seconds"], spec["index_seconds"]))
 
     def add_extra(self, user, tag):
-        n = self.scenarios[user]["extra"]
-        self.gencorpus("extra", user, "--messages", str(n), "--tag", tag,
-                       "--corpus", self.scenarios[user]["corpus"])
+        """Write the +1 % mail; its gencorpus summary."""
+        spec = self.scenarios[user]
+        info = self.gencorpus("extra", user, "--messages", str(spec["extra"]), "--tag", tag,
+                              "--corpus", spec.get("extra_corpus", spec["corpus"]))
         self.src_index(user)
+        return info
+
+    def expected_msgs(self, tool, total, all_labelled):
+        """Messages the tool must leave: migrate copies a message of a
+        \\All folder only if no label folder has it (the Gmail corpus),
+        the others copy every folder as it is."""
+        return total - all_labelled if tool in ("migrate", "migrate-1") else total
 
     def remove_extra(self, user, tag):
         pat = "X%s.bench" % tag
@@ -411,6 +514,8 @@ namespace inbox {{
         os.rename(path, os.path.join(trash, str(self.trash_n)))
 
     def wipe(self, tool, user):
+        if tool in READ_ONLY:
+            return
         if tool == "cp":
             # cp -r SRC DST copies SRC as DST only if DST does not exist
             self.discard(self.cp_root(user))
@@ -484,6 +589,10 @@ Expunge None
             return ["mbsync", "-c", os.path.join(self.mbsync_root(user), "mbsyncrc"), "bench"]
         if tool == "cp":
             return ["cp", "-r", self.maildir(user), os.path.join(self.cp_root(user), "Maildir")]
+        if tool == "raw-fetch":
+            return [sys.executable, os.path.join(HERE, "bench.py"), "raw-fetch",
+                    "--port", str(self.port), "--user", user,
+                    "--password-file", os.path.join(self.T, "srcpw", user)]
         raise ValueError(tool)
 
     def dest_counts(self, tool, fmt, user):
@@ -544,7 +653,7 @@ Expunge None
         wall_py = time.monotonic() - t0
         src1 = self.src_children_cpu()
         r = {"rc": p.returncode, "wall": round(wall_py, 3), "src_cpu": round(src1 - src0, 2),
-             "cmd": " ".join(cmd)}
+             "cmd": " ".join(cmd), "out": out}
         try:
             with open(tfile) as f:
                 last = [l for l in f.read().splitlines() if re.match(r"^[\d.]+ \d+ [\d.]+ [\d.]+$", l)]
@@ -569,20 +678,33 @@ Expunge None
         self.wipe(tool, user)
         passes = TOOL_PASSES.get(tool, PASSES)
         for pas in passes:
-            expected = n
+            expected = self.expected_msgs(tool, n, spec.get("all_labelled", 0))
             if pas == "plus1":
-                self.add_extra(user, tag)
-                expected = n + spec["extra"]
+                x = self.add_extra(user, tag)
+                expected += self.expected_msgs(tool, x["messages"], x.get("all_labelled", 0))
             time.sleep(PASS_GAP)
             r = self.measure(tool, fmt, user, "%s-%s" % (tag, pas))
-            msgs, folders = self.dest_counts(tool, fmt, user)
-            row = {"scenario": user, "format": fmt if tool not in OWN_MAILDIR else "maildir (%s)" % tool,
+            bytes_read = None
+            if tool in READ_ONLY:  # what it read: its JSON line
+                try:
+                    with open(r["out"]) as f:
+                        got = json.loads(f.read().strip().splitlines()[-1])
+                    msgs, folders, bytes_read = got["messages"], got["folders"], got["bytes"]
+                except (OSError, ValueError, KeyError, IndexError):
+                    msgs = folders = None
+            else:
+                msgs, folders = self.dest_counts(tool, fmt, user)
+            row = {"scenario": user,
+                   "format": fmt if tool not in FORMAT_FREE else
+                   "- (%s)" % tool if tool in READ_ONLY else "maildir (%s)" % tool,
                    "dest_format": fmt, "tool": tool, "rep": rep, "pass": pas,
                    "msgs": msgs, "msgs_expected": expected, "folders": folders,
                    "folders_expected": spec["folders"], "rtt_ms": self.rtt}
             row.update(r)
-            if pas == "first":
+            if pas == "first" and tool not in READ_ONLY:
                 row["dest_bytes"] = self.dest_bytes(tool, user)
+            if bytes_read is not None:
+                row["bytes_read"] = bytes_read
             ok = r["rc"] == 0 and msgs == expected and folders == spec["folders"]
             row["ok"] = ok
             if not ok:
@@ -599,7 +721,7 @@ Expunge None
                 f.write(json.dumps(row, sort_keys=True) + "\n")
             log("  %-7s %-7s %-18s rep %d %-8s wall %7.2fs cpu %6.2fs rss %6.1f MiB src-cpu %6.2fs "
                 "msgs %s/%d folders %s/%d%s" % (
-                    user, fmt if tool not in OWN_MAILDIR else "-", TOOL_LABEL[tool], rep + 1, pas,
+                    user, fmt if tool not in FORMAT_FREE else "-", TOOL_LABEL[tool], rep + 1, pas,
                     r["wall"], r["cpu"] or 0, (r["rss_kb"] or 0) / 1024, r["src_cpu"], msgs, expected,
                     folders, spec["folders"],
                     "" if ok else "  <-- " + (r.get("error") or "count mismatch")))
@@ -648,8 +770,14 @@ Expunge None
         # the tree's commit now, when the plugin was copied (not at the end)
         self.versions = dict(versions(), plugin_sha256=self.plugin_sha)
         # user: corpus (gencorpus mode), its arguments, repetitions
-        self.scenarios["alice"] = {"kind": "standard", "label": "standard", "corpus": "base",
-                                   "gen_args": ["--messages", str(a.messages)], "reps": a.reps}
+        for shape in a.shapes:
+            user, label = SHAPES[shape]
+            self.scenarios[user] = {"kind": "standard", "label": label, "corpus": "base",
+                                    "gen_args": ["--messages", str(a.messages)] +
+                                    (["--shape", shape] if shape != "even" else []),
+                                    "reps": a.reps}
+            if shape != "even":
+                self.scenarios[user]["extra_corpus"] = shape
         if a.scaling:
             self.scenarios["scale"] = {
                 "kind": "standard", "corpus": "base", "reps": a.big_reps,
@@ -695,8 +823,8 @@ Expunge None
                     order = tools[rep % len(tools):] + tools[:rep % len(tools)]
                     for fmt in a.formats:
                         for tool in order:
-                            if tool in OWN_MAILDIR and fmt != a.formats[0]:
-                                continue  # writes its own Maildir: format-independent
+                            if tool in FORMAT_FREE and fmt != a.formats[0]:
+                                continue  # its own Maildir or none: format-independent
                             log("%s rtt=%dms rep %d/%d format %s: %s" % (
                                 user, rtt, rep + 1, reps, fmt, TOOL_LABEL[tool]))
                             self.run_case(user, fmt, tool, rep)
@@ -919,7 +1047,13 @@ def main():
     p.add_argument("--proxy", action="store_true", help="use the latency proxy even at RTT 0")
     p.add_argument("--formats", default="maildir", help="comma list of maildir,sdbox,mdbox")
     p.add_argument("--tools", help="comma list of %s (default: all; cp = the `cp -r` limit, "
-                   "RTT 0 only; with --scaling: migrate)" % ",".join(TOOLS))
+                   "RTT 0 only; raw-fetch = the wire limit, one connection reading every body, "
+                   "first pass only; with --scaling: migrate)" % ",".join(TOOLS))
+    p.add_argument("--shapes", default="even",
+                   help="comma list of the standard corpus' shapes, one table each: even "
+                   "(user alice, today's spread), inbox-heavy (user inboxy, half of the mail "
+                   "in INBOX), gmail (user gmail, every message in a \\All folder, label "
+                   "folders hold copies); default: even")
     p.add_argument("--big", action="store_true",
                    help="add the 100k-small-messages, the 300 MB-message and the 1,000-folder corpora")
     p.add_argument("--many", action="store_true", help="add only the 100k-small-messages corpus")
@@ -950,6 +1084,12 @@ def main():
     if a.tools is None:
         a.tools = "migrate" if a.scaling else ",".join(TOOLS)
     a.tools = [x for x in a.tools.split(",") if x]
+    a.shapes = [x for x in a.shapes.split(",") if x]
+    for x in a.shapes:
+        if x not in SHAPES:
+            p.error("unknown shape %s (one of %s)" % (x, ",".join(SHAPES)))
+    if a.scaling and "even" not in a.shapes:
+        p.error("--scaling compares with the even corpus: --shapes must include even")
     for f in a.formats:
         if f not in FORMATS:
             p.error("unknown format %s" % f)

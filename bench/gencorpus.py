@@ -6,6 +6,7 @@ messages (file names, contents, mtimes): every random choice comes from
 random.Random(seed).
 
   gencorpus.py base  --maildir DIR [--messages 5000] [--total-mb 95] [--seed 1]
+                     [--shape even|inbox-heavy|gmail]
   gencorpus.py extra --maildir DIR --messages 50 --tag T [--corpus base] [--seed 2]
   gencorpus.py many  --maildir DIR [--messages 100000] [--seed 3]
   gencorpus.py huge  --maildir DIR [--mb 300] [--seed 4]
@@ -13,7 +14,15 @@ random.Random(seed).
 
 "base" writes the standard corpus: 10 nested folders, log-normal sizes
 between 600 B and 2 MiB scaled to --total-mb, 2 % of the messages without
-a Message-ID, a mix of \\Seen \\Answered \\Flagged. "extra" writes new
+a Message-ID, a mix of \\Seen \\Answered \\Flagged. Its --shape says
+how the messages are spread: "even" (today's spread, 28 % in INBOX),
+"inbox-heavy" (about half in INBOX, the rest over the nine other folders
+in the even spread's proportions) or "gmail" (every message in
+"[Gmail]/All Mail", which the source declares \\All; about 80 % also as a
+copy in one or two label folders: INBOX, "[Gmail]/Sent Mail" or a user
+label; --messages counts the messages of All Mail, the copies come on
+top). "all_labelled" in the summary is how many messages of the \\All
+folder also are in a label folder. "extra" writes new
 mail (no flags, into new/) whose file names contain the tag, so that it
 can be found and removed again after a pass; it writes into the folders of
 the --corpus it is added to. "many" writes many small messages (600 B -
@@ -80,6 +89,36 @@ WIDE_CHILDREN = ["2019", "2020", "Année 2021", "Q1 Reports", "Über uns", "Де
                  "進行中", "Notes & Ideas", "Misc"]
 
 
+# --shape inbox-heavy: INBOX holds half, the other nine keep their proportions
+INBOX_HEAVY = [("INBOX", 0.5)] + [(n, w * 0.5 / (1 - FOLDERS[0][1])) for n, w in FOLDERS[1:]]
+
+# --shape gmail: every message is in ALL_MAIL; the labels are folders
+ALL_MAIL = "[Gmail]/All Mail"
+GMAIL_SENT = "[Gmail]/Sent Mail"
+GMAIL_LABELS = ["Work", "Work/Clients", "Family", "Receipts", "Travel", "Newsletters",
+                "Lists/dovecot"]
+GMAIL_FOLDERS = ["INBOX", ALL_MAIL, GMAIL_SENT] + GMAIL_LABELS
+
+
+def gmail_labels(rng):
+    """The label folders of one message: INBOX 35 %, Sent 15 %, archived
+    only 20 %, one user label 30 %; a second user label 25 % of the time."""
+    r = rng.random()
+    if r < 0.35:
+        labels = ["INBOX"]
+    elif r < 0.50:
+        labels = [GMAIL_SENT]
+    elif r < 0.70:
+        labels = []
+    else:
+        labels = [rng.choice(GMAIL_LABELS)]
+    if rng.random() < 0.25:
+        extra = rng.choice(GMAIL_LABELS)
+        if extra not in labels:
+            labels.append(extra)
+    return labels
+
+
 def wide_folders():
     names = ["INBOX"]
     for style in WIDE_TOP:
@@ -98,6 +137,10 @@ def corpus_folders(corpus):
         return wide_folders()
     if corpus == "huge":
         return [("INBOX", 1.0)]
+    if corpus == "inbox-heavy":
+        return INBOX_HEAVY
+    if corpus == "gmail":
+        return [(n, 1.0) for n in GMAIL_FOLDERS]
     return FOLDERS
 
 
@@ -294,8 +337,11 @@ def flags_for(rng):
     return f
 
 
-def cmd_base(a, w, folders=FOLDERS, lo=MIN_SIZE, hi=MAX_SIZE, sigma=SIGMA, tag="bench",
+def cmd_base(a, w, folders=None, lo=MIN_SIZE, hi=MAX_SIZE, sigma=SIGMA, tag="bench",
              round_robin=False):
+    shape = getattr(a, "shape", "even")
+    if folders is None:
+        folders = corpus_folders(shape)
     rng = random.Random(a.seed)
     pool = TextPool(random.Random(a.seed * 7919 + 1))
     n = a.messages
@@ -309,12 +355,25 @@ def cmd_base(a, w, folders=FOLDERS, lo=MIN_SIZE, hi=MAX_SIZE, sigma=SIGMA, tag="
     w.mkdirs(names)
     w.subscribe(names)
     step = max(SPAN // n, 1)
+    # the labels come from their own generator: the messages stay those
+    # of the other shapes
+    lrng = random.Random(a.seed * 15485863 + 11)
+    labelled = 0
     for i in range(n):
         ts = START + i * step
         data = make_message(rng, pool, i, ts, sizes[i], i not in no_mid, tag)
         base = "%d.M%dP%d.%s" % (ts, i, a.seed, tag)
-        w.write(where[i], "cur", base, data, flags_for(rng), ts)
-    return {"no_message_id": len(no_mid), "min_size": min(sizes), "max_size": max(sizes)}
+        flags = flags_for(rng)
+        if shape != "gmail":
+            w.write(where[i], "cur", base, data, flags, ts)
+            continue
+        w.write(ALL_MAIL, "cur", base, data, flags, ts)
+        labels = gmail_labels(lrng)
+        labelled += 1 if labels else 0
+        for k, label in enumerate(labels):
+            w.write(label, "cur", "%s.L%d" % (base, k), data, flags, ts)
+    return {"no_message_id": len(no_mid), "min_size": min(sizes), "max_size": max(sizes),
+            "shape": shape, "all_labelled": labelled}
 
 
 def cmd_extra(a, w):
@@ -331,8 +390,12 @@ def cmd_extra(a, w):
         ts = START + SPAN + 86400 + i * 60
         data = make_message(rng, pool, 900000 + i, ts, sizes[i], True, "new")
         base = "%d.M%dP%dX%s.bench" % (ts, i, a.seed, a.tag)
-        w.write(where[i], "new", base, data, "", now)
-    return {}
+        if a.corpus == "gmail":  # new mail: in All Mail and labelled INBOX
+            w.write(ALL_MAIL, "new", base, data, "", now)
+            w.write("INBOX", "new", base + ".L0", data, "", now)
+        else:
+            w.write(where[i], "new", base, data, "", now)
+    return {"all_labelled": a.messages if a.corpus == "gmail" else 0}
 
 
 def cmd_many(a, w):
@@ -400,7 +463,10 @@ def main():
     p.add_argument("--mb", type=int, default=300, help="huge: attachment size")
     p.add_argument("--seed", type=int)
     p.add_argument("--tag", default="x")
-    p.add_argument("--corpus", default="base", choices=("base", "many", "huge", "wide"),
+    p.add_argument("--shape", default="even", choices=("even", "inbox-heavy", "gmail"),
+                   help="base: how the messages are spread over the folders")
+    p.add_argument("--corpus", default="base",
+                   choices=("base", "many", "huge", "wide", "inbox-heavy", "gmail"),
                    help="extra: the corpus whose folders get the new mail")
     p.add_argument("--uid", type=int)
     p.add_argument("--gid", type=int)

@@ -20,6 +20,7 @@ TOOL_LABEL = {
     "dsync-pf100": "dsync imapc pf=100",
     "mbsync": "mbsync",
     "cp": "limit: cp -r",
+    "raw-fetch": "limit: raw FETCH",
 }
 # tools that write their own Maildir, not a Dovecot destination: measured
 # once per repetition, their rows appear under every destination format
@@ -28,6 +29,13 @@ OWN_MAILDIR = ("mbsync", "cp")
 # it has no incremental passes and no network (not measured at RTT > 0)
 TOOL_PASSES = {"cp": ["first"]}
 LOCAL_ONLY = ("cp",)
+# raw-fetch: one connection reads every body (pipelined UID FETCH 1:*
+# BODY.PEEK[] per folder) and discards it: the wire limit of a first pass.
+# It writes nothing; its counts are what it read
+READ_ONLY = ("raw-fetch",)
+TOOL_PASSES["raw-fetch"] = ["first"]
+# measured once per repetition, rows under every destination format
+FORMAT_FREE = OWN_MAILDIR + READ_ONLY
 PASSES = ["first", "nochange", "plus1"]
 PASS_LABEL = {"first": "first", "nochange": "no-change", "plus1": "+1 % new"}
 
@@ -55,7 +63,7 @@ def ratio(a, b, floor=0.0):
 
 def summarize(rows):
     """{(scenario, dest_format, tool, pass): stats}; the rows of the
-    OWN_MAILDIR tools are under the first destination format."""
+    FORMAT_FREE tools are under the first destination format."""
     groups = {}
     for r in rows:
         groups.setdefault((r["scenario"], r["dest_format"], r["tool"], r["pass"]), []).append(r)
@@ -72,6 +80,7 @@ def summarize(rows):
             "dest_bytes": med(r.get("dest_bytes") for r in rs if r.get("ok")),
             "msgs": sorted({r.get("msgs") for r in rs}, key=lambda x: (x is None, x)),
             "expected": rs[0]["msgs_expected"],
+            "bytes_read": med(r.get("bytes_read") for r in rs if r.get("ok")),
             "folders": sorted({r.get("folders") for r in rs}, key=lambda x: (x is None, x)),
             "folders_expected": rs[0].get("folders_expected"),
         }
@@ -104,17 +113,27 @@ def render(meta, rows, anomalies):
     for user, sc in meta["scenarios"].items():
         L.append("- corpus `%s` (%s): %d messages, %.1f MB, %d folders, +%d messages for the "
                  "\"+1 %%\" pass" % (user, sc.get("label"), sc["messages"], sc["bytes"] / 1e6,
-                                    sc["folders"], sc["extra"]))
+                                    sc["folders"], sc["extra"]) +
+                 ("; %d of the messages are in the \\All folder, %d of those also in label "
+                  "folders: migrate copies those into their label folders only (the +1 %% mail "
+                  "arrives in All Mail and INBOX), so its expected count is %d"
+                  % (sc["all_messages"], sc["all_labelled"], sc["messages"] - sc["all_labelled"])
+                  if sc.get("all_labelled") else ""))
     L.append("")
     L.append("Columns: wall = elapsed seconds; CPU = user+sys seconds of the client process "
              "(doveadm or mbsync); RSS = its peak resident set (MiB); src CPU = CPU seconds of the "
              "source Dovecot's imap processes for the session; MB/s = corpus bytes / wall (first "
              "pass); ok = repetitions that exited 0 with the expected message and folder counts "
              "at the destination. mbsync writes its own Maildir, so its row is the same under "
-             "every destination format%s." % (
+             "every destination format%s%s." % (
                  "; \"limit: cp -r\" is `cp -r` of the source user's Maildir (page cache warm, "
                  "no fsync) to a fresh directory on the same disk: the floor for a first pass"
-                 if "cp" in tools else ""))
+                 if "cp" in tools else "",
+                 "; \"limit: raw FETCH\" is one connection through the same network reading "
+                 "every body (LOGIN, LIST, then per folder EXAMINE and `UID FETCH 1:* "
+                 "BODY.PEEK[]`, all pipelined; Python, bodies discarded): the fastest any "
+                 "client could read the source; its msgs are the messages it read, its MB "
+                 "column the bytes read" if "raw-fetch" in tools else ""))
     L.append("")
     for user, sc in meta["scenarios"].items():
         for f in formats:
@@ -123,7 +142,7 @@ def render(meta, rows, anomalies):
             L.append("| tool | pass | wall s | CPU s | RSS MiB | src CPU s | MB/s | dest MB | ok |")
             L.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
             for t in tools:
-                tf = first_fmt if t in OWN_MAILDIR else f
+                tf = first_fmt if t in FORMAT_FREE else f
                 for p in PASSES:
                     x = s.get((user, tf, t, p))
                     if not x:
@@ -136,27 +155,34 @@ def render(meta, rows, anomalies):
                         TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt(x["wall"]),
                         fmt(x["cpu"]), fmt(x["rss"], 1), fmt(x["src_cpu"]),
                         fmt(mbs, 1) if mbs else "",
-                        fmt(x["dest_bytes"] / 1e6, 1) if x["dest_bytes"] else "",
+                        fmt(x["dest_bytes"] / 1e6, 1) if x["dest_bytes"] else
+                        fmt(x["bytes_read"] / 1e6, 1) if x["bytes_read"] else "",
                         x["ok"], x["n"], msgs))
             L.append("")
             peers = [t for t in tools if t != "migrate"]
             if peers and "migrate" in tools:  # without migrate (e.g. --tools dsync): no ratios
                 L.append("migrate ÷ peer (ratio of the medians; < 1 = migrate is faster / uses "
-                         "less; – = peer value under 0.05 s, below the 10 ms clock resolution):")
+                         "less; – = peer value under 0.05 s, below the 10 ms clock resolution%s):"
+                         % ("; for \"limit: raw FETCH\" the wall ratio is migrate's first pass "
+                            "as a multiple of the wire limit (its CPU and RSS are a Python "
+                            "reader's, not compared)" if "raw-fetch" in peers else ""))
                 L.append("")
                 L.append("| peer | pass | wall | CPU | RSS | src CPU |")
                 L.append("|---|---|---:|---:|---:|---:|")
                 for t in peers:
-                    tf = first_fmt if t in OWN_MAILDIR else f
+                    tf = first_fmt if t in FORMAT_FREE else f
                     for p in PASSES:
                         m = s.get((user, f, "migrate", p))
                         x = s.get((user, tf, t, p))
                         if not m or not x:
                             continue
+                        ro = t in READ_ONLY
                         L.append("| %s | %s | %s | %s | %s | %s |" % (
                             TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p],
-                            ratio(m["wall"], x["wall"]), ratio(m["cpu"], x["cpu"], 0.05),
-                            ratio(m["rss"], x["rss"]), ratio(m["src_cpu"], x["src_cpu"], 0.05)))
+                            ratio(m["wall"], x["wall"]),
+                            "–" if ro else ratio(m["cpu"], x["cpu"], 0.05),
+                            "–" if ro else ratio(m["rss"], x["rss"]),
+                            ratio(m["src_cpu"], x["src_cpu"], 0.05)))
                 L.append("")
     if meta.get("scaling"):
         L += render_scaling(meta, s)
@@ -190,7 +216,7 @@ def render_scaling(meta, s):
         L.append("| tool | pass | wall s, %d msgs | wall s, %d msgs | ratio | ≤ %.3g |" % (n0, n1, target))
         L.append("|---|---|---:|---:|---:|---|")
         for t in meta["tools"]:
-            tf = meta["formats"][0] if t in OWN_MAILDIR else f
+            tf = meta["formats"][0] if t in FORMAT_FREE else f
             for p in PASSES:
                 a, b = s.get((small, tf, t, p)), s.get((large, tf, t, p))
                 if not a or not b:

@@ -2,7 +2,8 @@
 # dovecot-migrate benchmark: doveadm migrate vs dsync (imapc) vs mbsync.
 #
 #   bench/run-bench.sh [--quick] [--rtt 0|20|0,20] [--formats maildir,sdbox,mdbox]
-#                      [--big] [--wide] [--scaling] [--tools migrate,...,cp]
+#                      [--big] [--wide] [--scaling] [--tools migrate,...,cp,raw-fetch]
+#                      [--shapes even,inbox-heavy,gmail]
 #                      [--reps N] [--keep] [--no-build] ...
 #
 # Builds the plugin (unless --no-build), then runs bench/bench.py, which
