@@ -285,4 +285,67 @@ DRUN_SET=()
 
 fi
 
+# ------------------------------------------------------------ 7. full disk
+if want 7; then
+# 3 folders of 30 messages of 32 KiB (2.9 MB) into a 2 MB tmpfs; the state
+# (in the home) stays on a file system with room
+scenario full '{"folders": [
+ {"name": "INBOX", "uid_range": [1, 30], "pad": 32768},
+ {"name": "Alpha", "uid_range": [1, 30], "pad": 32768},
+ {"name": "Beta", "uid_range": [1, 30], "pad": 32768}]}'
+# printable NAME FILE [tabescaped]: FILE is UTF-8 without control
+# characters but tab and newline (tabescaped: after undoing the dict's
+# \001 escapes)
+printable() {
+	local bad
+	bad=$(python3 -c '
+import re, sys, unicodedata
+data = open(sys.argv[1], "rb").read()
+if sys.argv[2:] == ["tabescaped"]:
+    esc = {b"1": b"\x01", b"t": b"\t", b"r": b"\r", b"n": b"\n"}
+    data = re.sub(rb"\x01([1trn])", lambda m: esc[m.group(1)], data)
+try:
+    text = data.decode("utf-8")
+except UnicodeDecodeError as e:
+    print("not UTF-8 at byte %d: %r" % (e.start, data[max(0, e.start - 20):e.start + 20]))
+    sys.exit()
+bad = [c for c in text if c not in "\t\n" and unicodedata.category(c)[0] == "C"]
+if bad:
+    i = text.index(bad[0])
+    print("control characters: %r" % text[max(0, i - 40):i + 20])' "$2" "${3:-}")
+	if [ -z "$bad" ]; then pass "$1"; else fail "$1" "$bad"; fi
+}
+for fmt in ${FULL_FORMATS:-sdbox mdbox maildir}; do
+	u=full$fmt
+	mnt=$T/full-$fmt
+	if ! mount_tmpfs "$mnt" 2m; then
+		fail "full $fmt: a 2 MB tmpfs" "mount failed"
+		continue
+	fi
+	case $fmt in
+	sdbox) loc="sdbox:$mnt/mail" ;;
+	mdbox) loc="mdbox:$mnt/mdbox" ;;
+	maildir) loc="maildir:$mnt/Maildir:LAYOUT=fs" ;;
+	esac
+	new_user "$u" "$fmt" "$loc"
+	drun "$u"
+	info "full $fmt: exit $RUN_RC, $(df -k "$mnt" | awk 'NR == 2 {print $4}') KiB left, $(grep -c . "$T/run.err") stderr lines"
+	cp "$T/run.err" "$T/full-$fmt.err"
+	if grep -Eq 'Panic|Fatal' "$T/run.err"; then
+		fail "full $fmt: no panic" "$(grep -E 'Panic|Fatal' "$T/run.err" | head -n 2 | tr '\n' '|')"
+	else
+		pass "full $fmt: no panic"
+	fi
+	printable "full $fmt: stderr is printable UTF-8" "$T/run.err"
+	dst_doveadm -f tab migrate report -u "$u" >"$T/report.out" 2>&1
+	assert_match "full $fmt: report has a destination-error item with the storage's error" \
+		'destination-error.*(No space left on device|Not enough disk space)' "$(cat "$T/report.out")"
+	printable "full $fmt: report is printable UTF-8" "$T/report.out"
+	printable "full $fmt: the stored state is printable UTF-8" "$(dst_home "$u")/.dovecot-migrate.dict" tabescaped
+	assert_match "full $fmt: the stored state has the storage's error" \
+		'No space left on device|Not enough disk space' "$(cat "$(dst_home "$u")/.dovecot-migrate.dict")"
+done
+
+fi
+
 harness_done

@@ -22,8 +22,10 @@ The scenario (JSON):
       "uids": [1, 4294967295],       # the messages' UIDs, or
       "uid_range": [1, 300000],      # first UID, count
       "keywords": 40000,             # keywords on every message
-      "size_lie": {"4": 60000000}    # UID -> literal size (RFC822.SIZE
+      "size_lie": {"4": 60000000},   # UID -> literal size (RFC822.SIZE
                                      # stays the real message's size)
+      "pad": 32768                   # every message filled up to this
+                                     # size (RFC822.SIZE tells the truth)
      }]}
 Message N of a folder is small and unique: Message-ID
 <dest-F-UID@dest.test> (F = folder index). The manifest (--manifest)
@@ -96,6 +98,14 @@ class Folder:
         self.size_lie = {int(k): v for k, v in
                          spec.get("size_lie", {}).items()}
         self.seq_of = {uid: i + 1 for i, uid in enumerate(self.uids)}
+        self.pad = spec.get("pad", 0)
+
+    def message(self, uid):
+        body = message(self.idx, uid)
+        left = self.pad - len(body)
+        if left > 0:
+            body += (b"x" * 78 + b"\r\n") * (left // 80) + b"x" * (left % 80)
+        return body
 
     def uidnext(self):
         return min((self.uids[-1] + 1) if self.uids else 1, 4294967295)
@@ -270,7 +280,7 @@ class Conn:
             return
         out = []
         for seq, uid in f.select(args[0], cmd == b"UID FETCH"):
-            body = message(f.idx, uid)
+            body = f.message(uid)
             parts = [b"UID %d" % uid, b"FLAGS (" + f.flags + b")",
                      b'INTERNALDATE "02-Jan-2023 10:00:00 +0000"']
             if b"RFC822.SIZE" in items:

@@ -41,6 +41,7 @@ HARNESS_PASSED=0
 HARNESS_FAILED=0
 HARNESS_DONE=0
 HARNESS_PIDS=()          # background processes started by the test
+HARNESS_MOUNTS=()        # file systems the test mounted (under $T)
 HARNESS_BASE_DIRS=()     # base_dirs of the Dovecot instances we started
 
 export LC_ALL=C TZ=UTC
@@ -161,12 +162,15 @@ settings_view
 # ---------------------------------------------------------------- cleanup
 
 harness_cleanup() {
-	local pid
+	local pid mnt
 	trap - EXIT INT TERM HUP PIPE
 	for pid in "${HARNESS_PIDS[@]}"; do
 		kill -KILL "$pid" 2>/dev/null
 	done
 	stop_dovecot_base_dirs "${HARNESS_BASE_DIRS[@]}"
+	for mnt in "${HARNESS_MOUNTS[@]}"; do
+		umount "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null
+	done
 	if [ "${KEEP:-0}" = 1 ]; then
 		info "KEEP=1: test files left in $T"
 	else
@@ -198,6 +202,14 @@ trap 'harness_on_signal PIPE' PIPE
 
 # Remember a background pid so cleanup kills it.
 track_pid() { HARNESS_PIDS+=("$1"); }
+
+# mount_tmpfs DIR SIZE: a tmpfs of SIZE (e.g. 2m) on DIR, writable by the
+# mail user; unmounted by the cleanup, whatever way the script ends
+mount_tmpfs() {
+	mkdir -p "$1" &&
+		mount -t tmpfs -o "size=$2,mode=1777" dm-test-tmpfs "$1" || return 1
+	HARNESS_MOUNTS+=("$1")
+}
 
 # stop_pid PID [SIGNAL]: SIGNAL (TERM) and up to 5 s to exit, then SIGKILL
 stop_pid() {
