@@ -26,6 +26,10 @@ enum migrate_error {
 	MIGRATE_ERROR_NOTFOUND,
 	/* an output file (report -c) can't be created (EX_CANTCREAT) */
 	MIGRATE_ERROR_CANTCREAT,
+	/* the destination file system is full: what fit is kept, like
+	   MIGRATE_ERROR_QUOTA; retrying soon changes nothing either
+	   (EX_CANTCREAT) */
+	MIGRATE_ERROR_DISK_FULL,
 };
 
 /* Category of every event this plugin emits */

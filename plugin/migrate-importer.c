@@ -1397,6 +1397,50 @@ migrate_importer_make_durable(struct migrate_importer *imp,
 #endif
 }
 
+/* lib-storage has no error code of its own for a full file system:
+   ENOSPC is an internal error carrying strerror()'s text, a full index
+   is MAIL_ERROR_NOQUOTA "Not enough disk space" (a quota says "quota") */
+static bool migrate_dest_error_is_disk_full(const char *error)
+{
+	return strstr(error, strerror(ENOSPC)) != NULL ||
+		strstr(error, "Not enough disk space") != NULL;
+}
+
+static int migrate_importer_dest_full(struct migrate_importer *imp,
+				      struct migrate_msg *msg,
+				      const char *error, bool disk);
+
+/* Committing the batch failed for want of space: its messages go back to
+   be fetched again and are committed one by one from now on; when a
+   single message doesn't fit, it is a destination-full item and the run
+   stops. Returns 0 to go on, -1 to stop. */
+static int migrate_importer_commit_disk_full(struct migrate_importer *imp,
+					     const char *error)
+{
+	struct migrate_run *run = imp->run;
+	struct migrate_msg *msg = NULL;
+	bool single = imp->quota_single && imp->trans_msgs <= 1;
+
+	imp->quota_single = TRUE;
+	if (!single) {
+		e_debug(imp->event, "Commit failed: %s: committing message by "
+			"message from now on", error);
+		migrate_importer_rollback(imp);
+		return 0;
+	}
+	if (array_count(&imp->pending_uids) > 0) {
+		msg = hash_table_lookup(imp->msgs_by_uid,
+			POINTER_CAST(*array_front(&imp->pending_uids)));
+	}
+	if (msg != NULL)
+		return migrate_importer_dest_full(imp, msg, error, TRUE);
+	migrate_importer_rollback(imp);
+	run->error_code = MIGRATE_ERROR_DISK_FULL;
+	run->error = p_strdup_printf(run->pool, "Destination file system full "
+		"in %s: commit failed: %s", imp->folder->dest.vname, error);
+	return -1;
+}
+
 static int migrate_importer_commit(struct migrate_importer *imp)
 {
 	struct migrate_folder_state fs;
@@ -1426,6 +1470,8 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 		/* copied: the rollback and resync below set new errors */
 		errstr = t_strdup(mailbox_get_last_internal_error(imp->box,
 								  &error));
+		if (migrate_dest_error_is_disk_full(errstr))
+			return migrate_importer_commit_disk_full(imp, errstr);
 		if (error != MAIL_ERROR_NOQUOTA &&
 		    imp->commit_retries++ < MIGRATE_COMMIT_RETRIES) {
 			/* e.g. a run killed mid-commit left message files
@@ -1548,18 +1594,23 @@ migrate_importer_body_msg(struct migrate_importer *imp,
 	return msg;
 }
 
-/* The destination quota refused msg. The open transaction can only be
-   rolled back as a whole: the first time, its messages (msg too: it may
-   fit without them) go back to be fetched again, and from now on every
-   message is committed on its own. When a message refused alone, the quota
-   is full: it and every message of the folder still to import go to the
-   item log as destination-quota, and the run stops (retrying can't help
-   until the quota changes). Returns 0 to go on, -1 to stop. */
-static int migrate_importer_quota_full(struct migrate_importer *imp,
-				       struct migrate_msg *msg,
-				       const char *error)
+/* The destination quota or file system refused msg. The open transaction
+   can only be rolled back as a whole: the first time, its messages (msg
+   too: it may fit without them) go back to be fetched again, and from now
+   on every message is committed on its own. When a message refused alone,
+   the destination is full: it and every message of the folder still to
+   import go to the item log as destination-quota or destination-full, and
+   the run stops (retrying can't help until the quota is raised or space
+   freed). Returns 0 to go on, -1 to stop. */
+static int migrate_importer_dest_full(struct migrate_importer *imp,
+				      struct migrate_msg *msg,
+				      const char *error, bool disk)
 {
 	struct migrate_run *run = imp->run;
+	enum migrate_item_class class = disk ? MIGRATE_ITEM_DEST_FULL :
+		MIGRATE_ITEM_DEST_QUOTA;
+	const char *what = disk ? "the destination file system is full" :
+		"the destination quota is full";
 	struct migrate_msg *m;
 	unsigned int count = 0;
 
@@ -1574,23 +1625,25 @@ static int migrate_importer_quota_full(struct migrate_importer *imp,
 	}
 	error = t_strdup(error);
 	migrate_importer_rollback(imp);
-	migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_QUOTA, error);
+	migrate_importer_item(imp, msg, class, error);
 	msg->action = MIGRATE_MSG_FAILED;
 	array_foreach_elem(&imp->msgs, m) {
 		if (m->action != MIGRATE_MSG_IMPORT)
 			continue;
-		migrate_importer_item(imp, m, MIGRATE_ITEM_DEST_QUOTA,
-			"not tried: the destination quota is full");
+		migrate_importer_item(imp, m, class,
+				      t_strconcat("not tried: ", what, NULL));
 		m->action = MIGRATE_MSG_FAILED;
 		count++;
 	}
 	imp->folder->failed += count + 1;
-	run->error_code = MIGRATE_ERROR_QUOTA;
-	run->error = p_strdup_printf(run->pool, "Destination quota full in "
+	run->error_code = disk ? MIGRATE_ERROR_DISK_FULL : MIGRATE_ERROR_QUOTA;
+	run->error = p_strdup_printf(run->pool, "Destination %s full in "
 		"%s: %s. What fit is kept; %u message(s) of this folder are in "
-		"the item log as destination-quota (migrate report -r "
-		"destination-quota): raise the quota and run again",
-		imp->folder->dest.vname, error, count + 1);
+		"the item log as %s (migrate report -r %s): %s and run again",
+		disk ? "file system" : "quota", imp->folder->dest.vname, error,
+		count + 1, migrate_item_class_name(class),
+		migrate_item_class_name(class),
+		disk ? "free space" : "raise the quota");
 	return -1;
 }
 
@@ -1717,8 +1770,10 @@ static int migrate_importer_save(struct migrate_importer *imp,
 
 dest_failed:
 dest_failed_nosave:
+	if (migrate_dest_error_is_disk_full(error))
+		return migrate_importer_dest_full(imp, msg, error, TRUE);
 	if (mail_error == MAIL_ERROR_NOQUOTA)
-		return migrate_importer_quota_full(imp, msg, error);
+		return migrate_importer_dest_full(imp, msg, error, FALSE);
 	migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_ERROR, error);
 	msg->action = MIGRATE_MSG_FAILED;
 	return 0;
@@ -2241,6 +2296,7 @@ static bool migrate_importer_item_retryable(struct migrate_importer *imp,
 	case MIGRATE_ITEM_THROTTLED:
 	case MIGRATE_ITEM_TIMEOUT:
 	case MIGRATE_ITEM_DEST_QUOTA:
+	case MIGRATE_ITEM_DEST_FULL:
 		return TRUE;
 	case MIGRATE_ITEM_VANISHED:
 	case MIGRATE_ITEM_DUPLICATE:

@@ -40,6 +40,7 @@ int migrate_error_to_exit_code(enum migrate_error error)
 	case MIGRATE_ERROR_LOCKED:
 		return EX_TEMPFAIL;
 	case MIGRATE_ERROR_QUOTA:
+	case MIGRATE_ERROR_DISK_FULL:
 		return EX_CANTCREAT;
 	case MIGRATE_ERROR_AUTH:
 		return EX_NOPERM;
@@ -82,6 +83,8 @@ const char *migrate_error_name(enum migrate_error error)
 		return "notfound";
 	case MIGRATE_ERROR_CANTCREAT:
 		return "cantcreat";
+	case MIGRATE_ERROR_DISK_FULL:
+		return "diskfull";
 	}
 	i_unreached();
 }

@@ -34,7 +34,7 @@ struct migrate_state {
 static const char *const migrate_item_class_names[] = {
 	"fetch-failed", "malformed", "too-big", "filtered",
 	"destination-quota", "destination-error", "vanished", "duplicate",
-	"throttled", "timeout",
+	"throttled", "timeout", "destination-full",
 };
 
 const char *migrate_item_class_name(enum migrate_item_class class)

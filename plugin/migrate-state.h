@@ -32,6 +32,7 @@ enum migrate_item_class {
 	MIGRATE_ITEM_DUPLICATE,		/* "duplicate" (across folders) */
 	MIGRATE_ITEM_THROTTLED,		/* "throttled" */
 	MIGRATE_ITEM_TIMEOUT,		/* "timeout" */
+	MIGRATE_ITEM_DEST_FULL,		/* "destination-full" (file system) */
 
 	MIGRATE_ITEM_CLASS_COUNT
 };
