@@ -35,9 +35,19 @@ struct migrate_cmd_context {
 	struct migrate_run_options opts;
 	const char *reason_filter;
 	const char *csv_path;
-	/* the command's own init: print headers */
+	/* the command's own init */
 	void (*init)(void);
+	/* the table's columns: added before the first row or at success
+	   (doveadm prints them even without a row, so a command that fails
+	   first would print an empty table) */
+	void (*headers)(void);
 };
+
+static void cmd_migrate_headers(struct migrate_cmd_context *ctx)
+{
+	if (ctx->headers != NULL && doveadm_print_get_headers_count() == 0)
+		ctx->headers();
+}
 
 /* Options, by their long names in migrate_commands[]: one reader for
    every command (a command's absent options stay unset) */
@@ -97,13 +107,15 @@ static const char *cmd_migrate_folder_note(const struct migrate_folder *folder)
 	return "";
 }
 
-static void cmd_migrate_print_folders(struct migrate_run *run)
+static void cmd_migrate_print_folders(struct migrate_cmd_context *ctx,
+				      struct migrate_run *run)
 {
 	struct migrate_folder *folder;
 
 	array_foreach_elem(&run->folders, folder) {
 		if (folder->result == NULL)
 			continue;
+		cmd_migrate_headers(ctx);
 		doveadm_print(folder->src_name);
 		doveadm_print(folder->dest.vname == NULL ? "" :
 			      folder->dest.vname);
@@ -133,9 +145,11 @@ static int cmd_migrate_run_run(struct doveadm_mail_cmd_context *_ctx,
 	/* waits run doveadm's ioloop: lib-storage adds its timeouts there */
 	run = migrate_run_init(user, &ctx->opts);
 	ret = migrate_run_execute(run);
-	cmd_migrate_print_folders(run);
+	cmd_migrate_print_folders(ctx, run);
 	if (ret < 0)
 		cmd_migrate_failed(_ctx, user, run->error_code, run->error);
+	else
+		cmd_migrate_headers(ctx);
 	migrate_run_deinit(&run);
 	return ret;
 }
@@ -160,9 +174,8 @@ cmd_migrate_run_prerun(struct doveadm_mail_cmd_context *_ctx,
 				       error_r);
 }
 
-static void cmd_migrate_run_init(void)
+static void cmd_migrate_run_headers(void)
 {
-	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("result");
@@ -209,7 +222,8 @@ static struct doveadm_mail_cmd_context *cmd_migrate_run_alloc(void)
 	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
 	ctx->opts.mode = MIGRATE_RUN_MODE_IMPORT;
-	ctx->init = cmd_migrate_run_init;
+	ctx->init = cmd_migrate_prepare_slots;
+	ctx->headers = cmd_migrate_run_headers;
 	ctx->ctx.v.prerun = cmd_migrate_run_prerun;
 	ctx->ctx.v.run = cmd_migrate_run_run;
 	return &ctx->ctx;
@@ -217,9 +231,8 @@ static struct doveadm_mail_cmd_context *cmd_migrate_run_alloc(void)
 
 /* plan */
 
-static void cmd_migrate_plan_init(void)
+static void cmd_migrate_plan_headers(void)
 {
-	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("special_use");
@@ -241,6 +254,7 @@ static int cmd_migrate_plan_run(struct doveadm_mail_cmd_context *_ctx,
 	run = migrate_run_init(user, &ctx->opts);
 	ret = migrate_run_execute(run);
 	if (ret == 0) {
+		cmd_migrate_headers(ctx);
 		array_foreach_elem(&run->folders, folder) {
 			doveadm_print(folder->src_name);
 			doveadm_print(folder->dest.vname == NULL ? "" :
@@ -273,16 +287,16 @@ static struct doveadm_mail_cmd_context *cmd_migrate_plan_alloc(void)
 	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
 	ctx->opts.mode = MIGRATE_RUN_MODE_PLAN;
-	ctx->init = cmd_migrate_plan_init;
+	ctx->init = cmd_migrate_prepare_slots;
+	ctx->headers = cmd_migrate_plan_headers;
 	ctx->ctx.v.run = cmd_migrate_plan_run;
 	return &ctx->ctx;
 }
 
 /* verify */
 
-static void cmd_migrate_verify_init(void)
+static void cmd_migrate_verify_headers(void)
 {
-	cmd_migrate_prepare_slots();
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("source");
@@ -312,6 +326,7 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 	array_foreach_elem(&run->folders, folder) {
 		if (folder->result == NULL || folder->dest.skip)
 			continue;
+		cmd_migrate_headers(ctx);
 		doveadm_print(folder->src_name);
 		doveadm_print(folder->dest.vname);
 		doveadm_print_num(folder->src_messages);
@@ -348,6 +363,7 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 	}
 	if (run->error_code == MIGRATE_ERROR_NONE ||
 	    run->error_code == MIGRATE_ERROR_ITEMS) {
+		cmd_migrate_headers(ctx);
 		doveadm_print("*");
 		doveadm_print("");
 		doveadm_print_num(totals[0]);
@@ -371,7 +387,8 @@ static struct doveadm_mail_cmd_context *cmd_migrate_verify_alloc(void)
 	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
 	ctx->opts.mode = MIGRATE_RUN_MODE_VERIFY;
-	ctx->init = cmd_migrate_verify_init;
+	ctx->init = cmd_migrate_prepare_slots;
+	ctx->headers = cmd_migrate_verify_headers;
 	ctx->ctx.v.run = cmd_migrate_verify_run;
 	return &ctx->ctx;
 }
@@ -391,11 +408,6 @@ static int cmd_migrate_open_state(struct doveadm_mail_cmd_context *ctx,
 		return -1;
 	}
 	return 0;
-}
-
-static void cmd_migrate_status_init(void)
-{
-	migrate_report_status_headers();
 }
 
 static int cmd_migrate_status_run(struct doveadm_mail_cmd_context *ctx,
@@ -418,14 +430,9 @@ static struct doveadm_mail_cmd_context *cmd_migrate_status_alloc(void)
 {
 	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
-	ctx->init = cmd_migrate_status_init;
+	ctx->headers = migrate_report_status_headers;
 	ctx->ctx.v.run = cmd_migrate_status_run;
 	return &ctx->ctx;
-}
-
-static void cmd_migrate_report_init(void)
-{
-	migrate_report_items_headers();
 }
 
 static int cmd_migrate_report_run(struct doveadm_mail_cmd_context *_ctx,
@@ -448,6 +455,8 @@ static int cmd_migrate_report_run(struct doveadm_mail_cmd_context *_ctx,
 	ret = migrate_report_items(state, &filter, &code, &error);
 	if (ret < 0)
 		cmd_migrate_failed(_ctx, user, code, error);
+	else
+		cmd_migrate_headers(ctx);
 	migrate_state_close(&state);
 	return ret;
 }
@@ -456,7 +465,7 @@ static struct doveadm_mail_cmd_context *cmd_migrate_report_alloc(void)
 {
 	struct migrate_cmd_context *ctx = cmd_migrate_alloc();
 
-	ctx->init = cmd_migrate_report_init;
+	ctx->headers = migrate_report_items_headers;
 	ctx->ctx.v.run = cmd_migrate_report_run;
 	return &ctx->ctx;
 }

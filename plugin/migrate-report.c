@@ -19,6 +19,8 @@ static const char *migrate_report_time(time_t t)
 
 void migrate_report_status_headers(void)
 {
+	if (doveadm_print_get_headers_count() > 0)
+		return;
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("state");
@@ -78,6 +80,7 @@ int migrate_report_status(struct migrate_state *state, const char **error_r)
 				    error_r);
 	if (ret < 0)
 		return -1;
+	migrate_report_status_headers();
 	doveadm_print("*");
 	doveadm_print("");
 	doveadm_print(ret == 0 ? "queued" : rs.status);
@@ -137,6 +140,8 @@ void migrate_report_items_headers(void)
 {
 	unsigned int i;
 
+	if (doveadm_print_get_headers_count() > 0)
+		return;
 	for (i = 0; migrate_item_columns[i] != NULL; i++)
 		doveadm_print_header_simple(migrate_item_columns[i]);
 }
@@ -259,6 +264,7 @@ int migrate_report_items(struct migrate_state *state,
 			values[9] = migrate_report_time(item->first_seen);
 			values[10] = migrate_report_time(item->last_seen);
 			values[11] = item->resolved ? "yes" : "no";
+			migrate_report_items_headers();
 			for (i = 0; i < N_ELEMENTS(values); i++)
 				doveadm_print(values[i] == NULL ? "" : values[i]);
 			if (csv != NULL) {

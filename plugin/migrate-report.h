@@ -17,6 +17,8 @@ struct migrate_report_filter {
 	const char *csv_path;
 };
 
+/* The table's columns, added once (doveadm prints them even without a
+   row): before the first row, or when a command succeeds without rows */
 void migrate_report_status_headers(void);
 /* A user-level row first, then a row per folder */
 int migrate_report_status(struct migrate_state *state, const char **error_r);

@@ -883,6 +883,9 @@ static int migrate_run_check_selected(struct migrate_run *run)
 				folder->dest.decoded_name[0] != '\0' ?
 				&folder->dest.decoded_name : &folder->src_name);
 	}
+	/* no folder was touched: the result table stays empty */
+	array_foreach_elem(&run->folders, folder)
+		folder->result = NULL;
 	run->error_code = MIGRATE_ERROR_NOTFOUND;
 	run->error = p_strdup_printf(run->pool,
 		"No source folder '%s' (-m); closest: %s", run->opts.folder,

@@ -182,6 +182,26 @@ assert_exit NAME="gina: report exits 0" 0 dst_doveadm -f tab migrate report -u g
 item=$(awk -F'\t' 'NR == 1 {for (i = 1; i <= NF; i++) col[$i] = i; next}
 	{print $col["folder"] "/" $col["uid"] " " $col["reason"] " attempts=" $col["attempts"] " resolved=" $col["resolved"]}' "$LAST_OUT")
 assert_eq "gina: the resolved item counts both passes" "INBOX/1 fetch-failed attempts=2 resolved=yes" "$item"
+# a command that fails prints no empty table header (doveadm prints the
+# columns even without a row): every command's -m that matches nothing,
+# an unknown user, a run that fails before any folder, an unknown -r class
+for cmd in run plan verify status report reset; do
+	opt=(-m 'No Such Folder')
+	[ "$cmd" = status ] && opt=()
+	run_capture dst_doveadm migrate "$cmd" -u nosuchuser "${opt[@]}"
+	assert_eq "$cmd -u nosuchuser: exit 67, no output" "67 " "$LAST_RC $(head -c 300 "$LAST_OUT")"
+	[ "$cmd" = status ] && continue
+	run_capture dst_doveadm migrate "$cmd" -u dave "${opt[@]}"
+	assert_eq "$cmd -m 'No Such Folder': exit 68, no output" "68 " "$LAST_RC $(head -c 300 "$LAST_OUT")"
+done
+run_capture dst_doveadm -o plugin/migrate_source_port=1 migrate run -u dave
+assert_eq "a run whose source refuses the connection: exit 75, no output" "75 " "$LAST_RC $(head -c 300 "$LAST_OUT")"
+run_capture dst_doveadm migrate report -u dave -r no-such-class
+assert_eq "report -r no-such-class: exit 78, no output" "78 " "$LAST_RC $(head -c 300 "$LAST_OUT")"
+# success without a row keeps the header
+assert_exit NAME="report -r destination-full without such items exits 0" 0 \
+	dst_doveadm migrate report -u dave -r destination-full
+assert_match "report without rows prints the header" '^folder +uid +message_id' "$(cat "$LAST_OUT")"
 
 # ------------------------------------------------------------ item 10
 # A first pass into a Maildir destination keeps the source's UIDVALIDITY
