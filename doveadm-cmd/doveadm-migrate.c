@@ -45,8 +45,10 @@ struct migrate_cmd_context {
 
 static void cmd_migrate_headers(struct migrate_cmd_context *ctx)
 {
-	if (ctx->headers != NULL && doveadm_print_get_headers_count() == 0)
+	if (ctx->headers != NULL && doveadm_print_get_headers_count() == 0) {
+		migrate_doveadm_print_header_allow();
 		ctx->headers();
+	}
 }
 
 /* Options, by their long names in migrate_commands[]: one reader for

@@ -44,6 +44,16 @@ migrate_doveadm_accept_option(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 #  define MIGRATE_DOVEADM_ACCEPT_OPTIONS(ctx) ((void)0)
 #endif
 
+/* Table columns are added before the first row (doveadm prints them even
+   without one). 2.4 panics when a mail command adds them after its init()
+   unless allowed again, as its own "doveadm dict get" does. */
+#ifdef MIGRATE_HAVE_DOVEADM_PRINT_HEADER_DISALLOW
+#  define migrate_doveadm_print_header_allow() \
+	doveadm_print_header_disallow(FALSE)
+#else
+#  define migrate_doveadm_print_header_allow() ((void)0)
+#endif
+
 /* The file of the embedded state dict, in the user's home: the same file
    on 2.3 and 2.4, so a state survives the upgrade. */
 #define MIGRATE_STATE_DICT_FILE ".dovecot-migrate.dict"

@@ -7,6 +7,7 @@
 #include "time-util.h"
 #include "eacces-error.h"
 #include "doveadm-print.h"
+#include "migrate-compat.h"
 #include "migrate-state.h"
 #include "migrate-report.h"
 
@@ -21,6 +22,7 @@ void migrate_report_status_headers(void)
 {
 	if (doveadm_print_get_headers_count() > 0)
 		return;
+	migrate_doveadm_print_header_allow();
 	doveadm_print_header_simple("folder");
 	doveadm_print_header_simple("dest");
 	doveadm_print_header_simple("state");
@@ -142,6 +144,7 @@ void migrate_report_items_headers(void)
 
 	if (doveadm_print_get_headers_count() > 0)
 		return;
+	migrate_doveadm_print_header_allow();
 	for (i = 0; migrate_item_columns[i] != NULL; i++)
 		doveadm_print_header_simple(migrate_item_columns[i]);
 }
