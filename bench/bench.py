@@ -572,7 +572,8 @@ Expunge None
             return ["doveadm", "-c", self.dst_conf[fmt],
                     "-o", "mail_plugin_dir=" + self.plugin_dir,
                     "-o", "mail_plugins=doveadm_migrate",
-                    "-o", setting_opt("migrate_source_port") + "=%d" % self.port] + serial + [
+                    "-o", setting_opt("migrate_source_port") + "=%d" % self.port] + serial + \
+                [x for kv in self.a.migrate_set for x in ("-o", setting_opt(kv))] + [
                     "migrate", "run", "-u", user]
         if tool in ("dsync", "dsync-pf100"):
             cmd = ["doveadm", "-c", self.dsync_conf[fmt],
@@ -1070,6 +1071,9 @@ def main():
                    help="repetitions for the --big and --scaling corpora")
     p.add_argument("--mail-fsync", default="optimized",
                    help="destination mail_fsync for migrate and dsync (default: optimized)")
+    p.add_argument("--migrate-set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a migrate_* setting for every migrate run (repeatable), "
+                   "e.g. migrate_source_compress=no")
     p.add_argument("--timeout", type=int, default=1800, help="limit per measured command (s)")
     p.add_argument("--workdir", default="/tmp")
     p.add_argument("--results-dir", default=os.path.join(HERE, "results"))
