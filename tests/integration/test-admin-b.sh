@@ -23,13 +23,20 @@ plugin_built || info "the plugin is not built: the migrate steps will fail"
 src_start || die "source server did not start"
 # the quota plugin is configured (no limit unless the user has one); only
 # doveadm calls that load it (qdoveadm) and the IMAP server enforce it
-cat >"$T/dst-quota.conf" <<'EOC'
-mail_plugins = $mail_plugins quota
-plugin {
-  quota = count:User quota
-  quota_vsizes = yes
+# (2.4: a quota filter whose driver is count, which counts vsizes; the
+# per-user limit is quota_storage_size, 2.3's quota_rule)
+{
+	conf_mail_plugins quota
+	if dv24; then
+		printf 'quota "User quota" {\n  quota_driver = count\n}\n'
+	else
+		conf_settings "quota=count:User quota" quota_vsizes=yes
+	fi
+} >"$T/dst-quota.conf"
+# quota_limit SIZE: the setting (name=value) that sets the user's limit
+quota_limit() {
+	if dv24; then echo "quota_storage_size=$1"; else echo "quota_rule=*:storage=$1"; fi
 }
-EOC
 dst_start --conf-extra "$T/dst-quota.conf" || die "destination server did not start"
 src_seed alice --seed 11 >"$T/seed.out" 2>&1 ||
 	die "seeding failed: $(tail -n 3 "$T/seed.out")"
@@ -112,7 +119,7 @@ if part c; then
 mkdir -p "$T/modules"
 ln -sf "$PLUGIN_DIR/lib20_doveadm_migrate_plugin.so" /usr/lib/dovecot/modules/lib10_quota_plugin.so "$T/modules/"
 qdoveadm() {
-	bounded "$DOVEADM_TIMEOUT" doveadm -c "$DST_DIR/dovecot.conf" \
+	bounded "$DOVEADM_TIMEOUT" "$DOVEADM" -c "$DST_DIR/dovecot.conf" \
 		-o mail_plugin_dir="$T/modules" -o "mail_plugins=quota $PLUGIN_NAME" \
 		-o plugin/migrate_source_port="$SRC_PORT" "$@"
 }
@@ -120,7 +127,7 @@ total=$(src_doveadm -f flow mailbox status -u alice vsize '*' |
 	sed -n 's/.*vsize=\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s}')
 limit_k=$((total * 4 / 10 / 1024))
 info "(c) source: $total bytes; quota ${limit_k} kB"
-dst_add_user qa userdb_migrate_source_user=alice "userdb_quota_rule=*:storage=${limit_k}k"
+dst_add_user qa userdb_migrate_source_user=alice "userdb_$(quota_limit "${limit_k}k")"
 assert_exit NAME="(c) plan with a quota smaller than the source: exit 0" 0 \
 	qdoveadm -f json migrate plan -u qa
 one_line "(c) plan warns with both figures" "$LAST_ERR" 'Destination quota' \
@@ -142,7 +149,7 @@ info "(c) used ${used_k} kB of ${limit_k} kB; the refused message has $refused b
 check "(c) what fit was kept: the refused message didn't fit the space left" \
 	test $((used_k * 1024 + refused)) -gt $((limit_k * 1024))
 assert_exit NAME="(c) with the quota raised the next run exits 0" 0 \
-	qdoveadm -o 'plugin/quota_rule=*:storage=100M' migrate run -u qa
+	qdoveadm -o "plugin/$(quota_limit 100M)" migrate run -u qa
 assert_exit NAME="(c) verify after it exits 0" 0 dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" \
 	migrate verify -u qa
 fi
