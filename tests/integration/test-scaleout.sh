@@ -472,10 +472,15 @@ others=$(grep -E 'Error' "$T/runW.err" | grep -v "$BAD_USER" | head -n 3)
 assert_eq "workers: no other user has an error" "" "$others"
 tail -n +"$((log_mark + 1))" "$DST_DIR/dovecot.log" >"$T/worker.log"
 pids=$(sed -n 's/.*doveadm(w[0-9]*)<\([0-9]*\)>.*/\1/p' "$T/worker.log" | sort -u | grep -c .)
-if [ "$pids" -ge 2 ] && [ "$pids" -le $((4 * (WORKER_HANGS + 1))) ]; then
-	pass "workers: the w-users ran in $pids doveadm-server processes (at most 4 per attempt)"
+# Dovecot 2.4's doveadm client opens one connection more than
+# doveadm_worker_count (doveadm_mail_server_user(): "clients_count <=
+# limit", 2.4.0 to 2.4.4; 2.3 stops at the count): 5 servers for 4
+wmax=4
+dv24 && wmax=5
+if [ "$pids" -ge 2 ] && [ "$pids" -le $((wmax * (WORKER_HANGS + 1))) ]; then
+	pass "workers: the w-users ran in $pids doveadm-server processes (at most $wmax per attempt)"
 else
-	fail "workers: the w-users ran in 2..4 doveadm-server processes per attempt" "$pids processes"
+	fail "workers: the w-users ran in 2..$wmax doveadm-server processes per attempt" "$pids processes"
 fi
 ok=0
 for n in $(seq 1 "$N_USERS"); do
@@ -635,10 +640,18 @@ assert_exit NAME="migrate run -S over the unix socket: exit 0 (no-op)" 0 \
 	dst_doveadm migrate run -S "$DST_DIR/run/doveadm-server" -u x1
 assert_exit NAME="-S: the refused login is still 77" 77 \
 	dst_doveadm migrate run -S "127.0.0.1:$DA_PORT" -u "$BAD_USER"
-# Dovecot 2.3's doveadm protocol only carries TEMPFAIL, USAGE, NOUSER,
-# NOPERM, PROTOCOL, DATAERR, NOTFOUND: 2 and 78 arrive as 75.
-assert_exit NAME="-S: exit 78 arrives as 75 (2.3 doveadm protocol limit)" 75 \
+# The doveadm protocol carries an exit code as a name: TEMPFAIL, USAGE,
+# NOUSER, NOPERM, PROTOCOL, DATAERR, NOTFOUND (2.4: CHANGED = 2 too); any
+# other code is sent as UNKNOWN. Dovecot 2.3's client reads UNKNOWN as 75,
+# 2.4's as -1: exit 255 (docs/operator-guide.md §8).
+unknown_rc=75
+dv24 && unknown_rc=255
+assert_exit NAME="-S: exit 78 arrives as $unknown_rc (doveadm protocol: UNKNOWN)" "$unknown_rc" \
 	dst_doveadm migrate report -S "127.0.0.1:$DA_PORT" -u x1 -r no-such-class
+# 73 likewise (report -c to a path the mail user can't write)
+mkdir -p "$T/rootonly" && chmod 700 "$T/rootonly"
+assert_exit NAME="-S: exit 73 arrives as $unknown_rc (doveadm protocol: UNKNOWN)" "$unknown_rc" \
+	dst_doveadm migrate report -S "127.0.0.1:$DA_PORT" -u x1 -c "$T/rootonly/x.csv"
 assert_exit NAME="-S with a wrong doveadm_password fails" 75 \
 	dst_doveadm -o doveadm_password=wrong migrate status -S "127.0.0.1:$DA_PORT" -u x1
 
@@ -669,7 +682,8 @@ assert_eq "HTTP migrateStatus + migrateReport (Basic auth): run completed, empty
 r = json.loads(sys.stdin.read().split(" ", 1)[1])
 print([x["state"] for x in r[0][1] if x["folder"] == "*"][0], len(r[1][1]), r[0][2], r[1][2])' <<<"$resp" 2>&1)"
 resp=$(http_post "$API_AUTH" '[["migrateRun", {"user": "'"$BAD_USER"'"}, "bad1"]]')
-assert_match "HTTP: the refused login is exitCode 77" '"type":"exitCode", "exitCode":77\},"bad1"' "$resp"
+# (2.3 writes a space after the comma, 2.4 doesn't)
+assert_match "HTTP: the refused login is exitCode 77" '"type":"exitCode", ?"exitCode":77\},"bad1"' "$resp"
 resp=$(http_post "$API_AUTH" '[["migrateReport", {"user": "x2", "reason": "no-such-class"}, "r78"]]')
 assert_match "HTTP: exit 78 keeps its number (exitCode 78)" '"exitCode":78' "$resp"
 resp=$(http_post "X-Dovecot-API $(printf wrong | base64)" '[["migrateStatus", {"user": "x2"}, "t"]]')
