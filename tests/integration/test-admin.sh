@@ -39,6 +39,16 @@ n_examples=$(wc -l <"$T/examples")
 info "$(basename "$CONFD"): $n_examples commented examples"
 [ "$n_examples" -ge 40 ] && pass "conf.d has its examples" ||
 	fail "conf.d has its examples" "only $n_examples found"
+# the whole file, every block uncommented (userdbs, the Redis and SQL state
+# dicts, remote execution, metrics), is a configuration Dovecot accepts;
+# only the build tree's path stands in for the placeholder
+{
+	conf_header
+	python3 "$HARNESS_LIB/confd-uncomment.py" "$CONFD" |
+		sed "s|/path/to/dovecot-migrate/doveadm-cmd/.libs|$PLUGIN_DIR|"
+} >"$T/confd-all.conf"
+assert_exit NAME="$(basename "$CONFD"): every block uncommented parses (doveconf -n)" 0 \
+	bounded 30 doveconf -c "$T/confd-all.conf" -n
 # conf_doveadm CONF ARGS...: doveadm with the plugin and config CONF
 conf_doveadm() {
 	local conf=$1
