@@ -45,7 +45,7 @@ struct migrate_cmd_context {
 
 static void cmd_migrate_headers(struct migrate_cmd_context *ctx)
 {
-	if (ctx->headers != NULL && doveadm_print_get_headers_count() == 0) {
+	if (ctx->headers != NULL && !migrate_report_headers_added()) {
 		migrate_doveadm_print_header_allow();
 		ctx->headers();
 	}
@@ -77,6 +77,7 @@ static void cmd_migrate_init(struct doveadm_mail_cmd_context *_ctx
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 
 	cmd_migrate_read_options(ctx);
+	migrate_report_headers_begin();
 	if (ctx->init != NULL)
 		ctx->init();
 }

@@ -18,9 +18,23 @@ static const char *migrate_report_time(time_t t)
 	return t == 0 ? "" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
 }
 
+/* Columns doveadm added before the command's own (-A and user masks add
+   a sticky "username"): ours are there once the count is above it */
+static unsigned int migrate_report_headers_base;
+
+void migrate_report_headers_begin(void)
+{
+	migrate_report_headers_base = doveadm_print_get_headers_count();
+}
+
+bool migrate_report_headers_added(void)
+{
+	return doveadm_print_get_headers_count() > migrate_report_headers_base;
+}
+
 void migrate_report_status_headers(void)
 {
-	if (doveadm_print_get_headers_count() > 0)
+	if (migrate_report_headers_added())
 		return;
 	migrate_doveadm_print_header_allow();
 	doveadm_print_header_simple("folder");
@@ -142,7 +156,7 @@ void migrate_report_items_headers(void)
 {
 	unsigned int i;
 
-	if (doveadm_print_get_headers_count() > 0)
+	if (migrate_report_headers_added())
 		return;
 	migrate_doveadm_print_header_allow();
 	for (i = 0; migrate_item_columns[i] != NULL; i++)

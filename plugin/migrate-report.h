@@ -18,7 +18,13 @@ struct migrate_report_filter {
 };
 
 /* The table's columns, added once (doveadm prints them even without a
-   row): before the first row, or when a command succeeds without rows */
+   row): before the first row, or when a command succeeds without rows.
+   migrate_report_headers_begin() at the command's init notes the columns
+   doveadm itself added (the sticky username of -A); added() says whether
+   the command's own are there. With only a sticky column doveadm_print()
+   would fill rows with it forever. */
+void migrate_report_headers_begin(void);
+bool migrate_report_headers_added(void);
 void migrate_report_status_headers(void);
 /* A user-level row first, then a row per folder */
 int migrate_report_status(struct migrate_state *state, const char **error_r);
