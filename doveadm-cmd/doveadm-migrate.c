@@ -75,9 +75,15 @@ static void cmd_migrate_init(struct doveadm_mail_cmd_context *_ctx
 {
 	struct migrate_cmd_context *ctx =
 		container_of(_ctx, struct migrate_cmd_context, ctx);
+	const char *socket_path;
 
 	cmd_migrate_read_options(ctx);
 	migrate_report_headers_begin();
+	/* proxied (-S, doveadm_worker_count): the server's rows are printed
+	   here without our run(), so the columns can only be added now */
+	if (doveadm_cmd_param_str(ctx->ctx.cctx, "socket-path", &socket_path) ||
+	    doveadm_settings->doveadm_worker_count > 0)
+		cmd_migrate_headers(ctx);
 	if (ctx->init != NULL)
 		ctx->init();
 }
