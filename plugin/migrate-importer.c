@@ -205,17 +205,9 @@ migrate_parse_flags(struct migrate_importer *imp, const struct imap_arg *args,
 		if (!imap_arg_get_atom(args, &atom))
 			continue;
 		if (atom[0] == '\\') {
-			if (strcasecmp(atom, "\\Seen") == 0)
-				msg->flags |= MAIL_SEEN;
-			else if (strcasecmp(atom, "\\Answered") == 0)
-				msg->flags |= MAIL_ANSWERED;
-			else if (strcasecmp(atom, "\\Flagged") == 0)
-				msg->flags |= MAIL_FLAGGED;
-			else if (strcasecmp(atom, "\\Deleted") == 0)
-				msg->flags |= MAIL_DELETED;
-			else if (strcasecmp(atom, "\\Draft") == 0)
-				msg->flags |= MAIL_DRAFT;
 			/* \Recent and unknown system flags are dropped */
+			msg->flags |= imap_parse_system_flag(atom) &
+				~MAIL_RECENT;
 			continue;
 		}
 		/* each keyword costs the destination index work: thousands
@@ -449,6 +441,11 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 	unsigned int tag, list_tag = 0;
 	int ret, list_ret;
 
+	if (migrate_source_conn_compress(run->conn, &code, &error) < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
 	str_append(cmd, "EXAMINE ");
 	if (!migrate_source_conn_append_mailbox(run->conn, cmd,
 						imp->folder->src_name)) {

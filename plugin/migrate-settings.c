@@ -95,7 +95,8 @@ migrate_setting_parse(const struct migrate_setting_def *def,
 		if (migrate_settings_parse_date(value, ioloop_time,
 						field) < 0) {
 			error = "expected YYYY-MM-DD or an age like 90d, 12w, "
-				"6months, 1y";
+				"6mo, 1y (months are mo or months: a bare m "
+				"would be minutes elsewhere)";
 			ret = -1;
 		}
 		break;
@@ -243,8 +244,9 @@ int migrate_settings_parse_size(const char *str, uoff_t *size_r)
 	return migrate_compat_parse_size(str, size_r, &error);
 }
 
-/* An age's unit: the first letters of a word ("m" is months here, for
-   backwards compatibility: write "min" nowhere, it's refused) */
+/* An age's unit: an abbreviation or the word. A bare "m" is refused: it
+   is minutes in every interval setting, so "6m" here would be read one
+   way and meant the other ("mo" or "months"). */
 static int migrate_parse_age_unit(const char *unit, unsigned int *days_r)
 {
 	static const struct {
@@ -253,14 +255,13 @@ static int migrate_parse_age_unit(const char *unit, unsigned int *days_r)
 	} units[] = {
 		{ "d", "days", 1 },
 		{ "w", "weeks", 7 },
-		{ "m", "months", 30 },
 		{ "mo", "months", 30 },
 		{ "y", "years", 365 },
 	};
 	size_t len = strlen(unit);
 
 	for (unsigned int i = 0; i < N_ELEMENTS(units); i++) {
-		/* "6m", "6mo", "6month", "6months", "2 years" */
+		/* "6mo", "6month", "6months", "2 years" */
 		if (strcmp(unit, units[i].abbrev) == 0 ||
 		    (len >= strlen(units[i].word) - 1 &&
 		     strncmp(unit, units[i].word, len) == 0)) {

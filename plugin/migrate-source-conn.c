@@ -126,6 +126,8 @@ struct migrate_source_conn {
 	bool reset_pending:1;
 	/* capabilities arrived since this was last cleared */
 	bool caps_received:1;
+	/* COMPRESS=DEFLATE is wanted and offered, not yet asked for */
+	bool compress_pending:1;
 	bool literal_plus:1;
 };
 
@@ -195,6 +197,7 @@ void migrate_source_conn_disconnect(struct migrate_source_conn *conn)
 	conn->capabilities = NULL;
 	conn->connected = FALSE;
 	conn->reset_pending = FALSE;
+	conn->compress_pending = FALSE;
 	migrate_conn_early_tags_clear(conn);
 }
 
@@ -801,15 +804,8 @@ static void migrate_conn_set_capabilities(struct migrate_source_conn *conn,
 bool migrate_source_conn_has_capability(struct migrate_source_conn *conn,
 					const char *cap)
 {
-	unsigned int i;
-
-	if (conn->capabilities == NULL)
-		return FALSE;
-	for (i = 0; conn->capabilities[i] != NULL; i++) {
-		if (strcasecmp(conn->capabilities[i], cap) == 0)
-			return TRUE;
-	}
-	return FALSE;
+	return conn->capabilities != NULL &&
+		str_array_icase_find(conn->capabilities, cap);
 }
 
 /* Is this literal a message body of a FETCH reply? If so, point args at
@@ -1328,13 +1324,7 @@ bool migrate_source_conn_append_mailbox(struct migrate_source_conn *conn,
 		/* always quoted: imap_append_astring() writes a name with
 		   more than four '"' or '\' as a synchronizing literal,
 		   which the pipelined commands can't wait for */
-		str_append_c(dest, '"');
-		for (p = name; *p != '\0'; p++) {
-			if (*p == '"' || *p == '\\')
-				str_append_c(dest, '\\');
-			str_append_c(dest, *p);
-		}
-		str_append_c(dest, '"');
+		imap_append_quoted(dest, name);
 		return TRUE;
 	}
 	if (!conn->literal_plus)
@@ -1828,6 +1818,25 @@ static void migrate_conn_compress_start(struct migrate_source_conn *conn)
 	e_debug(conn->event, "COMPRESS=DEFLATE enabled");
 }
 
+int migrate_source_conn_compress(struct migrate_source_conn *conn,
+				 enum migrate_error *error_code_r,
+				 const char **error_r)
+{
+	int ret;
+
+	if (!conn->compress_pending)
+		return 0;
+	conn->compress_pending = FALSE;
+	ret = migrate_source_conn_run(conn, "COMPRESS DEFLATE", NULL, NULL,
+				      error_code_r, error_r);
+	if (ret < 0)
+		return -1;
+	/* refused: go on uncompressed */
+	if (ret > 0)
+		migrate_conn_compress_start(conn);
+	return 0;
+}
+
 int migrate_source_conn_connect(struct migrate_source_conn *conn,
 				enum migrate_error *error_code_r,
 				const char **error_r)
@@ -1912,16 +1921,12 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 					    error_code_r, error_r) <= 0)
 			goto failed;
 	}
-	if (conn->set->source_compress &&
-	    migrate_source_conn_has_capability(conn, "COMPRESS=DEFLATE")) {
-		ret = migrate_source_conn_run(conn, "COMPRESS DEFLATE", NULL,
-					      NULL, error_code_r, error_r);
-		if (ret < 0)
-			goto failed;
-		/* refused: go on uncompressed */
-		if (ret > 0)
-			migrate_conn_compress_start(conn);
-	}
+	conn->compress_pending = conn->set->source_compress &&
+		migrate_source_conn_has_capability(conn, "COMPRESS=DEFLATE");
+	/* with a rawlog now, so that it sits above the deflate layer */
+	if (conn->set->source_rawlog_dir != NULL &&
+	    migrate_source_conn_compress(conn, error_code_r, error_r) < 0)
+		goto failed;
 	/* the rawlog starts after login, so credentials never reach it;
 	   above the deflate layer, so it holds the plain conversation */
 	if (conn->set->source_rawlog_dir != NULL) {

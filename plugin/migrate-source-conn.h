@@ -13,7 +13,13 @@ struct migrate_settings;
    time. A FETCH BODY[] literal is never buffered: it is handed out as a
    stream limited to the literal's size, to be fed to the save path.
 
-   All waiting runs the current ioloop, which the caller owns. */
+   All waiting runs the current ioloop, which the caller owns.
+
+   Why not lib-imap-client (imapc): it is callback-driven and spools every
+   literal over 32 KB to a temporary file before handing it out; this
+   client streams each body straight into the destination's save, with
+   bounded memory and no temporary copy, and keeps the pipelining, pacing
+   and hostile-input limits under this plugin's control. */
 
 enum migrate_reply_type {
 	MIGRATE_REPLY_UNTAGGED,
@@ -52,6 +58,14 @@ void migrate_source_conn_destroy(struct migrate_source_conn **conn);
 int migrate_source_conn_connect(struct migrate_source_conn *conn,
 				enum migrate_error *error_code_r,
 				const char **error_r);
+/* Switch COMPRESS=DEFLATE on when the settings want it and the server
+   offers it, once per connection. Asked only before the first command that
+   moves mail: a pass that finds nothing changed stays a few round trips
+   (the rawlog, when set, asks for it at login). Returns 0, or -1 when the
+   connection failed. */
+int migrate_source_conn_compress(struct migrate_source_conn *conn,
+				 enum migrate_error *error_code_r,
+				 const char **error_r);
 void migrate_source_conn_disconnect(struct migrate_source_conn *conn);
 bool migrate_source_conn_is_connected(struct migrate_source_conn *conn);
 

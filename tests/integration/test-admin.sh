@@ -105,15 +105,21 @@ if dv24; then
 fi
 for set in "${plain_secs[@]}" \
 	"migrate_source_timeout=2 mins" migrate_since=6months \
-	"migrate_since=90 days" migrate_before=2y migrate_since=6m; do
+	"migrate_since=90 days" migrate_before=2y migrate_since=6mo; do
 	assert_exit NAME="plan with $set exits 0" 0 \
 		dst_doveadm -o "plugin/$set" migrate plan -u alice
 done
 assert_exit NAME="an interval with a bad unit is still 78" 78 \
 	dst_doveadm -o plugin/migrate_lock_timeout=10parsecs migrate plan -u alice
 one_error "the bad interval names its setting" 'migrate_lock_timeout=10parsecs'
-assert_exit NAME="migrate_since=6min is refused (m is months)" 78 \
+assert_exit NAME="migrate_since=6min is refused" 78 \
 	dst_doveadm -o plugin/migrate_since=6min migrate plan -u alice
+# 6m is minutes in an interval and was months here: refused as ambiguous
+assert_exit NAME="migrate_since=6m is refused (ambiguous)" 78 \
+	dst_doveadm -o plugin/migrate_since=6m migrate plan -u alice
+one_error "migrate_since=6m: the error names the setting and says mo" \
+	'migrate_since=6m.*months are mo'
+
 
 # ------------------------------------------------------------ item 3
 # A misspelled setting, wherever it is set: named with the nearest known

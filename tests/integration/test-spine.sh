@@ -241,6 +241,7 @@ fi
 # A source that offers COMPRESS=DEFLATE: the run switches it on (default
 # migrate_source_compress=yes) and the result is the same; the rawlog
 # holds the plain conversation. migrate_source_compress=no stays plain.
+# Without a rawlog it is asked only when there is mail to move.
 if src_start --name z --compress; then
 	src_seed alice --seed 11 --big-mb 3 >"$T/seedz.out" 2>&1 ||
 		fail "COMPRESS source seeded" "$(tail -n 2 "$T/seedz.out")"
@@ -260,6 +261,19 @@ if src_start --name z --compress; then
 		fail "COMPRESS=DEFLATE source: the rawlog holds the plain conversation" \
 			"$(ls "$T/zraw" | head -n 3 | tr '\n' ' ')"
 	fi
+	# without a rawlog COMPRESS is asked before the first EXAMINE: a pass
+	# that finds nothing changed never asks for it
+	dst_add_user zl userdb_migrate_source_user=alice
+	assert_exit NAME="COMPRESS without rawlog: run exits 0" 0 \
+		migrate zl -D -o plugin/migrate_source_port="$SRC_PORT"
+	check "COMPRESS without rawlog: compression was switched on" \
+		grep -q 'COMPRESS=DEFLATE enabled' "$LAST_ERR"
+	dst_equals "COMPRESS without rawlog: destination == source" zl "$T/srcz.json"
+	assert_exit NAME="COMPRESS, no-change pass: run exits 0" 0 \
+		migrate zl -D -o plugin/migrate_source_port="$SRC_PORT"
+	check "COMPRESS, no-change pass: not asked for (one round trip less)" \
+		bash -c "! grep -q 'COMPRESS=DEFLATE enabled' '$LAST_ERR'"
+	dst_equals "COMPRESS, no-change pass: destination == source" zl "$T/srcz.json"
 	assert_exit NAME="migrate_source_compress=no: run exits 0" 0 \
 		migrate zp -D -o plugin/migrate_source_port="$SRC_PORT" \
 		-o plugin/migrate_source_compress=no

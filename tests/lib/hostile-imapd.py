@@ -425,8 +425,8 @@ def nest(n):
 CASES = {
     # name: (stage words the error must name, exit code)
     "reset-list": ("LIST", 75),
-    "deflate-corrupt": ("LIST", 75),
-    "deflate-close": ("LIST", 75),
+    "deflate-corrupt": ("EXAMINE", 75),
+    "deflate-close": ("EXAMINE", 75),
     "deflate-bomb": ("long", 76),
     "deep-greeting": ("nested", 76),
     "deep-untagged": ("nested", 76),
@@ -751,6 +751,8 @@ class CaseConn:
             self.send(b'* STATUS "INBOX" (MESSAGES %d UIDNEXT %d '
                       b'UIDVALIDITY 7)\r\n' % (self.max_uid,
                                                   self.max_uid + 1) + ok)
+        elif cmd in (b"EXAMINE", b"SELECT") and case.startswith("deflate"):
+            return self.deflate_attack(tag)
         elif cmd in (b"EXAMINE", b"SELECT"):
             self.send(b"* %d EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n"
                       b"* OK [UIDNEXT %d] ok\r\n" % (self.max_uid,
@@ -823,23 +825,18 @@ class CaseConn:
                     out = []
         self.send(b"".join(out) + tag + b" OK done\r\n")
 
-    def list(self, tag, cmd):
+    def deflate_attack(self, tag):
+        # COMPRESS is asked before the first EXAMINE (not at login), so
+        # the broken deflate streams start with its reply
         case = self.case
-        if cmd == b"LSUB":
-            self.send(tag + b" OK done\r\n")
-            return
-        head = b'* LIST () "." "INBOX"\r\n'
-        if case == "reset-list":
-            self.send(head + b'* LIST () "." "Hal')
-            time.sleep(0.2)
-            self.reset()
+        head = b"* 1 EXISTS\r\n* OK [UIDVAL"
         if case == "deflate-corrupt":
             self.c.sock.sendall(bytes(random.Random(1).getrandbits(8)
                                       for _ in range(4096)))
             time.sleep(2)
             return False
         if case == "deflate-close":
-            self.send(head + b'* LIST () "." "Hal')
+            self.send(head)
             self.c.sock.sendall(b"\x00\x12")   # a broken block, then EOF
             time.sleep(0.2)
             self.reset()
@@ -850,6 +847,18 @@ class CaseConn:
             for _ in range(1024):
                 self.send(chunk)
             return False
+        return False
+
+    def list(self, tag, cmd):
+        case = self.case
+        if cmd == b"LSUB":
+            self.send(tag + b" OK done\r\n")
+            return
+        head = b'* LIST () "." "INBOX"\r\n'
+        if case == "reset-list":
+            self.send(head + b'* LIST () "." "Hal')
+            time.sleep(0.2)
+            self.reset()
         if case == "deep-untagged":
             self.send(b"* OK " + nest(500000) + b"\r\n")
             time.sleep(5)

@@ -47,8 +47,8 @@ static void test_settings_date(void)
 		{ "90 days", 0, 90 },
 		{ "12w", 0, 84 },
 		{ "2 weeks", 0, 14 },
-		/* m is months, as it always was */
-		{ "6m", 0, 180 },
+		/* a bare m is refused: minutes in intervals, months here */
+		{ "6m", -1, 0 },
 		{ "6mo", 0, 180 },
 		{ "6 months", 0, 180 },
 		{ "1month", 0, 30 },
