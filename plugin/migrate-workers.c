@@ -5,6 +5,9 @@
 #include "ioloop.h"
 #include "lib-signals.h"
 #include "fd-util.h"
+#include "file-lock.h"
+#include "safe-mkstemp.h"
+#include "str.h"
 #include "time-util.h"
 #include "master-service.h"
 #include "mail-user.h"
@@ -78,8 +81,9 @@ struct migrate_workers {
 	/* one throttle budget: every worker holds off until then (ms since
 	   the epoch, atomic) */
 	int64_t throttle_until_msecs;
-	/* the worker creating or opening a destination folder (atomic) */
-	pid_t dest_lock_pid;
+	/* an unlinked file: the worker creating or opening a destination
+	   folder holds an fcntl lock on it (the same fd in every worker) */
+	int dest_lock_fd;
 	struct migrate_worker_slot *slots;
 	struct migrate_worker_job *jobs;
 	/* worker_count slots, then job_count jobs */
@@ -453,79 +457,48 @@ unsigned int migrate_workers_throttle_wait(struct migrate_run *run)
 	return until > now ? (unsigned int)(until - now) : 0;
 }
 
-/* Is pid a process that can still unlock? kill(pid, 0) succeeds for a
-   dead worker the parent hasn't reaped yet (a zombie): on Linux its
-   /proc state says so. */
-static bool migrate_worker_alive(pid_t pid)
-{
-	char path[64], buf[256];
-	const char *p;
-	ssize_t ret;
-	int fd;
-
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return FALSE;
-	i_snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	fd = open(path, O_RDONLY);
-	if (fd == -1)
-		return errno != ENOENT;
-	ret = read(fd, buf, sizeof(buf) - 1);
-	i_close_fd(&fd);
-	if (ret <= 0)
-		return TRUE;
-	buf[ret] = '\0';
-	/* "pid (comm) S ...": comm may hold ')' itself */
-	p = strrchr(buf, ')');
-	if (p == NULL || p[1] != ' ')
-		return TRUE;
-	return p[2] != 'Z' && p[2] != 'X';
-}
-
 /* Two processes of one user creating or opening mailboxes at once can
    deadlock on Dovecot's list index lock and a mailbox index lock (the
    kernel says EDEADLK, lib-index panics): workers do that one at a time.
-   A holder that died can't unlock: its lock is taken over. */
-#define MIGRATE_DEST_LOCK_WAIT_MSECS (120*1000)
+   The kernel drops the lock of a worker that dies. */
+#define MIGRATE_DEST_LOCK_WAIT_SECS 120
+/* this process's hold on the workers' destination lock */
+static struct file_lock *migrate_dest_lock = NULL;
+
 void migrate_workers_dest_lock(struct migrate_run *run)
 {
 	struct migrate_workers *w = run->workers;
-	pid_t me = getpid(), cur;
-	unsigned int waited = 0;
+	struct file_lock_settings lock_set = {
+		.lock_method = FILE_LOCK_METHOD_FCNTL,
+		/* a cycle through a mailbox index lock: EDEADLK, not a panic */
+		.allow_deadlock = TRUE,
+	};
+	const char *error;
+	int ret;
 
-	if (!run->worker || w == NULL)
+	if (!run->worker || w == NULL || w->dest_lock_fd == -1 ||
+	    migrate_dest_lock != NULL)
 		return;
-	for (;;) {
-		cur = 0;
-		if (__atomic_compare_exchange_n(&w->dest_lock_pid, &cur, me,
-						FALSE, __ATOMIC_SEQ_CST,
-						__ATOMIC_SEQ_CST) || cur == me)
-			return;
-		if (!migrate_worker_alive(cur)) {
-			(void)__atomic_compare_exchange_n(&w->dest_lock_pid,
-				&cur, 0, FALSE, __ATOMIC_SEQ_CST,
-				__ATOMIC_SEQ_CST);
-			continue;
-		}
-		if (waited >= MIGRATE_DEST_LOCK_WAIT_MSECS) {
-			e_warning(run->event, "Waited %u s for worker %ld to "
-				  "open its destination folder: going on",
-				  waited / 1000, (long)cur);
-			return;
-		}
-		usleep(2000);
-		waited += 2;
+	ret = file_wait_lock(w->dest_lock_fd, "migrate workers' destination "
+			     "lock", F_WRLCK, &lock_set,
+			     MIGRATE_DEST_LOCK_WAIT_SECS, &migrate_dest_lock,
+			     &error);
+	if (ret < 0) {
+		e_warning(run->event, "Couldn't lock the destination for "
+			  "opening a folder: %s: going on", error);
+	} else if (ret == 0) {
+		e_warning(run->event, "Waited %u s for another worker to "
+			  "open its destination folder: going on",
+			  MIGRATE_DEST_LOCK_WAIT_SECS);
 	}
 }
 
 void migrate_workers_dest_unlock(struct migrate_run *run)
 {
-	struct migrate_workers *w = run->workers;
-	pid_t me = getpid();
-
-	if (!run->worker || w == NULL)
+	if (!run->worker || run->workers == NULL)
 		return;
-	(void)__atomic_compare_exchange_n(&w->dest_lock_pid, &me, 0, FALSE,
-					  __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+	if (migrate_dest_lock != NULL)
+		file_unlock(&migrate_dest_lock);
 }
 
 /* parent side */
@@ -713,6 +686,27 @@ static void migrate_workers_merge(struct migrate_run *run,
 	}
 }
 
+/* The destination lock's file, unlinked at once: only the workers, which
+   inherit the fd, can reach it. -1 when it can't be made (the workers then
+   open folders without it, as a run with one worker would). */
+static int migrate_workers_lock_file_create(struct migrate_run *run)
+{
+	string_t *path = t_str_new(128);
+	int fd;
+
+	mail_user_set_get_temp_prefix(path, run->user->set);
+	fd = safe_mkstemp(path, 0600, (uid_t)-1, (gid_t)-1);
+	if (fd == -1) {
+		e_warning(run->event, "safe_mkstemp(%s) failed: %m: workers "
+			  "open their destination folders unlocked",
+			  str_c(path));
+		return -1;
+	}
+	i_unlink(str_c(path));
+	fd_close_on_exec(fd, TRUE);
+	return fd;
+}
+
 int migrate_workers_run(struct migrate_run *run,
 			struct migrate_folder *const *folders,
 			unsigned int count, bool *used_r)
@@ -750,10 +744,11 @@ int migrate_workers_run(struct migrate_run *run,
 		(void)munmap(mem, size);
 		return 0;
 	}
+	w = mem;
+	w->dest_lock_fd = migrate_workers_lock_file_create(run);
 	/* a token command a worker runs mustn't hold the pipe open */
 	fd_close_on_exec(fds[0], TRUE);
 	fd_close_on_exec(fds[1], TRUE);
-	w = mem;
 	w->size = size;
 	w->job_count = count;
 	w->worker_count = workers;
@@ -797,6 +792,8 @@ int migrate_workers_run(struct migrate_run *run,
 	i_close_fd(&fds[0]);
 	migrate_workers_merge(run, jobs);
 	run->workers = NULL;
+	if (w->dest_lock_fd != -1)
+		i_close_fd(&w->dest_lock_fd);
 	(void)munmap(mem, size);
 	return run->error_code == MIGRATE_ERROR_NONE ? 0 : -1;
 }
