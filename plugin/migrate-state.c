@@ -567,37 +567,127 @@ int migrate_state_folders_set(struct migrate_state *state,
 	return migrate_state_commit(state, &trans, error_r);
 }
 
+/* The run record's own keys. States written before it had them stored
+   the run through the folder encoder: folders as src_messages, throttle
+   waits as dst_messages, reconnects as flags_updated; those are still
+   read when the new key is missing. */
+void migrate_run_state_encode(const struct migrate_run_state *run,
+			      string_t *dest)
+{
+	state_add_str(dest, "status", run->status);
+	state_add_str(dest, "last_error", run->last_error);
+	state_add_num(dest, "started", run->started);
+	state_add_num(dest, "finished", run->finished);
+	state_add_num(dest, "folders", run->folders);
+	state_add_num(dest, "imported", run->imported);
+	state_add_num(dest, "existing", run->existing);
+	state_add_num(dest, "failed", run->failed);
+	state_add_num(dest, "deferred", run->deferred);
+	state_add_num(dest, "bytes", run->bytes);
+	state_add_num(dest, "planned", run->planned);
+	state_add_num(dest, "planned_bytes", run->planned_bytes);
+	state_add_num(dest, "throttle_waits", run->throttle_waits);
+	state_add_num(dest, "reconnects", run->reconnects);
+}
+
+int migrate_run_state_decode(const char *str, pool_t pool,
+			     struct migrate_run_state *run,
+			     const char **error_r)
+{
+	static const struct {
+		const char *key, *old_key;
+		size_t offset, size;
+	} nums[] = {
+#define RUN_NUM(key, old, field) \
+	{ key, old, offsetof(struct migrate_run_state, field), \
+	  sizeof(((struct migrate_run_state *)0)->field) }
+		RUN_NUM("started", NULL, started),
+		RUN_NUM("finished", NULL, finished),
+		RUN_NUM("folders", "src_messages", folders),
+		RUN_NUM("imported", NULL, imported),
+		RUN_NUM("existing", NULL, existing),
+		RUN_NUM("failed", NULL, failed),
+		RUN_NUM("deferred", NULL, deferred),
+		RUN_NUM("bytes", NULL, bytes),
+		RUN_NUM("planned", NULL, planned),
+		RUN_NUM("planned_bytes", NULL, planned_bytes),
+		RUN_NUM("throttle_waits", "dst_messages", throttle_waits),
+		RUN_NUM("reconnects", "flags_updated", reconnects),
+#undef RUN_NUM
+	};
+	const char *const *fields, *key, *value, *p;
+	bool have_new[N_ELEMENTS(nums)];
+	unsigned int i;
+	uint64_t num;
+
+	i_zero(&have_new);
+	for (fields = t_strsplit_tabescaped(str); *fields != NULL; fields++) {
+		p = strchr(*fields, '=');
+		if (p == NULL) {
+			*error_r = t_strdup_printf("Invalid state field '%s'",
+						   *fields);
+			return -1;
+		}
+		key = t_strdup_until(*fields, p);
+		value = p + 1;
+		if (strcmp(key, "status") == 0) {
+			run->status = p_strdup(pool, value);
+			continue;
+		}
+		if (strcmp(key, "last_error") == 0) {
+			run->last_error = p_strdup(pool, value);
+			continue;
+		}
+		for (i = 0; i < N_ELEMENTS(nums); i++) {
+			bool is_new = strcmp(key, nums[i].key) == 0;
+
+			if (is_new || (nums[i].old_key != NULL &&
+				       !have_new[i] &&
+				       strcmp(key, nums[i].old_key) == 0))
+				break;
+		}
+		/* unknown keys come from newer versions: ignore */
+		if (i == N_ELEMENTS(nums))
+			continue;
+		if (state_num(value, &num) < 0) {
+			*error_r = t_strdup_printf("Invalid state number %s=%s",
+						   key, value);
+			return -1;
+		}
+		if (strcmp(key, nums[i].key) == 0)
+			have_new[i] = TRUE;
+		if (nums[i].size == sizeof(uint64_t)) {
+			/* uint64_t, or a 64-bit time_t */
+			uint64_t num64 = num;
+
+			memcpy(PTR_OFFSET(run, nums[i].offset), &num64,
+			       sizeof(num64));
+		} else {
+			uint32_t num32 = num > (uint32_t)-1 ?
+				(uint32_t)-1 : num;
+
+			i_assert(nums[i].size == sizeof(uint32_t));
+			memcpy(PTR_OFFSET(run, nums[i].offset), &num32,
+			       sizeof(num32));
+		}
+	}
+	return 0;
+}
+
 int migrate_state_run_get(struct migrate_state *state, pool_t pool,
 			  struct migrate_run_state *run_r,
 			  const char **error_r)
 {
-	struct migrate_folder_state fs;
 	const char *value;
 	int ret;
 
-	/* the run record reuses the folder state's encoding */
 	i_zero(run_r);
 	ret = migrate_state_lookup(state, pool_datastack_create(),
 				   MIGRATE_DICT_PREFIX"run", &value, error_r);
 	if (ret <= 0)
 		return ret;
-	i_zero(&fs);
-	if (migrate_folder_state_decode(value, pool, &fs, error_r) < 0)
+	if (migrate_run_state_decode(value, pool, run_r, error_r) < 0)
 		return -1;
-	run_r->status = fs.status;
-	run_r->last_error = fs.last_error;
-	run_r->started = fs.started;
-	run_r->finished = fs.finished;
-	run_r->folders = fs.src_messages;
-	run_r->imported = fs.imported;
-	run_r->existing = fs.existing;
-	run_r->failed = fs.failed;
-	run_r->deferred = fs.deferred;
-	run_r->bytes = fs.bytes;
-	run_r->planned = fs.planned;
-	run_r->planned_bytes = fs.planned_bytes;
-	run_r->throttle_waits = fs.dst_messages;
-	run_r->reconnects = fs.flags_updated;
 	return 1;
 }
 
@@ -606,25 +696,9 @@ int migrate_state_run_set(struct migrate_state *state,
 			  const char **error_r)
 {
 	struct dict_transaction_context *trans;
-	struct migrate_folder_state fs;
 	string_t *str = t_str_new(256);
 
-	i_zero(&fs);
-	fs.status = run->status;
-	fs.last_error = run->last_error;
-	fs.started = run->started;
-	fs.finished = run->finished;
-	fs.src_messages = run->folders;
-	fs.imported = run->imported;
-	fs.existing = run->existing;
-	fs.failed = run->failed;
-	fs.deferred = run->deferred;
-	fs.bytes = run->bytes;
-	fs.planned = run->planned;
-	fs.planned_bytes = run->planned_bytes;
-	fs.dst_messages = run->throttle_waits;
-	fs.flags_updated = run->reconnects;
-	migrate_folder_state_encode(&fs, str);
+	migrate_run_state_encode(run, str);
 	trans = dict_transaction_begin(state->dict, state->op_set);
 	dict_set(trans, MIGRATE_DICT_PREFIX"run", str_c(str));
 	return migrate_state_commit(state, &trans, error_r);

@@ -149,6 +149,13 @@ void migrate_folder_state_encode(const struct migrate_folder_state *fs,
 int migrate_folder_state_decode(const char *str, pool_t pool,
 				struct migrate_folder_state *fs,
 				const char **error_r);
+/* The run record (its own keys; older states' folder-encoded run records
+   are read too) */
+void migrate_run_state_encode(const struct migrate_run_state *run,
+			      string_t *dest);
+int migrate_run_state_decode(const char *str, pool_t pool,
+			     struct migrate_run_state *run,
+			     const char **error_r);
 void migrate_uidmap_encode(const ARRAY_TYPE(migrate_uid_run) *map,
 			   string_t *dest);
 int migrate_uidmap_decode(const char *str, ARRAY_TYPE(migrate_uid_run) *map);

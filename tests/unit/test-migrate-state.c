@@ -115,6 +115,52 @@ static void test_folder_state_roundtrip(void)
 	test_end();
 }
 
+static void test_run_state_keys(void)
+{
+	struct migrate_run_state run, run2;
+	string_t *str = t_str_new(128);
+	const char *error;
+
+	test_begin("run state: its own keys, old records still read");
+	i_zero(&run);
+	run.status = "running";
+	run.started = 1700000000;
+	run.folders = 12;
+	run.imported = 5;
+	run.bytes = 5000000000ULL;
+	run.throttle_waits = 3;
+	run.reconnects = 2;
+	migrate_run_state_encode(&run, str);
+	test_assert(strstr(str_c(str), "folders=12") != NULL);
+	test_assert(strstr(str_c(str), "throttle_waits=3") != NULL);
+	test_assert(strstr(str_c(str), "reconnects=2") != NULL);
+	test_assert(strstr(str_c(str), "src_messages") == NULL);
+	i_zero(&run2);
+	test_assert(migrate_run_state_decode(str_c(str),
+		pool_datastack_create(), &run2, &error) == 0);
+	test_assert_strcmp(run2.status, "running");
+	test_assert(run2.started == 1700000000);
+	test_assert(run2.folders == 12 && run2.imported == 5);
+	test_assert(run2.bytes == run.bytes);
+	test_assert(run2.throttle_waits == 3 && run2.reconnects == 2);
+	/* written by the folder encoder before the run had its own keys */
+	i_zero(&run2);
+	test_assert(migrate_run_state_decode("src_messages=9\tdst_messages=4"
+		"\tflags_updated=1\tstatus=completed\tfinished=1700000100",
+		pool_datastack_create(), &run2, &error) == 0);
+	test_assert(run2.folders == 9 && run2.throttle_waits == 4 &&
+		    run2.reconnects == 1 && run2.finished == 1700000100);
+	test_assert_strcmp(run2.status, "completed");
+	/* a new key wins over an old one, in either order */
+	i_zero(&run2);
+	test_assert(migrate_run_state_decode("folders=7\tsrc_messages=9",
+		pool_datastack_create(), &run2, &error) == 0);
+	test_assert(run2.folders == 7);
+	test_assert(migrate_run_state_decode("reconnects=x",
+		pool_datastack_create(), &run2, &error) < 0);
+	test_end();
+}
+
 static void test_items_roundtrip(void)
 {
 	ARRAY_TYPE(migrate_item) items, items2;
@@ -176,6 +222,7 @@ int main(void)
 		test_uidmap_remove_and_order,
 		test_uidmap_decode_invalid,
 		test_folder_state_roundtrip,
+		test_run_state_keys,
 		test_items_roundtrip,
 		test_item_classes,
 		NULL
