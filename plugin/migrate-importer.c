@@ -175,6 +175,8 @@ struct migrate_importer {
 	/* the flag sync FETCH sent in the same burst, still unread */
 	unsigned int flags_tag;
 	const char *flags_cmd;
+	/* flags_cmd asks for every message's flags (no CHANGEDSINCE) */
+	bool flags_full;
 	unsigned int pass_no;
 	/* UIDs that failed (FETCH or destination) in this folder's run:
 	   later passes of the same run don't retry them */
@@ -2148,6 +2150,38 @@ static int migrate_importer_sync_claimed(struct migrate_importer *imp)
 	return 0;
 }
 
+/* The flag sync's FETCH of UIDs 1..max_uid: only what changed since the
+   state's HIGHESTMODSEQ when CONDSTORE allows (full_r=FALSE), every
+   message's flags otherwise (full_r=TRUE). NULL when there is nothing to
+   ask: no known message, or src_modseq (the source's HIGHESTMODSEQ now)
+   equals the state's. */
+static const char *
+migrate_flags_cmd(struct migrate_importer *imp, uint32_t max_uid,
+		  uint64_t src_modseq, bool *full_r)
+{
+	struct migrate_run *run = imp->run;
+	string_t *cmd;
+
+	*full_r = FALSE;
+	if (max_uid == 0 || array_count(&imp->fs.uidmap) == 0)
+		return NULL;
+	cmd = t_str_new(128);
+	str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS%s)", max_uid,
+		    run->gmail_ext && run->opts.delete &&
+		    imp->folder->dest.gmail_all_mail ? " X-GM-LABELS" : "");
+	if (imp->fs.src_highestmodseq != 0 && src_modseq != 0 &&
+	    migrate_source_conn_has_capability(run->conn, "CONDSTORE") &&
+	    !run->opts.delete) {
+		if (src_modseq == imp->fs.src_highestmodseq)
+			return NULL;
+		str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
+			    imp->fs.src_highestmodseq);
+	} else {
+		*full_r = TRUE;
+	}
+	return str_c(cmd);
+}
+
 static int migrate_importer_sync_flags(struct migrate_importer *imp,
 				       uint32_t max_uid, bool *full_r)
 {
@@ -2159,6 +2193,8 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 	string_t *cmd;
 	int ret;
 
+	const char *flags_cmd;
+
 	*full_r = FALSE;
 	cmd = t_str_new(128);
 	if (imp->flags_tag != 0) {
@@ -2166,26 +2202,13 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 		present_tag = imp->flags_tag;
 		imp->flags_tag = 0;
 		str_append(cmd, imp->flags_cmd);
-		*full_r = strstr(imp->flags_cmd, "CHANGEDSINCE") == NULL;
+		*full_r = imp->flags_full;
 	} else {
-		if (max_uid == 0 || array_count(&imp->fs.uidmap) == 0)
+		flags_cmd = migrate_flags_cmd(imp, max_uid,
+					      imp->highestmodseq, full_r);
+		if (flags_cmd == NULL)
 			return 1;
-		str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS%s)", max_uid,
-			    imp->run->gmail_ext && run->opts.delete &&
-			    imp->folder->dest.gmail_all_mail ?
-			    " X-GM-LABELS" : "");
-		if (imp->fs.src_highestmodseq != 0 &&
-		    imp->highestmodseq != 0 &&
-		    migrate_source_conn_has_capability(run->conn,
-						       "CONDSTORE") &&
-		    !run->opts.delete) {
-			if (imp->highestmodseq == imp->fs.src_highestmodseq)
-				return 1;
-			str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
-				    imp->fs.src_highestmodseq);
-		} else {
-			*full_r = TRUE;
-		}
+		str_append(cmd, flags_cmd);
 	}
 	i_zero(&ctx);
 	ctx.imp = imp;
@@ -2342,23 +2365,12 @@ static const char *migrate_folder_status(const struct migrate_importer *imp)
 static const char *
 migrate_importer_prefetch_flags_cmd(struct migrate_importer *imp)
 {
-	struct migrate_folder *folder = imp->folder;
-	string_t *cmd;
-
-	if (imp->run->opts.delete || imp->fs.last_uid == 0 ||
-	    array_count(&imp->fs.uidmap) == 0)
+	/* delete mode asks for every flag later (with Gmail labels) */
+	if (imp->run->opts.delete)
 		return NULL;
-	cmd = t_str_new(128);
-	str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS)", imp->fs.last_uid);
-	if (imp->fs.src_highestmodseq != 0 &&
-	    folder->status_highestmodseq != 0 &&
-	    migrate_source_conn_has_capability(imp->run->conn, "CONDSTORE")) {
-		if (folder->status_highestmodseq == imp->fs.src_highestmodseq)
-			return NULL;
-		str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
-			    imp->fs.src_highestmodseq);
-	}
-	return str_c(cmd);
+	return migrate_flags_cmd(imp, imp->fs.last_uid,
+				 imp->folder->status_highestmodseq,
+				 &imp->flags_full);
 }
 
 static int migrate_importer_pass(struct migrate_importer *imp)
