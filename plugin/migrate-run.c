@@ -614,6 +614,32 @@ static void migrate_run_set_prefix(struct migrate_run *run)
 	       "or none)", prefix);
 }
 
+static void migrate_status_cb(const struct migrate_reply *reply,
+			      struct migrate_run *run);
+
+/* STATUS items the run asks every folder for */
+static const char *migrate_run_status_items(struct migrate_run *run)
+{
+	const char *items;
+
+	items = migrate_source_conn_has_capability(run->conn, "CONDSTORE") ?
+		"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" :
+		"(MESSAGES UIDNEXT UIDVALIDITY)";
+	if (migrate_source_conn_has_capability(run->conn, "STATUS=SIZE"))
+		items = t_strconcat(t_strcut(items, ')'), " SIZE)", NULL);
+	return items;
+}
+
+/* LIST-STATUS (RFC 5819) answers STATUS within LIST */
+static void migrate_list_status_cb(const struct migrate_reply *reply,
+				   struct migrate_run *run)
+{
+	if (strcasecmp(reply->name, "STATUS") == 0)
+		migrate_status_cb(reply, run);
+	else
+		migrate_list_cb(reply, run);
+}
+
 static int migrate_run_list(struct migrate_run *run)
 {
 	enum migrate_error code;
@@ -624,11 +650,19 @@ static int migrate_run_list(struct migrate_run *run)
 	run->gmail_ext = migrate_source_conn_has_capability(run->conn,
 							    "X-GM-EXT-1");
 	run->gmail = run->gmail_ext;
-	if (migrate_source_conn_has_capability(run->conn, "SPECIAL-USE") ||
-	    !migrate_source_conn_has_capability(run->conn, "XLIST"))
-		cmd = "LIST \"\" \"*\"";
-	else
+	if (!migrate_source_conn_has_capability(run->conn, "SPECIAL-USE") &&
+	    migrate_source_conn_has_capability(run->conn, "XLIST"))
 		cmd = "XLIST \"\" \"*\"";
+	else if (migrate_source_conn_has_capability(run->conn, "LIST-STATUS")) {
+		/* the STATUS round trip saved: a no-change pass is LOGIN and
+		   this. An extended LIST returns special-use flags only when
+		   asked. */
+		cmd = t_strdup_printf("LIST \"\" \"*\" RETURN (%sSTATUS %s)",
+			migrate_source_conn_has_capability(run->conn,
+				"SPECIAL-USE") ? "SPECIAL-USE " : "",
+			migrate_run_status_items(run));
+	} else
+		cmd = "LIST \"\" \"*\"";
 	/* NAMESPACE, LIST and LSUB in one round trip. NAMESPACE is asked
 	   even when the capabilities don't list it (Courier-IMAP 5 answers
 	   it without advertising it); a NO or BAD costs nothing. */
@@ -643,7 +677,7 @@ static int migrate_run_list(struct migrate_run *run)
 			goto failed;
 	}
 	ret = migrate_source_conn_wait_tag(run->conn, list_tag,
-		(migrate_untagged_callback_t *)migrate_list_cb, run,
+		(migrate_untagged_callback_t *)migrate_list_status_cb, run,
 		&code, &error);
 	if (ret <= 0)
 		goto failed;
@@ -946,13 +980,11 @@ static int migrate_run_status(struct migrate_run *run)
 	const char *error, *items;
 	string_t *cmd;
 
-	items = migrate_source_conn_has_capability(run->conn, "CONDSTORE") ?
-		"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" :
-		"(MESSAGES UIDNEXT UIDVALIDITY)";
-	if (migrate_source_conn_has_capability(run->conn, "STATUS=SIZE"))
-		items = t_strconcat(t_strcut(items, ')'), " SIZE)", NULL);
+	items = migrate_run_status_items(run);
 	array_foreach_elem(&run->folders, folder) {
-		if (folder->dest.skip || !migrate_folder_selected(run, folder))
+		/* answered already within LIST (LIST-STATUS) */
+		if (folder->dest.skip || !migrate_folder_selected(run, folder) ||
+		    folder->have_status)
 			continue;
 		cmd = t_str_new(128);
 		str_append(cmd, "STATUS ");
