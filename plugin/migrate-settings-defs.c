@@ -38,7 +38,7 @@ const struct migrate_setting_def migrate_setting_defs[] = {
 	  FIELD(source_greeting_timeout_secs) },
 	{ "migrate_source_rawlog_dir", MIGRATE_SETTING_STR, "",
 	  FIELD(source_rawlog_dir) },
-	{ "migrate_source_compress", MIGRATE_SETTING_BOOL, "yes",
+	{ "migrate_source_compress", MIGRATE_SETTING_BOOL, "no",
 	  FIELD(source_compress) },
 	{ "migrate_source_prefix", MIGRATE_SETTING_STR, "",
 	  FIELD(source_prefix) },

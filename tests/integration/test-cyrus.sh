@@ -190,7 +190,9 @@ scenario() {
 		die "seeding Cyrus failed: $(tail -n 2 "$T/seed.out")"
 	info "$(head -n 2 "$T/seed.out" | cut -c1-160 | tr '\n' ' ')"
 	cy archive >"$T/cy.out" 2>&1 || die "creating Old Stuff failed: $(tail -n 2 "$T/cy.out")"
-	dst_add_user "$DU" userdb_migrate_source_user=alice
+	# COMPRESS from another codebase: on here (the default is off)
+	dst_add_user "$DU" userdb_migrate_source_user=alice \
+		userdb_migrate_source_compress=yes
 	dst_set_source_password "$DU" cpw-alice
 
 	# 1. first run

@@ -175,6 +175,7 @@ while read -r c word code; do
 			MIGRATE_SOURCE_PASSWORD "$T/env-off.err"
 		mv "$T/srcpw-alice.off" "$T/srcpw/alice"
 		;;
+	deflate-*) run_case "$c" "$word" "$code" -o plugin/migrate_source_compress=yes ;;
 	starttls-no) run_case "$c" "$word" "$code" -o plugin/migrate_source_ssl=starttls ;;
 	plain-for-tls) run_case "$c" "$word" "$code" -o plugin/migrate_source_ssl=imaps ;;
 	keyword-flood)

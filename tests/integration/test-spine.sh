@@ -238,10 +238,10 @@ else
 fi
 
 # ------------------------------------------------------------ COMPRESS
-# A source that offers COMPRESS=DEFLATE: the run switches it on (default
-# migrate_source_compress=yes) and the result is the same; the rawlog
-# holds the plain conversation. migrate_source_compress=no stays plain.
-# Without a rawlog it is asked only when there is mail to move.
+# A source that offers COMPRESS=DEFLATE: with migrate_source_compress=yes
+# the run switches it on and the result is the same; the rawlog holds the
+# plain conversation. The default (no) stays plain. Without a rawlog it is
+# asked only when there is mail to move.
 if src_start --name z --compress; then
 	src_seed alice --seed 11 --big-mb 3 >"$T/seedz.out" 2>&1 ||
 		fail "COMPRESS source seeded" "$(tail -n 2 "$T/seedz.out")"
@@ -251,6 +251,7 @@ if src_start --name z --compress; then
 	dst_add_user zp userdb_migrate_source_user=alice
 	assert_exit NAME="COMPRESS=DEFLATE source: run exits 0" 0 \
 		migrate zc -D -o plugin/migrate_source_port="$SRC_PORT" \
+		-o plugin/migrate_source_compress=yes \
 		-o plugin/migrate_source_rawlog_dir="$T/zraw"
 	check "COMPRESS=DEFLATE source: compression was switched on" \
 		grep -q 'COMPRESS=DEFLATE enabled' "$LAST_ERR"
@@ -265,21 +266,22 @@ if src_start --name z --compress; then
 	# that finds nothing changed never asks for it
 	dst_add_user zl userdb_migrate_source_user=alice
 	assert_exit NAME="COMPRESS without rawlog: run exits 0" 0 \
-		migrate zl -D -o plugin/migrate_source_port="$SRC_PORT"
+		migrate zl -D -o plugin/migrate_source_port="$SRC_PORT" \
+		-o plugin/migrate_source_compress=yes
 	check "COMPRESS without rawlog: compression was switched on" \
 		grep -q 'COMPRESS=DEFLATE enabled' "$LAST_ERR"
 	dst_equals "COMPRESS without rawlog: destination == source" zl "$T/srcz.json"
 	assert_exit NAME="COMPRESS, no-change pass: run exits 0" 0 \
-		migrate zl -D -o plugin/migrate_source_port="$SRC_PORT"
+		migrate zl -D -o plugin/migrate_source_port="$SRC_PORT" \
+		-o plugin/migrate_source_compress=yes
 	check "COMPRESS, no-change pass: not asked for (one round trip less)" \
 		bash -c "! grep -q 'COMPRESS=DEFLATE enabled' '$LAST_ERR'"
 	dst_equals "COMPRESS, no-change pass: destination == source" zl "$T/srcz.json"
-	assert_exit NAME="migrate_source_compress=no: run exits 0" 0 \
-		migrate zp -D -o plugin/migrate_source_port="$SRC_PORT" \
-		-o plugin/migrate_source_compress=no
-	check "migrate_source_compress=no: no compression" \
+	assert_exit NAME="default (migrate_source_compress=no): run exits 0" 0 \
+		migrate zp -D -o plugin/migrate_source_port="$SRC_PORT"
+	check "default (migrate_source_compress=no): no compression" \
 		bash -c "! grep -q 'COMPRESS=DEFLATE enabled' '$LAST_ERR'"
-	dst_equals "migrate_source_compress=no: destination == source" zp "$T/srcz.json"
+	dst_equals "default (migrate_source_compress=no): destination == source" zp "$T/srcz.json"
 	src_use
 else
 	fail "COMPRESS=DEFLATE source started" "src_start --compress failed"
