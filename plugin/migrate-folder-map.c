@@ -456,7 +456,7 @@ folder_map_name_special_use(struct migrate_folder_map *map, const char *name,
 	return POINTER_CAST_TO(value, unsigned int);
 }
 
-static bool folder_is_gmail_container(const char *name)
+bool migrate_folder_is_gmail_container(const char *name)
 {
 	unsigned int i;
 
@@ -465,6 +465,14 @@ static bool folder_is_gmail_container(const char *name)
 			return TRUE;
 	}
 	return FALSE;
+}
+
+bool migrate_folder_is_gmail_name(const char *src_name, char sep)
+{
+	const char *p = sep == '\0' ? NULL : strchr(src_name, sep);
+
+	return migrate_folder_is_gmail_container(p == NULL ? src_name :
+						 t_strdup_until(src_name, p));
 }
 
 static pcre2_code *
@@ -1260,7 +1268,7 @@ folder_map_lookup_real(struct migrate_folder_map *map,
 	/* Step 4 */
 	names = array_get(&parts, &count);
 	gmail_child = map->set.gmail && count >= 2 &&
-		folder_is_gmail_container(names[0]);
+		migrate_folder_is_gmail_container(names[0]);
 	top = gmail_child || (count >= 2 && strcmp(names[0], "INBOX") == 0) ?
 		1 : 0;
 	by_name = gmail_child || (map->set.automap && !map->set.gmail);
@@ -1282,7 +1290,7 @@ folder_map_lookup_real(struct migrate_folder_map *map,
 	dest_r->gmail_all_mail = own == MIGRATE_SPECIAL_USE_ALL;
 	if (map->set.gmail) {
 		if (count == 1 && map->set.automap &&
-		    folder_is_gmail_container(names[0]))
+		    migrate_folder_is_gmail_container(names[0]))
 			skip_reason = "Gmail system folder container";
 		else if ((uses & MIGRATE_SPECIAL_USE_FLAGGED) != 0)
 			skip_reason = "Gmail virtual folder; its messages "

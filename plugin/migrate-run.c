@@ -843,8 +843,8 @@ static int migrate_run_map_folders(struct migrate_run *run)
 	if (!run->gmail) {
 		/* a Gmail-like layout without X-GM-EXT-1 */
 		array_foreach_elem(&run->folders, folder) {
-			if (strncmp(folder->src_name, "[Gmail]", 7) == 0 ||
-			    strncmp(folder->src_name, "[Google Mail]", 13) == 0)
+			if (migrate_folder_is_gmail_name(folder->src_name,
+							 run->src_delimiter))
 				run->gmail = TRUE;
 		}
 	}
