@@ -28,6 +28,7 @@
 #include "migrate-reply-scan.h"
 #include "migrate-compat.h"
 #include "migrate-source-conn.h"
+#include "migrate-line-conn.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -613,22 +614,14 @@ static int migrate_conn_tcp_connect(struct migrate_source_conn *conn,
 	return -1;
 }
 
-static int migrate_conn_ssl_handshaked(const char **error_r, void *context)
+static int migrate_conn_tls_wait(void *context)
 {
 	struct migrate_source_conn *conn = context;
-	const char *error;
+	struct io *io;
 
-	if (ssl_iostream_check_cert_validity(conn->ssl_iostream,
-					     conn->set->source_host,
-					     &error) == 0)
-		return 0;
-	if (!conn->set->source_ssl_verify) {
-		e_debug(conn->event, "Ignoring invalid certificate "
-			"(migrate_source_ssl_verify=no): %s", error);
-		return 0;
-	}
-	*error_r = error;
-	return -1;
+	migrate_conn_ioloop_push(conn);
+	io = io_add_istream(conn->input, migrate_conn_wait_stop, conn);
+	return migrate_conn_wait_io(conn, &io) < 0 ? -1 : 0;
 }
 
 static int migrate_conn_ssl_start(struct migrate_source_conn *conn,
@@ -643,59 +636,36 @@ static int migrate_conn_ssl_start(struct migrate_source_conn *conn,
 		.verify = conn->set->source_ssl_verify,
 	};
 	const char *error;
-	struct io *io;
+	int ret;
 
-	if (conn->ssl_ctx == NULL &&
-	    migrate_compat_ssl_context(&ssl, &conn->ssl_ctx, &error) < 0) {
-		*error_code_r = MIGRATE_ERROR_CONFIG;
-		*error_r = t_strdup_printf("Can't initialize TLS "
-			"(migrate_source_ssl_ca_file): %s", error);
-		return -1;
-	}
 	/* the ssl streams take over the plain ones (and their references) */
 	i_assert(conn->input == conn->raw_input);
-	if (migrate_compat_ssl_client(&ssl, conn->ssl_ctx, &conn->input,
-				      &conn->output, &conn->ssl_iostream,
-				      &error) < 0) {
+	ret = migrate_tls_client_start(&ssl, &conn->ssl_ctx, &conn->input,
+				       &conn->output, &conn->ssl_iostream,
+				       migrate_conn_tls_wait, conn, &error);
+	if (ret == -1) {
 		*error_code_r = MIGRATE_ERROR_CONFIG;
-		*error_r = t_strdup_printf("Can't start TLS: %s", error);
+		*error_r = error;
 		return -1;
 	}
-	ssl_iostream_set_handshake_callback(conn->ssl_iostream,
-					    migrate_conn_ssl_handshaked, conn);
-	o_stream_set_no_error_handling(conn->output, TRUE);
-	if (ssl_iostream_handshake(conn->ssl_iostream) < 0)
-		goto failed;
-	while (!ssl_iostream_is_handshaked(conn->ssl_iostream)) {
-		/* reading drives the handshake */
-		if (i_stream_read(conn->input) < 0 &&
-		    !ssl_iostream_is_handshaked(conn->ssl_iostream))
-			goto failed;
-		if (ssl_iostream_is_handshaked(conn->ssl_iostream) ||
-		    i_stream_get_data_size(conn->input) > 0)
-			break;
-		migrate_conn_ioloop_push(conn);
-		io = io_add_istream(conn->input, migrate_conn_wait_stop, conn);
-		if (migrate_conn_wait_io(conn, &io) < 0) {
-			*error_code_r = MIGRATE_ERROR_TEMP;
-			*error_r = t_strdup_printf("TLS handshake with %s "
-				"timed out after %u seconds (%s)", conn->name,
-				migrate_conn_time_limit_secs(conn),
-				conn->greeted ? "migrate_source_timeout" :
-				"migrate_source_greeting_timeout");
-			return -1;
-		}
+	if (ret == -2) {
+		*error_code_r = MIGRATE_ERROR_TEMP;
+		*error_r = t_strdup_printf("TLS handshake with %s "
+			"timed out after %u seconds (%s)", conn->name,
+			migrate_conn_time_limit_secs(conn),
+			conn->greeted ? "migrate_source_timeout" :
+			"migrate_source_greeting_timeout");
+		return -1;
 	}
+	if (ret < 0)
+		goto failed;
 	if (conn->parser != NULL)
 		imap_parser_set_streams(conn->parser, conn->input, NULL);
 	migrate_conn_scan_reset(conn);
 	return 0;
 failed:
-	error = ssl_iostream_get_last_error(conn->ssl_iostream);
 	if (error == NULL)
 		error = migrate_conn_read_error(conn);
-	else
-		error = t_strdup(error);
 	if (migrate_conn_ssl_error_not_tls(error)) {
 		/* the server answered in plain text (an IMAP greeting, an
 		   HTTP reply): no certificate will help */
