@@ -17,6 +17,7 @@
 #include "migrate-compat.h"
 #include "migrate-source-conn.h"
 #include "migrate-run.h"
+#include "migrate-pop3.h"
 #include "migrate-conn-slots.h"
 #include "migrate-workers.h"
 #include "migrate-quota.h"
@@ -1291,6 +1292,8 @@ static int migrate_run_verify(struct migrate_run *run)
 			"explanation in the item log", unexplained);
 		return -1;
 	}
+	if (run->set->pop3_uidls && migrate_pop3_verify(run) < 0)
+		return -1;
 	return 0;
 }
 
@@ -1441,6 +1444,7 @@ static void migrate_run_plan_quota(struct migrate_run *run)
 static int migrate_run_plan(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
+	const char *summary;
 
 	array_foreach_elem(&run->folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
@@ -1452,6 +1456,12 @@ static int migrate_run_plan(struct migrate_run *run)
 	T_BEGIN {
 		migrate_run_plan_quota(run);
 	} T_END;
+	if (run->set->pop3_uidls) {
+		if (migrate_pop3_plan(run, &summary) < 0)
+			e_warning(run->event, "%s", summary);
+		else
+			e_info(run->event, "%s", summary);
+	}
 	return 0;
 }
 
@@ -1632,6 +1642,9 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 					"imported (see migrate report)";
 			}
 		}
+		/* after the mail: a POP3 failure leaves it imported */
+		if (set->pop3_uidls)
+			(void)migrate_pop3_carry(run);
 		migrate_run_save_run_state(run, run->error_code ==
 			MIGRATE_ERROR_NONE ? "completed" :
 			"completed-with-errors");

@@ -40,6 +40,9 @@ const struct migrate_setting_def migrate_setting_defs[] = {
 	  FIELD(source_rawlog_dir) },
 	{ "migrate_source_compress", MIGRATE_SETTING_BOOL, "no",
 	  FIELD(source_compress) },
+	{ "migrate_pop3_uidls", MIGRATE_SETTING_BOOL, "no",
+	  FIELD(pop3_uidls) },
+	{ "migrate_pop3_port", MIGRATE_SETTING_UINT, "", NO_FIELD },
 	{ "migrate_source_prefix", MIGRATE_SETTING_STR, "",
 	  FIELD(source_prefix) },
 

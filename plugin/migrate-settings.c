@@ -350,6 +350,27 @@ migrate_read_password_file(const char *path, pool_t pool,
 	return 0;
 }
 
+/* A port setting; unset: the protocol's default for the TLS mode */
+static int migrate_settings_port(struct mail_user *user, const char *name,
+				 in_port_t default_port, in_port_t *port_r,
+				 const char **error_r)
+{
+	const char *value = migrate_getenv(user, name);
+	unsigned int port;
+
+	if (value == NULL) {
+		*port_r = default_port;
+		return 0;
+	}
+	if (str_to_uint(value, &port) < 0 || port == 0 || port > 65535) {
+		*error_r = t_strdup_printf("Invalid setting %s=%s: expected "
+					   "1..65535", name, value);
+		return -1;
+	}
+	*port_r = port;
+	return 0;
+}
+
 /* The source settings the table can't read by itself */
 static int
 migrate_settings_read_source(struct mail_user *user, pool_t pool,
@@ -357,7 +378,7 @@ migrate_settings_read_source(struct mail_user *user, pool_t pool,
 			     const char **error_r)
 {
 	const char *value;
-	unsigned int port;
+	bool imaps;
 
 	if (set->source_host == NULL) {
 		*error_r = "Missing setting migrate_source_host "
@@ -378,15 +399,14 @@ migrate_settings_read_source(struct mail_user *user, pool_t pool,
 			value);
 		return -1;
 	}
-	value = migrate_getenv(user, "migrate_source_port");
-	if (value == NULL)
-		port = set->source_ssl == MIGRATE_SSL_IMAPS ? 993 : 143;
-	else if (str_to_uint(value, &port) < 0 || port == 0 || port > 65535) {
-		*error_r = t_strdup_printf("Invalid setting "
-			"migrate_source_port=%s: expected 1..65535", value);
+	imaps = set->source_ssl == MIGRATE_SSL_IMAPS;
+	if (migrate_settings_port(user, "migrate_source_port",
+				  imaps ? 993 : 143, &set->source_port,
+				  error_r) < 0 ||
+	    migrate_settings_port(user, "migrate_pop3_port",
+				  imaps ? 995 : 110, &set->pop3_port,
+				  error_r) < 0)
 		return -1;
-	}
-	set->source_port = port;
 	if (set->source_user == NULL)
 		set->source_user = p_strdup(pool, user->username);
 	if (set->source_timeout_secs == 0) {

@@ -34,6 +34,10 @@ struct migrate_settings {
 	const char *source_rawlog_dir;
 	/* COMPRESS=DEFLATE (RFC 4978) when the source offers it */
 	bool source_compress;
+	/* carry the source's POP3 UIDLs (migrate-pop3.h) from its POP3
+	   service on source_host:pop3_port, same TLS and login */
+	bool pop3_uidls;
+	in_port_t pop3_port;
 	/* the source's personal namespace prefix, overriding NAMESPACE and
 	   the guess; "none" = no prefix; NULL = unset */
 	const char *source_prefix;

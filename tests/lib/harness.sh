@@ -462,6 +462,27 @@ conf_listener() {
 	echo "  }"
 }
 
+# conf_pop3 PORT SSLPORT [UIDL_FORMAT]: the POP3 service (pop3 listeners on
+# PORT, and on SSLPORT with ssl; 0 = none) and, given, a pop3_uidl_format in
+# 2.3's %-letter syntax (u=uid v=uidvalidity g=guid m=md5; 2.4 gets the same
+# in its %{name} syntax). Goes after common_conf (protocols repeats imap).
+conf_pop3() {
+	local fmt=${3:-}
+	echo "protocols = imap pop3"
+	echo "service pop3-login {"
+	conf_listener pop3 "$1"
+	conf_listener pop3s "$2" ssl
+	echo "}"
+	if [ -n "$fmt" ]; then
+		if dv24; then
+			fmt=$(printf '%s' "$fmt" | sed -e 's/%08Xu/%{uid | hex(8)}/g' \
+				-e 's/%08Xv/%{uidvalidity | hex(8)}/g' -e 's/%u/%{uid}/g' \
+				-e 's/%v/%{uidvalidity}/g' -e 's/%g/%{guid}/g' -e 's/%m/%{md5}/g')
+		fi
+		echo "pop3_uidl_format = $fmt"
+	fi
+}
+
 # conf_passwd_file FILE [master]: a passdb (of master users with "master")
 # reading passwd-file FILE, whose passwords carry their {SCHEME}
 conf_passwd_file() {
@@ -563,15 +584,20 @@ SRC_SSL_PORT=
 SRC_CA=
 
 # src_start [--courier] [--gmail-like] [--compress] [--name NAME] [--conf-extra FILE]
+#           [--pop3 UIDL_FORMAT]
+# --pop3: also POP3 on SRC_POP3_PORT (and POP3S on SRC_POP3S_PORT), with
+# that pop3_uidl_format (conf_pop3 says the syntax).
 # --name starts an additional source in $T/src-NAME (the default one is
 # $T/src); it becomes the current source. src_use switches between them.
 # --compress: offer COMPRESS=DEFLATE (a 2.4 source always offers it).
 src_start() {
-	local courier=0 gmail=0 compress=0 sep=/ prefix="" extra=""
+	local courier=0 gmail=0 compress=0 sep=/ prefix="" extra="" pop3=""
 	SRC_DIR="$T/src"
+	SRC_POP3_PORT= SRC_POP3S_PORT=
 	while [ $# -gt 0 ]; do
 		case "$1" in
 		--conf-extra) extra=$2; shift ;;
+		--pop3) pop3=$2; shift ;;
 		--courier) courier=1 ;;
 		--compress) compress=1 ;;
 		--gmail-like) gmail=1 ;;
@@ -596,7 +622,18 @@ src_start() {
 	SRC_PORT=$(free_port)
 	SRC_SSL_PORT=$(free_port)
 	while [ "$SRC_SSL_PORT" = "$SRC_PORT" ]; do SRC_SSL_PORT=$(free_port); done
-	export SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT
+	if [ -n "$pop3" ]; then
+		SRC_POP3_PORT=$(free_port)
+		while [ "$SRC_POP3_PORT" = "$SRC_PORT" ] || [ "$SRC_POP3_PORT" = "$SRC_SSL_PORT" ]; do
+			SRC_POP3_PORT=$(free_port)
+		done
+		SRC_POP3S_PORT=$(free_port)
+		while [ "$SRC_POP3S_PORT" = "$SRC_PORT" ] || [ "$SRC_POP3S_PORT" = "$SRC_SSL_PORT" ] ||
+			[ "$SRC_POP3S_PORT" = "$SRC_POP3_PORT" ]; do
+			SRC_POP3S_PORT=$(free_port)
+		done
+	fi
+	export SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT SRC_POP3_PORT SRC_POP3S_PORT
 
 	: >"$SRC_DIR/passwd"
 	src_add_user alice "spw-alice"
@@ -611,6 +648,7 @@ src_start() {
 		conf_listener imap "$SRC_PORT"
 		conf_listener imaps "$SRC_SSL_PORT" ssl
 		echo "}"
+		[ -z "$pop3" ] || conf_pop3 "$SRC_POP3_PORT" "$SRC_POP3S_PORT" "$pop3"
 		cat <<EOF
 namespace inbox {
   inbox = yes
@@ -660,8 +698,9 @@ EOF
 	start_dovecot "$SRC_DIR/dovecot.conf" "$SRC_DIR/run" "$SRC_DIR/dovecot.log" "$SRC_PORT" ||
 		{ echo "src_start: dovecot failed to start" >&2; return 1; }
 	wait_port "$SRC_SSL_PORT" 10 || return 1
+	[ -z "$pop3" ] || wait_port "$SRC_POP3_PORT" 10 || return 1
 	local v
-	for v in SRC_DIR SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT; do
+	for v in SRC_DIR SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT SRC_POP3_PORT SRC_POP3S_PORT; do
 		printf '%s=%q\n' "$v" "${!v}"
 	done >"$SRC_DIR/instance.env"
 	info "source: imap 127.0.0.1:$SRC_PORT imaps :$SRC_SSL_PORT layout=$SRC_LAYOUT"
@@ -673,7 +712,7 @@ src_use() {
 	local dir="$T/src${1:+-$1}"
 	[ -f "$dir/instance.env" ] || { echo "src_use: no source ${1:-default}" >&2; return 1; }
 	. "$dir/instance.env"
-	export SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT
+	export SRC_PORT SRC_SSL_PORT SRC_CA SRC_LAYOUT SRC_POP3_PORT SRC_POP3S_PORT
 }
 
 # src_add_user NAME PASS
@@ -745,14 +784,17 @@ DST_DIR="$T/dst"
 DST_PORT=
 DST_FORMAT=sdbox
 
-# dst_start [--format maildir|sdbox|mdbox] [--conf-extra FILE]
+# dst_start [--format maildir|sdbox|mdbox] [--conf-extra FILE] [--pop3]
+# --pop3: POP3 on DST_POP3_PORT too (the default pop3_uidl_format).
 # --conf-extra appends FILE's text to the generated dovecot.conf (e.g. a
 # dict service or extra plugin settings a test needs).
 dst_start() {
-	local extra=""
+	local extra="" pop3=0
 	DST_FORMAT=sdbox
+	DST_POP3_PORT=
 	while [ $# -gt 0 ]; do
 		case "$1" in
+		--pop3) pop3=1; shift ;;
 		--format) DST_FORMAT=$2; shift 2 ;;
 		--format=*) DST_FORMAT=${1#--format=}; shift ;;
 		--conf-extra) extra=$2; shift 2 ;;
@@ -770,7 +812,11 @@ dst_start() {
 	chown "$MAIL_USER:$MAIL_USER" "$DST_DIR/home"
 	mkdir -p "$T/srcpw"
 	DST_PORT=$(free_port)
-	export DST_PORT DST_FORMAT
+	if [ $pop3 = 1 ]; then
+		DST_POP3_PORT=$(free_port)
+		while [ "$DST_POP3_PORT" = "$DST_PORT" ]; do DST_POP3_PORT=$(free_port); done
+	fi
+	export DST_PORT DST_FORMAT DST_POP3_PORT
 
 	: >"$DST_DIR/passwd"
 	dst_add_user alice
@@ -784,6 +830,7 @@ dst_start() {
 		conf_listener imap "$DST_PORT"
 		conf_listener imaps 0
 		echo "}"
+		[ $pop3 = 0 ] || conf_pop3 "$DST_POP3_PORT" 0
 		cat <<EOF
 namespace inbox {
   inbox = yes
@@ -822,7 +869,8 @@ EOF
 
 	start_dovecot "$DST_DIR/dovecot.conf" "$DST_DIR/run" "$DST_DIR/dovecot.log" "$DST_PORT" ||
 		{ echo "dst_start: dovecot failed to start" >&2; return 1; }
-	info "destination: imap 127.0.0.1:$DST_PORT format=$DST_FORMAT"
+	[ $pop3 = 0 ] || wait_port "$DST_POP3_PORT" 10 || return 1
+	info "destination: imap 127.0.0.1:$DST_PORT format=$DST_FORMAT${DST_POP3_PORT:+ pop3 :$DST_POP3_PORT}"
 }
 
 # dst_add_user NAME [userdb extra fields...]: destination password is

@@ -1,0 +1,896 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "strnum.h"
+#include "hex-binary.h"
+#include "base64.h"
+#include "hash.h"
+#include "sha1.h"
+#include "safe-memset.h"
+#include "istream.h"
+#include "istream-header-filter.h"
+#include "message-header-hash.h"
+#include "message-header-parser.h"
+#include "mail-namespace.h"
+#include "mail-storage-private.h"
+#include "mail-search-build.h"
+#include "migrate-settings.h"
+#include "migrate-line-conn.h"
+#include "migrate-run.h"
+#include "migrate-pop3.h"
+
+/* RFC 1939 allows 512 bytes a line; servers send longer UIDLs and
+   headers in TOP */
+#define MIGRATE_POP3_MAX_LINE (64*1024)
+/* a TOP n 0 answer bigger than this is not a header */
+#define MIGRATE_POP3_MAX_HEADER (4*1024*1024)
+#define MIGRATE_POP3_MAX_MESSAGES 10000000
+/* unmatched messages named one by one in the log */
+#define MIGRATE_POP3_LOG_UNMATCHED_MAX 20
+
+/* Headers that one side of a server shows and the other doesn't (mbox
+   and Maildir bookkeeping, Yahoo's POP3 leaving out Return-Path): the
+   same list as Dovecot's pop3_migration, so both agree on a hash.
+   Sorted: the header filter wants them so. */
+static const char *const migrate_pop3_hash_skip[] = {
+	"Content-Length", "Return-Path", "Status", "X-IMAP", "X-IMAPbase",
+	"X-Keywords", "X-Message-Flag", "X-Status", "X-UID", "X-UIDL",
+	"X-Yahoo-Newman-Property",
+};
+
+struct migrate_pop3_msg {
+	uint32_t seq;
+	const char *uidl;
+	uoff_t size;
+	unsigned char hash[SHA1_RESULTLEN];
+	/* destination INBOX UID it was matched to, 0 = none */
+	uint32_t dest_uid;
+	bool have_hash:1;
+};
+
+struct migrate_pop3_dest_msg {
+	uint32_t uid;
+	uoff_t vsize;
+	/* the UIDL stored with it ("" = none) */
+	const char *uidl;
+	unsigned char hash[SHA1_RESULTLEN];
+	/* index+1 of the POP3 message it was matched to */
+	unsigned int pop3_idx1;
+	bool have_hash:1;
+};
+
+struct migrate_pop3 {
+	struct migrate_run *run;
+	pool_t pool;
+	struct event *event;
+	struct migrate_line_conn *conn;
+	ARRAY(struct migrate_pop3_msg) msgs;
+	ARRAY(struct migrate_pop3_dest_msg) dest;
+
+	enum migrate_error error_code;
+	const char *error;
+};
+
+/* The header hash */
+
+struct migrate_pop3_hdr_filter {
+	bool have_eoh;
+	/* a line of only CRs: servers disagree on whether the header goes
+	   on after it, so it ends the header for both */
+	bool stop;
+};
+
+static bool migrate_pop3_hdr_name_ok(const char *name)
+{
+	for (; *name != '\0'; name++) {
+		if ((unsigned char)*name <= 0x20 ||
+		    (unsigned char)*name >= 0x7f)
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static bool migrate_pop3_hdr_is_blank_cont(const struct message_header_line *hdr)
+{
+	size_t i;
+
+	for (i = 0; i < hdr->value_len; i++) {
+		if (hdr->value[i] != ' ' && hdr->value[i] != '\t')
+			return FALSE;
+	}
+	return TRUE;
+}
+
+static void
+migrate_pop3_hdr_cb(struct header_filter_istream *input ATTR_UNUSED,
+		    struct message_header_line *hdr, bool *matched,
+		    struct migrate_pop3_hdr_filter *filter)
+{
+	bool only_cr;
+
+	if (hdr == NULL)
+		return;
+	if (hdr->eoh) {
+		filter->have_eoh = TRUE;
+		*matched = filter->stop;
+		return;
+	}
+	only_cr = hdr->name_len == 0 && hdr->middle_len == 0 &&
+		hdr->value_len > 0 &&
+		i_memspn(hdr->value, hdr->value_len, "\r", 1) == hdr->value_len;
+	if (only_cr)
+		filter->stop = TRUE;
+	/* what some IMAP servers leave out of BODY[HEADER] and their POP3
+	   keeps: lines without a colon, whitespace-only continuations,
+	   names with invalid characters */
+	if (filter->stop ||
+	    (!hdr->continued && hdr->middle_len == 0) ||
+	    (hdr->continued && migrate_pop3_hdr_is_blank_cont(hdr)) ||
+	    !migrate_pop3_hdr_name_ok(hdr->name))
+		*matched = TRUE;
+}
+
+int migrate_pop3_header_hash(struct istream *input,
+			     unsigned char hash_r[SHA1_RESULTLEN],
+			     const char **error_r)
+{
+	struct migrate_pop3_hdr_filter filter;
+	struct message_header_hash_context hash_ctx;
+	struct sha1_ctxt sha1;
+	struct istream *filtered;
+	const unsigned char *data;
+	size_t size;
+	int ret = 0;
+
+	i_zero(&filter);
+	i_zero(&hash_ctx);
+	filtered = i_stream_create_header_filter(input,
+		HEADER_FILTER_HIDE_BODY | HEADER_FILTER_EXCLUDE |
+		HEADER_FILTER_NO_CR, migrate_pop3_hash_skip,
+		N_ELEMENTS(migrate_pop3_hash_skip), migrate_pop3_hdr_cb,
+		&filter);
+	sha1_init(&sha1);
+	while (i_stream_read_more(filtered, &data, &size) > 0) {
+		message_header_hash_more(&hash_ctx, &hash_method_sha1, &sha1,
+					 MESSAGE_HEADER_HASH_MAX_VERSION,
+					 data, size);
+		i_stream_skip(filtered, size);
+	}
+	if (filtered->stream_errno != 0) {
+		*error_r = t_strdup(i_stream_get_error(filtered));
+		ret = -1;
+	}
+	sha1_result(&sha1, hash_r);
+	i_stream_unref(&filtered);
+	return ret;
+}
+
+/* The POP3 client */
+
+static void migrate_pop3_fail(struct migrate_pop3 *pop3,
+			      enum migrate_error code, const char *error)
+{
+	if (pop3->error != NULL)
+		return;
+	pop3->error_code = code;
+	pop3->error = p_strdup(pop3->pool, error);
+}
+
+/* 1 = +OK (text in line_r), 0 = -ERR, -1 = connection failed */
+static int migrate_pop3_cmd(struct migrate_pop3 *pop3, const char *cmd,
+			    const char *stage, const char **line_r)
+{
+	enum migrate_error code;
+	const char *line, *error;
+
+	migrate_line_conn_set_stage(pop3->conn, stage);
+	if (cmd != NULL &&
+	    migrate_line_conn_write_line(pop3->conn, cmd, &code, &error) < 0) {
+		migrate_pop3_fail(pop3, code, error);
+		return -1;
+	}
+	if (migrate_line_conn_read_line(pop3->conn, &line, &code,
+					&error) < 0) {
+		migrate_pop3_fail(pop3, code, error);
+		return -1;
+	}
+	*line_r = migrate_line_conn_redact(pop3->conn, line, 300);
+	if (str_begins(line, "+OK"))
+		return 1;
+	if (str_begins(line, "-ERR"))
+		return 0;
+	migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL, t_strdup_printf(
+		"The %s answered %s %s",
+		migrate_line_conn_name(pop3->conn), *line_r, stage));
+	migrate_line_conn_disconnect(pop3->conn);
+	return -1;
+}
+
+/* The lines of a multi-line answer up to ".", unstuffed. 1 = a line,
+   0 = the end, -1 = failed */
+static int migrate_pop3_next_line(struct migrate_pop3 *pop3,
+				  const char **line_r)
+{
+	enum migrate_error code;
+	const char *line, *error;
+
+	if (migrate_line_conn_read_line(pop3->conn, &line, &code,
+					&error) < 0) {
+		migrate_pop3_fail(pop3, code, error);
+		return -1;
+	}
+	if (line[0] == '.') {
+		if (line[1] == '\0')
+			return 0;
+		line++;
+	}
+	*line_r = line;
+	return 1;
+}
+
+static int migrate_pop3_login(struct migrate_pop3 *pop3)
+{
+	const struct migrate_settings *set = pop3->run->set;
+	const char *line, *cmd, *who;
+	enum migrate_error code;
+	string_t *plain, *b64;
+	int ret;
+
+	if (set->source_password == NULL) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_CONFIG,
+			"migrate_pop3_uidls needs the source password "
+			"(migrate_source_password or "
+			"migrate_source_password_file): an OAuth2 token is "
+			"not used for POP3");
+		return -1;
+	}
+	migrate_line_conn_add_secret(pop3->conn, set->source_password);
+	if (set->source_master_user != NULL) {
+		/* AUTH PLAIN (RFC 5034) carries the user to log in as */
+		plain = t_str_new(256);
+		str_append(plain, set->source_user);
+		str_append_c(plain, '\0');
+		str_append(plain, set->source_master_user);
+		str_append_c(plain, '\0');
+		str_append(plain, set->source_password);
+		b64 = t_str_new(512);
+		str_append(b64, "AUTH PLAIN ");
+		base64_encode(str_data(plain), str_len(plain), b64);
+		migrate_line_conn_add_secret(pop3->conn, str_c(b64) + 11);
+		ret = migrate_pop3_cmd(pop3, str_c(b64), "while logging in",
+				       &line);
+		safe_memset(str_c_modifiable(plain), 0, str_len(plain));
+		safe_memset(str_c_modifiable(b64), 0, str_len(b64));
+	} else {
+		cmd = t_strconcat("USER ", set->source_user, NULL);
+		ret = migrate_pop3_cmd(pop3, cmd, "after USER", &line);
+		if (ret > 0) {
+			b64 = t_str_new(256);
+			str_printfa(b64, "PASS %s", set->source_password);
+			ret = migrate_pop3_cmd(pop3, str_c(b64),
+					       "while logging in", &line);
+			safe_memset(str_c_modifiable(b64), 0, str_len(b64));
+		}
+	}
+	if (ret != 0)
+		return ret < 0 ? -1 : 0;
+	who = set->source_master_user == NULL ? set->source_user :
+		t_strdup_printf("%s with master user %s", set->source_user,
+				set->source_master_user);
+	code = strstr(line, "[IN-USE]") != NULL ||
+		strstr(line, "[SYS/TEMP]") != NULL ?
+		MIGRATE_ERROR_TEMP : MIGRATE_ERROR_AUTH;
+	migrate_pop3_fail(pop3, code, t_strdup_printf(
+		"The %s rejected the login of user %s (migrate_source_user, "
+		"migrate_source_password*, migrate_pop3_port): %s",
+		migrate_line_conn_name(pop3->conn), who, line));
+	return -1;
+}
+
+static int migrate_pop3_connect(struct migrate_pop3 *pop3)
+{
+	const struct migrate_settings *set = pop3->run->set;
+	struct migrate_line_conn_settings lset;
+	enum migrate_error code;
+	const char *line, *error;
+	int ret;
+
+	i_zero(&lset);
+	lset.protocol = "POP3";
+	lset.host = set->source_host;
+	lset.port = set->pop3_port;
+	lset.port_setting = "migrate_pop3_port";
+	lset.tls = set->source_ssl == MIGRATE_SSL_IMAPS ?
+		MIGRATE_LINE_CONN_TLS_IMPLICIT :
+		set->source_ssl == MIGRATE_SSL_STARTTLS ?
+		MIGRATE_LINE_CONN_TLS_STARTTLS : MIGRATE_LINE_CONN_TLS_NONE;
+	lset.ssl_ca_file = set->source_ssl_ca_file;
+	lset.ssl_verify = set->source_ssl_verify;
+	lset.connect_timeout_secs = set->source_greeting_timeout_secs;
+	lset.timeout_secs = set->source_timeout_secs;
+	lset.max_line_length = MIGRATE_POP3_MAX_LINE;
+	lset.max_data_size = MIGRATE_POP3_MAX_LINE;
+	pop3->conn = migrate_line_conn_create(&lset, pop3->run->user,
+					      pop3->event);
+	if (migrate_line_conn_connect(pop3->conn, &code, &error) < 0) {
+		migrate_pop3_fail(pop3, code, error);
+		return -1;
+	}
+	ret = migrate_pop3_cmd(pop3, NULL, "while waiting for the greeting",
+			       &line);
+	if (ret == 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_TEMP, t_strdup_printf(
+			"The %s refused the connection: %s",
+			migrate_line_conn_name(pop3->conn), line));
+	}
+	if (ret <= 0)
+		return -1;
+	if (lset.tls == MIGRATE_LINE_CONN_TLS_STARTTLS) {
+		ret = migrate_pop3_cmd(pop3, "STLS", "after STLS", &line);
+		if (ret == 0) {
+			migrate_pop3_fail(pop3, MIGRATE_ERROR_CONFIG,
+				t_strdup_printf("The %s refused STLS: %s "
+				"(migrate_source_ssl=starttls)",
+				migrate_line_conn_name(pop3->conn), line));
+		}
+		if (ret <= 0)
+			return -1;
+		if (migrate_line_conn_starttls(pop3->conn, &code,
+					       &error) < 0) {
+			migrate_pop3_fail(pop3, code, error);
+			return -1;
+		}
+	}
+	return migrate_pop3_login(pop3) < 0 ? -1 : 0;
+}
+
+static struct migrate_pop3_msg *
+migrate_pop3_msg_get(struct migrate_pop3 *pop3, uint32_t seq)
+{
+	/* UIDL and LIST answer in message number order */
+	if (seq == 0 || seq > array_count(&pop3->msgs))
+		return NULL;
+	return array_idx_modifiable(&pop3->msgs, seq - 1);
+}
+
+/* UIDL and LIST: every message's UIDL and size */
+static int migrate_pop3_list(struct migrate_pop3 *pop3)
+{
+	struct migrate_pop3_msg *msg;
+	const char *line, *const *args;
+	uint32_t seq;
+	uoff_t size;
+	int ret;
+
+	ret = migrate_pop3_cmd(pop3, "UIDL", "after UIDL", &line);
+	if (ret == 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL,
+			t_strdup_printf("The %s has no UIDL command: %s",
+				migrate_line_conn_name(pop3->conn), line));
+	}
+	if (ret <= 0)
+		return -1;
+	while ((ret = migrate_pop3_next_line(pop3, &line)) > 0) {
+		args = t_strsplit_spaces(line, " ");
+		if (str_array_length(args) < 2 ||
+		    str_to_uint32(args[0], &seq) < 0 ||
+		    seq != array_count(&pop3->msgs) + 1 ||
+		    seq > MIGRATE_POP3_MAX_MESSAGES) {
+			migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL,
+				t_strdup_printf("The %s sent a bad UIDL line: "
+				"%s", migrate_line_conn_name(pop3->conn),
+				migrate_line_conn_redact(pop3->conn, line,
+							 200)));
+			return -1;
+		}
+		msg = array_append_space(&pop3->msgs);
+		msg->seq = seq;
+		msg->uidl = p_strdup(pop3->pool, args[1]);
+		msg->size = UOFF_T_MAX;
+	}
+	if (ret < 0)
+		return -1;
+	ret = migrate_pop3_cmd(pop3, "LIST", "after LIST", &line);
+	if (ret == 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL,
+			t_strdup_printf("The %s refused LIST: %s",
+				migrate_line_conn_name(pop3->conn), line));
+	}
+	if (ret <= 0)
+		return -1;
+	while ((ret = migrate_pop3_next_line(pop3, &line)) > 0) {
+		args = t_strsplit_spaces(line, " ");
+		if (str_array_length(args) >= 2 &&
+		    str_to_uint32(args[0], &seq) == 0 &&
+		    str_to_uoff(args[1], &size) == 0 &&
+		    (msg = migrate_pop3_msg_get(pop3, seq)) != NULL)
+			msg->size = size;
+	}
+	return ret < 0 ? -1 : 0;
+}
+
+/* TOP n 0: the message's header, hashed */
+static int migrate_pop3_msg_hash(struct migrate_pop3 *pop3,
+				 struct migrate_pop3_msg *msg)
+{
+	struct istream *input;
+	const char *line, *error;
+	string_t *hdr;
+	int ret;
+
+	ret = migrate_pop3_cmd(pop3, t_strdup_printf("TOP %u 0", msg->seq),
+			       "after TOP", &line);
+	if (ret == 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL,
+			t_strdup_printf("The %s refused TOP %u 0 (it is "
+				"needed to match messages): %s",
+				migrate_line_conn_name(pop3->conn), msg->seq,
+				line));
+	}
+	if (ret <= 0)
+		return -1;
+	hdr = t_str_new(4096);
+	while ((ret = migrate_pop3_next_line(pop3, &line)) > 0) {
+		if (str_len(hdr) < MIGRATE_POP3_MAX_HEADER) {
+			str_append(hdr, line);
+			str_append(hdr, "\r\n");
+		}
+	}
+	if (ret < 0)
+		return -1;
+	input = i_stream_create_from_data(str_data(hdr), str_len(hdr));
+	ret = migrate_pop3_header_hash(input, msg->hash, &error);
+	i_stream_unref(&input);
+	if (ret < 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL, error);
+		return -1;
+	}
+	msg->have_hash = TRUE;
+	return 0;
+}
+
+static void migrate_pop3_quit(struct migrate_pop3 *pop3)
+{
+	const char *line;
+
+	if (pop3->conn == NULL || !migrate_line_conn_is_connected(pop3->conn))
+		return;
+	/* QUIT enters the UPDATE state; we deleted nothing */
+	if (pop3->error == NULL)
+		(void)migrate_pop3_cmd(pop3, "QUIT", "after QUIT", &line);
+	migrate_line_conn_disconnect(pop3->conn);
+}
+
+/* The destination INBOX */
+
+static struct migrate_folder *migrate_pop3_inbox(struct migrate_run *run)
+{
+	struct migrate_folder *folder;
+
+	array_foreach_elem(&run->folders, folder) {
+		if (strcasecmp(folder->src_name, "INBOX") == 0 &&
+		    !folder->dest.skip)
+			return folder;
+	}
+	return NULL;
+}
+
+static struct mailbox *
+migrate_pop3_dest_open(struct migrate_pop3 *pop3, const char *vname)
+{
+	struct mail_namespace *ns;
+	struct mailbox *box;
+
+	ns = mail_namespace_find(pop3->run->user->namespaces, vname);
+	box = mailbox_alloc(ns->list, vname, 0);
+	if (mailbox_open(box) < 0 || mailbox_sync(box, 0) < 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_DESTINATION,
+			t_strdup_printf("Can't open the destination's %s: %s",
+				vname, mailbox_get_last_internal_error(box,
+								       NULL)));
+		mailbox_free(&box);
+		return NULL;
+	}
+	return box;
+}
+
+static int migrate_pop3_dest_read(struct migrate_pop3 *pop3,
+				  struct mailbox *box)
+{
+	struct mailbox_transaction_context *trans;
+	struct mail_search_args *search_args;
+	struct mail_search_context *search;
+	struct migrate_pop3_dest_msg *dmsg;
+	struct istream *input;
+	struct mail *mail;
+	const char *uidl, *error;
+	int ret = 0;
+
+	trans = mailbox_transaction_begin(box, 0, "migrate pop3");
+	search_args = mail_search_build_init();
+	mail_search_build_add_all(search_args);
+	search = mailbox_search_init(trans, search_args, NULL,
+				     MAIL_FETCH_VIRTUAL_SIZE |
+				     MAIL_FETCH_STREAM_HEADER |
+				     MAIL_FETCH_UIDL_BACKEND, NULL);
+	mail_search_args_unref(&search_args);
+	while (mailbox_search_next(search, &mail)) {
+		dmsg = array_append_space(&pop3->dest);
+		dmsg->uid = mail->uid;
+		if (mail_get_virtual_size(mail, &dmsg->vsize) < 0)
+			dmsg->vsize = UOFF_T_MAX;
+		if (mail_get_special(mail, MAIL_FETCH_UIDL_BACKEND,
+				     &uidl) < 0)
+			uidl = "";
+		dmsg->uidl = p_strdup(pop3->pool, uidl);
+		if (mail_get_hdr_stream(mail, NULL, &input) < 0)
+			continue;
+		if (migrate_pop3_header_hash(input, dmsg->hash, &error) < 0) {
+			e_warning(pop3->event, "Destination INBOX UID %u: "
+				  "can't read its header: %s", mail->uid,
+				  error);
+			continue;
+		}
+		dmsg->have_hash = TRUE;
+	}
+	if (mailbox_search_deinit(&search) < 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_DESTINATION,
+			t_strdup_printf("Can't read the destination's INBOX: "
+				"%s", mailbox_get_last_internal_error(box,
+								      NULL)));
+		ret = -1;
+	}
+	(void)mailbox_transaction_commit(&trans);
+	return ret;
+}
+
+/* Matching */
+
+static void migrate_pop3_pair(struct migrate_pop3 *pop3, unsigned int pidx,
+			      struct migrate_pop3_dest_msg *dmsg)
+{
+	struct migrate_pop3_msg *msg = array_idx_modifiable(&pop3->msgs, pidx);
+
+	msg->dest_uid = dmsg->uid;
+	dmsg->pop3_idx1 = pidx + 1;
+}
+
+/* 1: the UIDLs stored by an earlier pass */
+static void migrate_pop3_match_stored(struct migrate_pop3 *pop3)
+{
+	HASH_TABLE(const char *, void *) by_uidl;
+	struct migrate_pop3_dest_msg *dmsg;
+	const struct migrate_pop3_msg *msg;
+	unsigned int i;
+	void *value;
+
+	hash_table_create(&by_uidl, default_pool, 0, str_hash, strcmp);
+	array_foreach(&pop3->msgs, msg) {
+		i = array_foreach_idx(&pop3->msgs, msg);
+		if (hash_table_lookup(by_uidl, msg->uidl) == NULL) {
+			hash_table_insert(by_uidl, msg->uidl,
+					  POINTER_CAST(i + 1));
+		}
+	}
+	array_foreach_modifiable(&pop3->dest, dmsg) {
+		if (dmsg->uidl[0] == '\0')
+			continue;
+		value = hash_table_lookup(by_uidl, dmsg->uidl);
+		if (value == NULL)
+			continue;
+		i = POINTER_CAST_TO(value, unsigned int) - 1;
+		msg = array_idx(&pop3->msgs, i);
+		if (msg->dest_uid == 0)
+			migrate_pop3_pair(pop3, i, dmsg);
+	}
+	hash_table_destroy(&by_uidl);
+}
+
+static struct migrate_pop3_dest_msg *
+migrate_pop3_find_dest(struct migrate_pop3 *pop3,
+		       const struct migrate_pop3_msg *msg)
+{
+	struct migrate_pop3_dest_msg *dmsg, *same_hash = NULL;
+
+	/* the first unpaired one in UID order: copies of one message
+	   pair up in the order they arrived */
+	array_foreach_modifiable(&pop3->dest, dmsg) {
+		if (dmsg->pop3_idx1 != 0 || !dmsg->have_hash ||
+		    memcmp(dmsg->hash, msg->hash, sizeof(msg->hash)) != 0)
+			continue;
+		if (dmsg->vsize == msg->size)
+			return dmsg;
+		if (same_hash == NULL)
+			same_hash = dmsg;
+	}
+	/* a server whose LIST counts the size otherwise (LF line ends):
+	   the header decides, as with pop3_migration */
+	return same_hash;
+}
+
+/* 2: the header hash (and size) of the rest */
+static int migrate_pop3_match_content(struct migrate_pop3 *pop3)
+{
+	struct migrate_pop3_msg *msg;
+	struct migrate_pop3_dest_msg *dmsg;
+	unsigned int i, count;
+	int ret = 0;
+
+	count = array_count(&pop3->msgs);
+	for (i = 0; i < count && ret == 0; i++) T_BEGIN {
+		msg = array_idx_modifiable(&pop3->msgs, i);
+		if (msg->dest_uid == 0) {
+			if (migrate_pop3_msg_hash(pop3, msg) < 0)
+				ret = -1;
+			else if ((dmsg = migrate_pop3_find_dest(pop3,
+								msg)) != NULL)
+				migrate_pop3_pair(pop3, i, dmsg);
+		}
+	} T_END;
+	return ret;
+}
+
+/* Storing */
+
+static int migrate_pop3_store(struct migrate_pop3 *pop3, struct mailbox *box,
+			      unsigned int *updated_r)
+{
+	struct mailbox_transaction_context *trans;
+	const struct migrate_pop3_dest_msg *dmsg;
+	const struct migrate_pop3_msg *msg;
+	struct mail *mail;
+
+	*updated_r = 0;
+	trans = mailbox_transaction_begin(box, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
+					  "migrate pop3 uidls");
+	mail = mail_alloc(trans, 0, NULL);
+	array_foreach(&pop3->dest, dmsg) {
+		if (dmsg->pop3_idx1 == 0)
+			continue;
+		msg = array_idx(&pop3->msgs, dmsg->pop3_idx1 - 1);
+		if (strcmp(dmsg->uidl, msg->uidl) == 0)
+			continue;
+		if (!mail_set_uid(mail, dmsg->uid))
+			continue;
+		mail_update_pop3_uidl(mail, msg->uidl);
+		(*updated_r)++;
+	}
+	mail_free(&mail);
+	if (mailbox_transaction_commit(&trans) < 0 ||
+	    mailbox_sync(box, 0) < 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_DESTINATION,
+			t_strdup_printf("Can't store POP3 UIDLs in the "
+				"destination's INBOX: %s",
+				mailbox_get_last_internal_error(box, NULL)));
+		return -1;
+	}
+	return 0;
+}
+
+/* Dovecot's POP3 lists INBOX in UID order: the source's order holds when
+   the matched UIDs grow with the POP3 message numbers */
+static unsigned int migrate_pop3_out_of_order(struct migrate_pop3 *pop3)
+{
+	const struct migrate_pop3_msg *msg;
+	uint32_t last_uid = 0;
+	unsigned int count = 0;
+
+	array_foreach(&pop3->msgs, msg) {
+		if (msg->dest_uid == 0)
+			continue;
+		if (msg->dest_uid < last_uid)
+			count++;
+		else
+			last_uid = msg->dest_uid;
+	}
+	return count;
+}
+
+static unsigned int migrate_pop3_unmatched(struct migrate_pop3 *pop3,
+					   bool log)
+{
+	const struct migrate_pop3_msg *msg;
+	unsigned int count = 0;
+
+	array_foreach(&pop3->msgs, msg) {
+		if (msg->dest_uid != 0)
+			continue;
+		if (log && count < MIGRATE_POP3_LOG_UNMATCHED_MAX) {
+			e_warning(pop3->event, "POP3 message %u (UIDL %s, "
+				  "%"PRIuUOFF_T" bytes) matches no message of "
+				  "the destination's INBOX: its UIDL is not "
+				  "carried (pop3-unmatched)", msg->seq,
+				  migrate_line_conn_redact(pop3->conn,
+							   msg->uidl, 100),
+				  msg->size);
+		}
+		count++;
+	}
+	return count;
+}
+
+static struct migrate_pop3 *migrate_pop3_init(struct migrate_run *run)
+{
+	struct migrate_pop3 *pop3;
+	pool_t pool;
+
+	pool = pool_alloconly_create("migrate pop3", 4096);
+	pop3 = p_new(pool, struct migrate_pop3, 1);
+	pop3->pool = pool;
+	pop3->run = run;
+	pop3->event = event_create(run->event);
+	p_array_init(&pop3->msgs, pool, 64);
+	p_array_init(&pop3->dest, pool, 64);
+	return pop3;
+}
+
+static void migrate_pop3_deinit(struct migrate_pop3 **_pop3)
+{
+	struct migrate_pop3 *pop3 = *_pop3;
+
+	*_pop3 = NULL;
+	if (pop3->conn != NULL) {
+		migrate_pop3_quit(pop3);
+		migrate_line_conn_destroy(&pop3->conn);
+	}
+	event_unref(&pop3->event);
+	pool_unref(&pop3->pool);
+}
+
+/* the run's error (doveadm shows it), unless an earlier one (the IMAP
+   side's) is there: then it is logged */
+static void migrate_pop3_run_error(struct migrate_run *run,
+				   enum migrate_error code, const char *error)
+{
+	if (run->error_code != MIGRATE_ERROR_NONE) {
+		e_error(run->event, "%s", error);
+		return;
+	}
+	run->error_code = code;
+	run->error = p_strdup(run->pool, error);
+}
+
+static int migrate_pop3_carry_inbox(struct migrate_pop3 *pop3,
+				    struct migrate_folder *inbox)
+{
+	struct migrate_run *run = pop3->run;
+	struct mailbox *box;
+	unsigned int updated = 0, unmatched, out_of_order;
+	int ret;
+
+	if (migrate_pop3_connect(pop3) < 0 || migrate_pop3_list(pop3) < 0)
+		return -1;
+	box = migrate_pop3_dest_open(pop3, inbox->dest.vname);
+	if (box == NULL)
+		return -1;
+	/* lib-storage's update_pop3_uidl() is Maildir's alone */
+	if (strcmp(box->storage->name, "maildir") != 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_CONFIG, t_strdup_printf(
+			"migrate_pop3_uidls: the destination's %s storage "
+			"can't take POP3 UIDLs for stored messages (only "
+			"Maildir can)", box->storage->name));
+		mailbox_free(&box);
+		return -1;
+	}
+	ret = migrate_pop3_dest_read(pop3, box);
+	if (ret == 0) {
+		migrate_pop3_match_stored(pop3);
+		ret = migrate_pop3_match_content(pop3);
+	}
+	/* the POP3 session ends before the destination changes: its
+	   answers are all in */
+	migrate_pop3_quit(pop3);
+	if (ret == 0)
+		ret = migrate_pop3_store(pop3, box, &updated);
+	mailbox_free(&box);
+	if (ret < 0)
+		return -1;
+
+	unmatched = migrate_pop3_unmatched(pop3, TRUE);
+	out_of_order = migrate_pop3_out_of_order(pop3);
+	e_info(run->event, "POP3 UIDLs: %u POP3 messages, %u matched, %u "
+	       "stored now, %u unmatched", array_count(&pop3->msgs),
+	       array_count(&pop3->msgs) - unmatched, updated, unmatched);
+	if (out_of_order > 0) {
+		e_warning(run->event, "POP3 UIDLs: %u messages are listed in "
+			  "another order by the source's POP3 than by their "
+			  "UIDs: POP3 clients at the destination see them in "
+			  "UID order", out_of_order);
+	}
+	if (unmatched > 0) {
+		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
+			t_strdup_printf("POP3 UIDLs: %u of %u POP3 messages "
+				"match no message of the destination's INBOX "
+				"(pop3-unmatched): their UIDLs are not carried",
+				unmatched, array_count(&pop3->msgs)));
+	}
+	return 0;
+}
+
+int migrate_pop3_carry(struct migrate_run *run)
+{
+	struct migrate_pop3 *pop3;
+	struct migrate_folder *inbox;
+	int ret;
+
+	inbox = migrate_pop3_inbox(run);
+	if (inbox == NULL || (inbox->result != NULL &&
+			      strcmp(inbox->result, "failed") == 0)) {
+		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
+			"POP3 UIDLs were not carried: the INBOX was not "
+			"imported (migrate_pop3_uidls)");
+		return -1;
+	}
+	pop3 = migrate_pop3_init(run);
+	ret = migrate_pop3_carry_inbox(pop3, inbox);
+	if (ret < 0) {
+		migrate_pop3_run_error(run, pop3->error_code,
+			t_strdup_printf("POP3 UIDLs were not carried "
+				"(migrate_pop3_uidls; the mail is imported, "
+				"a re-run fills them in): %s", pop3->error));
+	}
+	migrate_pop3_deinit(&pop3);
+	return ret;
+}
+
+int migrate_pop3_plan(struct migrate_run *run, const char **summary_r)
+{
+	struct migrate_pop3 *pop3;
+	int ret = 0;
+
+	pop3 = migrate_pop3_init(run);
+	if (migrate_pop3_connect(pop3) < 0 || migrate_pop3_list(pop3) < 0) {
+		*summary_r = p_strdup_printf(run->pool, "POP3 UIDLs: the "
+			"source's POP3 service is not usable: %s", pop3->error);
+		ret = -1;
+	} else {
+		*summary_r = p_strdup_printf(run->pool, "POP3 UIDLs: the %s "
+			"shows %u INBOX messages with UIDLs, to be carried",
+			migrate_line_conn_name(pop3->conn),
+			array_count(&pop3->msgs));
+	}
+	migrate_pop3_deinit(&pop3);
+	return ret;
+}
+
+int migrate_pop3_verify(struct migrate_run *run)
+{
+	struct migrate_pop3 *pop3;
+	struct migrate_folder *inbox;
+	struct mailbox *box = NULL;
+	unsigned int unmatched;
+	int ret = -1;
+
+	inbox = migrate_pop3_inbox(run);
+	if (inbox == NULL)
+		return 0;
+	pop3 = migrate_pop3_init(run);
+	if (migrate_pop3_connect(pop3) == 0 && migrate_pop3_list(pop3) == 0 &&
+	    (box = migrate_pop3_dest_open(pop3, inbox->dest.vname)) != NULL &&
+	    migrate_pop3_dest_read(pop3, box) == 0) {
+		/* only what is stored counts: nothing is matched anew */
+		migrate_pop3_match_stored(pop3);
+		ret = 0;
+	}
+	if (box != NULL)
+		mailbox_free(&box);
+	if (ret < 0) {
+		migrate_pop3_run_error(run, pop3->error_code,
+			t_strdup_printf("verify: POP3 UIDLs can't be checked "
+				"(migrate_pop3_uidls): %s", pop3->error));
+	} else if ((unmatched = migrate_pop3_unmatched(pop3, FALSE)) > 0) {
+		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
+			t_strdup_printf("verify: %u of %u POP3 messages' "
+				"UIDLs are not on any message of the "
+				"destination's INBOX (migrate_pop3_uidls)",
+				unmatched, array_count(&pop3->msgs)));
+		ret = -1;
+	} else {
+		e_info(run->event, "verify: all %u POP3 UIDLs are at the "
+		       "destination", array_count(&pop3->msgs));
+	}
+	migrate_pop3_deinit(&pop3);
+	return ret;
+}

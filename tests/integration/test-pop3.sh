@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# POP3 UIDLs (migrate_pop3_uidls, issue #17): a source Dovecot with POP3
+# whose pop3_uidl_format (the message GUID) is unlike the destination's
+# default (UID + UIDVALIDITY), and which hides two INBOX messages from POP3
+# (pop3_deleted_flag): POP3 numbers differ from IMAP's, so only content
+# matching pairs them. The destination (Maildir) has POP3 too. Checked with
+# Python's poplib against both servers:
+#   - a run with the option off: the destination shows its own UIDLs;
+#   - the same user with it on: UIDLs added to the imported messages, the
+#     destination's POP3 shows the source's UIDLs in the source's order;
+#   - a re-run stores nothing and changes nothing; verify agrees; plan says
+#     POP3 is reachable and how many messages have UIDLs;
+#   - a message the destination's INBOX lacks (a run with -m Sent after new
+#     INBOX mail): reported as pop3-unmatched, exit 2; the next run fills it;
+#   - a refused POP3 login (exit 77) and a cut POP3 connection (exit 75):
+#     one error naming migrate_pop3_uidls, the IMAP import complete, and a
+#     re-run carries the UIDLs.
+# timeout: 300
+. "$(dirname "$0")/../lib/harness.sh"
+
+plugin_built || info "the plugin is not built: the migrate steps will fail"
+
+echo 'pop3_deleted_flag = POP3Hidden' >"$T/pop3-hide.conf"
+src_start --pop3 '%g' --conf-extra "$T/pop3-hide.conf" ||
+	die "source server did not start"
+dst_start --format maildir --pop3 --conf-extra "$T/pop3-hide.conf" ||
+	die "destination server did not start"
+src_seed alice --seed 7 --limit 30 >"$T/seed.out" 2>&1 ||
+	die "seeding failed: $(tail -n 3 "$T/seed.out")"
+
+cat >"$T/pop3.py" <<'EOF'
+import imaplib, poplib, sys
+cmd, port, user, pw = sys.argv[1:5]
+if cmd == "uidl":
+    # "UIDL" lines in POP3 order; the password comes from stdin
+    p = poplib.POP3("127.0.0.1", int(port), timeout=30)
+    p.user(user)
+    p.pass_(pw)
+    for line in p.uidl()[1]:
+        print(line.decode().split(" ", 1)[1])
+    p.quit()
+elif cmd == "hide":
+    # flag INBOX messages (IMAP sequence numbers) hidden from POP3
+    m = imaplib.IMAP4("127.0.0.1", int(port))
+    m.login(user, pw)
+    m.select("INBOX")
+    for seq in sys.argv[5:]:
+        m.store(seq, "+FLAGS", "(POP3Hidden)")
+    m.logout()
+elif cmd == "append":
+    # a corpus message, made new by a Message-ID of its own, into INBOX
+    m = imaplib.IMAP4("127.0.0.1", int(port))
+    m.login(user, pw)
+    with open(sys.argv[5], "rb") as f:
+        msg = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    msg = b"Message-ID: <pop3-new@dovecot-migrate.test>\r\n" + msg
+    m.append("INBOX", None, None, msg)
+    m.logout()
+EOF
+pop3_uidls() { python3 "$T/pop3.py" uidl "$@"; }
+
+SPW=$(src_password alice)
+python3 "$T/pop3.py" hide "$SRC_PORT" alice "$SPW" 2 5 ||
+	die "hiding messages from POP3 failed"
+pop3_uidls "$SRC_POP3_PORT" alice "$SPW" >"$T/src.uidl" ||
+	die "POP3 UIDL at the source failed"
+N=$(wc -l <"$T/src.uidl")
+check "source: POP3 shows INBOX messages ($N)" [ "$N" -ge 5 ]
+
+# migrate USER [doveadm -o options...]
+migrate() {
+	local user=$1
+	shift
+	dst_doveadm -o plugin/migrate_automap=no \
+		-o plugin/migrate_pop3_port="$SRC_POP3_PORT" "$@" migrate run -u "$user"
+}
+POP3ON="-o plugin/migrate_pop3_uidls=yes"
+
+# ------------------------------------------------------------ off, then on
+assert_exit NAME="run without migrate_pop3_uidls: exit 0" 0 migrate alice
+pop3_uidls "$DST_POP3_PORT" alice "$(dst_password alice)" >"$T/dst0.uidl" ||
+	die "POP3 UIDL at the destination failed"
+check "without the option: the destination's own UIDLs" \
+	bash -c "! cmp -s '$T/src.uidl' '$T/dst0.uidl'"
+
+assert_exit NAME="run with migrate_pop3_uidls: exit 0" 0 migrate alice $POP3ON
+assert_match "the run says it stored every UIDL" \
+	"POP3 UIDLs: $N POP3 messages, $N matched, $N stored now, 0 unmatched" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+pop3_uidls "$DST_POP3_PORT" alice "$(dst_password alice)" >"$T/dst1.uidl"
+check "destination POP3: the source's UIDLs, in the source's order" \
+	cmp -s "$T/src.uidl" "$T/dst1.uidl"
+
+# ------------------------------------------------------------ re-run
+assert_exit NAME="re-run: exit 0" 0 migrate alice $POP3ON
+assert_match "re-run: nothing stored" "$N matched, 0 stored now, 0 unmatched" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+pop3_uidls "$DST_POP3_PORT" alice "$(dst_password alice)" >"$T/dst2.uidl"
+check "re-run: the destination's UIDLs unchanged" cmp -s "$T/dst1.uidl" "$T/dst2.uidl"
+
+assert_exit NAME="verify with migrate_pop3_uidls: exit 0" 0 \
+	dst_doveadm $POP3ON -o plugin/migrate_pop3_port="$SRC_POP3_PORT" \
+	migrate verify -u alice
+assert_exit NAME="plan with migrate_pop3_uidls: exit 0" 0 \
+	dst_doveadm $POP3ON -o plugin/migrate_pop3_port="$SRC_POP3_PORT" \
+	migrate plan -u alice
+assert_match "plan: POP3 reachable, messages with UIDLs counted" \
+	"shows $N INBOX messages with UIDLs" "$(cat "$LAST_ERR" "$LAST_OUT")"
+
+# ------------------------------------------------------------ unmatched
+python3 "$T/pop3.py" append "$SRC_PORT" alice "$SPW" \
+	"$CORPUS/mimekit/messages__japanese.txt" || die "adding a message failed"
+pop3_uidls "$SRC_POP3_PORT" alice "$SPW" >"$T/src2.uidl"
+assert_exit NAME="INBOX not imported (-m Sent): exit 2" 2 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+	-o plugin/migrate_pop3_port="$SRC_POP3_PORT" migrate run -u alice -m Sent
+assert_match "the new message is reported pop3-unmatched" \
+	"1 of $((N + 1)) POP3 messages match no message.*pop3-unmatched" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+assert_exit NAME="next full run: exit 0" 0 migrate alice $POP3ON
+pop3_uidls "$DST_POP3_PORT" alice "$(dst_password alice)" >"$T/dst3.uidl"
+check "after the full run: every UIDL, in order" cmp -s "$T/src2.uidl" "$T/dst3.uidl"
+
+# ------------------------------------------------------------ refused login
+# bob's POP3 "source" is the destination's POP3, where his password differs
+dst_add_user bob
+src_seed bob --seed 8 --limit 8 >"$T/seed-bob.out" 2>&1 || die "seeding bob failed"
+assert_exit NAME="refused POP3 login: exit 77" 77 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+	-o plugin/migrate_pop3_port="$DST_POP3_PORT" migrate run -u bob
+one_error "refused POP3 login: one error naming the settings" \
+	'POP3 UIDLs were not carried.*rejected the login.*migrate_pop3_port'
+check "refused POP3 login: no password in the output" \
+	bash -c "! grep -qF -- '$(src_password bob)' '$LAST_ERR' '$LAST_OUT'"
+src_dump bob "$T/src-bob.json" || die "source dump failed"
+dst_equals "refused POP3 login: the IMAP import is complete" bob "$T/src-bob.json"
+
+# ------------------------------------------------------------ cut connection
+FAULTPROXY="$HARNESS_LIB/faultproxy.py"
+python3 "$FAULTPROXY" --target-port "$SRC_POP3_PORT" --cut-after-bytes 300 \
+	--port-file "$T/proxy.port" --pid-file "$T/proxy.pid" --max-lifetime 200 \
+	>"$T/proxy.out" 2>"$T/proxy.err" &
+PROXY_PID=$!
+track_pid "$PROXY_PID"
+for i in $(seq 1 100); do [ -s "$T/proxy.port" ] && break; sleep 0.1; done
+PROXY_PORT=$(cat "$T/proxy.port" 2>/dev/null)
+[ -n "$PROXY_PORT" ] || die "faultproxy did not start: $(tail -n 3 "$T/proxy.err")"
+dst_add_user carol userdb_migrate_source_user=alice
+assert_exit NAME="cut POP3 connection: exit 75" 75 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+	-o plugin/migrate_pop3_port="$PROXY_PORT" migrate run -u carol
+one_error "cut POP3 connection: one error saying UIDLs were not carried" \
+	'POP3 UIDLs were not carried.*(closed|reset|POP3 server)'
+src_dump alice "$T/src-alice.json" || die "source dump failed"
+dst_equals "cut POP3 connection: the IMAP import is complete" carol "$T/src-alice.json"
+# the proxy passes connections through after its cut
+assert_exit NAME="re-run after the cut: exit 0" 0 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+	-o plugin/migrate_pop3_port="$PROXY_PORT" migrate run -u carol
+pop3_uidls "$DST_POP3_PORT" carol "$(dst_password carol)" >"$T/dst-carol.uidl"
+check "re-run after the cut: the source's UIDLs in order" \
+	cmp -s "$T/src2.uidl" "$T/dst-carol.uidl"
+stop_pid "$PROXY_PID"
+
+harness_done
