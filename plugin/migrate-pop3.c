@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "array.h"
+#include "ioloop.h"
 #include "str.h"
 #include "strnum.h"
 #include "hex-binary.h"
@@ -18,6 +19,8 @@
 #include "mail-search-build.h"
 #include "migrate-settings.h"
 #include "migrate-line-conn.h"
+#include "migrate-source-conn.h"
+#include "migrate-state.h"
 #include "migrate-run.h"
 #include "migrate-pop3.h"
 
@@ -47,6 +50,8 @@ struct migrate_pop3_msg {
 	unsigned char hash[SHA1_RESULTLEN];
 	/* destination INBOX UID it was matched to, 0 = none */
 	uint32_t dest_uid;
+	/* from TOP, for the item log */
+	const char *message_id, *subject, *date;
 	bool have_hash:1;
 };
 
@@ -411,6 +416,38 @@ static int migrate_pop3_list(struct migrate_pop3 *pop3)
 	return ret < 0 ? -1 : 0;
 }
 
+/* a header's first line's value, for the item log */
+static const char *
+migrate_pop3_hdr_value(pool_t pool, const char *line, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (strncasecmp(line, name, len) != 0 || line[len] != ':')
+		return NULL;
+	return p_strdup(pool, migrate_str_sanitize(t_str_trim(line + len + 1,
+							" \t"), 200));
+}
+
+static void migrate_pop3_msg_ids(struct migrate_pop3 *pop3,
+				 struct migrate_pop3_msg *msg,
+				 const char *line)
+{
+	const char *value;
+
+	if (msg->message_id == NULL &&
+	    (value = migrate_pop3_hdr_value(pop3->pool, line,
+					    "Message-ID")) != NULL)
+		msg->message_id = value;
+	else if (msg->subject == NULL &&
+		 (value = migrate_pop3_hdr_value(pop3->pool, line,
+						 "Subject")) != NULL)
+		msg->subject = value;
+	else if (msg->date == NULL &&
+		 (value = migrate_pop3_hdr_value(pop3->pool, line,
+						 "Date")) != NULL)
+		msg->date = value;
+}
+
 /* TOP n 0: the message's header, hashed */
 static int migrate_pop3_msg_hash(struct migrate_pop3 *pop3,
 				 struct migrate_pop3_msg *msg)
@@ -434,6 +471,7 @@ static int migrate_pop3_msg_hash(struct migrate_pop3 *pop3,
 	hdr = t_str_new(4096);
 	while ((ret = migrate_pop3_next_line(pop3, &line)) > 0) {
 		if (str_len(hdr) < MIGRATE_POP3_MAX_HEADER) {
+			migrate_pop3_msg_ids(pop3, msg, line);
 			str_append(hdr, line);
 			str_append(hdr, "\r\n");
 		}
@@ -711,6 +749,81 @@ static unsigned int migrate_pop3_unmatched(struct migrate_pop3 *pop3,
 	return count;
 }
 
+static const char *
+migrate_pop3_item_reason(struct migrate_pop3 *pop3,
+			 const struct migrate_pop3_msg *msg)
+{
+	return t_strdup_printf("UIDL %s: no message of the destination's "
+		"INBOX has its header (hash) and size; its UIDL is not "
+		"carried", migrate_line_conn_redact(pop3->conn, msg->uidl,
+						    100));
+}
+
+/* The item log: the messages unmatched now, and those unmatched before
+   that match now (resolved) */
+static void migrate_pop3_items_save(struct migrate_pop3 *pop3)
+{
+	struct migrate_run *run = pop3->run;
+	ARRAY_TYPE(migrate_item) old_items, items;
+	const struct migrate_pop3_msg *msg;
+	struct migrate_item *item, *old;
+	const char *error;
+	bool found;
+
+	t_array_init(&old_items, 8);
+	t_array_init(&items, 8);
+	if (migrate_state_pop3_items_get(run->state, pool_datastack_create(),
+					 &old_items, &error) < 0) {
+		e_error(run->event, "%s", error);
+		return;
+	}
+	array_foreach(&pop3->msgs, msg) {
+		if (msg->dest_uid != 0)
+			continue;
+		item = array_append_space(&items);
+		item->uid = msg->seq;
+		item->class = MIGRATE_ITEM_POP3_UNMATCHED;
+		item->reason = migrate_pop3_item_reason(pop3, msg);
+		item->message_id = msg->message_id;
+		item->subject = msg->subject;
+		item->date = msg->date;
+		item->size = msg->size;
+		item->first_seen = item->last_seen = ioloop_time;
+		item->attempts = 1;
+		array_foreach_modifiable(&old_items, old) {
+			if (!old->resolved &&
+			    null_strcmp(old->reason, item->reason) == 0) {
+				item->first_seen = old->first_seen;
+				item->attempts = old->attempts + 1;
+				old->resolved = TRUE;
+				break;
+			}
+		}
+		run->items_by_class[MIGRATE_ITEM_POP3_UNMATCHED]++;
+	}
+	array_foreach_modifiable(&old_items, old) {
+		if (old->resolved)
+			continue;
+		/* not unmatched any more: is it still shown by POP3? */
+		found = FALSE;
+		array_foreach(&pop3->msgs, msg) {
+			if (null_strcmp(old->reason,
+					migrate_pop3_item_reason(pop3,
+								 msg)) == 0) {
+				found = TRUE;
+				break;
+			}
+		}
+		old->resolved = TRUE;
+		if (found) {
+			old->last_seen = ioloop_time;
+			array_push_back(&items, old);
+		}
+	}
+	if (migrate_state_pop3_items_set(run->state, &items, &error) < 0)
+		e_error(run->event, "%s", error);
+}
+
 static struct migrate_pop3 *migrate_pop3_init(struct migrate_run *run)
 {
 	struct migrate_pop3 *pop3;
@@ -789,6 +902,9 @@ static int migrate_pop3_carry_inbox(struct migrate_pop3 *pop3,
 		return -1;
 
 	unmatched = migrate_pop3_unmatched(pop3, TRUE);
+	T_BEGIN {
+		migrate_pop3_items_save(pop3);
+	} T_END;
 	out_of_order = migrate_pop3_out_of_order(pop3);
 	e_info(run->event, "POP3 UIDLs: %u POP3 messages, %u matched, %u "
 	       "stored now, %u unmatched", array_count(&pop3->msgs),

@@ -202,16 +202,55 @@ static void csv_append(string_t *str, const char *value)
 	str_append_c(str, '"');
 }
 
+static void
+migrate_report_item_rows(const char *name,
+			 const ARRAY_TYPE(migrate_item) *items,
+			 const struct migrate_report_filter *filter,
+			 enum migrate_item_class class, struct ostream *csv)
+{
+	const struct migrate_item *item;
+	const char *values[12];
+	string_t *line;
+	unsigned int i;
+
+	array_foreach(items, item) {
+		if (filter->reason != NULL && item->class != class)
+			continue;
+		values[0] = name;
+		values[1] = dec2str(item->uid);
+		values[2] = item->message_id;
+		values[3] = item->subject;
+		values[4] = item->date;
+		values[5] = dec2str(item->size);
+		values[6] = migrate_item_class_name(item->class);
+		values[7] = item->reason;
+		values[8] = dec2str(item->attempts);
+		values[9] = migrate_report_time(item->first_seen);
+		values[10] = migrate_report_time(item->last_seen);
+		values[11] = item->resolved ? "yes" : "no";
+		migrate_report_items_headers();
+		for (i = 0; i < N_ELEMENTS(values); i++)
+			doveadm_print(values[i] == NULL ? "" : values[i]);
+		if (csv != NULL) {
+			line = t_str_new(256);
+			for (i = 0; i < N_ELEMENTS(values); i++)
+				csv_append(line, values[i]);
+			str_append(line, "\r\n");
+			o_stream_nsend(csv, str_data(line), str_len(line));
+		}
+	}
+}
+
 int migrate_report_items(struct migrate_state *state,
 			 const struct migrate_report_filter *filter,
 			 enum migrate_error *code_r, const char **error_r)
 {
 	struct migrate_folder_state fs;
-	const struct migrate_item *item;
 	ARRAY_TYPE(const_string) names;
-	enum migrate_item_class class;
+	ARRAY_TYPE(migrate_item) pop3_items;
+	enum migrate_item_class class = MIGRATE_ITEM_FETCH_FAILED;
 	struct ostream *csv = NULL;
-	const char *name, *values[12];
+	const char *name;
 	string_t *line;
 	unsigned int i;
 	int fd, ret = 0;
@@ -266,32 +305,18 @@ int migrate_report_items(struct migrate_state *state,
 			ret = -1;
 			break;
 		}
-		array_foreach(&fs.items, item) {
-			if (filter->reason != NULL && item->class != class)
-				continue;
-			values[0] = name;
-			values[1] = dec2str(item->uid);
-			values[2] = item->message_id;
-			values[3] = item->subject;
-			values[4] = item->date;
-			values[5] = dec2str(item->size);
-			values[6] = migrate_item_class_name(item->class);
-			values[7] = item->reason;
-			values[8] = dec2str(item->attempts);
-			values[9] = migrate_report_time(item->first_seen);
-			values[10] = migrate_report_time(item->last_seen);
-			values[11] = item->resolved ? "yes" : "no";
-			migrate_report_items_headers();
-			for (i = 0; i < N_ELEMENTS(values); i++)
-				doveadm_print(values[i] == NULL ? "" : values[i]);
-			if (csv != NULL) {
-				line = t_str_new(256);
-				for (i = 0; i < N_ELEMENTS(values); i++)
-					csv_append(line, values[i]);
-				str_append(line, "\r\n");
-				o_stream_nsend(csv, str_data(line),
-					       str_len(line));
-			}
+		migrate_report_item_rows(name, &fs.items, filter, class, csv);
+	}
+	/* the POP3 UIDL pass's items: no folder of their own */
+	if (ret == 0 && filter->folder == NULL) {
+		t_array_init(&pop3_items, 4);
+		if (migrate_state_pop3_items_get(state,
+				pool_datastack_create(), &pop3_items,
+				error_r) < 0)
+			ret = -1;
+		else {
+			migrate_report_item_rows("(POP3)", &pop3_items,
+						 filter, class, csv);
 		}
 	}
 	if (csv != NULL) {

@@ -34,7 +34,7 @@ struct migrate_state {
 static const char *const migrate_item_class_names[] = {
 	"fetch-failed", "malformed", "too-big", "filtered",
 	"destination-quota", "destination-error", "vanished", "duplicate",
-	"throttled", "timeout", "destination-full",
+	"throttled", "timeout", "destination-full", "pop3-unmatched",
 };
 
 const char *migrate_item_class_name(enum migrate_item_class class)
@@ -530,6 +530,38 @@ int migrate_state_folder_set(struct migrate_state *state,
 	return migrate_state_commit(state, &trans, error_r);
 }
 
+#define MIGRATE_POP3_ITEMS_KEY MIGRATE_DICT_PREFIX"pop3/items"
+
+int migrate_state_pop3_items_get(struct migrate_state *state, pool_t pool,
+				 ARRAY_TYPE(migrate_item) *items,
+				 const char **error_r)
+{
+	const char *value;
+	int ret;
+
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   MIGRATE_POP3_ITEMS_KEY, &value, error_r);
+	if (ret > 0 && migrate_items_decode(value, pool, items) < 0)
+		array_clear(items);
+	return ret;
+}
+
+int migrate_state_pop3_items_set(struct migrate_state *state,
+				 const ARRAY_TYPE(migrate_item) *items,
+				 const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	string_t *str = t_str_new(256);
+
+	migrate_items_encode(items, str);
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	if (str_len(str) > 0)
+		dict_set(trans, MIGRATE_POP3_ITEMS_KEY, str_c(str));
+	else
+		dict_unset(trans, MIGRATE_POP3_ITEMS_KEY);
+	return migrate_state_commit(state, &trans, error_r);
+}
+
 int migrate_state_folders_get(struct migrate_state *state, pool_t pool,
 			      ARRAY_TYPE(const_string) *names,
 			      const char **error_r)
@@ -853,6 +885,7 @@ int migrate_state_reset(struct migrate_state *state, const char *wanted,
 	if (wanted == NULL) {
 		dict_unset(trans, MIGRATE_DICT_PREFIX"folders");
 		dict_unset(trans, MIGRATE_DICT_PREFIX"run");
+		dict_unset(trans, MIGRATE_POP3_ITEMS_KEY);
 	}
 	if (migrate_state_commit(state, &trans, error_r) < 0)
 		return -1;

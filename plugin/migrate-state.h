@@ -9,6 +9,7 @@
      folder/<name>/state per-folder state (struct migrate_folder_state)
      folder/<name>/uidmap  source UID -> destination UID runs
      folder/<name>/items   item log: skipped/failed/deferred messages
+     pop3/items          item log of the POP3 UIDL pass (pop3-unmatched)
    Nothing relies on iterating the dict, so Redis works. */
 
 #include "seq-range-array.h"
@@ -33,6 +34,9 @@ enum migrate_item_class {
 	MIGRATE_ITEM_THROTTLED,		/* "throttled" */
 	MIGRATE_ITEM_TIMEOUT,		/* "timeout" */
 	MIGRATE_ITEM_DEST_FULL,		/* "destination-full" (file system) */
+	/* a source POP3 message that matches no destination INBOX message:
+	   its UIDL is not carried (item uid = POP3 message number) */
+	MIGRATE_ITEM_POP3_UNMATCHED,	/* "pop3-unmatched" */
 
 	MIGRATE_ITEM_CLASS_COUNT
 };
@@ -122,6 +126,15 @@ int migrate_state_run_get(struct migrate_state *state, pool_t pool,
 int migrate_state_run_set(struct migrate_state *state,
 			  const struct migrate_run_state *run,
 			  const char **error_r);
+
+/* The POP3 UIDL pass's item log (key pop3/items), apart from the
+   folders' (its uids are POP3 message numbers). get: 0 = none. */
+int migrate_state_pop3_items_get(struct migrate_state *state, pool_t pool,
+				 ARRAY_TYPE(migrate_item) *items,
+				 const char **error_r);
+int migrate_state_pop3_items_set(struct migrate_state *state,
+				 const ARRAY_TYPE(migrate_item) *items,
+				 const char **error_r);
 
 /* Take the user's run lock. 1 = taken, 0 = held by another live run
    (holder in error_r), -1 = error. */

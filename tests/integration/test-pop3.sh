@@ -117,7 +117,16 @@ assert_exit NAME="INBOX not imported (-m Sent): exit 2" 2 \
 assert_match "the new message is reported pop3-unmatched" \
 	"1 of $((N + 1)) POP3 messages match no message.*pop3-unmatched" \
 	"$(cat "$LAST_ERR" "$LAST_OUT")"
+assert_exit NAME="report -r pop3-unmatched: exit 0" 0 \
+	dst_doveadm migrate report -u alice -r pop3-unmatched
+assert_match "report: the unmatched message, by Message-ID" \
+	'pop3-new@dovecot-migrate.test.*pop3-unmatched.*UIDL ' \
+	"$(tr -s ' \n' ' ' <"$LAST_OUT")"
 assert_exit NAME="next full run: exit 0" 0 migrate alice $POP3ON
+assert_exit NAME="report after the full run: exit 0" 0 \
+	dst_doveadm migrate report -u alice -r pop3-unmatched
+assert_match "report: the item is resolved" 'pop3-unmatched.* yes' \
+	"$(tr -s ' \n' ' ' <"$LAST_OUT")"
 pop3_uidls "$DST_POP3_PORT" alice "$(dst_password alice)" >"$T/dst3.uidl"
 check "after the full run: every UIDL, in order" cmp -s "$T/src2.uidl" "$T/dst3.uidl"
 
