@@ -202,9 +202,9 @@ static int migrate_pop3_cmd(struct migrate_pop3 *pop3, const char *cmd,
 		return -1;
 	}
 	*line_r = migrate_line_conn_redact(pop3->conn, line, 300);
-	if (str_begins(line, "+OK"))
+	if (strncmp(line, "+OK", 3) == 0)
 		return 1;
-	if (str_begins(line, "-ERR"))
+	if (strncmp(line, "-ERR", 4) == 0)
 		return 0;
 	migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL, t_strdup_printf(
 		"The %s answered %s %s",
