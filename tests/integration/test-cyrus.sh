@@ -19,93 +19,9 @@
 . "$(dirname "$0")/../lib/harness.sh"
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
-# master and the tools from cyrus-common; imapd unpacked by install-deps.sh
-# (the cyrus-imapd package can't be installed beside dovecot-imapd)
-CYRUS_MASTER=/usr/lib/cyrus/bin/master
-CYRUS_IMAPD=${CYRUS_IMAPD:-/var/cache/dovecot-migrate-tests/cyrus/usr/lib/cyrus/bin/imapd}
-if [ ! -x "$CYRUS_MASTER" ] || [ ! -x "$CYRUS_IMAPD" ] ||
-	! command -v saslpasswd2 >/dev/null; then
-	fail "cyrus: Cyrus IMAP is installed" \
-		"$CYRUS_MASTER, $CYRUS_IMAPD or saslpasswd2 is missing (tests/lib/install-deps.sh installs them)"
-	harness_done
-fi
-
-# ------------------------------------------------------------ Cyrus
-
-CY=
-CY_PORT=
-CY_PID=
-
-# cyrus_start classic|alt: a private Cyrus with its own config, spool,
-# sasldb (users cyrus = admin, alice) and port on 127.0.0.1; master
-# daemonizes and writes its pid. classic: "INBOX." prefix, '.' separator;
-# alt: Cyrus 3's default altnamespace (INBOX's children at the top level)
-# with '/' as the separator.
-cyrus_start() {
-	local u i alt=no
-	[ "$1" = alt ] && alt=yes
-	CY="$T/cyrus-$1"
-	CY_PORT=$(free_port)
-	mkdir -p "$CY/conf" "$CY/spool" "$CY/run"
-	cat >"$CY/imapd.conf" <<EOF
-configdirectory: $CY/conf
-partition-default: $CY/spool
-admins: cyrus
-sasl_pwcheck_method: auxprop
-sasl_auxprop_plugin: sasldb
-sasl_sasldb_path: $CY/sasldb2
-sasl_mech_list: PLAIN LOGIN
-allowplaintext: yes
-altnamespace: $alt
-unixhierarchysep: $alt
-munge8bit: no
-reject8bit: no
-idlesocket: $CY/run/idle
-lmtpsocket: $CY/run/lmtp
-notifysocket: $CY/run/notify
-mboxname_lockpath: $CY/run/lock
-proc_path: $CY/run/proc
-syslog_prefix: dm-test-cyrus
-EOF
-	cat >"$CY/cyrus.conf" <<EOF
-START {
-  recover cmd="ctl_cyrusdb -C $CY/imapd.conf -r"
-}
-SERVICES {
-  imap cmd="$CYRUS_IMAPD -C $CY/imapd.conf" listen="127.0.0.1:$CY_PORT" prefork=0
-}
-EVENTS {
-}
-EOF
-	for u in cyrus alice; do
-		printf '%s' "cpw-$u" | saslpasswd2 -f "$CY/sasldb2" -p -c "$u" || return 1
-	done
-	chown -R cyrus:mail "$CY"
-	bounded 30 "$CYRUS_MASTER" -C "$CY/imapd.conf" -M "$CY/cyrus.conf" \
-		-p "$CY/run/master.pid" -d </dev/null >"$CY/master.out" 2>&1 ||
-		return 1
-	for i in $(seq 1 100); do
-		[ -s "$CY/run/master.pid" ] && break
-		sleep 0.1
-	done
-	CY_PID=$(cat "$CY/run/master.pid" 2>/dev/null)
-	case "$CY_PID" in '' | *[!0-9]*) return 1 ;; esac
-	track_pid "$CY_PID"
-	wait_port "$CY_PORT" 20
-}
-
-# TERM lets master stop its imapd children; the harness KILLs it as a
-# last resort.
-cyrus_stop() {
-	[ -n "$CY_PID" ] || return 0
-	kill -TERM "$CY_PID" 2>/dev/null
-	for _ in $(seq 1 100); do
-		kill -0 "$CY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	stop_pid "$CY_PID"
-	CY_PID=
-}
+# the private Cyrus instance: cyrus_start, cyrus_stop (tests/lib/cyrus.sh)
+. "$HARNESS_LIB/cyrus.sh"
+cyrus_check
 
 # cy.py CMD ARGS: IMAP steps on the Cyrus source the shared imaptool
 # doesn't offer.

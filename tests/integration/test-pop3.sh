@@ -56,6 +56,14 @@ elif cmd == "append":
     msg = b"Message-ID: <pop3-new@dovecot-migrate.test>\r\n" + msg
     m.append("INBOX", None, None, msg)
     m.logout()
+elif cmd == "mkuser":
+    # Cyrus: the admin creates the user's INBOX
+    m = imaplib.IMAP4("127.0.0.1", int(port))
+    m.login(user, pw)
+    typ, data = m.create("user." + sys.argv[5])
+    if typ != "OK":
+        sys.exit("CREATE: %r" % data)
+    m.logout()
 EOF
 pop3_uidls() { python3 "$T/pop3.py" uidl "$@"; }
 
@@ -170,5 +178,39 @@ pop3_uidls "$DST_POP3_PORT" carol "$(dst_password carol)" >"$T/dst-carol.uidl"
 check "re-run after the cut: the source's UIDLs in order" \
 	cmp -s "$T/src2.uidl" "$T/dst-carol.uidl"
 stop_pid "$PROXY_PID"
+
+# ------------------------------------------------------------ Cyrus
+# Another implementation: Cyrus's pop3d (UIDL "uidvalidity.uid") beside
+# its imapd, classic layout
+. "$HARNESS_LIB/cyrus.sh"
+cyrus_check pop3
+cyrus_start classic --pop3 ||
+	die "Cyrus did not start: $(tail -n 3 "$CY/master.out" 2>/dev/null | tr '\n' '|')"
+python3 "$T/pop3.py" mkuser "$CY_PORT" cyrus cpw-cyrus alice || die "creating user.alice failed"
+imaptool seed --host 127.0.0.1 --port "$CY_PORT" --user alice --password cpw-alice \
+	--corpus "$CORPUS" --layout courier --seed 12 --limit 40 --skip-refused \
+	--skip-folder 'Say "hi"' >"$T/seed-cy.out" 2>&1 ||
+	die "seeding Cyrus failed: $(tail -n 2 "$T/seed-cy.out")"
+pop3_uidls "$CY_POP3_PORT" alice cpw-alice >"$T/cy.uidl" || die "POP3 UIDL at Cyrus failed"
+CN=$(wc -l <"$T/cy.uidl")
+check "Cyrus: POP3 shows INBOX messages ($CN)" [ "$CN" -ge 3 ]
+dst_add_user cy userdb_migrate_source_user=alice
+dst_set_source_password cy cpw-alice
+cyrus_run() {
+	dst_doveadm -o plugin/migrate_automap=no -o plugin/migrate_source_port="$CY_PORT" \
+		$POP3ON -o plugin/migrate_pop3_port="$CY_POP3_PORT" "$@" -u cy
+}
+assert_exit NAME="Cyrus: run exits 0" 0 cyrus_run migrate run
+assert_match "Cyrus: every UIDL stored" \
+	"POP3 UIDLs: $CN POP3 messages, $CN matched, $CN stored now, 0 unmatched" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+pop3_uidls "$DST_POP3_PORT" cy "$(dst_password cy)" >"$T/dst-cy.uidl"
+check "Cyrus: the destination's POP3 shows Cyrus's UIDLs in Cyrus's order" \
+	cmp -s "$T/cy.uidl" "$T/dst-cy.uidl"
+assert_exit NAME="Cyrus: re-run exits 0" 0 cyrus_run migrate run
+assert_match "Cyrus: re-run stores nothing" "$CN matched, 0 stored now" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+assert_exit NAME="Cyrus: verify exits 0" 0 cyrus_run migrate verify
+cyrus_stop
 
 harness_done

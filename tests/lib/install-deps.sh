@@ -25,24 +25,29 @@ fi
 
 # The Cyrus IMAP server is a test source too (test-cyrus.sh), but Debian's
 # cyrus-imapd package conflicts with dovecot-imapd (both provide
-# imap-server). Its one binary that matters, imapd, is unpacked here from
-# the .deb matching the installed cyrus-common, and run by Cyrus's master.
+# imap-server), and cyrus-pop3d with dovecot-pop3d (pop3-server). The
+# binaries that matter, imapd and pop3d, are unpacked here from the .debs
+# matching the installed cyrus-common, and run by Cyrus's master.
 CYRUS_DIR=/var/cache/dovecot-migrate-tests/cyrus
-CYRUS_IMAPD=$CYRUS_DIR/usr/lib/cyrus/bin/imapd
-unpack_cyrus_imapd() {
-	local version tmp
-	[ -x "$CYRUS_IMAPD" ] && return 0
+# unpack_cyrus PACKAGE BINARY
+unpack_cyrus() {
+	local pkg=$1 bin=$CYRUS_DIR/usr/lib/cyrus/bin/$2 version tmp
+	[ -x "$bin" ] && return 0
 	version=$(dpkg-query -W -f='${Version}' cyrus-common 2>/dev/null) || return 0
 	tmp=$(mktemp -d)
 	chmod 755 "$tmp"    # apt downloads as _apt
-	if (cd "$tmp" && apt-get download -q "cyrus-imapd=$version") &&
+	if (cd "$tmp" && apt-get download -q "$pkg=$version") &&
 		$SUDO mkdir -p "$CYRUS_DIR" &&
-		$SUDO dpkg-deb -x "$tmp"/cyrus-imapd_*.deb "$CYRUS_DIR"; then
-		echo "unpacked cyrus-imapd $version into $CYRUS_DIR"
+		$SUDO dpkg-deb -x "$tmp"/"$pkg"_*.deb "$CYRUS_DIR"; then
+		echo "unpacked $pkg $version into $CYRUS_DIR"
 	else
-		echo "warning: could not unpack cyrus-imapd $version (test-cyrus.sh will fail)" >&2
+		echo "warning: could not unpack $pkg $version (test-cyrus.sh will fail)" >&2
 	fi
 	rm -rf "$tmp"
+}
+unpack_cyrus_imapd() {
+	unpack_cyrus cyrus-imapd imapd
+	unpack_cyrus cyrus-pop3d pop3d
 }
 
 # If the system Dovecot or Redis runs anyway (started before us, or a
