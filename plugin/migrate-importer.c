@@ -24,6 +24,7 @@
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
 #include "migrate-run.h"
+#include "migrate-pop3.h"
 #include "migrate-workers.h"
 
 #include <fcntl.h>
@@ -1711,6 +1712,7 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	   error when it sets the next one, and mailbox_save_cancel() on a
 	   full file system does (sdbox: the item's reason was freed
 	   memory) */
+	migrate_pop3_save_uidl(run, imp->folder, save, body, body_size);
 	if (mailbox_save_begin(&save, body) < 0) {
 		error = t_strdup(mailbox_get_last_internal_error(imp->box,
 								 &mail_error));

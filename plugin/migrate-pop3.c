@@ -52,7 +52,16 @@ struct migrate_pop3_msg {
 	uint32_t dest_uid;
 	/* from TOP, for the item log */
 	const char *message_id, *subject, *date;
+	/* index+1 of the next message with the same hash */
+	unsigned int next_same_hash1;
+	/* a save got its UIDL (migrate_pop3_save_uidl()) */
+	bool claimed:1;
+	/* before the import, a destination message had its UIDL already */
+	bool stored_before:1;
 	bool have_hash:1;
+	/* matched, but stored before the option was on in a storage that
+	   takes UIDLs only while saving */
+	bool unstorable:1;
 };
 
 struct migrate_pop3_dest_msg {
@@ -73,6 +82,9 @@ struct migrate_pop3 {
 	struct migrate_line_conn *conn;
 	ARRAY(struct migrate_pop3_msg) msgs;
 	ARRAY(struct migrate_pop3_dest_msg) dest;
+	/* hex hash -> index+1 of the first message with it */
+	HASH_TABLE(const char *, void *) by_hash;
+	const char *dest_storage;
 
 	enum migrate_error error_code;
 	const char *error;
@@ -534,8 +546,10 @@ migrate_pop3_dest_open(struct migrate_pop3 *pop3, const char *vname)
 	return box;
 }
 
+/* The destination INBOX's messages: UID, size, stored UIDL, and with
+   want_hashes the header hash */
 static int migrate_pop3_dest_read(struct migrate_pop3 *pop3,
-				  struct mailbox *box)
+				  struct mailbox *box, bool want_hashes)
 {
 	struct mailbox_transaction_context *trans;
 	struct mail_search_args *search_args;
@@ -551,7 +565,7 @@ static int migrate_pop3_dest_read(struct migrate_pop3 *pop3,
 	mail_search_build_add_all(search_args);
 	search = mailbox_search_init(trans, search_args, NULL,
 				     MAIL_FETCH_VIRTUAL_SIZE |
-				     MAIL_FETCH_STREAM_HEADER |
+				     (want_hashes ? MAIL_FETCH_STREAM_HEADER : 0) |
 				     MAIL_FETCH_UIDL_BACKEND, NULL);
 	mail_search_args_unref(&search_args);
 	while (mailbox_search_next(search, &mail)) {
@@ -563,7 +577,8 @@ static int migrate_pop3_dest_read(struct migrate_pop3 *pop3,
 				     &uidl) < 0)
 			uidl = "";
 		dmsg->uidl = p_strdup(pop3->pool, uidl);
-		if (mail_get_hdr_stream(mail, NULL, &input) < 0)
+		if (!want_hashes ||
+		    mail_get_hdr_stream(mail, NULL, &input) < 0)
 			continue;
 		if (migrate_pop3_header_hash(input, dmsg->hash, &error) < 0) {
 			e_warning(pop3->event, "Destination INBOX UID %u: "
@@ -648,48 +663,68 @@ migrate_pop3_find_dest(struct migrate_pop3 *pop3,
 	return same_hash;
 }
 
-/* 2: the header hash (and size) of the rest */
-static int migrate_pop3_match_content(struct migrate_pop3 *pop3)
+/* 2: TOP for the messages no stored UIDL matched */
+static int migrate_pop3_fetch_hashes(struct migrate_pop3 *pop3)
 {
 	struct migrate_pop3_msg *msg;
-	struct migrate_pop3_dest_msg *dmsg;
 	unsigned int i, count;
 	int ret = 0;
 
 	count = array_count(&pop3->msgs);
 	for (i = 0; i < count && ret == 0; i++) T_BEGIN {
 		msg = array_idx_modifiable(&pop3->msgs, i);
-		if (msg->dest_uid == 0) {
-			if (migrate_pop3_msg_hash(pop3, msg) < 0)
-				ret = -1;
-			else if ((dmsg = migrate_pop3_find_dest(pop3,
-								msg)) != NULL)
-				migrate_pop3_pair(pop3, i, dmsg);
-		}
+		if (msg->dest_uid == 0 && !msg->have_hash &&
+		    migrate_pop3_msg_hash(pop3, msg) < 0)
+			ret = -1;
 	} T_END;
 	return ret;
+}
+
+/* 3: the header hash (and size) of the rest */
+static void migrate_pop3_match_hashes(struct migrate_pop3 *pop3)
+{
+	struct migrate_pop3_msg *msg;
+	struct migrate_pop3_dest_msg *dmsg;
+	unsigned int i, count;
+
+	count = array_count(&pop3->msgs);
+	for (i = 0; i < count; i++) {
+		msg = array_idx_modifiable(&pop3->msgs, i);
+		if (msg->dest_uid == 0 && msg->have_hash &&
+		    (dmsg = migrate_pop3_find_dest(pop3, msg)) != NULL)
+			migrate_pop3_pair(pop3, i, dmsg);
+	}
 }
 
 /* Storing */
 
 static int migrate_pop3_store(struct migrate_pop3 *pop3, struct mailbox *box,
-			      unsigned int *updated_r)
+			      unsigned int *updated_r,
+			      unsigned int *unstorable_r)
 {
 	struct mailbox_transaction_context *trans;
 	const struct migrate_pop3_dest_msg *dmsg;
-	const struct migrate_pop3_msg *msg;
+	struct migrate_pop3_msg *msg;
 	struct mail *mail;
+	/* lib-storage's update_pop3_uidl() is Maildir's alone; dbox takes
+	   a UIDL only while saving (migrate_pop3_save_uidl()) */
+	bool can_update = strcmp(box->storage->name, "maildir") == 0;
 
-	*updated_r = 0;
+	*updated_r = *unstorable_r = 0;
 	trans = mailbox_transaction_begin(box, MAILBOX_TRANSACTION_FLAG_EXTERNAL,
 					  "migrate pop3 uidls");
 	mail = mail_alloc(trans, 0, NULL);
 	array_foreach(&pop3->dest, dmsg) {
 		if (dmsg->pop3_idx1 == 0)
 			continue;
-		msg = array_idx(&pop3->msgs, dmsg->pop3_idx1 - 1);
+		msg = array_idx_modifiable(&pop3->msgs, dmsg->pop3_idx1 - 1);
 		if (strcmp(dmsg->uidl, msg->uidl) == 0)
 			continue;
+		if (!can_update) {
+			msg->unstorable = TRUE;
+			(*unstorable_r)++;
+			continue;
+		}
 		if (!mail_set_uid(mail, dmsg->uid))
 			continue;
 		mail_update_pop3_uidl(mail, msg->uidl);
@@ -753,10 +788,17 @@ static const char *
 migrate_pop3_item_reason(struct migrate_pop3 *pop3,
 			 const struct migrate_pop3_msg *msg)
 {
+	const char *uidl = migrate_str_sanitize(msg->uidl, 100);
+
+	if (msg->unstorable) {
+		return t_strdup_printf("UIDL %s: its message was stored at "
+			"the destination before migrate_pop3_uidls was on, "
+			"and %s takes a UIDL only when a message is saved; "
+			"its UIDL is not carried", uidl, pop3->dest_storage);
+	}
 	return t_strdup_printf("UIDL %s: no message of the destination's "
 		"INBOX has its header (hash) and size; its UIDL is not "
-		"carried", migrate_line_conn_redact(pop3->conn, msg->uidl,
-						    100));
+		"carried", uidl);
 }
 
 /* The item log: the messages unmatched now, and those unmatched before
@@ -778,7 +820,7 @@ static void migrate_pop3_items_save(struct migrate_pop3 *pop3)
 		return;
 	}
 	array_foreach(&pop3->msgs, msg) {
-		if (msg->dest_uid != 0)
+		if (msg->dest_uid != 0 && !msg->unstorable)
 			continue;
 		item = array_append_space(&items);
 		item->uid = msg->seq;
@@ -848,6 +890,8 @@ static void migrate_pop3_deinit(struct migrate_pop3 **_pop3)
 		migrate_pop3_quit(pop3);
 		migrate_line_conn_destroy(&pop3->conn);
 	}
+	if (hash_table_is_created(pop3->by_hash))
+		hash_table_destroy(&pop3->by_hash);
 	event_unref(&pop3->event);
 	pool_unref(&pop3->pool);
 }
@@ -865,90 +909,234 @@ static void migrate_pop3_run_error(struct migrate_run *run,
 	run->error = p_strdup(run->pool, error);
 }
 
-static int migrate_pop3_carry_inbox(struct migrate_pop3 *pop3,
-				    struct migrate_folder *inbox)
+/* The POP3 messages by hash, for the saves */
+static void migrate_pop3_index_hashes(struct migrate_pop3 *pop3)
 {
-	struct migrate_run *run = pop3->run;
+	struct migrate_pop3_msg *msg;
+	unsigned int i, count;
+	const char *key;
+	void *value;
+
+	hash_table_create(&pop3->by_hash, pop3->pool, 0, str_hash, strcmp);
+	count = array_count(&pop3->msgs);
+	/* backwards, so each chain runs in POP3 order */
+	for (i = count; i > 0; i--) {
+		msg = array_idx_modifiable(&pop3->msgs, i - 1);
+		if (msg->dest_uid != 0 || !msg->have_hash)
+			continue;
+		key = p_strdup(pop3->pool, binary_to_hex(msg->hash,
+							 sizeof(msg->hash)));
+		value = hash_table_lookup(pop3->by_hash, key);
+		msg->next_same_hash1 = POINTER_CAST_TO(value, unsigned int);
+		hash_table_update(pop3->by_hash, key, POINTER_CAST(i));
+	}
+}
+
+static int migrate_pop3_prepare_inbox(struct migrate_pop3 *pop3,
+				      struct migrate_folder *inbox)
+{
+	struct migrate_pop3_msg *msg;
 	struct mailbox *box;
-	unsigned int updated = 0, unmatched, out_of_order;
 	int ret;
 
 	if (migrate_pop3_connect(pop3) < 0 || migrate_pop3_list(pop3) < 0)
 		return -1;
+	/* what earlier passes stored needs no TOP */
 	box = migrate_pop3_dest_open(pop3, inbox->dest.vname);
 	if (box == NULL)
 		return -1;
-	/* lib-storage's update_pop3_uidl() is Maildir's alone */
-	if (strcmp(box->storage->name, "maildir") != 0) {
-		migrate_pop3_fail(pop3, MIGRATE_ERROR_CONFIG, t_strdup_printf(
-			"migrate_pop3_uidls: the destination's %s storage "
-			"can't take POP3 UIDLs for stored messages (only "
-			"Maildir can)", box->storage->name));
-		mailbox_free(&box);
-		return -1;
-	}
-	ret = migrate_pop3_dest_read(pop3, box);
-	if (ret == 0) {
-		migrate_pop3_match_stored(pop3);
-		ret = migrate_pop3_match_content(pop3);
-	}
-	/* the POP3 session ends before the destination changes: its
-	   answers are all in */
-	migrate_pop3_quit(pop3);
-	if (ret == 0)
-		ret = migrate_pop3_store(pop3, box, &updated);
+	pop3->dest_storage = p_strdup(pop3->pool, box->storage->name);
+	ret = migrate_pop3_dest_read(pop3, box, FALSE);
 	mailbox_free(&box);
 	if (ret < 0)
 		return -1;
+	migrate_pop3_match_stored(pop3);
+	array_foreach_modifiable(&pop3->msgs, msg)
+		msg->stored_before = msg->dest_uid != 0;
+	if (migrate_pop3_fetch_hashes(pop3) < 0)
+		return -1;
+	migrate_pop3_quit(pop3);
+	migrate_pop3_index_hashes(pop3);
+	return 0;
+}
 
+void migrate_pop3_prepare(struct migrate_run *run)
+{
+	struct migrate_folder *inbox;
+	struct migrate_pop3 *pop3;
+
+	i_assert(run->pop3 == NULL);
+	run->pop3 = pop3 = migrate_pop3_init(run);
+	inbox = migrate_pop3_inbox(run);
+	if (inbox == NULL) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_ITEMS, "the source's "
+				  "INBOX is not migrated");
+	} else if (migrate_pop3_prepare_inbox(pop3, inbox) < 0) {
+		/* the mail is imported all the same; carry() reports it */
+		e_debug(pop3->event, "POP3 UIDLs: %s", pop3->error);
+	}
+	if (pop3->conn != NULL)
+		migrate_line_conn_disconnect(pop3->conn);
+}
+
+static bool migrate_pop3_have_header_end(const unsigned char *data,
+					 size_t size)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < size; i++) {
+		if (data[i] != '\n')
+			continue;
+		if (data[i+1] == '\n' ||
+		    (data[i+1] == '\r' && i + 2 < size && data[i+2] == '\n'))
+			return TRUE;
+	}
+	return FALSE;
+}
+
+void migrate_pop3_save_uidl(struct migrate_run *run,
+			    const struct migrate_folder *folder,
+			    struct mail_save_context *save,
+			    struct istream *body, uoff_t body_size)
+{
+	struct migrate_pop3 *pop3 = run->pop3;
+	struct migrate_pop3_msg *msg, *same_hash = NULL;
+	unsigned char hash[SHA1_RESULTLEN];
+	const unsigned char *data;
+	struct istream *input;
+	const char *error;
+	unsigned int idx1;
+	size_t size;
+	void *value;
+	int ret;
+
+	if (pop3 == NULL || pop3->error != NULL ||
+	    !hash_table_is_created(pop3->by_hash) ||
+	    strcasecmp(folder->src_name, "INBOX") != 0)
+		return;
+	/* the header from what the body prefetch holds: read into the
+	   body's buffer without waiting, nothing skipped, so the save reads
+	   the stream from its start as before */
+	while (i_stream_get_data_size(body) < body_size &&
+	       i_stream_read(body) > 0) ;
+	data = i_stream_get_data(body, &size);
+	if (size < body_size && !migrate_pop3_have_header_end(data, size))
+		return;
+	T_BEGIN {
+		input = i_stream_create_from_data(data, size);
+		ret = migrate_pop3_header_hash(input, hash, &error);
+		i_stream_unref(&input);
+		value = ret < 0 ? NULL : hash_table_lookup(pop3->by_hash,
+			binary_to_hex(hash, sizeof(hash)));
+	} T_END;
+	idx1 = POINTER_CAST_TO(value, unsigned int);
+	for (; idx1 != 0; idx1 = msg->next_same_hash1) {
+		msg = array_idx_modifiable(&pop3->msgs, idx1 - 1);
+		if (msg->claimed)
+			continue;
+		if (msg->size == body_size) {
+			same_hash = msg;
+			break;
+		}
+		if (same_hash == NULL)
+			same_hash = msg;
+	}
+	if (same_hash == NULL)
+		return;
+	same_hash->claimed = TRUE;
+	mailbox_save_set_pop3_uidl(save, same_hash->uidl);
+}
+
+int migrate_pop3_carry(struct migrate_run *run)
+{
+	struct migrate_pop3 *pop3 = run->pop3;
+	struct migrate_folder *inbox;
+	struct migrate_pop3_msg *msg;
+	struct mailbox *box;
+	unsigned int updated = 0, unstorable = 0, unmatched, out_of_order;
+	const struct migrate_pop3_dest_msg *dmsg;
+	const struct migrate_pop3_msg *cmsg;
+	unsigned int count, saved = 0;
+	int ret;
+
+	i_assert(pop3 != NULL);
+	inbox = migrate_pop3_inbox(run);
+	if (pop3->error == NULL && inbox != NULL && inbox->result != NULL &&
+	    strcmp(inbox->result, "failed") == 0) {
+		migrate_pop3_fail(pop3, MIGRATE_ERROR_ITEMS,
+				  "the INBOX was not imported");
+	}
+	if (pop3->error != NULL)
+		goto failed;
+	/* the destination as the import left it: pair again */
+	array_clear(&pop3->dest);
+	array_foreach_modifiable(&pop3->msgs, msg)
+		msg->dest_uid = 0;
+	box = migrate_pop3_dest_open(pop3, inbox->dest.vname);
+	if (box == NULL)
+		goto failed;
+	ret = migrate_pop3_dest_read(pop3, box, TRUE);
+	if (ret == 0) {
+		migrate_pop3_match_stored(pop3);
+		migrate_pop3_match_hashes(pop3);
+		ret = migrate_pop3_store(pop3, box, &updated, &unstorable);
+	}
+	mailbox_free(&box);
+	if (ret < 0)
+		goto failed;
+
+	count = array_count(&pop3->msgs);
+	array_foreach(&pop3->dest, dmsg) {
+		/* stored by the saves of this run (in worker processes too) */
+		if (dmsg->pop3_idx1 == 0)
+			continue;
+		cmsg = array_idx(&pop3->msgs, dmsg->pop3_idx1 - 1);
+		if (!cmsg->stored_before && strcmp(dmsg->uidl, cmsg->uidl) == 0)
+			saved++;
+	}
 	unmatched = migrate_pop3_unmatched(pop3, TRUE);
 	T_BEGIN {
 		migrate_pop3_items_save(pop3);
 	} T_END;
 	out_of_order = migrate_pop3_out_of_order(pop3);
 	e_info(run->event, "POP3 UIDLs: %u POP3 messages, %u matched, %u "
-	       "stored now, %u unmatched", array_count(&pop3->msgs),
-	       array_count(&pop3->msgs) - unmatched, updated, unmatched);
+	       "stored now (%u while saving), %u unmatched", count,
+	       count - unmatched, updated + saved, saved, unmatched);
 	if (out_of_order > 0) {
 		e_warning(run->event, "POP3 UIDLs: %u messages are listed in "
 			  "another order by the source's POP3 than by their "
 			  "UIDs: POP3 clients at the destination see them in "
 			  "UID order", out_of_order);
 	}
+	if (unstorable > 0) {
+		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
+			t_strdup_printf("POP3 UIDLs: %u of %u messages were "
+				"stored at the destination before "
+				"migrate_pop3_uidls was on, and %s takes a "
+				"UIDL only when a message is saved "
+				"(pop3-unmatched): their UIDLs are not "
+				"carried", unstorable, count,
+				pop3->dest_storage));
+	}
 	if (unmatched > 0) {
 		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
 			t_strdup_printf("POP3 UIDLs: %u of %u POP3 messages "
 				"match no message of the destination's INBOX "
 				"(pop3-unmatched): their UIDLs are not carried",
-				unmatched, array_count(&pop3->msgs)));
+				unmatched, count));
 	}
 	return 0;
+failed:
+	migrate_pop3_run_error(run, pop3->error_code, t_strdup_printf(
+		"POP3 UIDLs were not carried (migrate_pop3_uidls; the mail is "
+		"imported, a re-run fills them in): %s", pop3->error));
+	return -1;
 }
 
-int migrate_pop3_carry(struct migrate_run *run)
+void migrate_pop3_free(struct migrate_run *run)
 {
-	struct migrate_pop3 *pop3;
-	struct migrate_folder *inbox;
-	int ret;
-
-	inbox = migrate_pop3_inbox(run);
-	if (inbox == NULL || (inbox->result != NULL &&
-			      strcmp(inbox->result, "failed") == 0)) {
-		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
-			"POP3 UIDLs were not carried: the INBOX was not "
-			"imported (migrate_pop3_uidls)");
-		return -1;
-	}
-	pop3 = migrate_pop3_init(run);
-	ret = migrate_pop3_carry_inbox(pop3, inbox);
-	if (ret < 0) {
-		migrate_pop3_run_error(run, pop3->error_code,
-			t_strdup_printf("POP3 UIDLs were not carried "
-				"(migrate_pop3_uidls; the mail is imported, "
-				"a re-run fills them in): %s", pop3->error));
-	}
-	migrate_pop3_deinit(&pop3);
-	return ret;
+	if (run->pop3 != NULL)
+		migrate_pop3_deinit(&run->pop3);
 }
 
 int migrate_pop3_plan(struct migrate_run *run, const char **summary_r)
@@ -985,7 +1173,7 @@ int migrate_pop3_verify(struct migrate_run *run)
 	pop3 = migrate_pop3_init(run);
 	if (migrate_pop3_connect(pop3) == 0 && migrate_pop3_list(pop3) == 0 &&
 	    (box = migrate_pop3_dest_open(pop3, inbox->dest.vname)) != NULL &&
-	    migrate_pop3_dest_read(pop3, box) == 0) {
+	    migrate_pop3_dest_read(pop3, box, FALSE) == 0) {
 		/* only what is stored counts: nothing is matched anew */
 		migrate_pop3_match_stored(pop3);
 		ret = 0;

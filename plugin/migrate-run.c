@@ -402,6 +402,7 @@ void migrate_run_deinit(struct migrate_run **_run)
 	*_run = NULL;
 	if (run->conn != NULL)
 		migrate_source_conn_destroy(&run->conn);
+	migrate_pop3_free(run);
 	migrate_conn_slot_release(&run->conn_slot);
 	if (run->map != NULL)
 		migrate_folder_map_deinit(&run->map);
@@ -1624,6 +1625,9 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 	if (run->opts.mode == MIGRATE_RUN_MODE_PLAN)
 		return migrate_run_plan(run);
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
+		/* the UIDLs go with the INBOX messages as they are saved */
+		if (set->pop3_uidls)
+			migrate_pop3_prepare(run);
 		if (migrate_run_import(run) < 0)
 			goto failed;
 		array_foreach_elem(&run->folders, folder) {

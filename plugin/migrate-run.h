@@ -156,6 +156,8 @@ struct migrate_run {
 	time_t lock_renewed;
 	/* migrate_max_connections: this run's slot, held to the end */
 	struct migrate_conn_slot *conn_slot;
+	/* migrate_pop3_uidls: the source's POP3 view (migrate-pop3.h) */
+	struct migrate_pop3 *pop3;
 
 	/* migrate_parallel_folders (migrate-workers.c): set while workers
 	   run, and in a worker process (with worker) */

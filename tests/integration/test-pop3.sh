@@ -93,7 +93,7 @@ check "without the option: the destination's own UIDLs" \
 
 assert_exit NAME="run with migrate_pop3_uidls: exit 0" 0 migrate alice $POP3ON
 assert_match "the run says it stored every UIDL" \
-	"POP3 UIDLs: $N POP3 messages, $N matched, $N stored now, 0 unmatched" \
+	"POP3 UIDLs: $N POP3 messages, $N matched, $N stored now \(0 while saving\), 0 unmatched" \
 	"$(cat "$LAST_ERR" "$LAST_OUT")"
 pop3_uidls "$DST_POP3_PORT" alice "$(dst_password alice)" >"$T/dst1.uidl"
 check "destination POP3: the source's UIDLs, in the source's order" \
@@ -101,7 +101,7 @@ check "destination POP3: the source's UIDLs, in the source's order" \
 
 # ------------------------------------------------------------ re-run
 assert_exit NAME="re-run: exit 0" 0 migrate alice $POP3ON
-assert_match "re-run: nothing stored" "$N matched, 0 stored now, 0 unmatched" \
+assert_match "re-run: nothing stored" "$N matched, 0 stored now \(0 while saving\), 0 unmatched" \
 	"$(cat "$LAST_ERR" "$LAST_OUT")"
 pop3_uidls "$DST_POP3_PORT" alice "$(dst_password alice)" >"$T/dst2.uidl"
 check "re-run: the destination's UIDLs unchanged" cmp -s "$T/dst1.uidl" "$T/dst2.uidl"
@@ -179,6 +179,39 @@ check "re-run after the cut: the source's UIDLs in order" \
 	cmp -s "$T/src2.uidl" "$T/dst-carol.uidl"
 stop_pid "$PROXY_PID"
 
+# ------------------------------------------------------------ sdbox, mdbox
+# dbox takes a UIDL only while a message is saved: users whose mail
+# (userdb) is sdbox or mdbox get their UIDLs when the option is on from the
+# first run, and are told which messages can't get one when it wasn't
+# dbox_user NAME DRIVER: a destination user of alice's with that storage
+dbox_user() {
+	if dv24; then
+		dst_add_user "$1" userdb_migrate_source_user=alice \
+			userdb_mail_driver="$2" userdb_mail_path="$(dst_home "$1")/$2"
+	else
+		dst_add_user "$1" userdb_migrate_source_user=alice \
+			userdb_mail="$2:$(dst_home "$1")/$2"
+	fi
+}
+for drv in sdbox mdbox; do
+	dbox_user "p$drv" "$drv"
+	assert_exit NAME="$drv, option on from the first run: exit 0" 0 \
+		migrate "p$drv" $POP3ON
+	assert_match "$drv: every UIDL stored while saving" \
+		"$((N + 1)) stored now \($((N + 1)) while saving\), 0 unmatched" \
+		"$(cat "$LAST_ERR" "$LAST_OUT")"
+	pop3_uidls "$DST_POP3_PORT" "p$drv" "$(dst_password "p$drv")" >"$T/dst-$drv.uidl"
+	check "$drv: the destination's POP3 shows the source's UIDLs in order" \
+		cmp -s "$T/src2.uidl" "$T/dst-$drv.uidl"
+	assert_exit NAME="$drv: re-run exits 0" 0 migrate "p$drv" $POP3ON
+done
+dbox_user late sdbox
+assert_exit NAME="sdbox, option off: exit 0" 0 migrate late
+assert_exit NAME="sdbox, then on: exit 2" 2 migrate late $POP3ON
+assert_match "sdbox, then on: the run says why the UIDLs can't be added" \
+	"$((N + 1)) of $((N + 1)) messages were stored at the destination before migrate_pop3_uidls was on, and sdbox takes a UIDL only when a message is saved" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+
 # ------------------------------------------------------------ Cyrus
 # Another implementation: Cyrus's pop3d (UIDL "uidvalidity.uid") beside
 # its imapd, classic layout
@@ -201,8 +234,9 @@ cyrus_run() {
 		$POP3ON -o plugin/migrate_pop3_port="$CY_POP3_PORT" "$@" -u cy
 }
 assert_exit NAME="Cyrus: run exits 0" 0 cyrus_run migrate run
-assert_match "Cyrus: every UIDL stored" \
-	"POP3 UIDLs: $CN POP3 messages, $CN matched, $CN stored now, 0 unmatched" \
+cp "$LAST_ERR" "$T/cy-run1.err"
+assert_match "Cyrus: every UIDL stored while saving" \
+	"POP3 UIDLs: $CN POP3 messages, $CN matched, $CN stored now \($CN while saving\), 0 unmatched" \
 	"$(cat "$LAST_ERR" "$LAST_OUT")"
 pop3_uidls "$DST_POP3_PORT" cy "$(dst_password cy)" >"$T/dst-cy.uidl"
 check "Cyrus: the destination's POP3 shows Cyrus's UIDLs in Cyrus's order" \
