@@ -14,7 +14,11 @@
 #     INBOX mail): reported as pop3-unmatched, exit 2; the next run fills it;
 #   - a refused POP3 login (exit 77) and a cut POP3 connection (exit 75):
 #     one error naming migrate_pop3_uidls, the IMAP import complete, and a
-#     re-run carries the UIDLs.
+#     re-run carries the UIDLs;
+#   - sdbox and mdbox users (userdb mail): UIDLs stored while saving; the
+#     option turned on after a pass: exit 2 saying why;
+#   - the settings from the userdb alone;
+#   - a Cyrus source (pop3d beside imapd): the same, with Cyrus's UIDLs.
 # timeout: 300
 . "$(dirname "$0")/../lib/harness.sh"
 
@@ -211,6 +215,19 @@ assert_exit NAME="sdbox, then on: exit 2" 2 migrate late $POP3ON
 assert_match "sdbox, then on: the run says why the UIDLs can't be added" \
 	"$((N + 1)) of $((N + 1)) messages were stored at the destination before migrate_pop3_uidls was on, and sdbox takes a UIDL only when a message is saved" \
 	"$(cat "$LAST_ERR" "$LAST_OUT")"
+
+# ------------------------------------------------------------ userdb
+# the settings per user from the userdb, no -o: what -A runs with
+dst_add_user udb userdb_migrate_source_user=alice userdb_migrate_pop3_uidls=yes \
+	userdb_migrate_pop3_port="$SRC_POP3_PORT"
+assert_exit NAME="userdb migrate_pop3_uidls=yes: exit 0" 0 \
+	dst_doveadm -o plugin/migrate_automap=no migrate run -u udb
+assert_match "userdb: every UIDL stored while saving" \
+	"$((N + 1)) stored now \($((N + 1)) while saving\), 0 unmatched" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+pop3_uidls "$DST_POP3_PORT" udb "$(dst_password udb)" >"$T/dst-udb.uidl"
+check "userdb: the destination's POP3 shows the source's UIDLs in order" \
+	cmp -s "$T/src2.uidl" "$T/dst-udb.uidl"
 
 # ------------------------------------------------------------ Cyrus
 # Another implementation: Cyrus's pop3d (UIDL "uidvalidity.uid") beside
