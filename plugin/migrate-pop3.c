@@ -964,6 +964,7 @@ void migrate_pop3_prepare(struct migrate_run *run)
 {
 	struct migrate_folder *inbox;
 	struct migrate_pop3 *pop3;
+	unsigned int attempt, msecs;
 
 	i_assert(run->pop3 == NULL);
 	run->pop3 = pop3 = migrate_pop3_init(run);
@@ -971,9 +972,26 @@ void migrate_pop3_prepare(struct migrate_run *run)
 	if (inbox == NULL) {
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_ITEMS, "the source's "
 				  "INBOX is not migrated");
-	} else if (migrate_pop3_prepare_inbox(pop3, inbox) < 0) {
-		/* the mail is imported all the same; carry() reports it */
-		e_debug(pop3->event, "POP3 UIDLs: %s", pop3->error);
+	}
+	/* a lost connection is tried again, as on the IMAP side; the mail
+	   is imported whatever happens here, and carry() reports it */
+	for (attempt = 0; inbox != NULL; attempt++) {
+		if (migrate_pop3_prepare_inbox(pop3, inbox) == 0 ||
+		    pop3->error_code != MIGRATE_ERROR_TEMP ||
+		    attempt >= run->set->reconnect_max)
+			break;
+		msecs = migrate_backoff_msecs(run,
+			MIGRATE_RECONNECT_FIRST_MSECS, attempt);
+		e_warning(run->event, "POP3 UIDLs: %s; reconnecting in %u ms "
+			  "(attempt %u of %u, migrate_reconnect_max)",
+			  pop3->error, msecs, attempt + 1,
+			  run->set->reconnect_max);
+		migrate_run_sleep(run, msecs);
+		array_clear(&pop3->msgs);
+		array_clear(&pop3->dest);
+		pop3->error = NULL;
+		pop3->error_code = MIGRATE_ERROR_NONE;
+		run->reconnects++;
 	}
 	if (pop3->conn != NULL)
 		migrate_line_conn_disconnect(pop3->conn);

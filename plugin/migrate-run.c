@@ -91,7 +91,6 @@ const char *migrate_error_name(enum migrate_error error)
 }
 
 /* the first reconnect of an incident waits 250..500 ms, then 1, 2, 4 s... */
-#define MIGRATE_RECONNECT_FIRST_MSECS 500
 
 /* throttling that stopped this long ago doesn't lengthen the next wait */
 #define MIGRATE_THROTTLE_QUIET_SECS 60
@@ -202,9 +201,9 @@ bool migrate_run_errors_max_reached(struct migrate_run *run)
 	return TRUE;
 }
 
-static unsigned int migrate_backoff_msecs(struct migrate_run *run,
-					  unsigned int first_msecs,
-					  unsigned int attempt)
+unsigned int migrate_backoff_msecs(struct migrate_run *run,
+				   unsigned int first_msecs,
+				   unsigned int attempt)
 {
 	unsigned int max_msecs = run->set->backoff_max_secs * 1000;
 	unsigned int msecs = first_msecs;

@@ -183,6 +183,13 @@ void migrate_run_deinit(struct migrate_run **run);
 /* Reconnect after a temporary failure, with exponential backoff and
    jitter. Returns 0 when connected again, -1 when giving up. */
 int migrate_run_reconnect(struct migrate_run *run, const char *why);
+/* The wait before reconnect attempt number attempt (0 = the first):
+   first_msecs doubled per attempt up to migrate_backoff_max, with
+   jitter */
+#define MIGRATE_RECONNECT_FIRST_MSECS 500
+unsigned int migrate_backoff_msecs(struct migrate_run *run,
+				   unsigned int first_msecs,
+				   unsigned int attempt);
 /* Back off for a throttling reply. -1 if migrate_throttle_max_wait is
    exhausted. */
 int migrate_run_throttle(struct migrate_run *run, const char *why);

@@ -12,9 +12,10 @@
 #     POP3 is reachable and how many messages have UIDLs;
 #   - a message the destination's INBOX lacks (a run with -m Sent after new
 #     INBOX mail): reported as pop3-unmatched, exit 2; the next run fills it;
-#   - a refused POP3 login (exit 77) and a cut POP3 connection (exit 75):
-#     one error naming migrate_pop3_uidls, the IMAP import complete, and a
-#     re-run carries the UIDLs;
+#   - a refused POP3 login (exit 77), a POP3 connection cut once
+#     (reconnected, exit 0) and cut every time (exit 75 after
+#     migrate_reconnect_max): one error naming migrate_pop3_uidls, the IMAP
+#     import complete, and a re-run carries the UIDLs;
 #   - sdbox and mdbox users (userdb mail): UIDLs stored while saving; the
 #     option turned on after a pass: exit 2 saying why;
 #   - the settings from the userdb alone;
@@ -158,29 +159,49 @@ dst_equals "refused POP3 login: the IMAP import is complete" bob "$T/src-bob.jso
 
 # ------------------------------------------------------------ cut connection
 FAULTPROXY="$HARNESS_LIB/faultproxy.py"
-python3 "$FAULTPROXY" --target-port "$SRC_POP3_PORT" --cut-after-bytes 300 \
-	--port-file "$T/proxy.port" --pid-file "$T/proxy.pid" --max-lifetime 200 \
-	>"$T/proxy.out" 2>"$T/proxy.err" &
-PROXY_PID=$!
-track_pid "$PROXY_PID"
-for i in $(seq 1 100); do [ -s "$T/proxy.port" ] && break; sleep 0.1; done
-PROXY_PORT=$(cat "$T/proxy.port" 2>/dev/null)
-[ -n "$PROXY_PORT" ] || die "faultproxy did not start: $(tail -n 3 "$T/proxy.err")"
-dst_add_user carol userdb_migrate_source_user=alice
-assert_exit NAME="cut POP3 connection: exit 75" 75 \
-	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
-	-o plugin/migrate_pop3_port="$PROXY_PORT" migrate run -u carol
-one_error "cut POP3 connection: one error saying UIDLs were not carried" \
-	'POP3 UIDLs were not carried.*(closed|reset|POP3 server)'
+PROXY_PID=
+# pop3_proxy NAME CUTS: a faultproxy in front of the source's POP3 that
+# cuts its connections after these byte counts (then passes through)
+pop3_proxy() {
+	[ -z "$PROXY_PID" ] || stop_pid "$PROXY_PID"
+	rm -f "$T/proxy-$1.port"
+	python3 "$FAULTPROXY" --target-port "$SRC_POP3_PORT" --cut-after-bytes "$2" \
+		--port-file "$T/proxy-$1.port" --pid-file "$T/proxy-$1.pid" --max-lifetime 200 \
+		>"$T/proxy-$1.out" 2>"$T/proxy-$1.err" &
+	PROXY_PID=$!
+	track_pid "$PROXY_PID"
+	for i in $(seq 1 100); do [ -s "$T/proxy-$1.port" ] && break; sleep 0.1; done
+	PROXY_PORT=$(cat "$T/proxy-$1.port" 2>/dev/null)
+	[ -n "$PROXY_PORT" ] || die "faultproxy did not start: $(tail -n 3 "$T/proxy-$1.err")"
+}
 src_dump alice "$T/src-alice.json" || die "source dump failed"
-dst_equals "cut POP3 connection: the IMAP import is complete" carol "$T/src-alice.json"
-# the proxy passes connections through after its cut
-assert_exit NAME="re-run after the cut: exit 0" 0 \
+# cut once: reconnected, as on the IMAP side
+pop3_proxy once 300
+dst_add_user carol userdb_migrate_source_user=alice
+assert_exit NAME="POP3 connection cut once: exit 0" 0 \
 	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
 	-o plugin/migrate_pop3_port="$PROXY_PORT" migrate run -u carol
+assert_match "cut once: the run says it reconnects" \
+	"POP3 UIDLs: .*(closed|reset).*reconnecting in [0-9]+ ms \(attempt 1 of" \
+	"$(cat "$LAST_ERR")"
 pop3_uidls "$DST_POP3_PORT" carol "$(dst_password carol)" >"$T/dst-carol.uidl"
-check "re-run after the cut: the source's UIDLs in order" \
-	cmp -s "$T/src2.uidl" "$T/dst-carol.uidl"
+check "cut once: the source's UIDLs in order" cmp -s "$T/src2.uidl" "$T/dst-carol.uidl"
+# cut every time: given up after migrate_reconnect_max, the mail imported
+pop3_proxy always 300,300,300,300
+dst_add_user dave userdb_migrate_source_user=alice
+assert_exit NAME="POP3 connection cut every time: exit 75" 75 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON -o plugin/migrate_reconnect_max=2 \
+	-o plugin/migrate_pop3_port="$PROXY_PORT" migrate run -u dave
+one_error "cut every time: one error saying UIDLs were not carried" \
+	'POP3 UIDLs were not carried.*(closed|reset|POP3 server)'
+dst_equals "cut every time: the IMAP import is complete" dave "$T/src-alice.json"
+# the proxy passes connections through after its cuts
+assert_exit NAME="re-run after the cuts: exit 0" 0 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+	-o plugin/migrate_pop3_port="$PROXY_PORT" migrate run -u dave
+pop3_uidls "$DST_POP3_PORT" dave "$(dst_password dave)" >"$T/dst-dave.uidl"
+check "re-run after the cuts: the source's UIDLs in order" \
+	cmp -s "$T/src2.uidl" "$T/dst-dave.uidl"
 stop_pid "$PROXY_PID"
 
 # ------------------------------------------------------------ sdbox, mdbox
