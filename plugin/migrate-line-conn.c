@@ -382,6 +382,25 @@ int migrate_tls_client_start(const struct migrate_compat_ssl *ssl,
 	return ret;
 }
 
+bool migrate_tls_error_not_tls(const char *error)
+{
+	/* OpenSSL's words for a peer that answered a ClientHello with
+	   something that isn't TLS */
+	static const char *const words[] = {
+		"wrong version number", "unknown protocol",
+		"packet length too long", "http request",
+		"record layer failure", "unexpected eof", NULL
+	};
+	const char *lerror = t_str_lcase(error);
+	unsigned int i;
+
+	for (i = 0; words[i] != NULL; i++) {
+		if (strstr(lerror, words[i]) != NULL)
+			return TRUE;
+	}
+	return FALSE;
+}
+
 static int migrate_line_tls_wait(void *context)
 {
 	struct migrate_line_conn *conn = context;
@@ -421,6 +440,14 @@ static int migrate_line_ssl_start(struct migrate_line_conn *conn,
 	}
 	if (error == NULL)
 		error = migrate_line_read_error(conn);
+	if (migrate_tls_error_not_tls(error)) {
+		/* no certificate or retry will help */
+		*error_code_r = MIGRATE_ERROR_CONFIG;
+		*error_r = t_strdup_printf("The %s did not speak TLS (%s): "
+			"check migrate_source_ssl and %s", conn->name, error,
+			conn->set.port_setting);
+		return -1;
+	}
 	*error_code_r = ssl_iostream_has_handshake_failed(conn->ssl_iostream) ?
 		MIGRATE_ERROR_CONFIG : MIGRATE_ERROR_TEMP;
 	*error_r = t_strdup_printf("TLS handshake with the %s failed: %s "

@@ -108,6 +108,9 @@ const char *migrate_line_conn_name(struct migrate_line_conn *conn);
    out; -3 = the handshake failed (error_r: TLS's reason, or NULL when
    the stream's error tells). */
 typedef int migrate_tls_wait_t(void *context);
+/* Is this TLS error a peer that doesn't speak TLS at all (a plain-text
+   greeting, an HTTP reply)? Then no certificate or retry helps. */
+bool migrate_tls_error_not_tls(const char *error);
 int migrate_tls_client_start(const struct migrate_compat_ssl *ssl,
 			     struct ssl_iostream_context **ctx,
 			     struct istream **input, struct ostream **output,

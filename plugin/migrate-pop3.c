@@ -85,6 +85,8 @@ struct migrate_pop3 {
 	/* hex hash -> index+1 of the first message with it */
 	HASH_TABLE(const char *, void *) by_hash;
 	const char *dest_storage;
+	/* the last connect got through the login */
+	bool logged_in;
 
 	enum migrate_error error_code;
 	const char *error;
@@ -360,7 +362,10 @@ static int migrate_pop3_connect(struct migrate_pop3 *pop3)
 			return -1;
 		}
 	}
-	return migrate_pop3_login(pop3) < 0 ? -1 : 0;
+	if (migrate_pop3_login(pop3) < 0)
+		return -1;
+	pop3->logged_in = TRUE;
+	return 0;
 }
 
 static struct migrate_pop3_msg *
@@ -973,12 +978,14 @@ void migrate_pop3_prepare(struct migrate_run *run)
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_ITEMS, "the source's "
 				  "INBOX is not migrated");
 	}
-	/* a lost connection is tried again, as on the IMAP side; the mail
-	   is imported whatever happens here, and carry() reports it */
+	/* a connection lost after the login is tried again, as on the IMAP
+	   side (a first connect fails fast); the mail is imported whatever
+	   happens here, and carry() reports it */
 	for (attempt = 0; inbox != NULL; attempt++) {
+		pop3->logged_in = FALSE;
 		if (migrate_pop3_prepare_inbox(pop3, inbox) == 0 ||
 		    pop3->error_code != MIGRATE_ERROR_TEMP ||
-		    attempt >= run->set->reconnect_max)
+		    !pop3->logged_in || attempt >= run->set->reconnect_max)
 			break;
 		msecs = migrate_backoff_msecs(run,
 			MIGRATE_RECONNECT_FIRST_MSECS, attempt);

@@ -139,7 +139,6 @@ static void migrate_conn_secrets_clear(struct migrate_source_conn *conn);
 
 static const char *migrate_conn_read_error(struct migrate_source_conn *conn);
 static void migrate_conn_scan_reset(struct migrate_source_conn *conn);
-static bool migrate_conn_ssl_error_not_tls(const char *error);
 
 struct migrate_source_conn *
 migrate_source_conn_create(const struct migrate_settings *set,
@@ -666,7 +665,7 @@ static int migrate_conn_ssl_start(struct migrate_source_conn *conn,
 failed:
 	if (error == NULL)
 		error = migrate_conn_read_error(conn);
-	if (migrate_conn_ssl_error_not_tls(error)) {
+	if (migrate_tls_error_not_tls(error)) {
 		/* the server answered in plain text (an IMAP greeting, an
 		   HTTP reply): no certificate will help */
 		*error_code_r = MIGRATE_ERROR_CONFIG;
@@ -684,25 +683,6 @@ failed:
 		"(check migrate_source_ssl_ca_file, migrate_source_host "
 		"must match the certificate)", conn->name, error);
 	return -1;
-}
-
-/* OpenSSL's words for a peer that answered a ClientHello with something
-   that isn't TLS */
-static bool migrate_conn_ssl_error_not_tls(const char *error)
-{
-	static const char *const words[] = {
-		"wrong version number", "unknown protocol",
-		"packet length too long", "http request",
-		"record layer failure", "unexpected eof", NULL
-	};
-	const char *lerror = t_str_lcase(error);
-	unsigned int i;
-
-	for (i = 0; words[i] != NULL; i++) {
-		if (strstr(lerror, words[i]) != NULL)
-			return TRUE;
-	}
-	return FALSE;
 }
 
 /* Why reading failed. The text is copied: the streams that own their

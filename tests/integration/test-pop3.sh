@@ -204,6 +204,51 @@ check "re-run after the cuts: the source's UIDLs in order" \
 	cmp -s "$T/src2.uidl" "$T/dst-dave.uidl"
 stop_pid "$PROXY_PID"
 
+# ------------------------------------------------------------ TLS, plan
+# the IMAP side's TLS policy on POP3: imaps -> POP3S, starttls -> STLS
+for mode in imaps starttls; do
+	dst_add_user "tls$mode" userdb_migrate_source_user=alice
+	if [ $mode = imaps ]; then
+		ports=(-o plugin/migrate_source_port="$SRC_SSL_PORT" -o plugin/migrate_pop3_port="$SRC_POP3S_PORT")
+	else
+		ports=(-o plugin/migrate_source_port="$SRC_PORT" -o plugin/migrate_pop3_port="$SRC_POP3_PORT")
+	fi
+	assert_exit NAME="TLS $mode on POP3 too: exit 0" 0 \
+		dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+		-o plugin/migrate_source_host=localhost -o plugin/migrate_source_ssl=$mode \
+		-o plugin/migrate_source_ssl_ca_file="$SRC_CA" "${ports[@]}" \
+		migrate run -u "tls$mode"
+	pop3_uidls "$DST_POP3_PORT" "tls$mode" "$(dst_password "tls$mode")" >"$T/dst-tls$mode.uidl"
+	check "TLS $mode: the source's UIDLs in order" \
+		cmp -s "$T/src2.uidl" "$T/dst-tls$mode.uidl"
+done
+check "TLS: the source's POP3 saw TLS sessions" \
+	grep -Eq 'pop3-login: .*(TLS|SSL)' "$SRC_DIR/dovecot.log"
+# POP3S on a port that doesn't speak TLS: a setting to fix, not retried
+assert_exit NAME="POP3S on a plain port: exit 78" 78 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+	-o plugin/migrate_source_host=localhost -o plugin/migrate_source_ssl=imaps \
+	-o plugin/migrate_source_ssl_ca_file="$SRC_CA" \
+	-o plugin/migrate_source_port="$SRC_SSL_PORT" -o plugin/migrate_pop3_port="$SRC_PORT" \
+	migrate run -u tlsimaps
+one_error "a port that doesn't speak TLS: one error naming migrate_pop3_port" \
+	'POP3 UIDLs were not carried.*TLS.*migrate_pop3_port'
+# a closed POP3 port: the first connect fails fast, as on the IMAP side
+CLOSED=$(free_port)
+start=$SECONDS
+assert_exit NAME="POP3 port closed: exit 75" 75 \
+	dst_doveadm -o plugin/migrate_automap=no $POP3ON \
+	-o plugin/migrate_pop3_port="$CLOSED" migrate run -u tlsimaps
+one_error "POP3 port closed: one error naming migrate_pop3_port" \
+	"POP3 UIDLs were not carried.*Can't connect to the POP3 server 127.0.0.1:$CLOSED \\(migrate_pop3_port"
+check "POP3 port closed: no retries (under 10 s)" [ $((SECONDS - start)) -lt 10 ]
+# plan: a closed POP3 port is said, not fatal
+assert_exit NAME="plan with POP3 closed: exit 0" 0 \
+	dst_doveadm $POP3ON -o plugin/migrate_pop3_port="$CLOSED" migrate plan -u alice
+assert_match "plan: POP3 not usable, naming migrate_pop3_port" \
+	"POP3 UIDLs: the source's POP3 service is not usable: .*migrate_pop3_port" \
+	"$(cat "$LAST_ERR" "$LAST_OUT")"
+
 # ------------------------------------------------------------ sdbox, mdbox
 # dbox takes a UIDL only while a message is saved: users whose mail
 # (userdb) is sdbox or mdbox get their UIDLs when the option is on from the
