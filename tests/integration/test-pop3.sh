@@ -18,6 +18,8 @@
 #     import complete, and a re-run carries the UIDLs;
 #   - sdbox and mdbox users (userdb mail): UIDLs stored while saving; the
 #     option turned on after a pass: exit 2 saying why;
+#   - TLS (POP3S, STLS), a port without TLS, a closed port, plan;
+#   - a hostile POP3 server: an endless line, a listing that never ends;
 #   - the settings from the userdb alone;
 #   - a Cyrus source (pop3d beside imapd): the same, with Cyrus's UIDLs.
 # timeout: 300
@@ -248,6 +250,66 @@ assert_exit NAME="plan with POP3 closed: exit 0" 0 \
 assert_match "plan: POP3 not usable, naming migrate_pop3_port" \
 	"POP3 UIDLs: the source's POP3 service is not usable: .*migrate_pop3_port" \
 	"$(cat "$LAST_ERR" "$LAST_OUT")"
+
+# ------------------------------------------------------------ hostile POP3
+# a fake POP3 server: an endless UIDL line, or a listing that never ends
+cat >"$T/badpop3.py" <<'EOF'
+import os, socket, sys, threading, time
+mode, portfile = sys.argv[1], sys.argv[2]
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", 0))
+ls.listen(4)
+open(portfile + ".tmp", "w").write(str(ls.getsockname()[1]))
+os.rename(portfile + ".tmp", portfile)
+def serve(c):
+    f = c.makefile("rb")
+    c.sendall(b"+OK fake\r\n")
+    try:
+        for line in f:
+            cmd = line.split(b" ")[0].strip().upper()
+            if cmd in (b"USER", b"PASS", b"QUIT"):
+                c.sendall(b"+OK\r\n")
+            elif cmd == b"UIDL" and mode == "longline":
+                c.sendall(b"+OK\r\n1 " + b"x" * 200000 + b"\r\n.\r\n")
+            elif cmd == b"UIDL":
+                c.sendall(b"+OK\r\n1 abc\r\n")
+                time.sleep(30)
+            else:
+                c.sendall(b"-ERR no\r\n")
+    except OSError:
+        pass
+    c.close()
+ls.settimeout(60)
+end = time.time() + 60
+while time.time() < end:
+    try:
+        c, _ = ls.accept()
+    except socket.timeout:
+        break
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+EOF
+dst_add_user hostile userdb_migrate_source_user=alice
+for mode in longline stall; do
+	rm -f "$T/bad-$mode.port"
+	python3 "$T/badpop3.py" $mode "$T/bad-$mode.port" >"$T/bad-$mode.out" 2>&1 &
+	BAD_PID=$!
+	track_pid "$BAD_PID"
+	for i in $(seq 1 50); do [ -s "$T/bad-$mode.port" ] && break; sleep 0.1; done
+	BAD_PORT=$(cat "$T/bad-$mode.port" 2>/dev/null)
+	[ -n "$BAD_PORT" ] || die "the fake POP3 server did not start"
+	if [ $mode = longline ]; then
+		want=76 err='line longer than 65536 bytes'
+	else
+		want=75 err='did not answer within 2 seconds.*migrate_source_timeout'
+	fi
+	assert_exit NAME="hostile POP3 ($mode): exit $want" $want \
+		dst_doveadm -o plugin/migrate_automap=no $POP3ON -o plugin/migrate_reconnect_max=0 \
+		-o plugin/migrate_source_timeout=2 -o plugin/migrate_pop3_port="$BAD_PORT" \
+		migrate run -u hostile
+	one_error "hostile POP3 ($mode): one error, bounded" "POP3 UIDLs were not carried.*$err"
+	stop_pid "$BAD_PID"
+done
 
 # ------------------------------------------------------------ sdbox, mdbox
 # dbox takes a UIDL only while a message is saved: users whose mail
