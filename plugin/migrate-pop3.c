@@ -30,6 +30,8 @@
 /* a TOP n 0 answer bigger than this is not a header */
 #define MIGRATE_POP3_MAX_HEADER (4*1024*1024)
 #define MIGRATE_POP3_MAX_MESSAGES 10000000
+/* TOP commands in flight when the server does PIPELINING */
+#define MIGRATE_POP3_PIPELINE_DEPTH 32
 /* unmatched messages named one by one in the log */
 #define MIGRATE_POP3_LOG_UNMATCHED_MAX 20
 
@@ -72,6 +74,8 @@ struct migrate_pop3_dest_msg {
 	unsigned char hash[SHA1_RESULTLEN];
 	/* index+1 of the POP3 message it was matched to */
 	unsigned int pop3_idx1;
+	/* index+1 of the next unpaired message with the same hash */
+	unsigned int next_same_hash1;
 	bool have_hash:1;
 };
 
@@ -84,9 +88,12 @@ struct migrate_pop3 {
 	ARRAY(struct migrate_pop3_dest_msg) dest;
 	/* hex hash -> index+1 of the first message with it */
 	HASH_TABLE(const char *, void *) by_hash;
+	HASH_TABLE(const char *, void *) dest_by_hash;
 	const char *dest_storage;
 	/* the last connect got through the login */
 	bool logged_in;
+	/* CAPA lists PIPELINING */
+	bool pipelining;
 
 	enum migrate_error error_code;
 	const char *error;
@@ -308,6 +315,23 @@ static int migrate_pop3_login(struct migrate_pop3 *pop3)
 	return -1;
 }
 
+/* CAPA (RFC 2449): only PIPELINING matters; -ERR means none */
+static int migrate_pop3_capa(struct migrate_pop3 *pop3)
+{
+	const char *line;
+	int ret;
+
+	pop3->pipelining = FALSE;
+	ret = migrate_pop3_cmd(pop3, "CAPA", "after CAPA", &line);
+	if (ret <= 0)
+		return ret;
+	while ((ret = migrate_pop3_next_line(pop3, &line)) > 0) {
+		if (strcasecmp(t_str_trim(line, " \t"), "PIPELINING") == 0)
+			pop3->pipelining = TRUE;
+	}
+	return ret;
+}
+
 static int migrate_pop3_connect(struct migrate_pop3 *pop3)
 {
 	const struct migrate_settings *set = pop3->run->set;
@@ -365,7 +389,7 @@ static int migrate_pop3_connect(struct migrate_pop3 *pop3)
 	if (migrate_pop3_login(pop3) < 0)
 		return -1;
 	pop3->logged_in = TRUE;
-	return 0;
+	return migrate_pop3_capa(pop3);
 }
 
 static struct migrate_pop3_msg *
@@ -466,7 +490,8 @@ static void migrate_pop3_msg_ids(struct migrate_pop3 *pop3,
 }
 
 /* TOP n 0: the message's header, hashed */
-static int migrate_pop3_msg_hash(struct migrate_pop3 *pop3,
+/* The answer to "TOP n 0" (sent already): the message's header, hashed */
+static int migrate_pop3_top_read(struct migrate_pop3 *pop3,
 				 struct migrate_pop3_msg *msg)
 {
 	struct istream *input;
@@ -474,8 +499,7 @@ static int migrate_pop3_msg_hash(struct migrate_pop3 *pop3,
 	string_t *hdr;
 	int ret;
 
-	ret = migrate_pop3_cmd(pop3, t_strdup_printf("TOP %u 0", msg->seq),
-			       "after TOP", &line);
+	ret = migrate_pop3_cmd(pop3, NULL, "after TOP", &line);
 	if (ret == 0) {
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_PROTOCOL,
 			t_strdup_printf("The %s refused TOP %u 0 (it is "
@@ -646,17 +670,45 @@ static void migrate_pop3_match_stored(struct migrate_pop3 *pop3)
 	hash_table_destroy(&by_uidl);
 }
 
+/* The destination messages not paired yet, by hash: hex hash -> index+1
+   of the first in UID order; next_same_hash1 chains the rest */
+static void migrate_pop3_index_dest(struct migrate_pop3 *pop3)
+{
+	struct migrate_pop3_dest_msg *dmsg;
+	unsigned int i;
+	const char *key;
+
+	if (hash_table_is_created(pop3->dest_by_hash))
+		hash_table_destroy(&pop3->dest_by_hash);
+	hash_table_create(&pop3->dest_by_hash, pop3->pool, 0, str_hash,
+			  strcmp);
+	for (i = array_count(&pop3->dest); i > 0; i--) {
+		dmsg = array_idx_modifiable(&pop3->dest, i - 1);
+		if (dmsg->pop3_idx1 != 0 || !dmsg->have_hash)
+			continue;
+		key = p_strdup(pop3->pool, binary_to_hex(dmsg->hash,
+							 sizeof(dmsg->hash)));
+		dmsg->next_same_hash1 = POINTER_CAST_TO(
+			hash_table_lookup(pop3->dest_by_hash, key),
+			unsigned int);
+		hash_table_update(pop3->dest_by_hash, key, POINTER_CAST(i));
+	}
+}
+
 static struct migrate_pop3_dest_msg *
 migrate_pop3_find_dest(struct migrate_pop3 *pop3,
 		       const struct migrate_pop3_msg *msg)
 {
 	struct migrate_pop3_dest_msg *dmsg, *same_hash = NULL;
+	unsigned int idx1;
 
 	/* the first unpaired one in UID order: copies of one message
 	   pair up in the order they arrived */
-	array_foreach_modifiable(&pop3->dest, dmsg) {
-		if (dmsg->pop3_idx1 != 0 || !dmsg->have_hash ||
-		    memcmp(dmsg->hash, msg->hash, sizeof(msg->hash)) != 0)
+	idx1 = POINTER_CAST_TO(hash_table_lookup(pop3->dest_by_hash,
+		binary_to_hex(msg->hash, sizeof(msg->hash))), unsigned int);
+	for (; idx1 != 0; idx1 = dmsg->next_same_hash1) {
+		dmsg = array_idx_modifiable(&pop3->dest, idx1 - 1);
+		if (dmsg->pop3_idx1 != 0)
 			continue;
 		if (dmsg->vsize == msg->size)
 			return dmsg;
@@ -668,20 +720,46 @@ migrate_pop3_find_dest(struct migrate_pop3 *pop3,
 	return same_hash;
 }
 
-/* 2: TOP for the messages no stored UIDL matched */
+/* 2: TOP for the messages no stored UIDL matched; pipelined when the
+   server says it can (RFC 2449), so a long INBOX over a WAN doesn't pay
+   a round trip a message */
 static int migrate_pop3_fetch_hashes(struct migrate_pop3 *pop3)
 {
+	ARRAY(unsigned int) todo;
 	struct migrate_pop3_msg *msg;
-	unsigned int i, count;
+	const struct migrate_pop3_msg *cmsg;
+	const unsigned int *idx;
+	unsigned int count, sent = 0, done = 0, depth;
+	enum migrate_error code;
+	const char *error;
 	int ret = 0;
 
-	count = array_count(&pop3->msgs);
-	for (i = 0; i < count && ret == 0; i++) T_BEGIN {
-		msg = array_idx_modifiable(&pop3->msgs, i);
-		if (msg->dest_uid == 0 && !msg->have_hash &&
-		    migrate_pop3_msg_hash(pop3, msg) < 0)
-			ret = -1;
+	i_array_init(&todo, 64);
+	array_foreach(&pop3->msgs, cmsg) {
+		if (cmsg->dest_uid == 0 && !cmsg->have_hash) {
+			unsigned int i = array_foreach_idx(&pop3->msgs, cmsg);
+			array_push_back(&todo, &i);
+		}
+	}
+	idx = array_get(&todo, &count);
+	depth = pop3->pipelining ? MIGRATE_POP3_PIPELINE_DEPTH : 1;
+	while (done < count && ret == 0) T_BEGIN {
+		for (; sent < count && sent - done < depth && ret == 0; sent++) {
+			msg = array_idx_modifiable(&pop3->msgs, idx[sent]);
+			migrate_line_conn_set_stage(pop3->conn, "after TOP");
+			if (migrate_line_conn_write_line(pop3->conn,
+					t_strdup_printf("TOP %u 0", msg->seq),
+					&code, &error) < 0) {
+				migrate_pop3_fail(pop3, code, error);
+				ret = -1;
+			}
+		}
+		if (ret == 0) {
+			msg = array_idx_modifiable(&pop3->msgs, idx[done++]);
+			ret = migrate_pop3_top_read(pop3, msg);
+		}
 	} T_END;
+	array_free(&todo);
 	return ret;
 }
 
@@ -692,13 +770,14 @@ static void migrate_pop3_match_hashes(struct migrate_pop3 *pop3)
 	struct migrate_pop3_dest_msg *dmsg;
 	unsigned int i, count;
 
+	migrate_pop3_index_dest(pop3);
 	count = array_count(&pop3->msgs);
-	for (i = 0; i < count; i++) {
+	for (i = 0; i < count; i++) T_BEGIN {
 		msg = array_idx_modifiable(&pop3->msgs, i);
 		if (msg->dest_uid == 0 && msg->have_hash &&
 		    (dmsg = migrate_pop3_find_dest(pop3, msg)) != NULL)
 			migrate_pop3_pair(pop3, i, dmsg);
-	}
+	} T_END;
 }
 
 /* Storing */
@@ -897,6 +976,8 @@ static void migrate_pop3_deinit(struct migrate_pop3 **_pop3)
 	}
 	if (hash_table_is_created(pop3->by_hash))
 		hash_table_destroy(&pop3->by_hash);
+	if (hash_table_is_created(pop3->dest_by_hash))
+		hash_table_destroy(&pop3->dest_by_hash);
 	event_unref(&pop3->event);
 	pool_unref(&pop3->pool);
 }

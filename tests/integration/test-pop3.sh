@@ -305,7 +305,7 @@ for mode in longline stall; do
 	fi
 	assert_exit NAME="hostile POP3 ($mode): exit $want" $want \
 		dst_doveadm -o plugin/migrate_automap=no $POP3ON -o plugin/migrate_reconnect_max=0 \
-		-o plugin/migrate_source_timeout=2 -o plugin/migrate_pop3_port="$BAD_PORT" \
+		-o plugin/migrate_source_timeout=2s -o plugin/migrate_pop3_port="$BAD_PORT" \
 		migrate run -u hostile
 	one_error "hostile POP3 ($mode): one error, bounded" "POP3 UIDLs were not carried.*$err"
 	stop_pid "$BAD_PID"
