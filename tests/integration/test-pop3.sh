@@ -343,6 +343,10 @@ assert_exit NAME="sdbox, then on: exit 2" 2 migrate late $POP3ON
 assert_match "sdbox, then on: the run says why the UIDLs can't be added" \
 	"$((N + 1)) of $((N + 1)) messages were stored at the destination before migrate_pop3_uidls was on, and sdbox takes a UIDL only when a message is saved" \
 	"$(cat "$LAST_ERR" "$LAST_OUT")"
+assert_exit NAME="sdbox, then on: verify exits 2" 2 \
+	dst_doveadm $POP3ON -o plugin/migrate_pop3_port="$SRC_POP3_PORT" migrate verify -u late
+one_error "verify: one error counting the missing UIDLs" \
+	"verify: $((N + 1)) of $((N + 1)) POP3 messages' UIDLs are not on any message of the destination's INBOX"
 
 # ------------------------------------------------------------ userdb
 # the settings per user from the userdb, no -o: what -A runs with
