@@ -16,6 +16,7 @@
 #include "migrate-state.h"
 #include "migrate-run.h"
 #include "migrate-report.h"
+#include "migrate-sieve.h"
 #include "migrate-conn-slots.h"
 #include "migrate-build-id.h"
 
@@ -143,6 +144,56 @@ static void cmd_migrate_print_folders(struct migrate_cmd_context *ctx,
 	}
 }
 
+/* migrate_sieve: a row a script ("sieve:<name>"), or one row "sieve" when
+   the Sieve pass failed as a whole. cells() prints the columns between
+   dest and note. */
+static void
+cmd_migrate_print_sieve(struct migrate_cmd_context *ctx,
+			struct migrate_run *run,
+			void (*cells)(const char *result, uoff_t size))
+{
+	const struct migrate_sieve_script *script;
+
+	if (run->sieve == NULL)
+		return;
+	array_foreach(&run->sieve->scripts, script) {
+		if (script->result == NULL)
+			continue;
+		cmd_migrate_headers(ctx);
+		doveadm_print(t_strconcat("sieve:", script->src_name, NULL));
+		doveadm_print(script->dest_name);
+		cells(script->result, script->size);
+		doveadm_print(migrate_sieve_script_note(script));
+	}
+	if (run->sieve->error != NULL) {
+		cmd_migrate_headers(ctx);
+		doveadm_print("sieve");
+		doveadm_print("");
+		cells("failed", 0);
+		doveadm_print(run->sieve->error);
+	}
+}
+
+static void cmd_migrate_run_sieve_cells(const char *result, uoff_t size)
+{
+	unsigned int i;
+
+	doveadm_print(result);
+	/* source .. expunged */
+	for (i = 0; i < 7; i++)
+		doveadm_print("");
+	doveadm_print_num(size);
+	doveadm_print("");
+}
+
+static void cmd_migrate_plan_sieve_cells(const char *result, uoff_t size)
+{
+	doveadm_print("");
+	doveadm_print("");
+	doveadm_print_num(size);
+	doveadm_print(result);
+}
+
 static int cmd_migrate_run_run(struct doveadm_mail_cmd_context *_ctx,
 			       struct mail_user *user)
 {
@@ -155,6 +206,7 @@ static int cmd_migrate_run_run(struct doveadm_mail_cmd_context *_ctx,
 	run = migrate_run_init(user, &ctx->opts);
 	ret = migrate_run_execute(run);
 	cmd_migrate_print_folders(ctx, run);
+	cmd_migrate_print_sieve(ctx, run, cmd_migrate_run_sieve_cells);
 	if (ret < 0)
 		cmd_migrate_failed(_ctx, user, run->error_code, run->error);
 	else
@@ -284,6 +336,7 @@ static int cmd_migrate_plan_run(struct doveadm_mail_cmd_context *_ctx,
 			doveadm_print(folder->dest.reason == NULL ? "" :
 				      folder->dest.reason);
 		}
+		cmd_migrate_print_sieve(ctx, run, cmd_migrate_plan_sieve_cells);
 	} else {
 		cmd_migrate_failed(_ctx, user, run->error_code, run->error);
 	}

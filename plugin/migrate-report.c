@@ -202,6 +202,38 @@ static void csv_append(string_t *str, const char *value)
 	str_append_c(str, '"');
 }
 
+static void migrate_report_item_row(const char *name,
+				    const struct migrate_item *item,
+				    struct ostream *csv)
+{
+	const char *values[12];
+	string_t *line;
+	unsigned int i;
+
+	values[0] = name;
+	values[1] = dec2str(item->uid);
+	values[2] = item->message_id;
+	values[3] = item->subject;
+	values[4] = item->date;
+	values[5] = dec2str(item->size);
+	values[6] = migrate_item_class_name(item->class);
+	values[7] = item->reason;
+	values[8] = dec2str(item->attempts);
+	values[9] = migrate_report_time(item->first_seen);
+	values[10] = migrate_report_time(item->last_seen);
+	values[11] = item->resolved ? "yes" : "no";
+	migrate_report_items_headers();
+	for (i = 0; i < N_ELEMENTS(values); i++)
+		doveadm_print(values[i] == NULL ? "" : values[i]);
+	if (csv != NULL) {
+		line = t_str_new(256);
+		for (i = 0; i < N_ELEMENTS(values); i++)
+			csv_append(line, values[i]);
+		str_append(line, "\r\n");
+		o_stream_nsend(csv, str_data(line), str_len(line));
+	}
+}
+
 static void
 migrate_report_item_rows(const char *name,
 			 const ARRAY_TYPE(migrate_item) *items,
@@ -209,36 +241,36 @@ migrate_report_item_rows(const char *name,
 			 enum migrate_item_class class, struct ostream *csv)
 {
 	const struct migrate_item *item;
-	const char *values[12];
-	string_t *line;
-	unsigned int i;
 
 	array_foreach(items, item) {
 		if (filter->reason != NULL && item->class != class)
 			continue;
-		values[0] = name;
-		values[1] = dec2str(item->uid);
-		values[2] = item->message_id;
-		values[3] = item->subject;
-		values[4] = item->date;
-		values[5] = dec2str(item->size);
-		values[6] = migrate_item_class_name(item->class);
-		values[7] = item->reason;
-		values[8] = dec2str(item->attempts);
-		values[9] = migrate_report_time(item->first_seen);
-		values[10] = migrate_report_time(item->last_seen);
-		values[11] = item->resolved ? "yes" : "no";
-		migrate_report_items_headers();
-		for (i = 0; i < N_ELEMENTS(values); i++)
-			doveadm_print(values[i] == NULL ? "" : values[i]);
-		if (csv != NULL) {
-			line = t_str_new(256);
-			for (i = 0; i < N_ELEMENTS(values); i++)
-				csv_append(line, values[i]);
-			str_append(line, "\r\n");
-			o_stream_nsend(csv, str_data(line), str_len(line));
-		}
+		migrate_report_item_row(name, item, csv);
 	}
+}
+
+/* migrate_sieve: a row a script, folder "sieve:<name>", message_id its
+   source name, subject its destination name, detail what was done */
+static int
+migrate_report_sieve_items(struct migrate_state *state,
+			   const struct migrate_report_filter *filter,
+			   enum migrate_item_class class, struct ostream *csv,
+			   const char **error_r)
+{
+	ARRAY_TYPE(migrate_item) items;
+	const struct migrate_item *item;
+
+	if (migrate_state_sieve_get(state, pool_datastack_create(), &items,
+				    error_r) < 0)
+		return -1;
+	array_foreach(&items, item) {
+		if (filter->reason != NULL && item->class != class)
+			continue;
+		migrate_report_item_row(t_strconcat("sieve:",
+			item->message_id == NULL ? "" : item->message_id,
+			NULL), item, csv);
+	}
+	return 0;
 }
 
 int migrate_report_items(struct migrate_state *state,
@@ -253,6 +285,7 @@ int migrate_report_items(struct migrate_state *state,
 	const char *name;
 	string_t *line;
 	unsigned int i;
+	bool sieve_only;
 	int fd, ret = 0;
 
 	*code_r = MIGRATE_ERROR_TEMP;
@@ -264,7 +297,12 @@ int migrate_report_items(struct migrate_state *state,
 		return -1;
 	}
 	t_array_init(&names, 16);
-	if (filter->folder != NULL) {
+	sieve_only = filter->folder != NULL &&
+		(strcmp(filter->folder, "sieve") == 0 ||
+		 str_begins_with(filter->folder, "sieve:"));
+	if (sieve_only)
+		;
+	else if (filter->folder != NULL) {
 		ret = migrate_state_folders_find(state, filter->folder,
 						 pool_datastack_create(),
 						 &names, error_r);
@@ -319,6 +357,9 @@ int migrate_report_items(struct migrate_state *state,
 						 filter, class, csv);
 		}
 	}
+	if (ret == 0 && (filter->folder == NULL || sieve_only) &&
+	    migrate_report_sieve_items(state, filter, class, csv, error_r) < 0)
+		ret = -1;
 	if (csv != NULL) {
 		if (o_stream_finish(csv) < 0 && ret == 0) {
 			*error_r = t_strdup_printf("write(%s) failed: %s",

@@ -18,6 +18,7 @@
 #include "migrate-source-conn.h"
 #include "migrate-run.h"
 #include "migrate-pop3.h"
+#include "migrate-sieve.h"
 #include "migrate-conn-slots.h"
 #include "migrate-workers.h"
 #include "migrate-quota.h"
@@ -1556,6 +1557,35 @@ static int migrate_run_take_slot(struct migrate_run *run)
 	return 0;
 }
 
+/* migrate_sieve = yes: the scripts after the mail (not in a run of one
+   folder, -m). A Sieve failure doesn't change the mail's result, but the
+   run's exit says so unless the mail failed already: the pass's own code
+   (a refused login, a lost connection) or, for scripts that failed or
+   don't compile, the exit of a run with failed items. A plan shows the
+   error in its Sieve row. */
+static void migrate_run_sieve(struct migrate_run *run)
+{
+	if (!run->set->sieve || run->opts.folder != NULL)
+		return;
+	if (migrate_sieve_execute(run) == 0)
+		return;
+	if (run->sieve->error != NULL)
+		e_error(run->event, "%s", run->sieve->error);
+	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT ||
+	    run->error_code != MIGRATE_ERROR_NONE)
+		return;
+	if (run->sieve->error != NULL) {
+		run->error_code = run->sieve->error_code;
+		run->error = run->sieve->error;
+	} else {
+		run->error_code = MIGRATE_ERROR_ITEMS;
+		run->error = p_strdup_printf(run->pool,
+			"%u Sieve script(s) failed and %u don't compile at "
+			"the destination (see migrate report)",
+			run->sieve->failed, run->sieve->not_compiling);
+	}
+}
+
 static int migrate_run_execute_mode(struct migrate_run *run)
 {
 	struct migrate_settings *set;
@@ -1621,8 +1651,12 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 
 	if (run->opts.mode == MIGRATE_RUN_MODE_VERIFY)
 		return migrate_run_verify(run);
-	if (run->opts.mode == MIGRATE_RUN_MODE_PLAN)
-		return migrate_run_plan(run);
+	if (run->opts.mode == MIGRATE_RUN_MODE_PLAN) {
+		ret = migrate_run_plan(run);
+		if (ret == 0)
+			migrate_run_sieve(run);
+		return ret;
+	}
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
 		/* the UIDLs go with the INBOX messages as they are saved */
 		if (set->pop3_uidls)
@@ -1648,6 +1682,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 		/* after the mail: a POP3 failure leaves it imported */
 		if (set->pop3_uidls)
 			(void)migrate_pop3_carry(run);
+		migrate_run_sieve(run);
 		migrate_run_save_run_state(run, run->error_code ==
 			MIGRATE_ERROR_NONE ? "completed" :
 			"completed-with-errors");

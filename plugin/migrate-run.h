@@ -8,6 +8,7 @@
 struct mail_user;
 struct migrate_settings;
 struct migrate_source_conn;
+struct migrate_sieve;
 
 enum migrate_run_mode {
 	/* import (migrate run) */
@@ -95,6 +96,8 @@ struct migrate_run {
 	struct migrate_state *state;
 	struct migrate_source_conn *conn;
 	struct migrate_folder_map *map;
+	/* migrate_sieve: the scripts and what the run did with them */
+	struct migrate_sieve *sieve;
 
 	char src_delimiter;
 	const char *src_ns_prefix;

@@ -94,6 +94,9 @@ const struct migrate_setting_def migrate_setting_defs[] = {
 	{ "migrate_max_message_size", MIGRATE_SETTING_SIZE, "2G",
 	  FIELD(max_message_size) },
 
+	{ "migrate_sieve", MIGRATE_SETTING_BOOL, "no", FIELD(sieve) },
+	{ "migrate_sieve_port", MIGRATE_SETTING_UINT, "4190", NO_FIELD },
+
 	{ "migrate_max_size", MIGRATE_SETTING_SIZE, "", FIELD(max_size) },
 	{ "migrate_min_size", MIGRATE_SETTING_SIZE, "", FIELD(min_size) },
 	{ "migrate_since", MIGRATE_SETTING_DATE, "", FIELD(since) },

@@ -405,7 +405,9 @@ migrate_settings_read_source(struct mail_user *user, pool_t pool,
 				  error_r) < 0 ||
 	    migrate_settings_port(user, "migrate_pop3_port",
 				  imaps ? 995 : 110, &set->pop3_port,
-				  error_r) < 0)
+				  error_r) < 0 ||
+	    migrate_settings_port(user, "migrate_sieve_port", 4190,
+				  &set->sieve_port, error_r) < 0)
 		return -1;
 	if (set->source_user == NULL)
 		set->source_user = p_strdup(pool, user->username);

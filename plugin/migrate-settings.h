@@ -77,6 +77,10 @@ struct migrate_settings {
 	/* 0 = no cap on connections to the source host (all runs here) */
 	unsigned int max_connections;
 	const char *connection_slots_dir;
+
+	/* copy the user's Sieve scripts over ManageSieve (migrate-sieve.h) */
+	bool sieve;
+	in_port_t sieve_port;
 };
 
 enum migrate_setting_type {

@@ -1494,24 +1494,14 @@ migrate_conn_login_result(struct migrate_source_conn *conn,
 	return -1;
 }
 
-static int
-migrate_conn_authenticate(struct migrate_source_conn *conn,
-			  const char *mech_name, const char *password,
-			  enum migrate_error *error_code_r,
-			  const char **error_r)
+int migrate_source_sasl_client(const struct migrate_settings *set,
+			       const char *mech_name, const char *password,
+			       struct dsasl_client **client_r,
+			       enum migrate_error *error_code_r,
+			       const char **error_r)
 {
 	const struct dsasl_client_mech *mech;
 	struct dsasl_client_settings sasl_set;
-	struct dsasl_client *client;
-	struct migrate_reply reply;
-	const struct imap_arg *tail;
-	const unsigned char *out;
-	size_t out_len;
-	const char *error;
-	unsigned int tag, continuations = 0;
-	string_t *cmd;
-	buffer_t *buf;
-	int ret = -1;
 
 	if (!sasl_initialized) {
 		dsasl_clients_init();
@@ -1525,14 +1515,37 @@ migrate_conn_authenticate(struct migrate_source_conn *conn,
 		return -1;
 	}
 	i_zero(&sasl_set);
-	if (conn->set->source_master_user != NULL) {
-		sasl_set.authid = conn->set->source_master_user;
-		sasl_set.authzid = conn->set->source_user;
+	if (set->source_master_user != NULL) {
+		sasl_set.authid = set->source_master_user;
+		sasl_set.authzid = set->source_user;
 	} else {
-		sasl_set.authid = conn->set->source_user;
+		sasl_set.authid = set->source_user;
 	}
 	sasl_set.password = password;
-	client = dsasl_client_new(mech, &sasl_set);
+	*client_r = dsasl_client_new(mech, &sasl_set);
+	return 0;
+}
+
+static int
+migrate_conn_authenticate(struct migrate_source_conn *conn,
+			  const char *mech_name, const char *password,
+			  enum migrate_error *error_code_r,
+			  const char **error_r)
+{
+	struct dsasl_client *client;
+	struct migrate_reply reply;
+	const struct imap_arg *tail;
+	const unsigned char *out;
+	size_t out_len;
+	const char *error;
+	unsigned int tag, continuations = 0;
+	string_t *cmd;
+	buffer_t *buf;
+	int ret = -1;
+
+	if (migrate_source_sasl_client(conn->set, mech_name, password,
+				       &client, error_code_r, error_r) < 0)
+		return -1;
 
 	cmd = t_str_new(256);
 	str_printfa(cmd, "AUTHENTICATE %s", mech_name);
@@ -1660,18 +1673,17 @@ migrate_conn_login_cmd(struct migrate_source_conn *conn,
 	}
 }
 
-static int
-migrate_conn_get_password(struct migrate_source_conn *conn,
-			  const char **password_r, const char **error_r)
+int migrate_source_password(const struct migrate_settings *set,
+			    const char **password_r, const char **error_r)
 {
-	const char *cmd = conn->set->source_oauth2_token_command;
+	const char *cmd = set->source_oauth2_token_command;
 	char buf[8192];
 	size_t len = 0;
 	FILE *f;
 	int status;
 
 	if (cmd == NULL) {
-		*password_r = conn->set->source_password;
+		*password_r = set->source_password;
 		return 0;
 	}
 	/* a fresh token on every (re)connect */
@@ -1847,7 +1859,7 @@ int migrate_source_conn_connect(struct migrate_source_conn *conn,
 			goto failed;
 	}
 	if (!preauth) {
-		if (migrate_conn_get_password(conn, &password, error_r) < 0) {
+		if (migrate_source_password(conn->set, &password, error_r) < 0) {
 			*error_code_r = MIGRATE_ERROR_AUTH;
 			goto failed;
 		}

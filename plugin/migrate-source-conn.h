@@ -146,4 +146,19 @@ const char *migrate_source_conn_redact(struct migrate_source_conn *conn,
 /* Is this status reply a server asking us to slow down? */
 bool migrate_reply_is_throttle(const struct migrate_reply *reply);
 
+/* The source password, or a fresh token from
+   migrate_source_oauth2_token_command (data stack): for every protocol
+   that logs in with the IMAP side's credentials */
+int migrate_source_password(const struct migrate_settings *set,
+			    const char **password_r, const char **error_r);
+
+/* A SASL client of mech_name with the source's credentials (user, master
+   user, password): -1 (CONFIG) for a mechanism Dovecot doesn't have */
+struct dsasl_client;
+int migrate_source_sasl_client(const struct migrate_settings *set,
+			       const char *mech_name, const char *password,
+			       struct dsasl_client **client_r,
+			       enum migrate_error *error_code_r,
+			       const char **error_r);
+
 #endif

@@ -35,6 +35,7 @@ static const char *const migrate_item_class_names[] = {
 	"fetch-failed", "malformed", "too-big", "filtered",
 	"destination-quota", "destination-error", "vanished", "duplicate",
 	"throttled", "timeout", "destination-full", "pop3-unmatched",
+	"sieve-copied", "sieve-not-compiling", "sieve-failed",
 };
 
 const char *migrate_item_class_name(enum migrate_item_class class)
@@ -736,6 +737,55 @@ int migrate_state_run_set(struct migrate_state *state,
 	return migrate_state_commit(state, &trans, error_r);
 }
 
+int migrate_state_sieve_get(struct migrate_state *state, pool_t pool,
+			    ARRAY_TYPE(migrate_item) *items,
+			    const char **error_r)
+{
+	const char *value;
+	int ret;
+
+	p_array_init(items, pool, 4);
+	ret = migrate_state_lookup(state, pool_datastack_create(),
+				   MIGRATE_DICT_PREFIX"sieve", &value, error_r);
+	if (ret <= 0)
+		return ret;
+	if (migrate_items_decode(value, pool, items) < 0) {
+		*error_r = "Corrupted Sieve item log in the state";
+		return -1;
+	}
+	return 1;
+}
+
+int migrate_state_sieve_set(struct migrate_state *state,
+			    const ARRAY_TYPE(migrate_item) *items,
+			    const char **error_r)
+{
+	struct dict_transaction_context *trans;
+	string_t *str = t_str_new(256);
+
+	migrate_items_encode(items, str);
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	dict_set(trans, MIGRATE_DICT_PREFIX"sieve", str_c(str));
+	return migrate_state_commit(state, &trans, error_r);
+}
+
+int migrate_state_sieve_sources_get(struct migrate_state *state, pool_t pool,
+				    const char **value_r, const char **error_r)
+{
+	return migrate_state_lookup(state, pool, MIGRATE_DICT_PREFIX"sieve-sources",
+				    value_r, error_r);
+}
+
+int migrate_state_sieve_sources_set(struct migrate_state *state,
+				    const char *value, const char **error_r)
+{
+	struct dict_transaction_context *trans;
+
+	trans = dict_transaction_begin(state->dict, state->op_set);
+	dict_set(trans, MIGRATE_DICT_PREFIX"sieve-sources", value);
+	return migrate_state_commit(state, &trans, error_r);
+}
+
 /* Is this process a zombie (killed, not yet reaped)? Linux only; FALSE
    where /proc isn't there. */
 static bool migrate_pid_is_zombie(pid_t pid)
@@ -886,6 +936,8 @@ int migrate_state_reset(struct migrate_state *state, const char *wanted,
 		dict_unset(trans, MIGRATE_DICT_PREFIX"folders");
 		dict_unset(trans, MIGRATE_DICT_PREFIX"run");
 		dict_unset(trans, MIGRATE_POP3_ITEMS_KEY);
+		dict_unset(trans, MIGRATE_DICT_PREFIX"sieve");
+		dict_unset(trans, MIGRATE_DICT_PREFIX"sieve-sources");
 	}
 	if (migrate_state_commit(state, &trans, error_r) < 0)
 		return -1;

@@ -10,6 +10,8 @@
      folder/<name>/uidmap  source UID -> destination UID runs
      folder/<name>/items   item log: skipped/failed/deferred messages
      pop3/items          item log of the POP3 UIDL pass (pop3-unmatched)
+     sieve               item log of the Sieve scripts (migrate_sieve)
+     sieve-sources       digest of each script's source text last stored
    Nothing relies on iterating the dict, so Redis works. */
 
 #include "seq-range-array.h"
@@ -37,6 +39,11 @@ enum migrate_item_class {
 	/* a source POP3 message that matches no destination INBOX message:
 	   its UIDL is not carried (item uid = POP3 message number) */
 	MIGRATE_ITEM_POP3_UNMATCHED,	/* "pop3-unmatched" */
+
+	/* Sieve scripts (migrate-sieve.c), one entry a script: */
+	MIGRATE_ITEM_SIEVE_COPIED,	/* "sieve-copied" (and rewritten) */
+	MIGRATE_ITEM_SIEVE_NOT_COMPILING, /* "sieve-not-compiling" */
+	MIGRATE_ITEM_SIEVE_FAILED,	/* "sieve-failed" */
 
 	MIGRATE_ITEM_CLASS_COUNT
 };
@@ -135,6 +142,23 @@ int migrate_state_pop3_items_get(struct migrate_state *state, pool_t pool,
 int migrate_state_pop3_items_set(struct migrate_state *state,
 				 const ARRAY_TYPE(migrate_item) *items,
 				 const char **error_r);
+
+/* The Sieve scripts' item log (key sieve): one item a script, uid = its
+   position in the source's listing, message_id = its source name,
+   subject = its destination name, reason = what was done */
+int migrate_state_sieve_get(struct migrate_state *state, pool_t pool,
+			    ARRAY_TYPE(migrate_item) *items,
+			    const char **error_r);
+int migrate_state_sieve_set(struct migrate_state *state,
+			    const ARRAY_TYPE(migrate_item) *items,
+			    const char **error_r);
+
+/* What each script's source text was when a run last stored it (key
+   sieve-sources, migrate-sieve.c's encoding): 1 = found, 0 = none */
+int migrate_state_sieve_sources_get(struct migrate_state *state, pool_t pool,
+				    const char **value_r, const char **error_r);
+int migrate_state_sieve_sources_set(struct migrate_state *state,
+				    const char *value, const char **error_r);
 
 /* Take the user's run lock. 1 = taken, 0 = held by another live run
    (holder in error_r), -1 = error. */

@@ -127,7 +127,7 @@ env_args=(--env "DM_LEG_ID=$LEG_ID" --env "KEEP=${KEEP:-0}" --env "CI=${CI:-}"
 TRIXIE_SCRIPTS=${TRIXIE_SCRIPTS:-"test-admin test-admin-b test-cyrus test-dest-safety test-faults
 	test-faults2 test-folders test-gmail test-harness test-hostile test-identity test-imap4d
 	test-metrics test-parallel test-reconnect test-report test-scaleout test-spine test-tls-auth
-	test-upgrade24 test-demo test-pop3"}
+	test-upgrade24 test-demo test-pop3 test-sieve"}
 TRIXIE_SCRIPTS=$(echo $TRIXIE_SCRIPTS)
 TRIXIE_NOT_PORTED=""
 for s in "$TOP"/tests/integration/test-*.sh; do

@@ -10,7 +10,9 @@
 #     localized "Entwürfe") both look like the owner of its UIDs;
 #   - SPECIAL-USE attributes set by the user (\Archive on "Old Stuff");
 #   - CONDSTORE/QRESYNC, COMPRESS=DEFLATE, LITERAL+ from another codebase;
-#   - messages it refuses at APPEND ("invalid header") never exist there.
+#   - messages it refuses at APPEND ("invalid header") never exist there;
+#   - its own ManageSieve server, timsieved, for migrate_sieve: its scripts
+#     use the Cyrus layout's folder names.
 # Checked: the first run, a no-change run, a delta (flags + new mail), the
 # state dict deleted, and a UIDVALIDITY change (a folder rebuilt by
 # COPY + DELETE + RENAME): the destination equals the source every time,
@@ -61,10 +63,36 @@ elif cmd == "rebuild":
     it.check(c.rename(folder + "-rebuilt", folder), "RENAME")
     new = c.status(folder, "(UIDVALIDITY MESSAGES)")
     print(old[1][0].decode(), "->", new[1][0].decode())
+elif cmd == "sieveput":
+    # PUTSCRIPT NAME from stdin over Cyrus's ManageSieve, SETACTIVE it
+    # when asked: Cyrus compiles (and refuses) scripts when they arrive
+    import base64, socket
+    s = socket.create_connection(("127.0.0.1", int(os.environ["CY_SIEVE_PORT"])), 30)
+    f = s.makefile("rb")
+    def response(what):
+        while True:
+            line = f.readline()
+            if not line or line.startswith((b"NO", b"BYE")):
+                sys.exit("%s: %r" % (what, line))
+            if line.startswith(b"OK"):
+                return
+    response("greeting")
+    s.sendall(b'AUTHENTICATE "PLAIN" "' +
+              base64.b64encode(b"\0alice\0cpw-alice") + b'"\r\n')
+    response("AUTHENTICATE")
+    data = sys.stdin.buffer.read()
+    name = sys.argv[2].encode()
+    s.sendall(b'PUTSCRIPT "%s" {%d+}\r\n' % (name, len(data)) + data + b"\r\n")
+    response("PUTSCRIPT")
+    if len(sys.argv) > 3:
+        s.sendall(b'SETACTIVE "%s"\r\n' % name)
+        response("SETACTIVE")
+    s.sendall(b"LOGOUT\r\n")
+    sys.exit(0)
 c.logout()
 EOF
 export HARNESS_LIB CY_PORT
-cy() { CY_PORT=$CY_PORT bounded 60 python3 "$T/cy.py" "$@"; }
+cy() { CY_PORT=$CY_PORT CY_SIEVE_PORT=$CY_SIEVE_PORT bounded 60 python3 "$T/cy.py" "$@"; }
 
 cy_dump() {
 	imaptool dump --host 127.0.0.1 --port "$CY_PORT" --user alice \
@@ -73,7 +101,9 @@ cy_dump() {
 
 # ------------------------------------------------------------ scenario
 
-dst_start --format "${CYRUS_DST_FORMAT:-maildir}" || die "destination server did not start"
+conf_sieve_storage >"$T/dst-extra.conf"
+dst_start --format "${CYRUS_DST_FORMAT:-maildir}" --conf-extra "$T/dst-extra.conf" ||
+	die "destination server did not start"
 
 # Entwürfe is a localized Drafts name, "Old Stuff" carries \Archive
 MAP='{"Entwürfe": "Drafts", "Old Stuff": "Archive"}'
@@ -89,12 +119,18 @@ cy_mutate() {
 		die "changing the Cyrus source failed: $(tail -n 2 "$T/mutate.out")"
 }
 
+# sieve_run: "migrate run" for $DU with migrate_sieve (Cyrus's timsieved)
+sieve_run() {
+	dst_doveadm -o plugin/migrate_source_port="$CY_PORT" -o plugin/migrate_sieve=yes \
+		-o plugin/migrate_sieve_port="$CY_SIEVE_PORT" migrate run -u "$DU"
+}
+
 # scenario classic|alt: one Cyrus layout, into destination user c-LAYOUT
 scenario() {
 	local L="cyrus ($1)" seed_layout=default
 	[ "$1" = classic ] && seed_layout=courier
 	DU="c-$1"
-	cyrus_start "$1" ||
+	cyrus_start "$1" --sieve ||
 		die "Cyrus did not start: $(tail -n 3 "$CY/master.out" 2>/dev/null | tr '\n' '|')"
 	info "Cyrus ($1) master pid $CY_PID on 127.0.0.1:$CY_PORT"
 	cy mkuser alice >"$T/cy.out" 2>&1 ||
@@ -159,6 +195,25 @@ scenario() {
 	dst_doveadm -o plugin/migrate_source_port="$CY_PORT" migrate verify -u "$DU" \
 		>"$T/verify.out" 2>"$T/verify.err"
 	assert_eq "$L: verify exits 0 (every source message at the destination)" "$?" 0
+
+	# 8. Sieve scripts from Cyrus's timsieved (migrate_sieve)
+	local box=Work/Projects/2019 expected
+	[ "$1" = classic ] && box=INBOX.Work.Projects.2019
+	printf 'require ["fileinto"];\n# to %s\nif header :contains "subject" "2019" {\n  fileinto "%s";\n}\n' \
+		"$box" "$box" | cy sieveput filters active >"$T/cy.out" 2>&1 ||
+		die "uploading a script to Cyrus failed: $(tail -n 2 "$T/cy.out")"
+	printf 'require "fileinto";\nfileinto "%s";\n' "$box" | cy sieveput spare >"$T/cy.out" 2>&1 ||
+		die "uploading a script to Cyrus failed: $(tail -n 2 "$T/cy.out")"
+	assert_exit NAME="$L: run with migrate_sieve=yes exits 0" 0 sieve_run
+	assert_match "$L: Sieve: both scripts copied" 'sieve:filters +filters +copied.*sieve:spare +spare +copied' \
+		"$(tr '\n' ' ' <"$LAST_OUT")"
+	expected=$(printf 'require ["fileinto"];\n# to %s\nif header :contains "subject" "2019" {\n  fileinto "Work/Projects/2019";\n}' "$box")
+	assert_eq "$L: Sieve: the folder name mapped, the comment kept" "$expected" \
+		"$(cat "$(dst_home "$DU")/sieve/filters.sieve")"
+	assert_eq "$L: Sieve: Cyrus's active script is active" filters \
+		"$(dst_doveadm sieve list -u "$DU" | awk '$2 == "ACTIVE" { print $1 }')"
+	assert_exit NAME="$L: Sieve: a second run exits 0" 0 sieve_run
+	assert_match "$L: Sieve: nothing changed" 'sieve:filters +filters +unchanged' "$(cat "$LAST_OUT")"
 
 	cyrus_stop
 }

@@ -7,6 +7,7 @@ CYRUS_MASTER=/usr/lib/cyrus/bin/master
 CYRUS_BIN=${CYRUS_BIN:-/var/cache/dovecot-migrate-tests/cyrus/usr/lib/cyrus/bin}
 CYRUS_IMAPD=${CYRUS_IMAPD:-$CYRUS_BIN/imapd}
 CYRUS_POP3D=${CYRUS_POP3D:-$CYRUS_BIN/pop3d}
+CYRUS_TIMSIEVED=/usr/lib/cyrus/bin/timsieved
 
 # cyrus_check [pop3]: FAIL and end the test when Cyrus (with pop3d) is
 # missing
@@ -25,25 +26,42 @@ cyrus_check() {
 CY=
 CY_PORT=
 CY_POP3_PORT=
+CY_SIEVE_PORT=
 CY_PID=
 
-# cyrus_start classic|alt [--pop3]: a private Cyrus with its own config,
-# spool, sasldb (users cyrus = admin, alice) and port on 127.0.0.1; master
-# daemonizes and writes its pid. classic: "INBOX." prefix, '.' separator;
-# alt: Cyrus 3's default altnamespace (INBOX's children at the top level)
-# with '/' as the separator. --pop3: pop3d on CY_POP3_PORT too.
+# cyrus_start classic|alt [--pop3] [--sieve]: a private Cyrus with its own
+# config, spool, sasldb (users cyrus = admin, alice) and port on 127.0.0.1;
+# master daemonizes and writes its pid. classic: "INBOX." prefix, '.'
+# separator; alt: Cyrus 3's default altnamespace (INBOX's children at the
+# top level) with '/' as the separator. --pop3: pop3d on CY_POP3_PORT too;
+# --sieve: timsieved (Cyrus's ManageSieve, from cyrus-common) on
+# CY_SIEVE_PORT.
 cyrus_start() {
-	local u i alt=no pop3=
+	local u i alt=no pop3= sieve=
 	[ "$1" = alt ] && alt=yes
-	[ "${2:-}" = --pop3 ] && pop3=1
 	CY="$T/cyrus-$1"
+	shift
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--pop3) pop3=1 ;;
+		--sieve) sieve=1 ;;
+		esac
+		shift
+	done
 	CY_PORT=$(free_port)
 	CY_POP3_PORT=
+	CY_SIEVE_PORT=
 	if [ -n "$pop3" ]; then
 		CY_POP3_PORT=$(free_port)
 		while [ "$CY_POP3_PORT" = "$CY_PORT" ]; do CY_POP3_PORT=$(free_port); done
 	fi
-	mkdir -p "$CY/conf" "$CY/spool" "$CY/run"
+	if [ -n "$sieve" ]; then
+		CY_SIEVE_PORT=$(free_port)
+		while [ "$CY_SIEVE_PORT" = "$CY_PORT" ] || [ "$CY_SIEVE_PORT" = "$CY_POP3_PORT" ]; do
+			CY_SIEVE_PORT=$(free_port)
+		done
+	fi
+	mkdir -p "$CY/conf" "$CY/spool" "$CY/run" "$CY/sieve"
 	cat >"$CY/imapd.conf" <<EOF
 configdirectory: $CY/conf
 partition-default: $CY/spool
@@ -63,6 +81,8 @@ notifysocket: $CY/run/notify
 mboxname_lockpath: $CY/run/lock
 proc_path: $CY/run/proc
 syslog_prefix: dm-test-cyrus
+sievedir: $CY/sieve
+sieve_allowplaintext: yes
 EOF
 	{
 		cat <<EOF
@@ -74,6 +94,8 @@ SERVICES {
 EOF
 		[ -z "$pop3" ] ||
 			echo "  pop3 cmd=\"$CYRUS_POP3D -C $CY/imapd.conf\" listen=\"127.0.0.1:$CY_POP3_PORT\" prefork=0"
+		[ -z "$sieve" ] ||
+			echo "  sieve cmd=\"$CYRUS_TIMSIEVED -C $CY/imapd.conf\" listen=\"127.0.0.1:$CY_SIEVE_PORT\" prefork=0"
 		cat <<EOF
 }
 EVENTS {
@@ -95,7 +117,8 @@ EOF
 	case "$CY_PID" in '' | *[!0-9]*) return 1 ;; esac
 	track_pid "$CY_PID"
 	wait_port "$CY_PORT" 20 || return 1
-	[ -z "$pop3" ] || wait_port "$CY_POP3_PORT" 20
+	[ -z "$pop3" ] || wait_port "$CY_POP3_PORT" 20 || return 1
+	[ -z "$sieve" ] || wait_port "$CY_SIEVE_PORT" 20
 }
 
 # TERM lets master stop its children; the harness KILLs it as a last

@@ -506,6 +506,39 @@ conf_ssl_server() {
 	fi
 }
 
+# conf_sieve_storage [EXTENSIONS]: Pigeonhole's personal script storage of
+# every user: ~/sieve/<name>.sieve, the active one linked from
+# ~/.dovecot.sieve. EXTENSIONS (e.g. "+editheader") are enabled too.
+conf_sieve_storage() {
+	local ext
+	if dv24; then
+		cat <<'EOF'
+sieve_script personal {
+  driver = file
+  path = ~/sieve
+  active_path = ~/.dovecot.sieve
+}
+EOF
+		if [ -n "${1:-}" ]; then
+			echo "sieve_extensions {"
+			for ext in $1; do echo "  ${ext#+} = yes"; done
+			echo "}"
+		fi
+	else
+		conf_settings "sieve=file:~/sieve;active=~/.dovecot.sieve" \
+			${1:+"sieve_extensions=$1"}
+	fi
+}
+
+# conf_managesieve PORT: Pigeonhole's ManageSieve service (RFC 5804) on
+# 127.0.0.1:PORT beside IMAP, STARTTLS when the instance has ssl = yes
+conf_managesieve() {
+	echo "protocols = imap sieve"
+	echo "service managesieve-login {"
+	conf_listener sieve "$1"
+	echo "}"
+}
+
 # Settings shared by both instances. $1 = instance dir.
 common_conf() {
 	local dir=$1

@@ -12,6 +12,7 @@ SUDO=
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	dovecot-core dovecot-imapd dovecot-pop3d dovecot-dev dovecot-sqlite dovecot-pgsql
+	dovecot-sieve dovecot-managesieved
 	libpcre2-dev openssl python3 ca-certificates git procps iproute2 curl
 	redis-server postgresql sqlite3 isync man-db time strace
 	cyrus-common sasl2-bin mailutils-imap4d
