@@ -22,6 +22,7 @@
 #     cut on every try: exit 75 after migrate_reconnect_max
 #   - STARTTLS, the certificate verified with the CA
 #   - the plugin loads without libdovecot-sieve (dlopen at run time)
+#   - per-user userdb fields: migrate_sieve=no, migrate_sieve_port
 #   - -A: every user's scripts
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
@@ -298,5 +299,17 @@ assert_exit NAME="-A: exits 0" 0 dst_doveadm -f tab "${EXCLUDE[@]}" migrate run 
 assert_match "-A: bob's script" 'bob	sieve:filters	filters	copied' "$(cat "$LAST_OUT")"
 assert_eq "-A: bob's script is active" filters "$(dst_active bob)"
 assert_match "-A: alice unchanged" 'alice	sieve:main	main	unchanged' "$(cat "$LAST_OUT")"
+
+# per-user settings from the userdb: carol (alice at the source) without
+# Sieve, dave (alice too) with the second source's ManageSieve port
+dst_add_user carol userdb_migrate_source_user=alice userdb_migrate_sieve=no
+dst_add_user dave userdb_migrate_source_user=alice userdb_migrate_sieve_port="$SIEVE_B_PORT"
+assert_exit NAME="userdb migrate_sieve=no: exits 0" 0 dst_doveadm -f tab "${EXCLUDE[@]}" migrate run -u carol
+assert_eq "userdb migrate_sieve=no: no script rows" 0 "$(grep -c '^sieve' "$LAST_OUT")"
+check "userdb migrate_sieve=no: no scripts stored" test ! -e "$(dst_home carol)/sieve"
+assert_exit NAME="userdb migrate_sieve_port: the user's port (refused there): exit 77" 77 \
+	dst_doveadm "${EXCLUDE[@]}" migrate run -u dave
+assert_match "userdb migrate_sieve_port: the error names that port" \
+	"ManageSieve server 127.0.0.1:$SIEVE_B_PORT rejected the login" "$(cat "$LAST_ERR")"
 
 harness_done
