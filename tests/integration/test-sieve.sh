@@ -24,6 +24,8 @@
 #   - the plugin loads without libdovecot-sieve (dlopen at run time)
 #   - per-user userdb fields: migrate_sieve=no, migrate_sieve_port
 #   - -A: every user's scripts
+#   - a hostile ManageSieve server (huge literal, endless listing, not
+#     ManageSieve, no greeting, a NUL byte): clear errors, exit 76/75
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
 
@@ -311,5 +313,52 @@ assert_exit NAME="userdb migrate_sieve_port: the user's port (refused there): ex
 	dst_doveadm "${EXCLUDE[@]}" migrate run -u dave
 assert_match "userdb migrate_sieve_port: the error names that port" \
 	"ManageSieve server 127.0.0.1:$SIEVE_B_PORT rejected the login" "$(cat "$LAST_ERR")"
+
+# ---------------------------------------------------------------- hostile
+
+# a ManageSieve server that misbehaves (tests/lib/hostile-managesieved.py),
+# for erin (alice at the source): the mail is migrated, the Sieve pass
+# fails with one clear error, nothing crashes
+HOSTILE_MS="$HARNESS_LIB/hostile-managesieved.py"
+dst_add_user erin userdb_migrate_source_user=alice
+# hostile CASE: start the server, HPORT = its port
+hostile() {
+	rm -f "$T/hms-$1.port"
+	python3 "$HOSTILE_MS" --case "$1" --port-file "$T/hms-$1.port" --max-seconds 120 \
+		>"$T/hms-$1.out" 2>&1 &
+	HPID=$!
+	track_pid "$HPID"
+	for _ in $(seq 1 50); do [ -s "$T/hms-$1.port" ] && break; sleep 0.1; done
+	HPORT=$(cat "$T/hms-$1.port")
+}
+hostile huge-literal
+assert_exit NAME="hostile: a 999999999-byte literal: exit 76" 76 dst_doveadm "${EXCLUDE[@]}" \
+	-o plugin/migrate_sieve_port="$HPORT" migrate run -u erin
+assert_match "hostile: the error says how big" 'literal of 999999999 bytes' "$(grep Error "$LAST_ERR")"
+stop_pid "$HPID"
+hostile endless-list
+assert_exit NAME="hostile: a listing without end: exit 76" 76 dst_doveadm "${EXCLUDE[@]}" \
+	-o plugin/migrate_sieve_port="$HPORT" migrate run -u erin
+assert_match "hostile: too many lines" 'too many lines' "$(grep Error "$LAST_ERR")"
+stop_pid "$HPID"
+hostile bad-greeting
+assert_exit NAME="hostile: not ManageSieve: exit 76" 76 dst_doveadm "${EXCLUDE[@]}" \
+	-o plugin/migrate_sieve_port="$HPORT" migrate run -u erin
+stop_pid "$HPID"
+hostile hang
+assert_exit NAME="hostile: no greeting: exit 75 after the reconnects" 75 dst_doveadm "${EXCLUDE[@]}" \
+	-o plugin/migrate_source_greeting_timeout=2s -o plugin/migrate_source_timeout=2s \
+	-o plugin/migrate_sieve_port="$HPORT" \
+	migrate run -u erin
+assert_match "hostile: no greeting: one error naming ManageSieve" 'Sieve scripts: .*ManageSieve' \
+	"$(grep Error "$LAST_ERR" | tail -1)"
+stop_pid "$HPID"
+hostile nul-literal
+run_capture dst_doveadm "${EXCLUDE[@]}" -o plugin/migrate_sieve_port="$HPORT" migrate run -u erin
+printf 'require "fileinto";\r\n# \0 nul\r\nfileinto "A";\r\n' >"$T/nul.expected"
+check "hostile: a script with a NUL byte arrives byte for byte (rewritten)" \
+	cmp "$T/nul.expected" "$(dst_home erin)/sieve/s.sieve"
+assert_match "hostile: the mail of erin is there" 'Lists/dovecot' "$(dst_doveadm mailbox list -u erin)"
+stop_pid "$HPID"
 
 harness_done
