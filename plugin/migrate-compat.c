@@ -16,7 +16,10 @@
 #include "connection.h"
 #include "stats-client.h"
 #include "master-service-private.h"
+#include "quota.h"
 #include "migrate-compat.h"
+
+#include <dlfcn.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -505,4 +508,31 @@ void migrate_compat_stats_client_after_fork(void)
 	   epoll set too */
 	conn->io = NULL;
 	stats_client_deinit(&master_service->stats_client);
+}
+
+int migrate_compat_quota_storage(struct quota_root *root,
+				 struct mail_user *user, int *result_r,
+				 uint64_t *value_r, uint64_t *limit_r,
+				 const char **error_r)
+{
+	__typeof__(quota_get_resource) *get_resource;
+#if DOVECOT_PREREQ(2, 4, 0)
+	struct mailbox *box;
+#endif
+
+	get_resource = dlsym(RTLD_DEFAULT, "quota_get_resource");
+	if (get_resource == NULL)
+		return -1;
+#if DOVECOT_PREREQ(2, 4, 0)
+	box = mailbox_alloc(mail_namespace_find_inbox(user->namespaces)->list,
+			    "INBOX", 0);
+	*result_r = get_resource(root, box, QUOTA_NAME_STORAGE_BYTES,
+				 value_r, limit_r, error_r);
+	mailbox_free(&box);
+#else
+	(void)user;
+	*result_r = get_resource(root, "INBOX", QUOTA_NAME_STORAGE_BYTES,
+				 value_r, limit_r, error_r);
+#endif
+	return 0;
 }

@@ -145,6 +145,18 @@ struct ostream *
 migrate_compat_ostream_deflate(struct ostream *output, int level,
 			       struct event *event);
 
+/* quota_get_resource(root, INBOX, storage bytes), the quota plugin's
+   function looked up at run time (this plugin doesn't link the quota
+   plugin): 2.3 names the mailbox, 2.4 takes an opened one, whose rules
+   (e.g. an ignored Trash) decide the limit. -1 when the quota plugin has
+   no such function; 0 with *result_r (an enum quota_get_result) set
+   otherwise. */
+struct quota_root;
+int migrate_compat_quota_storage(struct quota_root *root,
+				 struct mail_user *user, int *result_r,
+				 uint64_t *value_r, uint64_t *limit_r,
+				 const char **error_r);
+
 /* In a forked worker: let go of the stats-writer connection inherited
    from the parent without writing to it. Two processes writing one
    stream make the stats service drop it ("Duplicate event ID") and the

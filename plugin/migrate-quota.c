@@ -5,6 +5,7 @@
 #include "mail-namespace.h"
 #include "mail-user.h"
 #include "quota.h"
+#include "migrate-compat.h"
 #include "migrate-quota.h"
 
 #include <dlfcn.h>
@@ -17,7 +18,6 @@ struct migrate_quota_api {
 	__typeof__(quota_root_iter_next) *iter_next;
 	__typeof__(quota_root_iter_deinit) *iter_deinit;
 	__typeof__(quota_root_get_name) *get_name;
-	__typeof__(quota_get_resource) *get_resource;
 };
 
 static bool migrate_quota_api_find(struct migrate_quota_api *api)
@@ -26,10 +26,8 @@ static bool migrate_quota_api_find(struct migrate_quota_api *api)
 	api->iter_next = dlsym(RTLD_DEFAULT, "quota_root_iter_next");
 	api->iter_deinit = dlsym(RTLD_DEFAULT, "quota_root_iter_deinit");
 	api->get_name = dlsym(RTLD_DEFAULT, "quota_root_get_name");
-	api->get_resource = dlsym(RTLD_DEFAULT, "quota_get_resource");
 	return api->iter_init_user != NULL && api->iter_next != NULL &&
-		api->iter_deinit != NULL && api->get_name != NULL &&
-		api->get_resource != NULL;
+		api->iter_deinit != NULL && api->get_name != NULL;
 }
 
 int migrate_quota_get(struct mail_user *user, struct migrate_quota *quota_r,
@@ -38,32 +36,19 @@ int migrate_quota_get(struct mail_user *user, struct migrate_quota *quota_r,
 	struct migrate_quota_api api;
 	struct quota_root_iter *iter;
 	struct quota_root *root;
-	enum quota_get_result qret;
+	int qret;
 	uint64_t value, limit;
 	const char *error;
 	int ret = 0;
 
-#if DOVECOT_PREREQ(2, 4, 0)
-	struct mailbox *box;
-#endif
-
 	i_zero(quota_r);
 	if (!migrate_quota_api_find(&api))
 		return 0;
-#if DOVECOT_PREREQ(2, 4, 0)
-	/* the rules of INBOX (e.g. "Trash" ignored) decide the limit */
-	box = mailbox_alloc(mail_namespace_find_inbox(user->namespaces)->list,
-			    "INBOX", 0);
-#endif
 	iter = api.iter_init_user(user);
 	while ((root = api.iter_next(iter)) != NULL) {
-#if DOVECOT_PREREQ(2, 4, 0)
-		qret = api.get_resource(root, box, QUOTA_NAME_STORAGE_BYTES,
-					&value, &limit, &error);
-#else
-		qret = api.get_resource(root, "INBOX", QUOTA_NAME_STORAGE_BYTES,
-					&value, &limit, &error);
-#endif
+		if (migrate_compat_quota_storage(root, user, &qret, &value,
+						 &limit, &error) < 0)
+			break;
 		if (qret == QUOTA_GET_RESULT_UNLIMITED ||
 		    qret == QUOTA_GET_RESULT_UNKNOWN_RESOURCE)
 			continue;
@@ -82,9 +67,6 @@ int migrate_quota_get(struct mail_user *user, struct migrate_quota *quota_r,
 		}
 	}
 	api.iter_deinit(&iter);
-#if DOVECOT_PREREQ(2, 4, 0)
-	mailbox_free(&box);
-#endif
 	return ret;
 }
 

@@ -360,5 +360,23 @@ check "hostile: a script with a NUL byte arrives byte for byte (rewritten)" \
 	cmp "$T/nul.expected" "$(dst_home erin)/sieve/s.sieve"
 assert_match "hostile: the mail of erin is there" 'Lists/dovecot' "$(dst_doveadm mailbox list -u erin)"
 stop_pid "$HPID"
+# names the destination refuses are renamed like folder names: '/' becomes
+# '_', an overlong name is cut; the active one stays active
+dst_add_user fiona userdb_migrate_source_user=alice
+hostile unsafe-names
+assert_exit NAME="unsafe names: run exits 0" 0 dst_doveadm "${EXCLUDE[@]}" \
+	-o plugin/migrate_sieve_port="$HPORT" migrate run -u fiona
+check "unsafe names: a/b is stored as a_b" [ -f "$(dst_home fiona)/sieve/a_b.sieve" ]
+check "unsafe names: ok keeps its name" [ -f "$(dst_home fiona)/sieve/ok.sieve" ]
+check "unsafe names: nothing was written outside the sieve directory" \
+	[ ! -e "$(dst_home fiona)/sieve/a" ]
+long=$(find "$(dst_home fiona)/sieve" -maxdepth 1 -name 'LLL*.sieve' | head -n 1)
+long_len=$(basename "${long:-x}" .sieve | wc -c)
+check "unsafe names: the 300-character name is cut, not dropped ($long_len)" \
+	[ -n "$long" -a "$long_len" -lt 300 ]
+assert_eq "unsafe names: the renamed active script is active" "$(dst_active fiona)" a_b
+assert_match "unsafe names: the report says renamed" 'renamed' \
+	"$(dst_doveadm migrate report -u fiona 2>&1)"
+stop_pid "$HPID"
 
 harness_done

@@ -8,6 +8,8 @@ and accepts any AUTHENTICATE like a real one, then plays one fault:
   bad-greeting   an HTTP status line instead of capabilities
   nul-literal    GETSCRIPT answers a literal holding a NUL byte and a
                  CR LF, which the client must keep byte for byte
+  unsafe-names   script names the destination refuses ("a/b", the
+                 active one, and one of 300 characters) beside "ok"
 
   hostile-managesieved.py --case NAME --port-file F [--max-seconds S]
 """
@@ -24,6 +26,8 @@ from serve_util import serve_until  # noqa: E402
 GREETING = (b'"IMPLEMENTATION" "hostile"\r\n"SIEVE" "fileinto"\r\n'
             b'"SASL" "PLAIN"\r\n"VERSION" "1.0"\r\nOK "ready"\r\n')
 NUL_SCRIPT = b'require "fileinto";\r\n# \x00 nul\r\nfileinto "INBOX.A";\r\n'
+PLAIN_SCRIPT = b'require "fileinto";\r\nfileinto "INBOX.A";\r\n'
+LONG_NAME = b"L" * 300
 
 
 class Handler(socketserver.StreamRequestHandler):
@@ -53,14 +57,18 @@ class Handler(socketserver.StreamRequestHandler):
                             n += 1
                     except OSError:
                         return
+                if case == "unsafe-names":
+                    self.send(b'"a/b" ACTIVE\r\n"ok"\r\n"' + LONG_NAME +
+                              b'"\r\nOK\r\n')
+                    continue
                 self.send(b'"s" ACTIVE\r\nOK\r\n')
             elif cmd == b"GETSCRIPT":
                 if case == "huge-literal":
                     self.send(b"{999999999}\r\n")
                     time.sleep(30)
                     return
-                self.send(b"{%d}\r\n" % len(NUL_SCRIPT) + NUL_SCRIPT +
-                          b"\r\nOK\r\n")
+                body = PLAIN_SCRIPT if case == "unsafe-names" else NUL_SCRIPT
+                self.send(b"{%d}\r\n" % len(body) + body + b"\r\nOK\r\n")
             elif cmd == b"LOGOUT":
                 self.send(b'OK "bye"\r\n')
                 return
@@ -77,7 +85,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--case", required=True,
                    choices=["huge-literal", "endless-list", "hang",
-                            "bad-greeting", "nul-literal"])
+                            "bad-greeting", "nul-literal", "unsafe-names"])
     p.add_argument("--port-file", required=True)
     p.add_argument("--max-seconds", type=float, default=170)
     args = p.parse_args()
