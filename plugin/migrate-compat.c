@@ -10,6 +10,7 @@
 #include "dict.h"
 #include "settings-parser.h"
 #include "mail-user.h"
+#include "mail-storage.h"
 #include "mail-namespace.h"
 #include "mail-storage-settings.h"
 #include "mail-storage-service.h"

@@ -17,8 +17,9 @@
 #include "migrate-sieve-compat.h"
 #include "migrate-sieve.h"
 
-/* Pigeonhole's limit on a script name */
-#define MIGRATE_SIEVE_NAME_MAX 255
+/* Longer names are cut: Pigeonhole accepts 256 characters, but its file
+   storage adds ".sieve" and a file system takes 255 bytes a name */
+#define MIGRATE_SIEVE_NAME_MAX 200
 /* reconnect backoff for a lost ManageSieve connection */
 #define MIGRATE_SIEVE_BACKOFF_MSECS 1000
 
@@ -157,7 +158,8 @@ migrate_sieve_dest_name(struct migrate_sieve_pass *pass, const char *name,
 
 	*reason_r = NULL;
 	if (pass->store == NULL ||
-	    migrate_sieve_store_name_is_valid(pass->store, name))
+	    (strlen(name) <= MIGRATE_SIEVE_NAME_MAX &&
+	     migrate_sieve_store_name_is_valid(pass->store, name)))
 		return name;
 	str = t_str_new(strlen(name) + 1);
 	if (!uni_utf8_get_valid_data((const unsigned char *)name,
