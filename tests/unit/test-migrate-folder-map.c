@@ -613,6 +613,35 @@ static void test_folder_map_rules(void)
 		"^dots$ -> a.b\n"
 		"^Archive/(.*)$ -> $1\n"
 		"^Old Inbox$ -> INBOX";
+	static const struct map_test tests[] = {
+		{ "INBOX.Clients.ProjectA", '.', "INBOX.", 0, 0,
+		  "Customers/ProjectA", FALSE, "rules.conf:3" },
+		/* first match wins: line 3 before the [SKIP] on line 4 */
+		{ "Clients/Secret", '/', "", 0, 0,
+		  "Customers/Secret", FALSE, "rules.conf:3" },
+		/* [SKIP], case-insensitive */
+		{ "Old", '/', "", 0, 0, NULL, TRUE, "skipped by" },
+		{ "Old/2001", '/', "", 0, 0, NULL, TRUE, "rules.conf:5" },
+		{ "Older", '/', "", 0, 0, "Older", FALSE, NULL },
+		/* named and numbered groups */
+		{ "2019-Taxes", '/', "", 0, 0,
+		  "Years/2019/Taxes", FALSE, "rules.conf:6" },
+		/* not anchored: the matched part is replaced, the rest kept */
+		{ "My Sent Items/x", '/', "", 0, 0,
+		  "My Sent Stuff/x", FALSE, "rules.conf:7" },
+		/* a rule wins over automap */
+		{ "Sent Items", '/', "", MIGRATE_SPECIAL_USE_SENT, 0,
+		  "Sent Stuff", FALSE, "rules.conf:7" },
+		{ "Price$", '/', "", 0, 0, "Cost $1", FALSE, "rules.conf:8" },
+		/* rule output is sanitized too */
+		{ "evil", '/', "", 0, 0, "_../x/_y/_/_", FALSE, "sanitized: " },
+		{ "Archive/Reports", '/', "", 0, 0,
+		  "Reports", FALSE, "rules.conf:11" },
+		{ "Old Inbox", '/', "", 0, 0, "INBOX", FALSE, "rules.conf:12" },
+		/* rules see the decoded name */
+		{ "Clients.Caf&AOk-", '.', "", 0, 0,
+		  "Customers/Caf\xc3\xa9", FALSE, "rules.conf:3" },
+	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
 	struct migrate_folder_dest dest;
@@ -625,49 +654,18 @@ static void test_folder_map_rules(void)
 	set.automap = TRUE;
 	set.rules_path = path;
 	map = test_map_init(&set);
-
-	test_lookup(map, "INBOX.Clients.ProjectA", '.', "INBOX.", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Customers/ProjectA");
+	test_map_cases(map, tests, N_ELEMENTS(tests));
+	/* the reason names the file and line exactly */
+	test_lookup(map, "Clients/ProjectA", '/', "", 0, 0, &dest);
 	test_assert_strcmp(dest.reason, t_strdup_printf(
 		"renamed by migrate_folder_map rule %s:3", path));
-	/* first match wins: line 3 before the [SKIP] on line 4 */
-	test_lookup(map, "Clients/Secret", '/', "", 0, 0, &dest);
-	test_assert(!dest.skip);
-	test_assert_strcmp(dest.vname, "Customers/Secret");
-	/* [SKIP], case-insensitive */
 	test_lookup(map, "Old", '/', "", 0, 0, &dest);
-	test_assert(dest.skip && dest.vname == NULL);
 	test_assert_strcmp(dest.reason, t_strdup_printf(
 		"skipped by migrate_folder_map rule %s:5", path));
-	test_lookup(map, "Old/2001", '/', "", 0, 0, &dest);
-	test_assert(dest.skip);
-	test_lookup(map, "Older", '/', "", 0, 0, &dest);
-	test_assert(!dest.skip);
-	/* named and numbered groups */
-	test_lookup(map, "2019-Taxes", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Years/2019/Taxes");
-	/* not anchored: the matched part is replaced, the rest kept */
-	test_lookup(map, "My Sent Items/x", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "My Sent Stuff/x");
-	/* a rule wins over automap */
+	/* a rule wins over automap, the special use stays */
 	test_lookup(map, "Sent Items", '/', "", MIGRATE_SPECIAL_USE_SENT, 0,
 		    &dest);
-	test_assert_strcmp(dest.vname, "Sent Stuff");
 	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_SENT);
-	test_lookup(map, "Price$", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Cost $1");
-	/* rule output is sanitized too */
-	test_lookup(map, "evil", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "_../x/_y/_/_");
-	test_assert(strstr(dest.reason, "renamed by") != NULL &&
-		    strstr(dest.reason, "sanitized: ") != NULL);
-	test_lookup(map, "Archive/Reports", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Reports");
-	test_lookup(map, "Old Inbox", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "INBOX");
-	/* rules see the decoded name */
-	test_lookup(map, "Clients.Caf&AOk-", '.', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Customers/Caf\xc3\xa9");
 	migrate_folder_map_deinit(&map);
 
 	/* '/' from the rule is converted to the destination separator,
