@@ -6,6 +6,12 @@
 #include "mail-user.h"
 #include "migrate-sieve-compat.h"
 
+/* set by plugin/Makefile.am to the library's installed path; a build
+   outside it (the fuzz target) finds it through the loader's path */
+#ifndef MIGRATE_SIEVE_LIB
+#  define MIGRATE_SIEVE_LIB "libdovecot-sieve.so.0"
+#endif
+
 #ifdef MIGRATE_HAVE_SIEVE
 #include "sieve.h"
 #include "sieve-error.h"
