@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sanitizer CI leg (issue 19): the plugin built with ASan + UBSan in a
 # copy of the tree under /tmp (the normal build is never touched), the
-# hostile, fault and TLS integration tests run against that build with
+# hostile, fault, TLS, POP3 and Sieve integration tests run against that build with
 # libasan preloaded into every doveadm (doveadm itself isn't instrumented;
 # DOVECOT_PRESERVE_ENVS carries the environment through doveconf's
 # re-exec), each sanitizer writing its reports to files that are scanned
@@ -11,7 +11,9 @@
 # anything failed.
 #
 # Environment:
-#   SAN_TESTS="faults tls-auth hostile"  run-all.sh patterns to run
+#   SAN_TESTS="faults tls-auth hostile pop3 sieve"  run-all.sh patterns
+#                      to run (pop3 and sieve hold the hostile POP3 and
+#                      ManageSieve servers)
 #   FUZZ_SECONDS=300   the fuzzer's time bound (0: only the regressions)
 #   FUZZ_SEED=1 FUZZ_RUNS=150000
 #                      a fixed seed and count: CI runs the same inputs every
@@ -22,7 +24,7 @@ set -u
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/tests/lib/common.sh"
-SAN_TESTS=${SAN_TESTS:-faults tls-auth hostile}
+SAN_TESTS=${SAN_TESTS:-faults tls-auth hostile pop3 sieve}
 FUZZ_SECONDS=${FUZZ_SECONDS:-300}
 FUZZ_SEED=${FUZZ_SEED:-1}
 FUZZ_RUNS=${FUZZ_RUNS:-150000}
