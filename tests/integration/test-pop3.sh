@@ -360,6 +360,20 @@ assert_match "userdb: every UIDL stored while saving" \
 pop3_uidls "$DST_POP3_PORT" udb "$(dst_password udb)" >"$T/dst-udb.uidl"
 check "userdb: the destination's POP3 shows the source's UIDLs in order" \
 	cmp -s "$T/src2.uidl" "$T/dst-udb.uidl"
+# several users through doveadm's user iteration (-F, what -A does with
+# every user): each one's UIDLs from its own userdb fields
+for u in udb2 udb3; do
+	dst_add_user "$u" userdb_migrate_source_user=alice userdb_migrate_pop3_uidls=yes \
+		userdb_migrate_pop3_port="$SRC_POP3_PORT"
+done
+printf 'udb2\nudb3\n' >"$T/users"
+assert_exit NAME="-F with two userdb users: exit 0" 0 \
+	dst_doveadm -o plugin/migrate_automap=no migrate run -F "$T/users"
+for u in udb2 udb3; do
+	pop3_uidls "$DST_POP3_PORT" "$u" "$(dst_password "$u")" >"$T/dst-$u.uidl"
+	check "-F: $u's POP3 shows the source's UIDLs in order" \
+		cmp -s "$T/src2.uidl" "$T/dst-$u.uidl"
+done
 
 # ------------------------------------------------------------ Cyrus
 # Another implementation: Cyrus's pop3d (UIDL "uidvalidity.uid") beside
