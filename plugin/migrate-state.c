@@ -531,25 +531,27 @@ int migrate_state_folder_set(struct migrate_state *state,
 	return migrate_state_commit(state, &trans, error_r);
 }
 
-#define MIGRATE_POP3_ITEMS_KEY MIGRATE_DICT_PREFIX"pop3/items"
-
-int migrate_state_pop3_items_get(struct migrate_state *state, pool_t pool,
-				 ARRAY_TYPE(migrate_item) *items,
-				 const char **error_r)
+/* An item log of its own key (not a folder's): POP3's and Sieve's.
+   A corrupted one reads as empty: the next pass writes it anew. */
+static int
+migrate_state_key_items_get(struct migrate_state *state, const char *key,
+			    pool_t pool, ARRAY_TYPE(migrate_item) *items,
+			    const char **error_r)
 {
 	const char *value;
 	int ret;
 
-	ret = migrate_state_lookup(state, pool_datastack_create(),
-				   MIGRATE_POP3_ITEMS_KEY, &value, error_r);
+	ret = migrate_state_lookup(state, pool_datastack_create(), key,
+				   &value, error_r);
 	if (ret > 0 && migrate_items_decode(value, pool, items) < 0)
 		array_clear(items);
 	return ret;
 }
 
-int migrate_state_pop3_items_set(struct migrate_state *state,
-				 const ARRAY_TYPE(migrate_item) *items,
-				 const char **error_r)
+static int
+migrate_state_key_items_set(struct migrate_state *state, const char *key,
+			    const ARRAY_TYPE(migrate_item) *items,
+			    const char **error_r)
 {
 	struct dict_transaction_context *trans;
 	string_t *str = t_str_new(256);
@@ -557,10 +559,28 @@ int migrate_state_pop3_items_set(struct migrate_state *state,
 	migrate_items_encode(items, str);
 	trans = dict_transaction_begin(state->dict, state->op_set);
 	if (str_len(str) > 0)
-		dict_set(trans, MIGRATE_POP3_ITEMS_KEY, str_c(str));
+		dict_set(trans, key, str_c(str));
 	else
-		dict_unset(trans, MIGRATE_POP3_ITEMS_KEY);
+		dict_unset(trans, key);
 	return migrate_state_commit(state, &trans, error_r);
+}
+
+#define MIGRATE_POP3_ITEMS_KEY MIGRATE_DICT_PREFIX"pop3/items"
+
+int migrate_state_pop3_items_get(struct migrate_state *state, pool_t pool,
+				 ARRAY_TYPE(migrate_item) *items,
+				 const char **error_r)
+{
+	return migrate_state_key_items_get(state, MIGRATE_POP3_ITEMS_KEY,
+					   pool, items, error_r);
+}
+
+int migrate_state_pop3_items_set(struct migrate_state *state,
+				 const ARRAY_TYPE(migrate_item) *items,
+				 const char **error_r)
+{
+	return migrate_state_key_items_set(state, MIGRATE_POP3_ITEMS_KEY,
+					   items, error_r);
 }
 
 int migrate_state_folders_get(struct migrate_state *state, pool_t pool,
@@ -741,32 +761,17 @@ int migrate_state_sieve_get(struct migrate_state *state, pool_t pool,
 			    ARRAY_TYPE(migrate_item) *items,
 			    const char **error_r)
 {
-	const char *value;
-	int ret;
-
 	p_array_init(items, pool, 4);
-	ret = migrate_state_lookup(state, pool_datastack_create(),
-				   MIGRATE_DICT_PREFIX"sieve", &value, error_r);
-	if (ret <= 0)
-		return ret;
-	if (migrate_items_decode(value, pool, items) < 0) {
-		*error_r = "Corrupted Sieve item log in the state";
-		return -1;
-	}
-	return 1;
+	return migrate_state_key_items_get(state, MIGRATE_DICT_PREFIX"sieve",
+					   pool, items, error_r);
 }
 
 int migrate_state_sieve_set(struct migrate_state *state,
 			    const ARRAY_TYPE(migrate_item) *items,
 			    const char **error_r)
 {
-	struct dict_transaction_context *trans;
-	string_t *str = t_str_new(256);
-
-	migrate_items_encode(items, str);
-	trans = dict_transaction_begin(state->dict, state->op_set);
-	dict_set(trans, MIGRATE_DICT_PREFIX"sieve", str_c(str));
-	return migrate_state_commit(state, &trans, error_r);
+	return migrate_state_key_items_set(state, MIGRATE_DICT_PREFIX"sieve",
+					   items, error_r);
 }
 
 int migrate_state_sieve_sources_get(struct migrate_state *state, pool_t pool,
