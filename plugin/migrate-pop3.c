@@ -725,7 +725,7 @@ migrate_pop3_find_dest(struct migrate_pop3 *pop3,
    a round trip a message */
 static int migrate_pop3_fetch_hashes(struct migrate_pop3 *pop3)
 {
-	ARRAY(unsigned int) todo;
+	ARRAY(unsigned int) need_top;
 	struct migrate_pop3_msg *msg;
 	const struct migrate_pop3_msg *cmsg;
 	const unsigned int *idx;
@@ -734,14 +734,14 @@ static int migrate_pop3_fetch_hashes(struct migrate_pop3 *pop3)
 	const char *error;
 	int ret = 0;
 
-	i_array_init(&todo, 64);
+	i_array_init(&need_top, 64);
 	array_foreach(&pop3->msgs, cmsg) {
 		if (cmsg->dest_uid == 0 && !cmsg->have_hash) {
 			unsigned int i = array_foreach_idx(&pop3->msgs, cmsg);
-			array_push_back(&todo, &i);
+			array_push_back(&need_top, &i);
 		}
 	}
-	idx = array_get(&todo, &count);
+	idx = array_get(&need_top, &count);
 	depth = pop3->pipelining ? MIGRATE_POP3_PIPELINE_DEPTH : 1;
 	while (done < count && ret == 0) T_BEGIN {
 		for (; sent < count && sent - done < depth && ret == 0; sent++) {
@@ -759,7 +759,7 @@ static int migrate_pop3_fetch_hashes(struct migrate_pop3 *pop3)
 			ret = migrate_pop3_top_read(pop3, msg);
 		}
 	} T_END;
-	array_free(&todo);
+	array_free(&need_top);
 	return ret;
 }
 
