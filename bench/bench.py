@@ -207,6 +207,7 @@ class Bench:
     def __init__(self, args):
         self.a = args
         self.dovecot_base_dirs = []
+        self.wrapper_secs = 0.0
         self.procs = []
         self.T = None
         pw = pwd.getpwnam(MAIL_USER)
@@ -381,6 +382,9 @@ namespace inbox {{
                 f.write(conf_head() + "!include %s\nimapc_ssl = no\nimapc_password = %s\n" % (c, SRC_PASSWORD))
             os.chmod(c2, 0o600)
             self.dsync_conf[fmt] = c2
+        # --served-config: the running destination serves one config that
+        # both Dovecot tools read, so it holds dsync's imapc settings too
+        self.served_fmt = "maildir" if self.a.served_config else None
 
     def start_dovecot(self, conf, d, port):
         self.run(["doveconf", "-c", conf, "-n"])
@@ -396,6 +400,40 @@ namespace inbox {{
         if not wait_port(port, 20):
             raise RuntimeError("dovecot (%s) does not listen on %d; log:\n%s"
                                % (conf, port, tail(os.path.join(d, "dovecot.log"), 20)))
+
+    def calibrate_wrappers(self):
+        """median start-up cost of the measuring wrappers (timeout and
+        /usr/bin/time around `true`), taken off every measured wall time"""
+        tfile = os.path.join(self.T, "calibrate.time")
+        ts = []
+        for _ in range(21):
+            t0 = time.monotonic()
+            subprocess.run(["timeout", "-k", "10", "60", "/usr/bin/time", "-f", TIME_FMT,
+                            "-o", tfile, "true"], stdin=subprocess.DEVNULL, timeout=60)
+            ts.append(time.monotonic() - t0)
+        ts.sort()
+        return ts[len(ts) // 2]
+
+    def serve_config(self):
+        """doveadm without -c first asks the config socket at Dovecot's
+        compiled-in /run/dovecot/config (as it does on a mail server) and
+        only without one executes doveconf; show it the destination's, in
+        the private mount namespace run-bench.sh made (DM_BENCH_NS)."""
+        if os.environ.get("DM_BENCH_NS") != "1":
+            raise RuntimeError("--served-config needs run-bench.sh's private mount namespace")
+        conf = self.dsync_conf[self.served_fmt]
+        os.makedirs("/run/dovecot", exist_ok=True)
+        for src, dst in ((os.path.join(self.dst_dir, "run"), "/run/dovecot"),
+                         (conf, "/etc/dovecot/dovecot.conf")):
+            self.run(["mount", "--bind", src, dst])
+        p = self.run(["doveconf", "-h", "base_dir"])
+        served = p.stdout.decode().strip()
+        if served != os.path.join(self.dst_dir, "run"):
+            raise RuntimeError("the served config is not the destination's: base_dir=%r" % served)
+
+    def conf_args(self, conf, fmt):
+        """-c CONF, or nothing where the running destination serves it"""
+        return [] if fmt == self.served_fmt else ["-c", conf]
 
     def src_master_pid(self):
         with open(os.path.join(self.src_dir, "run", "master.pid")) as f:
@@ -569,14 +607,14 @@ Expunge None
     def tool_cmd(self, tool, fmt, user):
         if tool in ("migrate", "migrate-1"):
             serial = ["-o", setting_opt("migrate_parallel_folders") + "=1"] if tool == "migrate-1" else []
-            return ["doveadm", "-c", self.dst_conf[fmt],
+            return ["doveadm"] + self.conf_args(self.dst_conf[fmt], fmt) + [
                     "-o", "mail_plugin_dir=" + self.plugin_dir,
                     "-o", "mail_plugins=doveadm_migrate",
                     "-o", setting_opt("migrate_source_port") + "=%d" % self.port] + serial + \
                 [x for kv in self.a.migrate_set for x in ("-o", setting_opt(kv))] + [
                     "migrate", "run", "-u", user]
         if tool in ("dsync", "dsync-pf100"):
-            cmd = ["doveadm", "-c", self.dsync_conf[fmt],
+            cmd = ["doveadm"] + self.conf_args(self.dsync_conf[fmt], fmt) + [
                    "-o", "imapc_host=127.0.0.1",
                    "-o", "imapc_port=%d" % self.port,
                    "-o", "imapc_user=" + user]
@@ -653,13 +691,16 @@ Expunge None
                                timeout=self.a.timeout + 60)
         wall_py = time.monotonic() - t0
         src1 = self.src_children_cpu()
-        r = {"rc": p.returncode, "wall": round(wall_py, 3), "src_cpu": round(src1 - src0, 2),
-             "cmd": " ".join(cmd), "out": out}
+        # wall: this clock (1 ms), less what timeout and time themselves
+        # take to start (calibrated on `true`); /usr/bin/time's own %e has
+        # 10 ms steps, too coarse for a 0.09 s pass, and is kept beside it
+        r = {"rc": p.returncode, "wall": round(max(wall_py - self.wrapper_secs, 0.001), 3),
+             "src_cpu": round(src1 - src0, 2), "cmd": " ".join(cmd), "out": out}
         try:
             with open(tfile) as f:
                 last = [l for l in f.read().splitlines() if re.match(r"^[\d.]+ \d+ [\d.]+ [\d.]+$", l)]
             e, m, u, s = last[-1].split()
-            r.update({"wall": float(e), "rss_kb": int(m), "cpu_user": float(u),
+            r.update({"wall_time": float(e), "rss_kb": int(m), "cpu_user": float(u),
                       "cpu_sys": float(s), "cpu": round(float(u) + float(s), 2)})
         except (OSError, IndexError, ValueError):
             r.update({"rss_kb": None, "cpu_user": None, "cpu_sys": None, "cpu": None})
@@ -798,7 +839,11 @@ Expunge None
         self.setup_source()
         self.setup_dest()
         self.start_dovecot(self.src_conf, self.src_dir, self.src_port)
-        self.start_dovecot(self.dst_conf[a.formats[0]], self.dst_dir, self.dst_port)
+        if self.served_fmt:
+            self.start_dovecot(self.dsync_conf[self.served_fmt], self.dst_dir, self.dst_port)
+            self.serve_config()
+        else:
+            self.start_dovecot(self.dst_conf[a.formats[0]], self.dst_dir, self.dst_port)
         log("source dovecot on 127.0.0.1:%d, destination (auth) on :%d"
             % (self.src_port, self.dst_port))
         self.build_corpora()
@@ -818,6 +863,7 @@ Expunge None
             tools = self.tools
             t_rtt = time.time()
             self.load_start = loadavg()
+            self.wrapper_secs = self.calibrate_wrappers()
             for user, spec in self.scenarios.items():
                 reps = spec["reps"]
                 for rep in range(reps):
@@ -873,6 +919,8 @@ Expunge None
             "quick": a.quick,
             "formats": a.formats, "tools": self.tools,
             "mail_fsync": a.mail_fsync,
+            "served_config": a.served_config,
+            "wrapper_ms": round(self.wrapper_secs * 1000, 2),
             "imapc_features": "2.4 defaults (all on)" if DV24 else IMAPC_FEATURES,
             "command": a.command_line,
             "seconds": round(seconds, 1),
@@ -1074,6 +1122,11 @@ def main():
     p.add_argument("--migrate-set", action="append", default=[], metavar="NAME=VALUE",
                    help="a migrate_* setting for every migrate run (repeatable), "
                    "e.g. migrate_source_compress=no")
+    p.add_argument("--served-config", action="store_true",
+                   help="run doveadm as on a mail server: no -c, the configuration served by "
+                   "the running destination Dovecot's config socket (bind-mounted at "
+                   "/run/dovecot in a private mount namespace; Maildir only) instead of "
+                   "doveadm executing doveconf at every start")
     p.add_argument("--timeout", type=int, default=1800, help="limit per measured command (s)")
     p.add_argument("--workdir", default="/tmp")
     p.add_argument("--results-dir", default=os.path.join(HERE, "results"))

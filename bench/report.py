@@ -53,6 +53,11 @@ def fmt(x, digits=2):
     return ("%%.%df" % digits) % x
 
 
+def fmt_wall(x):
+    """wall seconds: milliseconds under one second (the clock has them)"""
+    return fmt(x, 3) if isinstance(x, float) and x < 1 else fmt(x)
+
+
 def ratio(a, b, floor=0.0):
     """a/b; "–" when b is missing or below `floor` (CPU times from
     /usr/bin/time have 10 ms resolution: ratios to ~0 are noise)."""
@@ -107,6 +112,10 @@ def render(meta, rows, anomalies):
     L.append("- network: %s" % ("latency proxy on 127.0.0.1, %d ms RTT (%.1f ms each direction)"
                                 % (meta["rtt_ms"], meta["rtt_ms"] / 2) if meta["proxy"]
                                 else "direct 127.0.0.1, no proxy"))
+    L.append("- doveadm's configuration: %s" % (
+        "served by the running destination Dovecot (its config socket, as on a mail server; "
+        "`doveadm` without `-c`, Maildir)" if meta.get("served_config")
+        else "`doveadm -c FILE` (doveadm executes doveconf at every start)"))
     L.append("- repetitions: %d (medians; tools alternate, order rotated per repetition); "
              "destination mail_fsync=%s; dsync: `sync -1 -R … imapc:` with imapc_features=\"%s\""
              % (meta["reps"], meta["mail_fsync"], meta["imapc_features"]))
@@ -120,12 +129,14 @@ def render(meta, rows, anomalies):
                   % (sc["all_messages"], sc["all_labelled"], sc["messages"] - sc["all_labelled"])
                   if sc.get("all_labelled") else ""))
     L.append("")
-    L.append("Columns: wall = elapsed seconds; CPU = user+sys seconds of the client process "
+    L.append("Columns: wall = elapsed seconds (%s); CPU = user+sys seconds of the client process "
              "(doveadm or mbsync); RSS = its peak resident set (MiB); src CPU = CPU seconds of the "
              "source Dovecot's imap processes for the session; MB/s = corpus bytes / wall (first "
              "pass); ok = repetitions that exited 0 with the expected message and folder counts "
              "at the destination. mbsync writes its own Maildir, so its row is the same under "
              "every destination format%s%s." % (
+                 "a 1 ms clock, less the measuring wrappers' own start-up, %s ms"
+                 % meta["wrapper_ms"] if "wrapper_ms" in meta else "/usr/bin/time, 10 ms steps",
                  "; \"limit: cp -r\" is `cp -r` of the source user's Maildir (page cache warm, "
                  "no fsync) to a fresh directory on the same disk: the floor for a first pass"
                  if "cp" in tools else "",
@@ -152,7 +163,7 @@ def render(meta, rows, anomalies):
                         "/".join(str(m) for m in x["msgs"]), x["expected"],
                         "/".join(str(m) for m in x["folders"]), x["folders_expected"])
                     L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d%s |" % (
-                        TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt(x["wall"]),
+                        TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt_wall(x["wall"]),
                         fmt(x["cpu"]), fmt(x["rss"], 1), fmt(x["src_cpu"]),
                         fmt(mbs, 1) if mbs else "",
                         fmt(x["dest_bytes"] / 1e6, 1) if x["dest_bytes"] else
