@@ -112,6 +112,9 @@ def render(meta, rows, anomalies):
     L.append("- network: %s" % ("latency proxy on 127.0.0.1, %d ms RTT (%.1f ms each direction)"
                                 % (meta["rtt_ms"], meta["rtt_ms"] / 2) if meta["proxy"]
                                 else "direct 127.0.0.1, no proxy"))
+    if meta.get("journaled_fs"):
+        L.append("- file system: a fresh journaled ext4 (%d GB image, loop-mounted) for the work "
+                 "directory: sources, destinations and copies" % meta["journaled_fs"])
     L.append("- doveadm's configuration: %s" % (
         "served by the running destination Dovecot (its config socket, as on a mail server; "
         "`doveadm` without `-c`, Maildir)" if meta.get("served_config")

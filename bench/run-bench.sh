@@ -74,9 +74,10 @@ if [ -d "$SETTINGS_DIR" ] && [ -f "$TOP/plugin/.libs/libmigrate_settings.so" ] &
 	exit $rc
 fi
 # --served-config bind-mounts the destination's config at Dovecot's
-# default paths: in a private mount namespace on 2.3 too
+# default paths and --journaled-fs mounts a file system: in a private
+# mount namespace on 2.3 too
 case " ${args[*]} " in
-*" --served-config "*)
+*" --served-config "* | *" --journaled-fs "* | *" --journaled-fs="*)
 	if [ "${DM_BENCH_NS:-}" != 1 ]; then
 		DM_BENCH_NS=1 exec unshare -m --propagation private \
 			python3 "$HERE/bench.py" "${args[@]}"
