@@ -8,6 +8,7 @@
 #include "str-sanitize.h"
 #include "message-header-parser.h"
 #include "message-header-decode.h"
+#include "message-id.h"
 #include "migrate-identity.h"
 
 #include <ctype.h>
@@ -32,7 +33,11 @@ static int migrate_identity_field_idx(const char *name)
 	return -1;
 }
 
-const char *migrate_identity_normalize_message_id(const char *value)
+/* The fallback for values Dovecot's parser finds no id in: the part
+   inside the first <...> (or the whole value), whitespace removed. This
+   was the only rule before message_id_get_next() was used, and it gives
+   the same result for every well-formed Message-ID. */
+static const char *migrate_identity_message_id_fallback(const char *value)
 {
 	const char *start, *end;
 	string_t *str;
@@ -54,6 +59,20 @@ const char *migrate_identity_normalize_message_id(const char *value)
 		str_append_c(str, i_tolower(*start));
 	}
 	return str_len(str) == 0 ? NULL : str_c(str);
+}
+
+const char *migrate_identity_normalize_message_id(const char *value)
+{
+	const char *p = value, *id;
+
+	/* Dovecot's parser: the first <...> id, with comments, quoting and
+	   folding inside it removed. Identities are never stored: the source
+	   listing and the destination scan compute them with this same code
+	   in the same run, so this rule can change without a re-copy. */
+	id = message_id_get_next(&p);
+	if (id != NULL && *id != '\0')
+		return t_str_lcase(id);
+	return migrate_identity_message_id_fallback(value);
 }
 
 /* Unfold and collapse whitespace so servers that reformat headers still

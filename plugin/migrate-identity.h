@@ -39,8 +39,9 @@ const char *migrate_identity_fingerprint(const char *identity);
 /* Whether two identities have the same header fingerprint */
 bool migrate_identity_fingerprint_equals(const char *a, const char *b);
 
-/* Normalise a Message-ID value: the <...> part, whitespace and comments
-   removed, lowercased. NULL if it holds no usable id. */
+/* Normalise a Message-ID value: Dovecot's message_id_get_next() (the first
+   <...> id, comments, quoting and whitespace inside it removed), else the
+   whole value without whitespace; lowercased. NULL if it holds no id. */
 const char *migrate_identity_normalize_message_id(const char *value);
 
 #endif

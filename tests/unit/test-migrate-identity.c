@@ -23,6 +23,9 @@ static void test_identity_message_id(void)
 		{ "<a b@x>", "ab@x" },
 		{ "(comment) <id@host> (more)", "id@host" },
 		{ "no-brackets@host", "no-brackets@host" },
+		{ "<\"Quoted Local\"@Host>", "quoted local@host" },
+		{ "<id (c) @ host>", "id@host" },
+		{ "<id@host> <second@host>", "id@host" },
 		{ "<>", NULL },
 		{ "   ", NULL },
 	};
