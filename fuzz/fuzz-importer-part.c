@@ -3,8 +3,10 @@
 /* migrate-importer.c's reply parsers for the fuzz target (fuzz-parts.h) */
 #include "../plugin/migrate-importer.c"
 #include "fuzz-parts.h"
+#include "migrate-run.h"
 
 struct fuzz_importer {
+	struct migrate_importer_ctx ctx;
 	struct migrate_importer imp;
 	struct migrate_folder folder;
 };
@@ -14,7 +16,8 @@ struct fuzz_importer *fuzz_importer_create(struct migrate_run *run, pool_t pool)
 	struct fuzz_importer *fimp = p_new(pool, struct fuzz_importer, 1);
 	struct migrate_importer *imp = &fimp->imp;
 
-	imp->run = run;
+	migrate_run_importer_ctx(run, &fimp->ctx);
+	imp->ctx = &fimp->ctx;
 	imp->pool = pool;
 	imp->folder = &fimp->folder;
 	fimp->folder.src_name = "INBOX";

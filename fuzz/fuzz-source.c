@@ -189,11 +189,10 @@ static void fuzz_session(enum fuzz_mode mode, const uint8_t *data, size_t size)
 	run.event = fuzz_event;
 	run.set = &fuzz_set;
 	p_array_init(&run.folders, pool, 8);
-	imp = fuzz_importer_create(&run, pool);
-
 	conn = fuzz_conn_create(data, size);
 	/* the parsers report progress to the run's connection */
 	run.conn = conn;
+	imp = fuzz_importer_create(&run, pool);
 	if (migrate_conn_greeting(conn, &preauth, &code, &error) == 0) {
 		switch (mode) {
 		case FUZZ_MODE_AUTHENTICATE:

@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "str.h"
+#include "hash.h"
 #include "hex-binary.h"
 #include "sha1.h"
 #include "istream.h"
@@ -210,4 +211,45 @@ void migrate_identity_compute(const unsigned char *header, size_t size,
 		str_printfa(id, "-%"PRIuUOFF_T, message_size);
 		info_r->identity = p_strdup(pool, str_c(id));
 	}
+}
+
+struct migrate_identity_set {
+	pool_t pool;
+	HASH_TABLE(const char *, const char *) ids;
+};
+
+struct migrate_identity_set *migrate_identity_set_create(void)
+{
+	struct migrate_identity_set *set;
+	pool_t pool;
+
+	pool = pool_alloconly_create("migrate seen ids", 4096);
+	set = p_new(pool, struct migrate_identity_set, 1);
+	set->pool = pool;
+	hash_table_create(&set->ids, pool, 128, str_hash, strcmp);
+	return set;
+}
+
+void migrate_identity_set_destroy(struct migrate_identity_set **_set)
+{
+	struct migrate_identity_set *set = *_set;
+
+	*_set = NULL;
+	hash_table_destroy(&set->ids);
+	pool_unref(&set->pool);
+}
+
+bool migrate_identity_set_contains(const struct migrate_identity_set *set,
+				   const char *identity)
+{
+	return hash_table_lookup(set->ids, identity) != NULL;
+}
+
+void migrate_identity_set_add(struct migrate_identity_set *set,
+			      const char *identity)
+{
+	if (hash_table_lookup(set->ids, identity) != NULL)
+		return;
+	identity = p_strdup(set->pool, identity);
+	hash_table_insert(set->ids, identity, identity);
 }

@@ -44,4 +44,13 @@ bool migrate_identity_fingerprint_equals(const char *a, const char *b);
    whole value without whitespace; lowercased. NULL if it holds no id. */
 const char *migrate_identity_normalize_message_id(const char *value);
 
+/* A set of identities: what a run already imported in earlier folders
+   (migrate_dedupe_across_folders, Gmail's All Mail) */
+struct migrate_identity_set *migrate_identity_set_create(void);
+void migrate_identity_set_destroy(struct migrate_identity_set **_set);
+bool migrate_identity_set_contains(const struct migrate_identity_set *set,
+				   const char *identity);
+void migrate_identity_set_add(struct migrate_identity_set *set,
+			      const char *identity);
+
 #endif

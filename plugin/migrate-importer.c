@@ -23,9 +23,7 @@
 #include "migrate-compat.h"
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
-#include "migrate-run.h"
-#include "migrate-pop3.h"
-#include "migrate-workers.h"
+#include "migrate-importer.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -101,7 +99,7 @@ struct migrate_dest_ids {
 };
 
 struct migrate_importer {
-	struct migrate_run *run;
+	struct migrate_importer_ctx *ctx;
 	struct migrate_folder *folder;
 	pool_t pool;
 	struct event *event;
@@ -182,11 +180,60 @@ struct migrate_importer {
 	/* UIDs that failed (FETCH or destination) in this folder's run:
 	   later passes of the same run don't retry them */
 	ARRAY_TYPE(seq_range) failed_uids;
-	/* UIDs counted in run->items_by_class: a later pass meeting the
+	/* UIDs counted in ctx->live->items_by_class: a later pass meeting the
 	   same message again doesn't count it twice */
 	ARRAY_TYPE(seq_range) counted_uids;
 	struct timeval started;
 };
+
+/* The driver's hooks (migrate-importer.h): their failures become this
+   context's error */
+
+static void migrate_importer_set_error(struct migrate_importer_ctx *ctx,
+				       enum migrate_error code,
+				       const char *error)
+{
+	ctx->error_code = code;
+	ctx->error = p_strdup(ctx->pool, error);
+}
+
+static int migrate_importer_throttle(struct migrate_importer_ctx *ctx,
+				     const char *why)
+{
+	const char *error;
+
+	if (ctx->hooks->throttle(ctx->hook_context, why, &error) < 0) {
+		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, error);
+		return -1;
+	}
+	return 0;
+}
+
+static int migrate_importer_reconnect(struct migrate_importer_ctx *ctx,
+				      const char *why)
+{
+	enum migrate_error code;
+	const char *error;
+
+	if (ctx->hooks->reconnect(ctx->hook_context, why, &code, &error) < 0) {
+		migrate_importer_set_error(ctx, code, error);
+		return -1;
+	}
+	ctx->error_code = MIGRATE_ERROR_NONE;
+	ctx->error = NULL;
+	return 0;
+}
+
+static bool
+migrate_importer_errors_max_reached(struct migrate_importer_ctx *ctx)
+{
+	const char *error;
+
+	if (!ctx->hooks->errors_max_reached(ctx->hook_context, &error))
+		return FALSE;
+	migrate_importer_set_error(ctx, MIGRATE_ERROR_ITEMS, error);
+	return TRUE;
+}
 
 static void migrate_importer_item(struct migrate_importer *imp,
 				  const struct migrate_msg *msg,
@@ -242,7 +289,8 @@ migrate_parse_gm_labels(struct migrate_importer *imp,
 	msg->gm_labels_known = TRUE;
 	for (; !IMAP_ARG_IS_EOL(list); list++) {
 		if (imap_arg_get_astring(list, &label) &&
-		    migrate_run_gmail_label_imported(imp->run, label))
+		    imp->ctx->hooks->gmail_label_imported(
+				imp->ctx->hook_context, label))
 			msg->gm_labelled = TRUE;
 	}
 }
@@ -426,8 +474,8 @@ static void migrate_importer_drain_flags(struct migrate_importer *imp)
 
 	/* its FETCH replies must not reach another command's callback */
 	if (imp->flags_tag != 0 &&
-	    migrate_source_conn_is_connected(imp->run->conn)) {
-		(void)migrate_source_conn_wait_tag(imp->run->conn,
+	    migrate_source_conn_is_connected(imp->ctx->conn)) {
+		(void)migrate_source_conn_wait_tag(imp->ctx->conn,
 			imp->flags_tag, NULL, NULL, &code, &error);
 	}
 	imp->flags_tag = 0;
@@ -437,41 +485,41 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 				    const char *prefetch_uidset,
 				    const char *flags_cmd)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	string_t *cmd = t_str_new(128);
 	enum migrate_error code, list_code;
 	const char *error, *list_error;
 	unsigned int tag, list_tag = 0;
 	int ret, list_ret;
 
-	if (migrate_source_conn_compress(run->conn, &code, &error) < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+	if (migrate_source_conn_compress(ctx->conn, &code, &error) < 0) {
+		ctx->error_code = code;
+		ctx->error = p_strdup(ctx->pool, error);
 		return -1;
 	}
 	str_append(cmd, "EXAMINE ");
-	if (!migrate_source_conn_append_mailbox(run->conn, cmd,
+	if (!migrate_source_conn_append_mailbox(ctx->conn, cmd,
 						imp->folder->src_name)) {
 		imp->folder->error = "folder name can't be sent to the server";
 		return 0;
 	}
-	if (migrate_source_conn_has_capability(run->conn, "CONDSTORE"))
+	if (migrate_source_conn_has_capability(ctx->conn, "CONDSTORE"))
 		str_append(cmd, " (CONDSTORE)");
 	imp->exists = imp->uidvalidity = imp->uidnext = 0;
 	imp->highestmodseq = 0;
 	imp->prefetched = FALSE;
 	array_clear(&imp->seq_uids);
-	tag = migrate_source_conn_send(run->conn, str_c(cmd));
+	tag = migrate_source_conn_send(ctx->conn, str_c(cmd));
 	if (prefetch_uidset != NULL) {
-		list_tag = migrate_source_conn_send(run->conn,
+		list_tag = migrate_source_conn_send(ctx->conn,
 			migrate_list_cmd(imp, prefetch_uidset));
 	}
 	imp->flags_tag = 0;
 	if (flags_cmd != NULL) {
 		imp->flags_cmd = p_strdup(imp->pool, flags_cmd);
-		imp->flags_tag = migrate_source_conn_send(run->conn, flags_cmd);
+		imp->flags_tag = migrate_source_conn_send(ctx->conn, flags_cmd);
 	}
-	ret = migrate_source_conn_wait_tag(run->conn, tag,
+	ret = migrate_source_conn_wait_tag(ctx->conn, tag,
 		(migrate_untagged_callback_t *)migrate_examine_cb, imp,
 		&code, &error);
 	if (ret >= 0 && list_tag != 0) {
@@ -481,7 +529,7 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 		seq_range_array_add_range(&asked, imp->prefetch_start,
 					  imp->prefetch_end);
 		imp->list_asked = &asked;
-		list_ret = migrate_source_conn_wait_tag(run->conn, list_tag,
+		list_ret = migrate_source_conn_wait_tag(ctx->conn, list_tag,
 			(migrate_untagged_callback_t *)migrate_list_cb, imp,
 			&list_code, &list_error);
 		imp->list_asked = NULL;
@@ -493,13 +541,13 @@ static int migrate_importer_examine(struct migrate_importer *imp,
 		imp->prefetched = ret > 0 && list_ret > 0;
 	}
 	if (ret < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+		ctx->error_code = code;
+		ctx->error = p_strdup(ctx->pool, error);
 		return -1;
 	}
 	if (ret == 0) {
 		migrate_importer_drain_flags(imp);
-		imp->folder->error = p_strdup_printf(run->pool,
+		imp->folder->error = p_strdup_printf(ctx->pool,
 			"EXAMINE failed: %s", error);
 		return 0;
 	}
@@ -516,7 +564,7 @@ static int migrate_importer_examine(struct migrate_importer *imp,
    (folder->error says why; the run goes on), -1 when the run fails. */
 static int migrate_importer_dest_open(struct migrate_importer *imp)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct migrate_folder *folder = imp->folder;
 	struct mail_namespace *ns;
 	struct mailbox_update update;
@@ -525,13 +573,13 @@ static int migrate_importer_dest_open(struct migrate_importer *imp)
 	enum mail_error mail_error;
 	const char *error;
 
-	ns = mail_namespace_find(run->user->namespaces, folder->dest.vname);
+	ns = mail_namespace_find(ctx->user->namespaces, folder->dest.vname);
 	imp->box = mailbox_alloc(ns->list, folder->dest.vname, 0);
-	migrate_workers_dest_lock(run);
+	ctx->hooks->dest_lock(ctx->hook_context);
 	if (mailbox_exists(imp->box, TRUE, &existence) < 0)
 		goto failed;
 	i_zero(&update);
-	if (run->set->preserve_uids)
+	if (ctx->set->preserve_uids)
 		update.uid_validity = imp->uidvalidity;
 	if (existence != MAILBOX_EXISTENCE_SELECT) {
 		if (mailbox_create(imp->box, &update, FALSE) < 0) {
@@ -548,10 +596,10 @@ static int migrate_importer_dest_open(struct migrate_importer *imp)
 				STATUS_MESSAGES, &status);
 	/* an empty, never used folder can still take the source's
 	   UIDVALIDITY */
-	if (run->set->preserve_uids && status.messages == 0 &&
+	if (ctx->set->preserve_uids && status.messages == 0 &&
 	    status.uidnext == 1 && status.uidvalidity != imp->uidvalidity) {
 		/* the open view sees the new UIDVALIDITY only after a sync
-		   (Maildir's INBOX, which exists before the run, said
+		   (Maildir's INBOX, which exists before the ctx, said
 		   uids=no although every UID was kept) */
 		if (mailbox_update(imp->box, &update) < 0 ||
 		    mailbox_sync(imp->box, 0) < 0)
@@ -560,31 +608,31 @@ static int migrate_importer_dest_open(struct migrate_importer *imp)
 					STATUS_UIDNEXT | STATUS_MESSAGES,
 					&status);
 	}
-	imp->preserve_uids = run->set->preserve_uids &&
+	imp->preserve_uids = ctx->set->preserve_uids &&
 		status.uidvalidity == imp->uidvalidity;
 	/* setting it again is harmless; reading it needs a list refresh */
-	if (folder->subscribed && run->set->subscriptions)
+	if (folder->subscribed && ctx->set->subscriptions)
 		(void)mailbox_set_subscribed(imp->box, TRUE);
-	migrate_workers_dest_unlock(run);
+	ctx->hooks->dest_unlock(ctx->hook_context);
 	return 1;
 failed:
-	migrate_workers_dest_unlock(run);
+	ctx->hooks->dest_unlock(ctx->hook_context);
 	error = mailbox_get_last_internal_error(imp->box, &mail_error);
 	if (mail_error == MAIL_ERROR_NOTPOSSIBLE ||
 	    mail_error == MAIL_ERROR_PARAMS ||
 	    mail_error == MAIL_ERROR_NOTFOUND) {
 		/* this name can't be a folder there (e.g. mbox: a folder
 		   with mail can't have subfolders): the others go on */
-		folder->error = p_strdup_printf(run->pool,
+		folder->error = p_strdup_printf(ctx->pool,
 			"Destination folder %s can't be created: %s",
 			folder->dest.vname, error);
 		mailbox_free(&imp->box);
 		return 0;
 	}
-	run->error_code = MIGRATE_ERROR_DESTINATION;
-	run->error = p_strdup_printf(run->pool,
+	ctx->error_code = MIGRATE_ERROR_DESTINATION;
+	ctx->error = p_strdup_printf(ctx->pool,
 		"Destination folder %s: %s", folder->dest.vname, error);
-	folder->error = run->error;
+	folder->error = ctx->error;
 	return -1;
 }
 
@@ -668,8 +716,8 @@ migrate_importer_dest_scan_uids(struct migrate_importer *imp,
 	(void)mailbox_transaction_commit(&t);
 	if (ret < 0) {
 		enum mail_error error;
-		imp->run->error_code = MIGRATE_ERROR_DESTINATION;
-		imp->run->error = p_strdup_printf(imp->run->pool,
+		imp->ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		imp->ctx->error = p_strdup_printf(imp->ctx->pool,
 			"Destination folder %s: can't read existing mail: %s",
 			imp->folder->dest.vname,
 			mailbox_get_last_internal_error(imp->box, &error));
@@ -769,7 +817,7 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	msg = p_new(imp->pool, struct migrate_msg, 1);
 	(void)migrate_parse_fetch(imp, args, msg, &hdr, &hdr_size);
 	/* a line the listing asked for: the server makes progress */
-	migrate_source_conn_progress(imp->run->conn);
+	migrate_source_conn_progress(imp->ctx->conn);
 	msg->uid = uid;
 	msg->seq = reply->num;
 	msg->listed = TRUE;
@@ -787,7 +835,7 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 static const char *migrate_list_cmd(struct migrate_importer *imp,
 				    const char *uidset)
 {
-	const char *gm_items = !imp->run->gmail_ext ? "" :
+	const char *gm_items = !imp->ctx->gmail_ext ? "" :
 		imp->folder->dest.gmail_all_mail ? " X-GM-MSGID X-GM-LABELS" :
 		" X-GM-MSGID";
 
@@ -799,25 +847,25 @@ static const char *migrate_list_cmd(struct migrate_importer *imp,
 static int migrate_importer_list_cmd(struct migrate_importer *imp,
 				     const char *uidset)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	enum migrate_error code;
 	const char *error;
 	int ret;
 
 	for (;;) {
-		ret = migrate_source_conn_run(run->conn,
+		ret = migrate_source_conn_run(ctx->conn,
 			migrate_list_cmd(imp, uidset),
 			(migrate_untagged_callback_t *)migrate_list_cb, imp,
 			&code, &error);
 		if (ret < 0) {
-			run->error_code = code;
-			run->error = p_strdup(run->pool, error);
+			ctx->error_code = code;
+			ctx->error = p_strdup(ctx->pool, error);
 			return -1;
 		}
 		if (ret > 0)
 			return 0;
 		if (code == MIGRATE_ERROR_TEMP) {
-			if (migrate_run_throttle(run, error) < 0)
+			if (migrate_importer_throttle(ctx, error) < 0)
 				return -1;
 			continue;
 		}
@@ -950,13 +998,13 @@ static void migrate_search_cb(const struct migrate_reply *reply,
 }
 
 /* UID SEARCH UID <uidset> into uids_r (from imp->pool). Returns 1, 0 when
-   the server refused (error_r set), -1 when the run fails (run->error). */
+   the server refused (error_r set), -1 when the run fails (ctx->error). */
 static int migrate_importer_search_uids(struct migrate_importer *imp,
 					const char *uidset,
 					ARRAY_TYPE(seq_range) *uids_r,
 					const char **error_r)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ictx = imp->ctx;
 	struct migrate_search_ctx ctx;
 	enum migrate_error code;
 	int ret;
@@ -965,13 +1013,13 @@ static int migrate_importer_search_uids(struct migrate_importer *imp,
 	ctx.imp = imp;
 	/* grown in migrate_search_cb, in another data stack frame */
 	p_array_init(&ctx.uids, imp->pool, 16);
-	ret = migrate_source_conn_run(run->conn,
+	ret = migrate_source_conn_run(ictx->conn,
 		t_strconcat("UID SEARCH UID ", uidset, NULL),
 		(migrate_untagged_callback_t *)migrate_search_cb, &ctx,
 		&code, error_r);
 	if (ret < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, *error_r);
+		ictx->error_code = code;
+		ictx->error = p_strdup(ictx->pool, *error_r);
 		return -1;
 	}
 	*uids_r = ctx.uids;
@@ -984,7 +1032,7 @@ static int migrate_importer_search_uids(struct migrate_importer *imp,
 static int migrate_importer_list_missing(struct migrate_importer *imp,
 					 const ARRAY_TYPE(seq_range) *range)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	ARRAY_TYPE(seq_range) uids;
 	struct seq_range_iter iter;
 	struct migrate_msg *msg;
@@ -1010,7 +1058,7 @@ static int migrate_importer_list_missing(struct migrate_importer *imp,
 		hash_table_insert(imp->msgs_by_uid, POINTER_CAST(uid), msg);
 		migrate_importer_item(imp, msg, MIGRATE_ITEM_FETCH_FAILED,
 			"the server refused to FETCH this message's headers");
-		migrate_run_item_error(run);
+		ctx->hooks->item_error(ctx->hook_context);
 	}
 	return 0;
 }
@@ -1078,7 +1126,7 @@ static void migrate_importer_item(struct migrate_importer *imp,
 	    class == MIGRATE_ITEM_DEST_ERROR)
 		seq_range_array_add(&imp->failed_uids, msg->uid);
 	if (!seq_range_array_add(&imp->counted_uids, msg->uid))
-		imp->run->items_by_class[class]++;
+		imp->ctx->live->items_by_class[class]++;
 	item->reason = p_strdup(imp->pool, str_sanitize(reason, 500));
 	item->last_seen = ioloop_time;
 	item->resolved = FALSE;
@@ -1117,8 +1165,7 @@ static bool migrate_msg_gmail_labelled(struct migrate_importer *imp,
 		return FALSE;
 	if (msg->gm_labels_known)
 		return msg->gm_labelled;
-	return hash_table_lookup(imp->run->seen_identities,
-				 msg->identity) != NULL;
+	return migrate_identity_set_contains(imp->ctx->seen, msg->identity);
 }
 
 /* Across folders of one run: Gmail's X-GM-MSGID names one message in
@@ -1127,14 +1174,6 @@ static const char *migrate_msg_seen_key(const struct migrate_msg *msg)
 {
 	return msg->gm_msgid == NULL ? msg->identity :
 		t_strconcat("X-GM-MSGID:", msg->gm_msgid, NULL);
-}
-
-static void migrate_seen_remember(struct migrate_run *run, const char *key)
-{
-	if (hash_table_lookup(run->seen_identities, key) != NULL)
-		return;
-	key = p_strdup(run->seen_pool, key);
-	hash_table_insert(run->seen_identities, key, key);
 }
 
 static bool migrate_importer_item_retryable(struct migrate_importer *imp,
@@ -1157,7 +1196,7 @@ static bool migrate_importer_item_final(struct migrate_importer *imp,
 /* Decide per listed message: already there, import, defer, skip. */
 static void migrate_importer_classify(struct migrate_importer *imp)
 {
-	const struct migrate_settings *set = imp->run->set;
+	const struct migrate_settings *set = imp->ctx->set;
 	struct migrate_msg *msg;
 	uint32_t dst_uid;
 
@@ -1190,8 +1229,8 @@ static void migrate_importer_classify(struct migrate_importer *imp)
 			continue;
 		}
 		if (set->dedupe_across_folders &&
-		    hash_table_lookup(imp->run->seen_identities,
-				      migrate_msg_seen_key(msg)) != NULL) {
+		    migrate_identity_set_contains(imp->ctx->seen,
+						  migrate_msg_seen_key(msg))) {
 			msg->action = MIGRATE_MSG_DUPLICATE;
 			migrate_importer_item(imp, msg, MIGRATE_ITEM_DUPLICATE,
 				"already imported into another folder "
@@ -1304,19 +1343,20 @@ static int migrate_importer_relink_vanished(struct migrate_importer *imp,
 
 static void migrate_importer_remember(struct migrate_importer *imp)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct migrate_msg *msg;
 
-	if (!run->set->dedupe_across_folders && !run->have_all_folder)
+	if (!ctx->set->dedupe_across_folders && !ctx->have_all_folder)
 		return;
 	array_foreach_elem(&imp->msgs, msg) {
 		if (msg->action == MIGRATE_MSG_DUPLICATE)
 			continue;
 		/* both keys: All Mail without X-GM-LABELS and the destination
 		   side only know the header identity */
-		migrate_seen_remember(run, msg->identity);
+		migrate_identity_set_add(ctx->seen, msg->identity);
 		if (msg->gm_msgid != NULL)
-			migrate_seen_remember(run, migrate_msg_seen_key(msg));
+			migrate_identity_set_add(ctx->seen,
+						 migrate_msg_seen_key(msg));
 	}
 }
 
@@ -1417,7 +1457,7 @@ static int migrate_importer_dest_full(struct migrate_importer *imp,
 static int migrate_importer_commit_disk_full(struct migrate_importer *imp,
 					     const char *error)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct migrate_msg *msg = NULL;
 	bool single = imp->quota_single && imp->trans_msgs <= 1;
 
@@ -1435,8 +1475,8 @@ static int migrate_importer_commit_disk_full(struct migrate_importer *imp,
 	if (msg != NULL)
 		return migrate_importer_dest_full(imp, msg, error, TRUE);
 	migrate_importer_rollback(imp);
-	run->error_code = MIGRATE_ERROR_DISK_FULL;
-	run->error = p_strdup_printf(run->pool, "Destination file system full "
+	ctx->error_code = MIGRATE_ERROR_DISK_FULL;
+	ctx->error = p_strdup_printf(ctx->pool, "Destination file system full "
 		"in %s: commit failed: %s", imp->folder->dest.vname, error);
 	return -1;
 }
@@ -1445,7 +1485,7 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 {
 	struct migrate_folder_state fs;
 	struct mail_transaction_commit_changes changes;
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct mailbox_status status;
 	struct seq_range_iter iter;
 	const uint32_t *src_uidp;
@@ -1485,9 +1525,9 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 			(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
 			return 0;
 		}
-		run->error_code = error == MAIL_ERROR_NOQUOTA ?
+		ctx->error_code = error == MAIL_ERROR_NOQUOTA ?
 			MIGRATE_ERROR_QUOTA : MIGRATE_ERROR_DESTINATION;
-		run->error = p_strdup_printf(run->pool,
+		ctx->error = p_strdup_printf(ctx->pool,
 			"Destination folder %s: commit failed: %s",
 			imp->folder->dest.vname, errstr);
 		array_clear(&imp->pending_uids);
@@ -1509,7 +1549,7 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	if (imp->trans_msgs > 0) {
 		/* mail is safe: a reconnect after this starts a new
 		   incident (migrate_reconnect_max) */
-		run->progress++;
+		ctx->live->progress++;
 	}
 	imp->trans_msgs = 0;
 	imp->trans_bytes = 0;
@@ -1520,23 +1560,23 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	   already owns by identity once more. */
 	if (mailbox_sync(imp->box, 0) < 0) {
 		errstr = mailbox_get_last_internal_error(imp->box, &error);
-		run->error_code = MIGRATE_ERROR_DESTINATION;
-		run->error = p_strdup_printf(run->pool,
+		ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		ctx->error = p_strdup_printf(ctx->pool,
 			"Destination folder %s: sync after commit failed: %s",
 			imp->folder->dest.vname, errstr);
 		return -1;
 	}
-	if (run->opts.batch_fsync &&
+	if (ctx->batch_fsync &&
 	    migrate_importer_make_durable(imp, &errstr) < 0) {
-		run->error_code = MIGRATE_ERROR_DESTINATION;
-		run->error = p_strdup_printf(run->pool,
+		ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		ctx->error = p_strdup_printf(ctx->pool,
 			"Destination folder %s: %s", imp->folder->dest.vname,
 			errstr);
 		return -1;
 	}
 	migrate_importer_dest_status(imp, &status);
 	/* the map belongs to this UIDVALIDITY pair: a pass resumed after
-	   a reconnect (or the next run) can trust it */
+	   a reconnect (or the next ctx) can trust it */
 	imp->fs.src_uidvalidity = imp->uidvalidity;
 	imp->fs.dst_uidvalidity = status.uidvalidity;
 	imp->fs.dst_uidnext = status.uidnext;
@@ -1552,13 +1592,13 @@ static int migrate_importer_commit(struct migrate_importer *imp)
 	fs.bytes += imp->folder->bytes;
 	fs.planned = imp->folder->planned;
 	fs.planned_bytes = imp->folder->planned_bytes;
-	if (migrate_state_folder_set(run->state, imp->folder->src_name,
+	if (migrate_state_folder_set(ctx->state, imp->folder->src_name,
 				     &fs, &errstr) < 0) {
-		run->error_code = MIGRATE_ERROR_TEMP;
-		run->error = p_strdup(run->pool, errstr);
+		ctx->error_code = MIGRATE_ERROR_TEMP;
+		ctx->error = p_strdup(ctx->pool, errstr);
 		return -1;
 	}
-	migrate_run_save_progress(run);
+	ctx->hooks->save_progress(ctx->hook_context);
 	return 0;
 }
 
@@ -1606,7 +1646,7 @@ static int migrate_importer_dest_full(struct migrate_importer *imp,
 				      struct migrate_msg *msg,
 				      const char *error, bool disk)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	enum migrate_item_class class = disk ? MIGRATE_ITEM_DEST_FULL :
 		MIGRATE_ITEM_DEST_QUOTA;
 	const char *what = disk ? "the destination file system is full" :
@@ -1636,8 +1676,8 @@ static int migrate_importer_dest_full(struct migrate_importer *imp,
 		count++;
 	}
 	imp->folder->failed += count + 1;
-	run->error_code = disk ? MIGRATE_ERROR_DISK_FULL : MIGRATE_ERROR_QUOTA;
-	run->error = p_strdup_printf(run->pool, "Destination %s full in "
+	ctx->error_code = disk ? MIGRATE_ERROR_DISK_FULL : MIGRATE_ERROR_QUOTA;
+	ctx->error = p_strdup_printf(ctx->pool, "Destination %s full in "
 		"%s: %s. What fit is kept; %u message(s) of this folder are in "
 		"the item log as %s (migrate report -r %s): %s and run again",
 		disk ? "file system" : "quota", imp->folder->dest.vname, error,
@@ -1653,7 +1693,7 @@ static int migrate_importer_save(struct migrate_importer *imp,
 				 struct migrate_msg *msg,
 				 struct istream *body, uoff_t body_size)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct mail_save_context *save;
 	struct mail_keywords *kw;
 	enum mail_error mail_error;
@@ -1667,10 +1707,10 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	   back the whole batch (dbox can't commit it) and lose the progress
 	   of every message before it. A bigger body commits the batch
 	   before it instead. */
-	ret = migrate_source_conn_body_prefetch(run->conn, &code, &error);
+	ret = migrate_source_conn_body_prefetch(ctx->conn, &code, &error);
 	if (ret < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+		ctx->error_code = code;
+		ctx->error = p_strdup(ctx->pool, error);
 		return -1;
 	}
 	if (ret == 0 && imp->trans_msgs > 0 &&
@@ -1712,7 +1752,8 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	   error when it sets the next one, and mailbox_save_cancel() on a
 	   full file system does (sdbox: the item's reason was freed
 	   memory) */
-	migrate_pop3_save_uidl(run, imp->folder, save, body, body_size);
+	ctx->hooks->save_begin(ctx->hook_context, imp->folder, save,
+			       body, body_size);
 	if (mailbox_save_begin(&save, body) < 0) {
 		error = t_strdup(mailbox_get_last_internal_error(imp->box,
 								 &mail_error));
@@ -1728,11 +1769,11 @@ static int migrate_importer_save(struct migrate_importer *imp,
 			continue;
 		if (ret == -1)
 			break;
-		if (migrate_source_conn_wait(run->conn, &error) < 0) {
+		if (migrate_source_conn_wait(ctx->conn, &error) < 0) {
 			mailbox_save_cancel(&save);
-			run->error_code = MIGRATE_ERROR_TEMP;
-			run->error = p_strdup(run->pool, error);
-			migrate_source_conn_disconnect(run->conn);
+			ctx->error_code = MIGRATE_ERROR_TEMP;
+			ctx->error = p_strdup(ctx->pool, error);
+			migrate_source_conn_disconnect(ctx->conn);
 			return -1;
 		}
 	}
@@ -1762,10 +1803,10 @@ static int migrate_importer_save(struct migrate_importer *imp,
 	msg->action = MIGRATE_MSG_DONE;
 	imp->folder->imported++;
 	imp->folder->bytes += body_size;
-	run->cur_done++;
-	migrate_source_conn_progress(run->conn);
-	run->bytes_done += body_size;
-	migrate_run_pace(run);
+	ctx->live->cur_done++;
+	migrate_source_conn_progress(ctx->conn);
+	ctx->live->bytes_done += body_size;
+	ctx->hooks->saved(ctx->hook_context);
 	migrate_importer_item_resolved(imp, msg->uid);
 	return 1;
 
@@ -1782,11 +1823,11 @@ dest_failed_nosave:
 
 static bool migrate_importer_batch_full(struct migrate_importer *imp)
 {
-	return imp->trans_msgs >= imp->run->set->batch_messages ||
+	return imp->trans_msgs >= imp->ctx->set->batch_messages ||
 		(imp->quota_single && imp->trans_msgs > 0) ||
-		imp->trans_bytes >= imp->run->set->batch_bytes ||
+		imp->trans_bytes >= imp->ctx->set->batch_bytes ||
 		/* a slow source: what was saved is committed (and shown by
-		   status, kept by an interrupted run) every few seconds */
+		   status, kept by an interrupted ctx) every few seconds */
 		(imp->trans_msgs > 0 &&
 		 ioloop_time - imp->trans_started >= MIGRATE_BATCH_MAX_SECS);
 }
@@ -1810,25 +1851,25 @@ struct migrate_fetch_ctx {
 	const char *throttle_text;
 };
 
-/* Keep the pipeline full: FETCH commands for up to run->pipeline_depth
+/* Keep the pipeline full: FETCH commands for up to the live pipeline depth
    messages in flight (migrate_pipeline_depth, less after throttling). */
 static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
 {
 	struct migrate_importer *imp = ctx->imp;
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ictx = imp->ctx;
 	struct migrate_fetch_cmd *cmd;
 	unsigned int chunk;
 	string_t *line;
 
 	if (ctx->throttled)
 		return;
-	while (ctx->in_flight < run->pipeline_depth &&
+	while (ctx->in_flight < ictx->live->pipeline_depth &&
 	       ctx->next < ctx->count) {
 		cmd = array_append_space(&ctx->cmds);
 		p_array_init(&cmd->uids, imp->pool, 8);
 		chunk = 0;
 		for (; ctx->next < ctx->count && chunk < MIGRATE_FETCH_CHUNK &&
-		     ctx->in_flight + chunk < run->pipeline_depth;
+		     ctx->in_flight + chunk < ictx->live->pipeline_depth;
 		     ctx->next++) {
 			if (ctx->msgs[ctx->next]->action != MIGRATE_MSG_IMPORT)
 				continue;
@@ -1844,7 +1885,7 @@ static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
 		str_append(line, "UID FETCH ");
 		imap_write_seq_range(line, &cmd->uids);
 		str_append(line, " (UID FLAGS INTERNALDATE BODY.PEEK[])");
-		cmd->tag = migrate_source_conn_send(run->conn, str_c(line));
+		cmd->tag = migrate_source_conn_send(ictx->conn, str_c(line));
 		ctx->in_flight += chunk;
 	}
 }
@@ -1855,7 +1896,7 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 				const struct migrate_reply *reply)
 {
 	struct migrate_importer *imp = ctx->imp;
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ictx = imp->ctx;
 	struct migrate_fetch_cmd *cmd;
 	struct seq_range_iter iter;
 	struct migrate_msg *msg;
@@ -1893,7 +1934,7 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 				MIGRATE_ITEM_FETCH_FAILED,
 				t_strdup_printf("%s %s", reply->name,
 					reply->text == NULL ? "" : reply->text));
-			migrate_run_item_error(run);
+			ictx->hooks->item_error(ictx->hook_context);
 		}
 	}
 	array_delete(&ctx->cmds, array_ptr_to_idx(&ctx->cmds, cmd), 1);
@@ -1902,7 +1943,7 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 		ctx->throttle_text = p_strdup(imp->pool, reply->text);
 		return 1;
 	}
-	if (migrate_run_errors_max_reached(run))
+	if (migrate_importer_errors_max_reached(ictx))
 		return -1;
 	return 1;
 }
@@ -1926,7 +1967,7 @@ static void migrate_importer_claim_by_body(struct migrate_importer *imp,
 		msg->size, body_size, dst_uid);
 	migrate_importer_link(imp, msg, dst_uid);
 	imp->late_claims = TRUE;
-	imp->run->cur_done++;
+	imp->ctx->live->cur_done++;
 }
 
 /* The body's literal is over migrate_max_message_size, whatever
@@ -1946,14 +1987,14 @@ static void migrate_importer_too_big_literal(struct migrate_importer *imp,
 				PRIuUOFF_T" announced): over "
 				"migrate_max_message_size", body_size,
 				announced));
-	imp->run->cur_done++;
+	imp->ctx->live->cur_done++;
 }
 
 /* Handle one reply. Returns 1 to go on, 0 when throttled, -1 on error. */
 static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 {
 	struct migrate_importer *imp = ctx->imp;
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ictx = imp->ctx;
 	struct migrate_msg *msg, tmp;
 	struct migrate_reply reply;
 	const struct imap_arg *tail;
@@ -1961,15 +2002,15 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 	const char *error;
 
 	migrate_fetch_send(ctx);
-	if (migrate_source_conn_read(run->conn, &reply, &code, &error) < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+	if (migrate_source_conn_read(ictx->conn, &reply, &code, &error) < 0) {
+		ictx->error_code = code;
+		ictx->error = p_strdup(ictx->pool, error);
 		return -1;
 	}
 	if (reply.body != NULL) {
 		msg = migrate_importer_body_msg(imp, &reply, &tmp);
 		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
-		    reply.body_size > run->set->max_message_size)
+		    reply.body_size > ictx->set->max_message_size)
 			migrate_importer_too_big_literal(imp, msg,
 							 reply.body_size);
 		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
@@ -1979,10 +2020,10 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 		    migrate_importer_save(imp, msg, reply.body,
 					  reply.body_size) < 0)
 			return -1;
-		if (migrate_source_conn_finish_body(run->conn, &tail,
+		if (migrate_source_conn_finish_body(ictx->conn, &tail,
 						    &code, &error) < 0) {
-			run->error_code = code;
-			run->error = p_strdup(run->pool, error);
+			ictx->error_code = code;
+			ictx->error = p_strdup(ictx->pool, error);
 			return -1;
 		}
 		if (migrate_importer_batch_full(imp) &&
@@ -2004,7 +2045,7 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
    Returns 1 when done, 0 when throttled (run the pass again), -1. */
 static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ictx = imp->ctx;
 	struct migrate_fetch_ctx ctx;
 	uint64_t planned_bytes = 0;
 	unsigned int i;
@@ -2014,17 +2055,17 @@ static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 	ctx.imp = imp;
 	p_array_init(&ctx.cmds, imp->pool, 16);
 	ctx.msgs = array_get(&imp->msgs, &ctx.count);
-	run->cur_done = 0;
-	run->cur_total = 0;
+	ictx->live->cur_done = 0;
+	ictx->live->cur_total = 0;
 	for (i = 0; i < ctx.count; i++) {
 		if (ctx.msgs[i]->action == MIGRATE_MSG_IMPORT) {
-			run->cur_total++;
+			ictx->live->cur_total++;
 			planned_bytes += ctx.msgs[i]->size;
 		}
 	}
 	/* what this run imports here: saved so far, and what is left */
-	migrate_run_plan_folder(run, imp->folder,
-				imp->folder->imported + run->cur_total,
+	ictx->hooks->plan_folder(ictx->hook_context, imp->folder,
+				imp->folder->imported + ictx->live->cur_total,
 				imp->folder->bytes + planned_bytes);
 	T_BEGIN {
 		migrate_fetch_send(&ctx);
@@ -2037,7 +2078,7 @@ static int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 			/* everything in flight is answered: back off, then
 			   re-send what the throttled commands didn't get */
 			if (migrate_importer_commit(imp) < 0 ||
-			    migrate_run_throttle(run, ctx.throttle_text) < 0)
+			    migrate_importer_throttle(ictx, ctx.throttle_text) < 0)
 				ret = -1;
 			ctx.throttled = FALSE;
 			ctx.next = 0;
@@ -2142,8 +2183,8 @@ static int migrate_importer_sync_claimed(struct migrate_importer *imp)
 	}
 	mail_free(&mail);
 	if (mailbox_transaction_commit(&t) < 0) {
-		imp->run->error_code = MIGRATE_ERROR_DESTINATION;
-		imp->run->error = p_strdup_printf(imp->run->pool,
+		imp->ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		imp->ctx->error = p_strdup_printf(imp->ctx->pool,
 			"Destination folder %s: flag update failed: %s",
 			imp->folder->dest.vname,
 			mailbox_get_last_internal_error(imp->box, &mail_error));
@@ -2161,7 +2202,7 @@ static const char *
 migrate_flags_cmd(struct migrate_importer *imp, uint32_t max_uid,
 		  uint64_t src_modseq, bool *full_r)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	string_t *cmd;
 
 	*full_r = FALSE;
@@ -2169,11 +2210,11 @@ migrate_flags_cmd(struct migrate_importer *imp, uint32_t max_uid,
 		return NULL;
 	cmd = t_str_new(128);
 	str_printfa(cmd, "UID FETCH 1:%u (UID FLAGS%s)", max_uid,
-		    run->gmail_ext && run->opts.delete &&
+		    ctx->gmail_ext && ctx->delete_mode &&
 		    imp->folder->dest.gmail_all_mail ? " X-GM-LABELS" : "");
 	if (imp->fs.src_highestmodseq != 0 && src_modseq != 0 &&
-	    migrate_source_conn_has_capability(run->conn, "CONDSTORE") &&
-	    !run->opts.delete) {
+	    migrate_source_conn_has_capability(ctx->conn, "CONDSTORE") &&
+	    !ctx->delete_mode) {
 		if (src_modseq == imp->fs.src_highestmodseq)
 			return NULL;
 		str_printfa(cmd, " (CHANGEDSINCE %"PRIu64")",
@@ -2187,7 +2228,7 @@ migrate_flags_cmd(struct migrate_importer *imp, uint32_t max_uid,
 static int migrate_importer_sync_flags(struct migrate_importer *imp,
 				       uint32_t max_uid, bool *full_r)
 {
-	struct migrate_run *run = imp->run;
+	struct migrate_importer_ctx *ictx = imp->ctx;
 	struct migrate_flag_sync ctx;
 	enum migrate_error code;
 	const char *error;
@@ -2222,13 +2263,13 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 	ctx.mail = mail_alloc(ctx.t, 0, NULL);
 	for (;;) {
 		if (present_tag != 0) {
-			ret = migrate_source_conn_wait_tag(run->conn,
+			ret = migrate_source_conn_wait_tag(ictx->conn,
 				present_tag,
 				(migrate_untagged_callback_t *)migrate_flags_cb,
 				&ctx, &code, &error);
 			present_tag = 0;
 		} else {
-			ret = migrate_source_conn_run(run->conn, str_c(cmd),
+			ret = migrate_source_conn_run(ictx->conn, str_c(cmd),
 				(migrate_untagged_callback_t *)migrate_flags_cb,
 				&ctx, &code, &error);
 		}
@@ -2236,26 +2277,26 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 			break;
 		/* throttled: a skipped flag sync would be lost for good,
 		   the pass records the new HIGHESTMODSEQ */
-		if (migrate_run_throttle(run, error) < 0) {
+		if (migrate_importer_throttle(ictx, error) < 0) {
 			ret = -1;
-			code = run->error_code;
-			error = t_strdup(run->error);
+			code = ictx->error_code;
+			error = t_strdup(ictx->error);
 			break;
 		}
 	}
 	mail_free(&ctx.mail);
 	if (mailbox_transaction_commit(&ctx.t) < 0) {
 		enum mail_error mail_error;
-		run->error_code = MIGRATE_ERROR_DESTINATION;
-		run->error = p_strdup_printf(run->pool,
+		ictx->error_code = MIGRATE_ERROR_DESTINATION;
+		ictx->error = p_strdup_printf(ictx->pool,
 			"Destination folder %s: flag update failed: %s",
 			imp->folder->dest.vname,
 			mailbox_get_last_internal_error(imp->box, &mail_error));
 		return -1;
 	}
 	if (ret < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+		ictx->error_code = code;
+		ictx->error = p_strdup(ictx->pool, error);
 		return -1;
 	}
 	if (ret == 0) {
@@ -2265,7 +2306,7 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 		imp->flag_sync_failed = TRUE;
 		return 1;
 	}
-	if (*full_r && run->opts.delete) {
+	if (*full_r && ictx->delete_mode) {
 		/* delete mode: imported messages gone from the source */
 		struct mailbox_transaction_context *t;
 		struct mail *mail;
@@ -2296,8 +2337,8 @@ static int migrate_importer_sync_flags(struct migrate_importer *imp,
 		mail_free(&mail);
 		if (mailbox_transaction_commit(&t) < 0) {
 			enum mail_error mail_error;
-			run->error_code = MIGRATE_ERROR_DESTINATION;
-			run->error = p_strdup_printf(run->pool,
+			ictx->error_code = MIGRATE_ERROR_DESTINATION;
+			ictx->error = p_strdup_printf(ictx->pool,
 				"Destination folder %s: expunge failed: %s",
 				imp->folder->dest.vname,
 				mailbox_get_last_internal_error(imp->box,
@@ -2324,7 +2365,7 @@ static bool migrate_importer_item_retryable(struct migrate_importer *imp,
 	case MIGRATE_ITEM_DUPLICATE:
 		return FALSE;
 	default:
-		return item->attempts < imp->run->set->item_retries;
+		return item->attempts < imp->ctx->set->item_retries;
 	}
 }
 
@@ -2368,7 +2409,7 @@ static const char *
 migrate_importer_prefetch_flags_cmd(struct migrate_importer *imp)
 {
 	/* delete mode asks for every flag later (with Gmail labels) */
-	if (imp->run->opts.delete)
+	if (imp->ctx->delete_mode)
 		return NULL;
 	return migrate_flags_cmd(imp, imp->fs.last_uid,
 				 imp->folder->status_highestmodseq,
@@ -2472,7 +2513,7 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 	   copies of mail the user archived since the last run. That mail
 	   is All Mail's now, below its high-water mark: list it all. */
 	imp->relist_below = 0;
-	if (folder->dest.gmail_all_mail && imp->run->opts.delete &&
+	if (folder->dest.gmail_all_mail && imp->ctx->delete_mode &&
 	    imp->state_valid && imp->fs.last_uid > 0 && imp->exists > 0) {
 		imp->relist_below = imp->fs.last_uid + 1;
 		seq_range_array_add_range(&list_uids, 1, imp->fs.last_uid);
@@ -2587,14 +2628,14 @@ static int migrate_importer_pass(struct migrate_importer *imp)
 }
 
 static void migrate_importer_init(struct migrate_importer *imp,
-				  struct migrate_run *run,
+				  struct migrate_importer_ctx *ctx,
 				  struct migrate_folder *folder)
 {
 	i_zero(imp);
-	imp->run = run;
+	imp->ctx = ctx;
 	imp->folder = folder;
 	imp->pool = pool_alloconly_create("migrate importer", 1024*64);
-	imp->event = event_create(run->event);
+	imp->event = event_create(ctx->event);
 	event_add_str(imp->event, "folder", folder->dest.vname);
 	event_set_append_log_prefix(imp->event, t_strdup_printf(
 		"%s: ", folder->dest.vname));
@@ -2607,7 +2648,7 @@ static void migrate_importer_init(struct migrate_importer *imp,
 	p_array_init(&imp->pending_uids, imp->pool, 128);
 	p_array_init(&imp->failed_uids, imp->pool, 8);
 	p_array_init(&imp->counted_uids, imp->pool, 8);
-	run->cur_folder = folder->dest.vname;
+	ctx->live->cur_folder = folder->dest.vname;
 }
 
 static void migrate_importer_deinit(struct migrate_importer *imp)
@@ -2625,15 +2666,16 @@ static void migrate_importer_deinit(struct migrate_importer *imp)
 		hash_table_destroy(&imp->items_by_uid);
 	event_unref(&imp->event);
 	pool_unref(&imp->pool);
-	imp->run->cur_folder = NULL;
+	imp->ctx->live->cur_folder = NULL;
 }
 
 /* Gmail: mail in the label folders is labelled mail, which All Mail
    must not bring again into Archive. The label folders' identities are
    read from the destination, so this holds also for label folders this
-   run didn't list: unchanged ones, completed by an earlier (crashed) run,
+   run didn't list: unchanged ones, completed by an earlier (crashed) ctx,
    or left out with -m. */
-int migrate_importer_remember_labelled(struct migrate_run *run)
+int migrate_importer_remember_labelled(struct migrate_importer_ctx *ctx,
+				       const ARRAY_TYPE(migrate_folder) *folders)
 {
 	struct migrate_importer imp;
 	struct migrate_folder *folder;
@@ -2645,19 +2687,19 @@ int migrate_importer_remember_labelled(struct migrate_run *run)
 	const char *identity;
 	int ret = 0;
 
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(folders, folder) {
 		if (folder->dest.skip || folder->dest.gmail_all_mail ||
 		    folder->dest.vname == NULL)
 			continue;
-		migrate_importer_init(&imp, run, folder);
-		ns = mail_namespace_find(run->user->namespaces,
+		migrate_importer_init(&imp, ctx, folder);
+		ns = mail_namespace_find(ctx->user->namespaces,
 					 folder->dest.vname);
 		imp.box = mailbox_alloc(ns->list, folder->dest.vname, 0);
 		if (mailbox_exists(imp.box, TRUE, &existence) < 0 ||
 		    (existence == MAILBOX_EXISTENCE_SELECT &&
 		     mailbox_open(imp.box) < 0)) {
-			run->error_code = MIGRATE_ERROR_DESTINATION;
-			run->error = p_strdup_printf(run->pool,
+			ctx->error_code = MIGRATE_ERROR_DESTINATION;
+			ctx->error = p_strdup_printf(ctx->pool,
 				"Destination folder %s: %s", folder->dest.vname,
 				mailbox_get_last_internal_error(imp.box,
 								&mail_error));
@@ -2669,7 +2711,7 @@ int migrate_importer_remember_labelled(struct migrate_run *run)
 			iter = hash_table_iterate_init(imp.dest_ids);
 			while (hash_table_iterate(iter, imp.dest_ids,
 						  &identity, &ids))
-				migrate_seen_remember(run, identity);
+				migrate_identity_set_add(ctx->seen, identity);
 			hash_table_iterate_deinit(&iter);
 		}
 		migrate_importer_deinit(&imp);
@@ -2691,7 +2733,7 @@ static void migrate_importer_dest_moved(struct migrate_importer *imp)
 	if (imp->fs.dest_vname == NULL ||
 	    strcmp(imp->fs.dest_vname, folder->dest.vname) == 0)
 		return;
-	folder->dest_previous = p_strdup(imp->run->pool, imp->fs.dest_vname);
+	folder->dest_previous = p_strdup(imp->ctx->pool, imp->fs.dest_vname);
 	e_warning(imp->event, "The destination of source folder %s changed "
 		  "since the last pass (migrate_folder_map): it was %s, now "
 		  "%s. Importing into %s, matching mail already there by "
@@ -2720,7 +2762,7 @@ migrate_folder_finished_event(struct event *event,
 		event();
 }
 
-int migrate_importer_folder(struct migrate_run *run,
+int migrate_importer_folder(struct migrate_importer_ctx *ctx,
 			    struct migrate_folder *folder)
 {
 	struct migrate_importer imp;
@@ -2728,14 +2770,14 @@ int migrate_importer_folder(struct migrate_run *run,
 	unsigned int passes = 0;
 	int ret;
 
-	migrate_importer_init(&imp, run, folder);
+	migrate_importer_init(&imp, ctx, folder);
 	imp.started = ioloop_timeval;
 
-	ret = migrate_state_folder_get(run->state, folder->src_name, imp.pool,
+	ret = migrate_state_folder_get(ctx->state, folder->src_name, imp.pool,
 				       &imp.fs, &error);
 	if (ret < 0) {
-		run->error_code = MIGRATE_ERROR_TEMP;
-		run->error = p_strdup(run->pool, error);
+		ctx->error_code = MIGRATE_ERROR_TEMP;
+		ctx->error = p_strdup(ctx->pool, error);
 	} else {
 		imp.have_state = ret > 0;
 		if (imp.have_state)
@@ -2751,12 +2793,12 @@ int migrate_importer_folder(struct migrate_run *run,
 		do {
 			reconnected = FALSE;
 			ret = migrate_importer_pass(&imp);
-			if (ret < 0 && run->error_code == MIGRATE_ERROR_TEMP &&
-			    !migrate_source_conn_is_connected(run->conn)) {
+			if (ret < 0 && ctx->error_code == MIGRATE_ERROR_TEMP &&
+			    !migrate_source_conn_is_connected(ctx->conn)) {
 				/* resume in place after reconnecting */
 				if (imp.trans != NULL)
 					mailbox_transaction_rollback(&imp.trans);
-				if (migrate_run_reconnect(run, run->error) == 0) {
+				if (migrate_importer_reconnect(ctx, ctx->error) == 0) {
 					ret = 2;
 					reconnected = TRUE;
 				}
@@ -2764,7 +2806,7 @@ int migrate_importer_folder(struct migrate_run *run,
 			/* reconnects have their own budget */
 		} while (ret == 2 && (reconnected || ++passes < 1000));
 		if (ret > 0)
-			run->progress++;
+			ctx->live->progress++;
 	}
 
 	if (imp.trans != NULL)
@@ -2781,7 +2823,7 @@ int migrate_importer_folder(struct migrate_run *run,
 	} else {
 		folder->result = "failed";
 		if (folder->error == NULL)
-			folder->error = run->error;
+			folder->error = ctx->error;
 	}
 	imp.fs.status = folder->result;
 	imp.fs.last_error = folder->error;
@@ -2803,12 +2845,12 @@ int migrate_importer_folder(struct migrate_run *run,
 	imp.fs.planned = folder->planned;
 	imp.fs.planned_bytes = folder->planned_bytes;
 	imp.fs.uids_preserved = folder->uids_preserved;
-	if (ret != 0 && migrate_state_folder_set(run->state, folder->src_name,
+	if (ret != 0 && migrate_state_folder_set(ctx->state, folder->src_name,
 						 &imp.fs, &error) < 0) {
 		e_error(imp.event, "%s", error);
 		if (ret > 0) {
-			run->error_code = MIGRATE_ERROR_TEMP;
-			run->error = p_strdup(run->pool, error);
+			ctx->error_code = MIGRATE_ERROR_TEMP;
+			ctx->error = p_strdup(ctx->pool, error);
 			ret = -1;
 		}
 	}
@@ -2831,11 +2873,11 @@ migrate_verify_missing(struct migrate_importer *imp,
 	struct migrate_folder *folder = imp->folder;
 
 	if (!array_is_created(&folder->missing))
-		p_array_init(&folder->missing, imp->run->pool, 8);
+		p_array_init(&folder->missing, imp->ctx->pool, 8);
 	missing = array_append_space(&folder->missing);
 	missing->uid = msg->uid;
-	missing->message_id = p_strdup(imp->run->pool, msg->message_id);
-	missing->subject = p_strdup(imp->run->pool, msg->subject);
+	missing->message_id = p_strdup(imp->ctx->pool, msg->message_id);
+	missing->subject = p_strdup(imp->ctx->pool, msg->subject);
 	folder->unexplained++;
 }
 
@@ -2884,7 +2926,7 @@ migrate_verify_by_uidmap(struct migrate_importer *imp,
 						    msg->identity);
 }
 
-int migrate_importer_verify(struct migrate_run *run,
+int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 			    struct migrate_folder *folder)
 {
 	struct migrate_importer imp;
@@ -2900,13 +2942,13 @@ int migrate_importer_verify(struct migrate_run *run,
 	int ret, state_ret;
 
 	i_zero(&dst_identities);
-	migrate_importer_init(&imp, run, folder);
-	identities = run->opts.identities || folder->dest.gmail_all_mail;
-	state_ret = migrate_state_folder_get(run->state, folder->src_name,
+	migrate_importer_init(&imp, ctx, folder);
+	identities = ctx->verify_identities || folder->dest.gmail_all_mail;
+	state_ret = migrate_state_folder_get(ctx->state, folder->src_name,
 					     imp.pool, &imp.fs, &error);
 	if (state_ret < 0) {
-		run->error_code = MIGRATE_ERROR_TEMP;
-		run->error = p_strdup(run->pool, error);
+		ctx->error_code = MIGRATE_ERROR_TEMP;
+		ctx->error = p_strdup(ctx->pool, error);
 		migrate_importer_deinit(&imp);
 		return -1;
 	}
@@ -2923,15 +2965,15 @@ int migrate_importer_verify(struct migrate_run *run,
 		imp.fs.src_uidvalidity == imp.uidvalidity;
 	folder->src_messages = imp.exists;
 
-	ns = mail_namespace_find(run->user->namespaces, folder->dest.vname);
+	ns = mail_namespace_find(ctx->user->namespaces, folder->dest.vname);
 	imp.box = mailbox_alloc(ns->list, folder->dest.vname, 0);
 	if (mailbox_exists(imp.box, TRUE, &existence) < 0 ||
 	    existence != MAILBOX_EXISTENCE_SELECT) {
 		i_zero(&status);
 	} else if (mailbox_open(imp.box) < 0 || mailbox_sync(imp.box, 0) < 0) {
 		enum mail_error mail_error;
-		run->error_code = MIGRATE_ERROR_DESTINATION;
-		run->error = p_strdup_printf(run->pool, "Destination folder "
+		ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		ctx->error = p_strdup_printf(ctx->pool, "Destination folder "
 			"%s: %s", folder->dest.vname,
 			mailbox_get_last_internal_error(imp.box, &mail_error));
 		migrate_importer_deinit(&imp);

@@ -925,7 +925,7 @@ static void migrate_pop3_items_save(struct migrate_pop3 *pop3)
 				break;
 			}
 		}
-		run->items_by_class[MIGRATE_ITEM_POP3_UNMATCHED]++;
+		run->live.items_by_class[MIGRATE_ITEM_POP3_UNMATCHED]++;
 	}
 	array_foreach_modifiable(&old_items, old) {
 		if (old->resolved)

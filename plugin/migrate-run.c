@@ -16,6 +16,7 @@
 #include "migrate-settings.h"
 #include "migrate-compat.h"
 #include "migrate-source-conn.h"
+#include "migrate-identity.h"
 #include "migrate-run.h"
 #include "migrate-pop3.h"
 #include "migrate-sieve.h"
@@ -155,15 +156,15 @@ void migrate_run_pace(struct migrate_run *run)
 			migrate_run_sleep(run, wait_msecs);
 	}
 	/* no throttling since the last saved message: probe back up */
-	if (run->pipeline_depth < set->pipeline_depth)
-		run->pipeline_depth++;
+	if (run->live.pipeline_depth < set->pipeline_depth)
+		run->live.pipeline_depth++;
 	if (set->max_messages_per_second == 0 &&
 	    set->max_bytes_per_second == 0)
 		return;
 	if (run->pace_start.tv_sec == 0) {
 		run->pace_start = ioloop_timeval;
 		run->cur_done_total = 0;
-		run->bytes_done = 0;
+		run->live.bytes_done = 0;
 	}
 	run->cur_done_total++;
 	io_loop_time_refresh();
@@ -173,8 +174,9 @@ void migrate_run_pace(struct migrate_run *run)
 			set->max_messages_per_second;
 	}
 	if (set->max_bytes_per_second > 0) {
-		long long bytes_msecs = (long long)(run->bytes_done * 1000 /
-						    set->max_bytes_per_second);
+		long long bytes_msecs = (long long)
+			(run->live.bytes_done * 1000 /
+			 set->max_bytes_per_second);
 		if (bytes_msecs > need_msecs)
 			need_msecs = bytes_msecs;
 	}
@@ -225,7 +227,7 @@ int migrate_run_reconnect(struct migrate_run *run, const char *why)
 
 	/* the session since the last reconnect made progress: a new
 	   incident, with the whole budget and the shortest backoff */
-	if (run->progress != run->progress_at_reconnect)
+	if (run->live.progress != run->progress_at_reconnect)
 		run->reconnect_streak = 0;
 	while (run->reconnect_streak < run->set->reconnect_max) {
 		msecs = migrate_backoff_msecs(run,
@@ -241,7 +243,7 @@ int migrate_run_reconnect(struct migrate_run *run, const char *why)
 						&error) == 0) {
 			run->error_code = MIGRATE_ERROR_NONE;
 			run->error = NULL;
-			run->progress_at_reconnect = run->progress;
+			run->progress_at_reconnect = run->live.progress;
 			return 0;
 		}
 		why = error;
@@ -278,13 +280,13 @@ int migrate_run_throttle(struct migrate_run *run, const char *why)
 	run->throttle_waits++;
 	run->throttle_streak++;
 	run->throttle_wait_secs += (msecs + 999) / 1000;
-	if (run->pipeline_depth > 1)
-		run->pipeline_depth /= 2;
+	if (run->live.pipeline_depth > 1)
+		run->live.pipeline_depth /= 2;
 	if (run->worker)
 		migrate_workers_throttled(run, msecs);
 	e_warning(run->event, "Source server is throttling (%s); "
 		  "waiting %u ms, then %u messages in flight",
-		  why == NULL ? "" : why, msecs, run->pipeline_depth);
+		  why == NULL ? "" : why, msecs, run->live.pipeline_depth);
 	migrate_run_sleep(run, msecs);
 	run->last_throttle = ioloop_time;
 	return 0;
@@ -356,17 +358,18 @@ static void migrate_run_progress(struct migrate_run *run)
 		migrate_workers_progress(run);
 		return;
 	}
-	if (run->cur_folder == NULL)
+	if (run->live.cur_folder == NULL)
 		return;
 	if (run->progress_tty) {
 		fprintf(stderr, "\r%s: %s %u/%u msgs, %s, %u throttle "
-			"waits\033[K", run->user->username, run->cur_folder,
-			run->cur_done, run->cur_total,
+			"waits\033[K", run->user->username, run->live.cur_folder,
+			run->live.cur_done, run->live.cur_total,
 			migrate_run_progress_str(run), run->throttle_waits);
 		fflush(stderr);
 	} else {
 		e_info(run->event, "Progress: folder %s: %u/%u messages",
-		       run->cur_folder, run->cur_done, run->cur_total);
+		       run->live.cur_folder, run->live.cur_done,
+		       run->live.cur_total);
 	}
 }
 
@@ -387,9 +390,7 @@ migrate_run_init(struct mail_user *user, const struct migrate_run_options *opts)
 	event_add_str(run->event, "user", user->username);
 	event_set_append_log_prefix(run->event, "migrate: ");
 	p_array_init(&run->folders, pool, 16);
-	run->seen_pool = pool_alloconly_create("migrate seen ids", 4096);
-	hash_table_create(&run->seen_identities, run->seen_pool, 128,
-			  str_hash, strcmp);
+	run->seen = migrate_identity_set_create();
 	run->started = ioloop_time;
 	run->started_tv = ioloop_timeval;
 	return run;
@@ -408,12 +409,11 @@ void migrate_run_deinit(struct migrate_run **_run)
 		migrate_folder_map_deinit(&run->map);
 	if (run->state != NULL)
 		migrate_state_close(&run->state);
-	hash_table_destroy(&run->seen_identities);
+	migrate_identity_set_destroy(&run->seen);
 	if (hash_table_is_created(run->folders_by_name))
 		hash_table_destroy(&run->folders_by_name);
 	if (hash_table_is_created(run->gmail_labels))
 		hash_table_destroy(&run->gmail_labels);
-	pool_unref(&run->seen_pool);
 	event_unref(&run->event);
 	pool_unref(&run->pool);
 }
@@ -582,6 +582,169 @@ bool migrate_run_gmail_label_imported(struct migrate_run *run,
 	hash_table_insert(run->gmail_labels, label,
 			  POINTER_CAST(imported ? 1 : 2));
 	return imported;
+}
+
+/* The importer's hooks: what the run (or a worker) does when the
+   importer reports or asks for something */
+
+static void migrate_run_hook_item_error(void *context)
+{
+	migrate_run_item_error(context);
+}
+
+static bool migrate_run_hook_errors_max_reached(void *context,
+						const char **error_r)
+{
+	struct migrate_run *run = context;
+
+	if (!migrate_run_errors_max_reached(run))
+		return FALSE;
+	*error_r = run->error;
+	return TRUE;
+}
+
+static void migrate_run_hook_saved(void *context)
+{
+	migrate_run_pace(context);
+}
+
+static int migrate_run_hook_throttle(void *context, const char *why,
+				     const char **error_r)
+{
+	struct migrate_run *run = context;
+
+	if (migrate_run_throttle(run, why) < 0) {
+		*error_r = run->error;
+		return -1;
+	}
+	return 0;
+}
+
+static int migrate_run_hook_reconnect(void *context, const char *why,
+				      enum migrate_error *code_r,
+				      const char **error_r)
+{
+	struct migrate_run *run = context;
+
+	if (migrate_run_reconnect(run, why) < 0) {
+		*code_r = run->error_code;
+		*error_r = run->error;
+		return -1;
+	}
+	return 0;
+}
+
+static bool migrate_run_hook_gmail_label_imported(void *context,
+						  const char *label)
+{
+	return migrate_run_gmail_label_imported(context, label);
+}
+
+static void migrate_run_hook_plan_folder(void *context,
+					 struct migrate_folder *folder,
+					 uint32_t messages, uint64_t bytes)
+{
+	migrate_run_plan_folder(context, folder, messages, bytes);
+}
+
+static void migrate_run_hook_save_progress(void *context)
+{
+	migrate_run_save_progress(context);
+}
+
+static void
+migrate_run_hook_save_begin(void *context, const struct migrate_folder *folder,
+			    struct mail_save_context *save,
+			    struct istream *body, uoff_t body_size)
+{
+	migrate_pop3_save_uidl(context, folder, save, body, body_size);
+}
+
+static void migrate_run_hook_dest_lock(void *context)
+{
+	migrate_workers_dest_lock(context);
+}
+
+static void migrate_run_hook_dest_unlock(void *context)
+{
+	migrate_workers_dest_unlock(context);
+}
+
+static const struct migrate_importer_hooks migrate_run_importer_hooks = {
+	.item_error = migrate_run_hook_item_error,
+	.errors_max_reached = migrate_run_hook_errors_max_reached,
+	.saved = migrate_run_hook_saved,
+	.throttle = migrate_run_hook_throttle,
+	.reconnect = migrate_run_hook_reconnect,
+	.gmail_label_imported = migrate_run_hook_gmail_label_imported,
+	.plan_folder = migrate_run_hook_plan_folder,
+	.save_progress = migrate_run_hook_save_progress,
+	.save_begin = migrate_run_hook_save_begin,
+	.dest_lock = migrate_run_hook_dest_lock,
+	.dest_unlock = migrate_run_hook_dest_unlock,
+};
+
+void migrate_run_importer_ctx(struct migrate_run *run,
+			      struct migrate_importer_ctx *ctx_r)
+{
+	i_zero(ctx_r);
+	ctx_r->pool = run->pool;
+	ctx_r->user = run->user;
+	ctx_r->event = run->event;
+	ctx_r->set = run->set;
+	ctx_r->state = run->state;
+	ctx_r->conn = run->conn;
+	ctx_r->delete_mode = run->opts.delete;
+	ctx_r->verify_identities = run->opts.identities;
+	ctx_r->batch_fsync = run->opts.batch_fsync;
+	ctx_r->gmail_ext = run->gmail_ext;
+	ctx_r->have_all_folder = run->have_all_folder;
+	ctx_r->seen = run->seen;
+	ctx_r->error_code = run->error_code;
+	ctx_r->error = run->error;
+	ctx_r->live = &run->live;
+	ctx_r->hooks = &migrate_run_importer_hooks;
+	ctx_r->hook_context = run;
+}
+
+/* The importer's error is the run's: it starts from the run's and ends
+   up there, whatever the importer returned */
+static int migrate_run_importer_done(struct migrate_run *run,
+				     const struct migrate_importer_ctx *ctx,
+				     int ret)
+{
+	run->error_code = ctx->error_code;
+	run->error = ctx->error;
+	return ret;
+}
+
+int migrate_run_import_folder(struct migrate_run *run,
+			      struct migrate_folder *folder)
+{
+	struct migrate_importer_ctx ctx;
+
+	migrate_run_importer_ctx(run, &ctx);
+	return migrate_run_importer_done(run, &ctx,
+		migrate_importer_folder(&ctx, folder));
+}
+
+static int migrate_run_verify_folder(struct migrate_run *run,
+				     struct migrate_folder *folder)
+{
+	struct migrate_importer_ctx ctx;
+
+	migrate_run_importer_ctx(run, &ctx);
+	return migrate_run_importer_done(run, &ctx,
+		migrate_importer_verify(&ctx, folder));
+}
+
+static int migrate_run_remember_labelled(struct migrate_run *run)
+{
+	struct migrate_importer_ctx ctx;
+
+	migrate_run_importer_ctx(run, &ctx);
+	return migrate_run_importer_done(run, &ctx,
+		migrate_importer_remember_labelled(&ctx, &run->folders));
 }
 
 /* The personal namespace prefix: migrate_source_prefix, else NAMESPACE's,
@@ -1228,12 +1391,12 @@ static int migrate_run_import(struct migrate_run *run)
 		if (folder->dest.gmail_all_mail && !labelled_known) {
 			/* All Mail comes last: every label folder is done */
 			labelled_known = TRUE;
-			if (migrate_importer_remember_labelled(run) < 0) {
+			if (migrate_run_remember_labelled(run) < 0) {
 				ret = -1;
 				break;
 			}
 		}
-		if (migrate_importer_folder(run, folder) < 0) {
+		if (migrate_run_import_folder(run, folder) < 0) {
 			/* the run can't go on (source gone, dest broken) */
 			ret = -1;
 			break;
@@ -1248,7 +1411,7 @@ static int migrate_run_import(struct migrate_run *run)
 		run->deferred += folder->deferred;
 		run->bytes += folder->bytes;
 	}
-	if (run->progress_tty && (run->cur_total > 0 || used_workers))
+	if (run->progress_tty && (run->live.cur_total > 0 || used_workers))
 		fprintf(stderr, "\r\033[K");
 
 	migrate_run_save_folder_list(run);
@@ -1268,10 +1431,10 @@ static int migrate_run_verify(struct migrate_run *run)
 			continue;
 		if (folder->dest.gmail_all_mail && !labelled_known) {
 			labelled_known = TRUE;
-			if (migrate_importer_remember_labelled(run) < 0)
+			if (migrate_run_remember_labelled(run) < 0)
 				return -1;
 		}
-		if (migrate_importer_verify(run, folder) < 0)
+		if (migrate_run_verify_folder(run, folder) < 0)
 			return -1;
 		unexplained += folder->unexplained;
 		if (folder->result != NULL &&
@@ -1605,7 +1768,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 		return -1;
 	}
 	run->set = set;
-	run->pipeline_depth = set->pipeline_depth;
+	run->live.pipeline_depth = set->pipeline_depth;
 	if (migrate_state_open(run->user, set->state_dict,
 			       &run->state, &error) < 0) {
 		if (run->opts.mode != MIGRATE_RUN_MODE_PLAN) {
@@ -1724,7 +1887,7 @@ static void migrate_run_finished(struct migrate_run *run)
 	for (i = 0; i < MIGRATE_ITEM_CLASS_COUNT; i++) T_BEGIN {
 		e->add_int(t_strconcat("items_", t_str_replace(
 			migrate_item_class_name(i), '-', '_'), NULL),
-			run->items_by_class[i]);
+			run->live.items_by_class[i]);
 	} T_END;
 	e_info(e->event(), "Run %s: %u imported, %u already there, %u failed, "
 	       "%"PRIu64" bytes (exit %d)",

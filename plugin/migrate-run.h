@@ -4,6 +4,7 @@
 #include "migrate-error.h"
 #include "migrate-folder-map.h"
 #include "migrate-state.h"
+#include "migrate-importer.h"
 
 struct mail_user;
 struct migrate_settings;
@@ -36,57 +37,6 @@ struct migrate_run_options {
 	bool batch_fsync;
 };
 
-struct migrate_verify_missing {
-	uint32_t uid;
-	const char *message_id, *subject;
-};
-
-/* One source folder and what the run did with it */
-struct migrate_folder {
-	const char *src_name;
-	struct migrate_folder_dest dest;
-	/* earlier passes imported this folder into another destination
-	   folder (the folder map changed since): that copy is left in place */
-	const char *dest_previous;
-	/* bytes earlier passes imported into dest (plan, from the state) */
-	uint64_t state_bytes;
-	enum migrate_folder_src_flags src_flags;
-	enum migrate_special_use src_special_use;
-	bool subscribed;
-	/* the LIST reply's name held a NUL byte: src_name is cut there and
-	   can't address the folder, which is skipped */
-	bool src_name_nul;
-	/* the name is longer than MIGRATE_MAX_SOURCE_NAME: src_name is a
-	   shortened copy for messages, the folder is skipped */
-	bool src_name_too_long;
-
-	/* from the pipelined STATUS round */
-	bool have_status;
-	uint32_t status_messages, status_uidnext, status_uidvalidity;
-	uint64_t status_highestmodseq;
-	uoff_t status_size;
-
-	/* result of this run */
-	const char *result;	/* completed, unchanged, failed, skipped... */
-	const char *error;
-	uint32_t src_messages, dst_messages;
-	uint32_t imported, existing, failed, deferred, flags_updated;
-	uint32_t expunged, unexplained;
-	/* verify --identities: source messages missing at the destination
-	   with nothing in the item log to explain them */
-	ARRAY(struct migrate_verify_missing) missing;
-	uint64_t bytes;
-	/* what this run means to import here: from STATUS and the state
-	   until the folder is listed, then what the listing found */
-	uint32_t planned;
-	uint64_t planned_bytes;
-	uint64_t duration_msecs;
-	const char *uids_preserved;
-	/* migrate_folder_finished was sent for this folder */
-	bool finished_event;
-};
-ARRAY_DEFINE_TYPE(migrate_folder, struct migrate_folder *);
-
 struct migrate_run {
 	pool_t pool;
 	struct mail_user *user;
@@ -118,29 +68,29 @@ struct migrate_run {
 
 	/* identities already imported in earlier folders, with
 	   migrate_dedupe_across_folders and for Gmail's All Mail */
-	HASH_TABLE(const char *, const char *) seen_identities;
-	pool_t seen_pool;
+	struct migrate_identity_set *seen;
 
 	enum migrate_error error_code;
 	const char *error;
 	unsigned int item_errors, reconnects, throttle_waits;
-	/* messages this run put in the item log, by class (a UID counts
-	   once per folder pass) */
-	unsigned int items_by_class[MIGRATE_ITEM_CLASS_COUNT];
+	/* what the importer updates as it goes: the current folder's
+	   progress, bytes for pacing, the pipeline depth, the messages this
+	   run put in the item log by class */
+	struct migrate_importer_live live;
 	/* the run state's final status (completed...), NULL until saved */
 	const char *result;
 	/* Reconnect budget per incident: reconnects in a row without
 	   progress (mail committed, a folder done) since the last one;
-	   progress is counted up, and compared with its value at the last
-	   reconnect */
+	   live.progress is counted up, and compared with its value at the
+	   last reconnect */
 	unsigned int reconnect_streak;
-	uint64_t progress, progress_at_reconnect;
+	uint64_t progress_at_reconnect;
 	unsigned int throttle_wait_secs;
-	/* adaptive throttling: bodies in flight, halved on every throttling
-	   reply and grown back by one per saved message up to
-	   migrate_pipeline_depth; the backoff grows with throttles in a row
-	   and starts over after a quiet minute */
-	unsigned int pipeline_depth, throttle_streak;
+	/* adaptive throttling: bodies in flight (live.pipeline_depth),
+	   halved on every throttling reply and grown back by one per saved
+	   message up to migrate_pipeline_depth; the backoff grows with
+	   throttles in a row and starts over after a quiet minute */
+	unsigned int throttle_streak;
 	time_t last_throttle;
 	time_t started;
 	struct timeval started_tv;
@@ -152,8 +102,8 @@ struct migrate_run {
 	uint32_t planned;
 	uint64_t planned_bytes;
 
-	/* pacing (migrate_max_*_per_second) and lock renewal */
-	uint64_t bytes_done;
+	/* pacing (migrate_max_*_per_second, with live.bytes_done) and lock
+	   renewal */
 	uint32_t cur_done_total;
 	struct timeval pace_start;
 	time_t lock_renewed;
@@ -168,10 +118,8 @@ struct migrate_run {
 	unsigned int worker_slot_idx;
 	bool worker;
 
-	/* progress */
+	/* progress (of live.cur_folder) */
 	struct timeval progress_shown;
-	const char *cur_folder;
-	uint32_t cur_done, cur_total;
 	bool progress_tty;
 };
 
@@ -222,23 +170,14 @@ void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
    no-op in a worker: the run's process holds the lock) */
 void migrate_run_lock_keep(struct migrate_run *run);
 
-/* Per folder, in migrate-importer.c */
-int migrate_importer_folder(struct migrate_run *run,
-			    struct migrate_folder *folder);
-
-/* The migrate_folder_finished event (a passthrough child of event) with
-   the folder's result and counters */
-struct event *
-migrate_folder_finished_event(struct event *event,
-			      const struct migrate_folder *folder);
-
-/* Per folder, for migrate verify */
-int migrate_importer_verify(struct migrate_run *run,
-			    struct migrate_folder *folder);
-
-/* Before Gmail's All Mail: remember the identities of the mail in every
-   label folder at the destination (run->seen_identities). */
-int migrate_importer_remember_labelled(struct migrate_run *run);
+/* The importer's context for this run's (or worker's) source
+   connection, with the run's hooks */
+void migrate_run_importer_ctx(struct migrate_run *run,
+			      struct migrate_importer_ctx *ctx_r);
+/* The importer's calls, with this run's context: the importer's error
+   becomes the run's */
+int migrate_run_import_folder(struct migrate_run *run,
+			      struct migrate_folder *folder);
 
 /* Gmail: TRUE if this X-GM-LABELS label names a folder this migration
    imports (a user label, \Inbox, \Sent, \Draft...): mail carrying it

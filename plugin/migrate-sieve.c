@@ -424,7 +424,7 @@ static void migrate_sieve_save_items(struct migrate_sieve_pass *pass)
 			item->first_seen = old->first_seen;
 			item->attempts = old->attempts + 1;
 		}
-		run->items_by_class[item->class]++;
+		run->live.items_by_class[item->class]++;
 	}
 	if (migrate_state_sieve_set(run->state, &items, &error) < 0) {
 		e_error(run->event, "Saving the Sieve item log failed: %s",

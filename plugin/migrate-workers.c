@@ -316,7 +316,7 @@ migrate_worker_import(struct migrate_run *run, struct migrate_workers *w,
 		group = &groups[g];
 		for (i = group->start; i < group->start + group->count; i++) {
 			folder = folders[i];
-			if (migrate_importer_folder(run, folder) < 0) {
+			if (migrate_run_import_folder(run, folder) < 0) {
 				migrate_worker_job_save(&w->jobs[i], folder);
 				slot->error_code = run->error_code;
 				migrate_copy_str(slot->error,
@@ -366,10 +366,10 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	run->error_code = MIGRATE_ERROR_NONE;
 	run->error = NULL;
 	run->item_errors = run->reconnects = run->throttle_waits = 0;
-	memset(run->items_by_class, 0, sizeof(run->items_by_class));
+	memset(run->live.items_by_class, 0, sizeof(run->live.items_by_class));
 	run->throttle_wait_secs = 0;
 	run->pace_start.tv_sec = 0;
-	run->bytes_done = 0;
+	run->live.bytes_done = 0;
 
 	set = p_new(run->pool, struct migrate_settings, 1);
 	*set = *run->set;
@@ -404,7 +404,7 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	slot->item_errors = run->item_errors;
 	slot->reconnects = run->reconnects;
 	slot->throttle_waits = run->throttle_waits;
-	memcpy(slot->items_by_class, run->items_by_class,
+	memcpy(slot->items_by_class, run->live.items_by_class,
 	       sizeof(slot->items_by_class));
 	migrate_source_conn_destroy(&run->conn);
 	migrate_conn_slot_release(&run->conn_slot);
@@ -420,8 +420,8 @@ void migrate_workers_saved(struct migrate_run *run)
 		&run->workers->slots[run->worker_slot_idx];
 
 	slot->saved++;
-	slot->bytes += run->bytes_done - slot->last_bytes_done;
-	slot->last_bytes_done = run->bytes_done;
+	slot->bytes += run->live.bytes_done - slot->last_bytes_done;
+	slot->last_bytes_done = run->live.bytes_done;
 }
 
 void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs)
@@ -673,7 +673,7 @@ static void migrate_workers_merge(struct migrate_run *run,
 		run->reconnects += slot->reconnects;
 		run->throttle_waits += slot->throttle_waits;
 		for (j = 0; j < MIGRATE_ITEM_CLASS_COUNT; j++)
-			run->items_by_class[j] += slot->items_by_class[j];
+			run->live.items_by_class[j] += slot->items_by_class[j];
 		if (slot->no_start) {
 			e_warning(run->event, "Worker %u didn't start: %s; "
 				  "its folders are imported by the others",
