@@ -1,7 +1,8 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
-/* migrate-importer.c's reply parsers for the fuzz target (fuzz-parts.h) */
-#include "../plugin/migrate-importer.c"
+/* migrate-importer-source.c's reply parsers for the fuzz target
+   (fuzz-parts.h) */
+#include "../plugin/migrate-importer-source.c"
 #include "fuzz-parts.h"
 #include "migrate-run.h"
 
@@ -58,7 +59,7 @@ void fuzz_importer_fetch_items(struct fuzz_importer *fimp,
 	size_t hdr_size;
 
 	i_zero(&msg);
-	(void)migrate_parse_fetch(&fimp->imp,
-				  migrate_fetch_args_normalize(args),
+	(void)migrate_importer_parse_fetch(&fimp->imp,
+				  migrate_importer_fetch_args_normalize(args),
 				  &msg, &hdr, &hdr_size);
 }

@@ -15,7 +15,7 @@ struct fuzz_importer;
 /* migrate-run.c: NAMESPACE, LIST/XLIST/LSUB and STATUS replies */
 void fuzz_run_reply(struct migrate_run *run, const struct migrate_reply *reply);
 
-/* migrate-importer.c: EXAMINE, the listing FETCH and UID SEARCH replies */
+/* migrate-importer-source.c: EXAMINE, the listing FETCH and UID SEARCH replies */
 struct fuzz_importer *fuzz_importer_create(struct migrate_run *run, pool_t pool);
 /* its hash tables hold a reference to the session's pool */
 void fuzz_importer_destroy(struct fuzz_importer *imp);

@@ -166,4 +166,8 @@ int migrate_compat_quota_storage(struct quota_root *root,
    structs. */
 void migrate_compat_stats_client_after_fork(void);
 
+/* Make the file system holding path durable (syncfs(); a no-op where
+   the platform has none) */
+int migrate_compat_syncfs(const char *path, const char **error_r);
+
 #endif

@@ -170,7 +170,7 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 /* Before Gmail's All Mail: remember the identities of the mail in every
    label folder at the destination (ctx->seen). */
 int migrate_importer_remember_labelled(struct migrate_importer_ctx *ctx,
-				       const ARRAY_TYPE(migrate_folder) *folders);
+	const ARRAY_TYPE(migrate_folder) *folders);
 
 /* The migrate_folder_finished event (a passthrough child of event) with
    the folder's result and counters */

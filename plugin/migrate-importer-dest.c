@@ -1,0 +1,823 @@
+/* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
+
+#include "lib.h"
+#include "array.h"
+#include "bsearch-insert-pos.h"
+#include "hash.h"
+#include "str.h"
+#include "strnum.h"
+#include "str-sanitize.h"
+#include "istream.h"
+#include "ioloop.h"
+#include "imap-arg.h"
+#include "imap-date.h"
+#include "imap-util.h"
+#include "time-util.h"
+#include "mail-storage.h"
+#include "mail-namespace.h"
+#include "mail-search-build.h"
+#include "migrate-settings.h"
+#include "migrate-compat.h"
+#include "migrate-source-conn.h"
+#include "migrate-identity.h"
+#include "migrate-importer-private.h"
+
+/* The destination mailbox of a folder's pass: opening (or creating) it,
+   scanning the identities of the mail already there, saving a body,
+   committing a batch (and then the state), the flag sync of imported mail
+   and delete mode's expunge. Everything here goes through lib-storage. */
+
+static int migrate_importer_dest_full(struct migrate_importer *imp,
+				      struct migrate_msg *msg,
+				      const char *error, bool disk);
+static void migrate_dest_update_flags(struct migrate_importer *imp,
+				      struct mail *mail,
+				      const struct migrate_msg *src);
+
+int migrate_importer_dest_open(struct migrate_importer *imp)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct migrate_folder *folder = imp->folder;
+	struct mail_namespace *ns;
+	struct mailbox_update update;
+	struct mailbox_status status;
+	enum mailbox_existence existence;
+	enum mail_error mail_error;
+	const char *error;
+
+	ns = mail_namespace_find(ctx->user->namespaces, folder->dest.vname);
+	imp->box = mailbox_alloc(ns->list, folder->dest.vname, 0);
+	ctx->hooks->dest_lock(ctx->hook_context);
+	if (mailbox_exists(imp->box, TRUE, &existence) < 0)
+		goto failed;
+	i_zero(&update);
+	if (ctx->set->preserve_uids)
+		update.uid_validity = imp->uidvalidity;
+	if (existence != MAILBOX_EXISTENCE_SELECT) {
+		if (mailbox_create(imp->box, &update, FALSE) < 0) {
+			error = mailbox_get_last_internal_error(imp->box,
+								&mail_error);
+			if (mail_error != MAIL_ERROR_EXISTS)
+				goto failed;
+		}
+	}
+	if (mailbox_open(imp->box) < 0 ||
+	    mailbox_sync(imp->box, 0) < 0)
+		goto failed;
+	mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
+				STATUS_MESSAGES, &status);
+	/* an empty, never used folder can still take the source's
+	   UIDVALIDITY */
+	if (ctx->set->preserve_uids && status.messages == 0 &&
+	    status.uidnext == 1 && status.uidvalidity != imp->uidvalidity) {
+		/* the open view sees the new UIDVALIDITY only after a sync
+		   (Maildir's INBOX, which exists before the ctx, said
+		   uids=no although every UID was kept) */
+		if (mailbox_update(imp->box, &update) < 0 ||
+		    mailbox_sync(imp->box, 0) < 0)
+			goto failed;
+		mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY |
+					STATUS_UIDNEXT | STATUS_MESSAGES,
+					&status);
+	}
+	imp->preserve_uids = ctx->set->preserve_uids &&
+		status.uidvalidity == imp->uidvalidity;
+	/* setting it again is harmless; reading it needs a list refresh */
+	if (folder->subscribed && ctx->set->subscriptions)
+		(void)mailbox_set_subscribed(imp->box, TRUE);
+	ctx->hooks->dest_unlock(ctx->hook_context);
+	return 1;
+failed:
+	ctx->hooks->dest_unlock(ctx->hook_context);
+	error = mailbox_get_last_internal_error(imp->box, &mail_error);
+	if (mail_error == MAIL_ERROR_NOTPOSSIBLE ||
+	    mail_error == MAIL_ERROR_PARAMS ||
+	    mail_error == MAIL_ERROR_NOTFOUND) {
+		/* this name can't be a folder there (e.g. mbox: a folder
+		   with mail can't have subfolders): the others go on */
+		folder->error = p_strdup_printf(ctx->pool,
+			"Destination folder %s can't be created: %s",
+			folder->dest.vname, error);
+		mailbox_free(&imp->box);
+		return 0;
+	}
+	ctx->error_code = MIGRATE_ERROR_DESTINATION;
+	ctx->error = p_strdup_printf(ctx->pool,
+		"Destination folder %s: %s", folder->dest.vname, error);
+	folder->error = ctx->error;
+	return -1;
+}
+
+void migrate_importer_dest_status(struct migrate_importer *imp,
+				  struct mailbox_status *status_r)
+{
+	mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY |
+				STATUS_UIDNEXT | STATUS_MESSAGES, status_r);
+}
+
+int
+migrate_importer_dest_scan_uids(struct migrate_importer *imp,
+				const ARRAY_TYPE(seq_range) *uids)
+{
+	struct mailbox_transaction_context *t;
+	struct mail_search_args *search_args;
+	struct mail_search_arg *sarg;
+	struct mail_search_context *search_ctx;
+	struct mailbox_header_lookup_ctx *headers;
+	struct migrate_identity_info info;
+	struct migrate_dest_ids *ids;
+	struct istream *input;
+	struct mail *mail;
+	const unsigned char *data;
+	uoff_t vsize;
+	size_t size;
+	buffer_t *buf;
+	int ret = 0;
+
+	if (mailbox_sync(imp->box, 0) < 0)
+		return -1;
+	t = mailbox_transaction_begin(imp->box, 0, __func__);
+	search_args = mail_search_build_init();
+	sarg = mail_search_build_add(search_args, SEARCH_UIDSET);
+	p_array_init(&sarg->value.seqset, search_args->pool,
+		     array_count(uids));
+	array_append_array(&sarg->value.seqset, uids);
+	headers = mailbox_header_lookup_init(imp->box,
+					     migrate_identity_fields);
+	search_ctx = mailbox_search_init(t, search_args, NULL,
+					 MAIL_FETCH_VIRTUAL_SIZE, headers);
+	mail_search_args_unref(&search_args);
+	buf = buffer_create_dynamic(default_pool, 1024);
+	while (mailbox_search_next(search_ctx, &mail)) T_BEGIN {
+		buffer_set_used_size(buf, 0);
+		if (mail_get_header_stream(mail, headers, &input) < 0 ||
+		    mail_get_virtual_size(mail, &vsize) < 0) {
+			ret = -1;
+		} else {
+			while (i_stream_read_more(input, &data, &size) > 0) {
+				buffer_append(buf, data, size);
+				i_stream_skip(input, size);
+			}
+			migrate_identity_compute(buf->data, buf->used, vsize,
+						 pool_datastack_create(),
+						 &info);
+			ids = hash_table_lookup(imp->dest_ids, info.identity);
+			if (ids == NULL) {
+				const char *key =
+					p_strdup(imp->pool, info.identity);
+				ids = p_new(imp->pool,
+					    struct migrate_dest_ids, 1);
+				p_array_init(&ids->uids, imp->pool, 1);
+				hash_table_insert(imp->dest_ids, key, ids);
+				key = migrate_identity_fingerprint(key);
+				if (hash_table_lookup(imp->dest_fingerprints,
+						      key) == NULL) {
+					key = p_strdup(imp->pool, key);
+					hash_table_insert(imp->dest_fingerprints,
+							  key, POINTER_CAST(1));
+				}
+			}
+			array_push_back(&ids->uids, &mail->uid);
+		}
+	} T_END;
+	buffer_free(&buf);
+	if (mailbox_search_deinit(&search_ctx) < 0)
+		ret = -1;
+	mailbox_header_lookup_unref(&headers);
+	(void)mailbox_transaction_commit(&t);
+	if (ret < 0) {
+		enum mail_error error;
+		imp->ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		imp->ctx->error = p_strdup_printf(imp->ctx->pool,
+			"Destination folder %s: can't read existing mail: %s",
+			imp->folder->dest.vname,
+			mailbox_get_last_internal_error(imp->box, &error));
+	}
+	return ret;
+}
+
+int migrate_importer_dest_scan(struct migrate_importer *imp, uint32_t min_uid)
+{
+	ARRAY_TYPE(seq_range) uids;
+
+	t_array_init(&uids, 1);
+	seq_range_array_add_range(&uids, min_uid, (uint32_t)-1);
+	return migrate_importer_dest_scan_uids(imp, &uids);
+}
+
+void migrate_importer_rollback(struct migrate_importer *imp)
+{
+	const uint32_t *src_uidp;
+	struct migrate_msg *msg;
+
+	if (imp->trans != NULL)
+		mailbox_transaction_rollback(&imp->trans);
+	array_foreach(&imp->pending_uids, src_uidp) {
+		msg = hash_table_lookup(imp->msgs_by_uid,
+					POINTER_CAST(*src_uidp));
+		if (msg == NULL || msg->action != MIGRATE_MSG_DONE)
+			continue;
+		msg->action = MIGRATE_MSG_IMPORT;
+		msg->rolled_back = TRUE;
+		if (imp->folder->imported > 0)
+			imp->folder->imported--;
+		imp->batch_rolled_back = TRUE;
+	}
+	imp->folder->bytes = imp->folder->bytes > imp->trans_bytes ?
+		imp->folder->bytes - imp->trans_bytes : 0;
+	array_clear(&imp->pending_uids);
+	imp->trans_msgs = 0;
+	imp->trans_bytes = 0;
+	imp->trans_save_failed = FALSE;
+}
+
+/* migrate_fsync=batch: the batch's files were written without fsync();
+   one syncfs() makes all of them (and their directory entries) durable
+   before the state may say they were imported. */
+static int
+migrate_importer_make_durable(struct migrate_importer *imp,
+			      const char **error_r)
+{
+	const char *path;
+
+	/* syncfs() flushes the whole file system the mail root is on */
+	path = mailbox_list_get_root_forced(mailbox_get_namespace(
+		imp->box)->list, MAILBOX_LIST_PATH_TYPE_MAILBOX);
+	return migrate_compat_syncfs(path, error_r);
+}
+
+/* lib-storage has no error code of its own for a full file system:
+   ENOSPC is an internal error carrying strerror()'s text, a full index
+   is MAIL_ERROR_NOQUOTA "Not enough disk space" (a quota says "quota") */
+static bool migrate_dest_error_is_disk_full(const char *error)
+{
+	return strstr(error, strerror(ENOSPC)) != NULL ||
+		strstr(error, "Not enough disk space") != NULL;
+}
+
+/* Committing the batch failed for want of space: its messages go back to
+   be fetched again and are committed one by one from now on; when a
+   single message doesn't fit, it is a destination-full item and the run
+   stops. Returns 0 to go on, -1 to stop. */
+static int migrate_importer_commit_disk_full(struct migrate_importer *imp,
+					     const char *error)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct migrate_msg *msg = NULL;
+	bool single = imp->quota_single && imp->trans_msgs <= 1;
+
+	imp->quota_single = TRUE;
+	if (!single) {
+		e_debug(imp->event, "Commit failed: %s: committing message by "
+			"message from now on", error);
+		migrate_importer_rollback(imp);
+		return 0;
+	}
+	if (array_count(&imp->pending_uids) > 0) {
+		msg = hash_table_lookup(imp->msgs_by_uid,
+			POINTER_CAST(*array_front(&imp->pending_uids)));
+	}
+	if (msg != NULL)
+		return migrate_importer_dest_full(imp, msg, error, TRUE);
+	migrate_importer_rollback(imp);
+	ctx->error_code = MIGRATE_ERROR_DISK_FULL;
+	ctx->error = p_strdup_printf(ctx->pool, "Destination file system full "
+		"in %s: commit failed: %s", imp->folder->dest.vname, error);
+	return -1;
+}
+
+int migrate_importer_commit(struct migrate_importer *imp)
+{
+	struct migrate_folder_state fs;
+	struct mail_transaction_commit_changes changes;
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct mailbox_status status;
+	struct seq_range_iter iter;
+	const uint32_t *src_uidp;
+	unsigned int n = 0;
+	uint32_t dst_uid;
+	enum mail_error error;
+	const char *errstr;
+
+	if (imp->trans == NULL)
+		return 0;
+	if (imp->trans_save_failed) {
+		/* The transaction's last save failed (a body cut off
+		   mid-literal, a destination write error). dbox keeps that
+		   failure in the transaction's save context, and committing
+		   now would unlink the files of every message saved in it
+		   while their index records stay ("Unexpectedly lost uid").
+		   Roll the batch back instead: it is fetched again. */
+		migrate_importer_rollback(imp);
+		return 0;
+	}
+	if (mailbox_transaction_commit_get_changes(&imp->trans, &changes) < 0) {
+		/* copied: the rollback and resync below set new errors */
+		errstr = t_strdup(mailbox_get_last_internal_error(imp->box,
+								  &error));
+		if (migrate_dest_error_is_disk_full(errstr))
+			return migrate_importer_commit_disk_full(imp, errstr);
+		if (error != MAIL_ERROR_NOQUOTA &&
+		    imp->commit_retries++ < MIGRATE_COMMIT_RETRIES) {
+			/* e.g. a run killed mid-commit left message files
+			   behind that the index doesn't know: the failed
+			   commit made the storage rebuild its index. The
+			   batch is fetched again, and the next pass matches
+			   what the rebuild found by identity. */
+			e_warning(imp->event, "Commit failed, retrying the "
+				  "batch after a resync: %s", errstr);
+			migrate_importer_rollback(imp);
+			(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
+			return 0;
+		}
+		ctx->error_code = error == MAIL_ERROR_NOQUOTA ?
+			MIGRATE_ERROR_QUOTA : MIGRATE_ERROR_DESTINATION;
+		ctx->error = p_strdup_printf(ctx->pool,
+			"Destination folder %s: commit failed: %s",
+			imp->folder->dest.vname, errstr);
+		array_clear(&imp->pending_uids);
+		imp->trans_msgs = 0;
+		imp->trans_bytes = 0;
+		return -1;
+	}
+	/* saved_uids come in save order */
+	seq_range_array_iter_init(&iter, &changes.saved_uids);
+	array_foreach(&imp->pending_uids, src_uidp) {
+		if (!seq_range_array_iter_nth(&iter, n++, &dst_uid))
+			break;
+		migrate_uidmap_add(&imp->fs.uidmap, *src_uidp, dst_uid);
+		if (dst_uid != *src_uidp && imp->preserve_uids)
+			imp->uids_preserve_failed = TRUE;
+	}
+	pool_unref(&changes.pool);
+	array_clear(&imp->pending_uids);
+	if (imp->trans_msgs > 0) {
+		/* mail is safe: a reconnect after this starts a new
+		   incident (migrate_reconnect_max) */
+		ctx->live->progress++;
+	}
+	imp->trans_msgs = 0;
+	imp->trans_bytes = 0;
+
+	/* the mail is safe now: the state may follow. The box's view
+	   only sees the commit after a sync: without it dst_uidnext
+	   would be stale, and a resumed run would match mail this map
+	   already owns by identity once more. */
+	if (mailbox_sync(imp->box, 0) < 0) {
+		errstr = mailbox_get_last_internal_error(imp->box, &error);
+		ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		ctx->error = p_strdup_printf(ctx->pool,
+			"Destination folder %s: sync after commit failed: %s",
+			imp->folder->dest.vname, errstr);
+		return -1;
+	}
+	if (ctx->batch_fsync &&
+	    migrate_importer_make_durable(imp, &errstr) < 0) {
+		ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		ctx->error = p_strdup_printf(ctx->pool,
+			"Destination folder %s: %s", imp->folder->dest.vname,
+			errstr);
+		return -1;
+	}
+	migrate_importer_dest_status(imp, &status);
+	/* the map belongs to this UIDVALIDITY pair: a pass resumed after
+	   a reconnect (or the next ctx) can trust it */
+	imp->fs.src_uidvalidity = imp->uidvalidity;
+	imp->fs.dst_uidvalidity = status.uidvalidity;
+	imp->fs.dst_uidnext = status.uidnext;
+	migrate_importer_advance(imp);
+	imp->have_state = TRUE;
+	/* what status shows of a running pass: its counts so far (the
+	   folder's own totals are added up when the pass ends) */
+	fs = imp->fs;
+	fs.imported = imp->folder->imported;
+	fs.existing = imp->folder->existing;
+	fs.failed = imp->folder->failed;
+	fs.total_imported += imp->folder->imported;
+	fs.bytes += imp->folder->bytes;
+	fs.planned = imp->folder->planned;
+	fs.planned_bytes = imp->folder->planned_bytes;
+	if (migrate_state_folder_set(ctx->state, imp->folder->src_name,
+				     &fs, &errstr) < 0) {
+		ctx->error_code = MIGRATE_ERROR_TEMP;
+		ctx->error = p_strdup(ctx->pool, errstr);
+		return -1;
+	}
+	ctx->hooks->save_progress(ctx->hook_context);
+	return 0;
+}
+
+/* The destination quota or file system refused msg. The open transaction
+   can only be rolled back as a whole: the first time, its messages (msg
+   too: it may fit without them) go back to be fetched again, and from now
+   on every message is committed on its own. When a message refused alone,
+   the destination is full: it and every message of the folder still to
+   import go to the item log as destination-quota or destination-full, and
+   the run stops (retrying can't help until the quota is raised or space
+   freed). Returns 0 to go on, -1 to stop. */
+static int migrate_importer_dest_full(struct migrate_importer *imp,
+				      struct migrate_msg *msg,
+				      const char *error, bool disk)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	enum migrate_item_class class = disk ? MIGRATE_ITEM_DEST_FULL :
+		MIGRATE_ITEM_DEST_QUOTA;
+	const char *what = disk ? "the destination file system is full" :
+		"the destination quota is full";
+	struct migrate_msg *m;
+	unsigned int count = 0;
+
+	if (!imp->quota_single && imp->trans_msgs > 0) {
+		e_debug(imp->event, "UID %u: %s: committing message by message "
+			"from now on", msg->uid, error);
+		imp->quota_single = TRUE;
+		migrate_importer_rollback(imp);
+		msg->rolled_back = TRUE;
+		imp->batch_rolled_back = TRUE;
+		return 0;
+	}
+	error = t_strdup(error);
+	migrate_importer_rollback(imp);
+	migrate_importer_item(imp, msg, class, error);
+	msg->action = MIGRATE_MSG_FAILED;
+	array_foreach_elem(&imp->msgs, m) {
+		if (m->action != MIGRATE_MSG_IMPORT)
+			continue;
+		migrate_importer_item(imp, m, class,
+				      t_strconcat("not tried: ", what, NULL));
+		m->action = MIGRATE_MSG_FAILED;
+		count++;
+	}
+	imp->folder->failed += count + 1;
+	ctx->error_code = disk ? MIGRATE_ERROR_DISK_FULL : MIGRATE_ERROR_QUOTA;
+	ctx->error = p_strdup_printf(ctx->pool, "Destination %s full in "
+		"%s: %s. What fit is kept; %u message(s) of this folder are in "
+		"the item log as %s (migrate report -r %s): %s and run again",
+		disk ? "file system" : "quota", imp->folder->dest.vname, error,
+		count + 1, migrate_item_class_name(class),
+		migrate_item_class_name(class),
+		disk ? "free space" : "raise the quota");
+	return -1;
+}
+
+int migrate_importer_save(struct migrate_importer *imp,
+			  struct migrate_msg *msg, struct istream *body,
+			  uoff_t body_size)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct mail_save_context *save;
+	struct mail_keywords *kw;
+	enum mail_error mail_error;
+	enum migrate_error code;
+	const char *error;
+	ssize_t ret;
+	bool failed = FALSE;
+
+	/* A body is saved once it has arrived whole (up to 1 MB): a cut
+	   connection then never leaves a save half done, which would roll
+	   back the whole batch (dbox can't commit it) and lose the progress
+	   of every message before it. A bigger body commits the batch
+	   before it instead. */
+	ret = migrate_source_conn_body_prefetch(ctx->conn, &code, &error);
+	if (ret < 0) {
+		ctx->error_code = code;
+		ctx->error = p_strdup(ctx->pool, error);
+		return -1;
+	}
+	if (ret == 0 && imp->trans_msgs > 0 &&
+	    migrate_importer_commit(imp) < 0)
+		return -1;
+	if (imp->trans == NULL) {
+		struct mailbox_status status;
+
+		imp->trans = mailbox_transaction_begin(imp->box,
+			MAILBOX_TRANSACTION_FLAG_EXTERNAL |
+			MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS, __func__);
+		mailbox_get_open_status(imp->box, STATUS_UIDNEXT, &status);
+		imp->save_min_uid = status.uidnext;
+	}
+	save = mailbox_save_alloc(imp->trans);
+	/* until mailbox_save_finish() succeeds */
+	imp->trans_save_failed = TRUE;
+	kw = msg->keywords == NULL || msg->keywords[0] == NULL ? NULL :
+		mailbox_keywords_create_valid(imp->box, msg->keywords);
+	mailbox_save_set_flags(save, msg->flags, kw);
+	if (kw != NULL)
+		mailbox_keywords_unref(&kw);
+	if (msg->internaldate != 0)
+		mailbox_save_set_received_date(save, msg->internaldate,
+					       msg->tz_offset);
+	if (!imp->preserve_uids)
+		;
+	else if (msg->uid >= imp->save_min_uid &&
+		 msg->uid <= MIGRATE_SAVE_UID_MAX) {
+		mailbox_save_set_uid(save, msg->uid);
+		imp->save_min_uid = msg->uid + 1;
+	} else {
+		/* taken (another source folder merged into this one, a
+		   local delivery) or too high to keep: the storage assigns
+		   a new UID */
+		imp->uids_preserve_failed = TRUE;
+	}
+	/* the error texts are copied at once: the storage frees its last
+	   error when it sets the next one, and mailbox_save_cancel() on a
+	   full file system does (sdbox: the item's reason was freed
+	   memory) */
+	ctx->hooks->save_begin(ctx->hook_context, imp->folder, save,
+			       body, body_size);
+	if (mailbox_save_begin(&save, body) < 0) {
+		error = t_strdup(mailbox_get_last_internal_error(imp->box,
+								 &mail_error));
+		goto dest_failed;
+	}
+	for (;;) {
+		if (mailbox_save_continue(save) < 0) {
+			failed = TRUE;
+			break;
+		}
+		ret = i_stream_read(body);
+		if (ret > 0 || ret == -2)
+			continue;
+		if (ret == -1)
+			break;
+		if (migrate_source_conn_wait(ctx->conn, &error) < 0) {
+			mailbox_save_cancel(&save);
+			ctx->error_code = MIGRATE_ERROR_TEMP;
+			ctx->error = p_strdup(ctx->pool, error);
+			migrate_source_conn_disconnect(ctx->conn);
+			return -1;
+		}
+	}
+	if (!failed && (body->stream_errno != 0 ||
+			body->v_offset != body_size)) {
+		/* cut mid-message: never save half a message */
+		mailbox_save_cancel(&save);
+		return 0;
+	}
+	if (failed) {
+		error = t_strdup(mailbox_get_last_internal_error(imp->box,
+								 &mail_error));
+		mailbox_save_cancel(&save);
+		goto dest_failed_nosave;
+	}
+	if (mailbox_save_finish(&save) < 0) {
+		error = t_strdup(mailbox_get_last_internal_error(imp->box,
+								 &mail_error));
+		goto dest_failed_nosave;
+	}
+	imp->trans_save_failed = FALSE;
+	array_push_back(&imp->pending_uids, &msg->uid);
+	if (imp->trans_msgs++ == 0)
+		imp->trans_started = ioloop_time;
+	imp->trans_bytes += body_size;
+	imp->trans_last_uid = msg->uid;
+	msg->action = MIGRATE_MSG_DONE;
+	imp->folder->imported++;
+	imp->folder->bytes += body_size;
+	ctx->live->cur_done++;
+	migrate_source_conn_progress(ctx->conn);
+	ctx->live->bytes_done += body_size;
+	ctx->hooks->saved(ctx->hook_context);
+	migrate_importer_item_resolved(imp, msg->uid);
+	return 1;
+
+dest_failed:
+dest_failed_nosave:
+	if (migrate_dest_error_is_disk_full(error))
+		return migrate_importer_dest_full(imp, msg, error, TRUE);
+	if (mail_error == MAIL_ERROR_NOQUOTA)
+		return migrate_importer_dest_full(imp, msg, error, FALSE);
+	migrate_importer_item(imp, msg, MIGRATE_ITEM_DEST_ERROR, error);
+	msg->action = MIGRATE_MSG_FAILED;
+	return 0;
+}
+
+bool migrate_importer_batch_full(struct migrate_importer *imp)
+{
+	return imp->trans_msgs >= imp->ctx->set->batch_messages ||
+		(imp->quota_single && imp->trans_msgs > 0) ||
+		imp->trans_bytes >= imp->ctx->set->batch_bytes ||
+		/* a slow source: what was saved is committed (and shown by
+		   status, kept by an interrupted ctx) every few seconds */
+		(imp->trans_msgs > 0 &&
+		 ioloop_time - imp->trans_started >= MIGRATE_BATCH_MAX_SECS);
+}
+
+/* Update destination flags of already imported messages from source. */
+struct migrate_flag_sync {
+	struct migrate_importer *imp;
+	struct mailbox_transaction_context *t;
+	struct mail *mail;
+	ARRAY_TYPE(seq_range) seen_uids;
+};
+
+static void migrate_flags_cb(const struct migrate_reply *reply,
+			     struct migrate_flag_sync *ctx)
+{
+	struct migrate_importer *imp = ctx->imp;
+	struct migrate_msg tmp;
+	const unsigned char *hdr;
+	size_t hdr_size;
+	uint32_t uid, dst_uid;
+
+	if (strcasecmp(reply->name, "FETCH") != 0)
+		return;
+	i_zero(&tmp);
+	uid = migrate_importer_parse_fetch(imp, reply->args, &tmp,
+					   &hdr, &hdr_size);
+	if (uid == 0 || tmp.keywords == NULL)
+		return;
+	if (tmp.gm_labels_known && tmp.gm_labelled) {
+		/* All Mail, delete mode: archived mail the user labelled
+		   again arrives through its label folder now, so its
+		   Archive copy goes like mail gone from the source */
+		return;
+	}
+	seq_range_array_add(&ctx->seen_uids, uid);
+	dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, uid);
+	if (dst_uid != 0 && mail_set_uid(ctx->mail, dst_uid))
+		migrate_dest_update_flags(imp, ctx->mail, &tmp);
+}
+
+/* Make a destination mail's flags and keywords those of the source */
+static void migrate_dest_update_flags(struct migrate_importer *imp,
+				      struct mail *mail,
+				      const struct migrate_msg *src)
+{
+	static const char *const no_keywords[] = { NULL };
+	const char *const *src_kw, *const *old_kw;
+	struct mail_keywords *kw;
+	unsigned int i;
+	bool kw_differ;
+
+	src_kw = src->keywords == NULL ? no_keywords : src->keywords;
+	old_kw = mail_get_keywords(mail);
+	kw_differ = str_array_length(old_kw) != str_array_length(src_kw);
+	for (i = 0; !kw_differ && src_kw[i] != NULL; i++) {
+		if (!str_array_icase_find(old_kw, src_kw[i]))
+			kw_differ = TRUE;
+	}
+	if ((mail_get_flags(mail) & MAIL_FLAGS_NONRECENT) == src->flags &&
+	    !kw_differ)
+		return;
+	mail_update_flags(mail, MODIFY_REPLACE, src->flags);
+	if (kw_differ) {
+		kw = mailbox_keywords_create_valid(imp->box, src_kw);
+		mail_update_keywords(mail, MODIFY_REPLACE, kw);
+		mailbox_keywords_unref(&kw);
+	}
+	imp->folder->flags_updated++;
+}
+
+int migrate_importer_sync_claimed(struct migrate_importer *imp)
+{
+	struct mailbox_transaction_context *t;
+	struct migrate_msg *msg;
+	struct mail *mail;
+	enum mail_error mail_error;
+
+	/* not EXTERNAL (that is for saves only): Maildir would record the
+	   change in its index but never rename the file, and its next sync
+	   would restore the file name's old flags */
+	t = mailbox_transaction_begin(imp->box, 0, __func__);
+	mail = mail_alloc(t, 0, NULL);
+	array_foreach_elem(&imp->msgs, msg) {
+		if (msg->claimed_dst_uid != 0 &&
+		    mail_set_uid(mail, msg->claimed_dst_uid))
+			migrate_dest_update_flags(imp, mail, msg);
+	}
+	mail_free(&mail);
+	if (mailbox_transaction_commit(&t) < 0) {
+		imp->ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		imp->ctx->error = p_strdup_printf(imp->ctx->pool,
+			"Destination folder %s: flag update failed: %s",
+			imp->folder->dest.vname,
+			mailbox_get_last_internal_error(imp->box, &mail_error));
+		return -1;
+	}
+	return 0;
+}
+
+int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
+				bool *full_r)
+{
+	struct migrate_importer_ctx *ictx = imp->ctx;
+	struct migrate_flag_sync ctx;
+	enum migrate_error code;
+	const char *error;
+	unsigned int present_tag = 0;
+	string_t *cmd;
+	int ret;
+
+	const char *flags_cmd;
+
+	*full_r = FALSE;
+	cmd = t_str_new(128);
+	if (imp->flags_tag != 0) {
+		/* sent already, in the burst with EXAMINE */
+		present_tag = imp->flags_tag;
+		imp->flags_tag = 0;
+		str_append(cmd, imp->flags_cmd);
+		*full_r = imp->flags_full;
+	} else {
+		flags_cmd = migrate_importer_flags_cmd(imp, max_uid,
+					      imp->highestmodseq, full_r);
+		if (flags_cmd == NULL)
+			return 1;
+		str_append(cmd, flags_cmd);
+	}
+	i_zero(&ctx);
+	ctx.imp = imp;
+	/* grown in migrate_flags_cb, inside the connection's own data stack
+	   frame: a t_array would panic there ("stack frame changed") */
+	p_array_init(&ctx.seen_uids, imp->pool, 32);
+	/* not EXTERNAL: see migrate_importer_sync_claimed() */
+	ctx.t = mailbox_transaction_begin(imp->box, 0, __func__);
+	ctx.mail = mail_alloc(ctx.t, 0, NULL);
+	for (;;) {
+		if (present_tag != 0) {
+			ret = migrate_source_conn_wait_tag(ictx->conn,
+				present_tag,
+				(migrate_untagged_callback_t *)migrate_flags_cb,
+				&ctx, &code, &error);
+			present_tag = 0;
+		} else {
+			ret = migrate_source_conn_run(ictx->conn, str_c(cmd),
+				(migrate_untagged_callback_t *)migrate_flags_cb,
+				&ctx, &code, &error);
+		}
+		if (ret != 0 || code != MIGRATE_ERROR_TEMP)
+			break;
+		/* throttled: a skipped flag sync would be lost for good,
+		   the pass records the new HIGHESTMODSEQ */
+		if (migrate_importer_throttle(ictx, error) < 0) {
+			ret = -1;
+			code = ictx->error_code;
+			error = t_strdup(ictx->error);
+			break;
+		}
+	}
+	mail_free(&ctx.mail);
+	if (mailbox_transaction_commit(&ctx.t) < 0) {
+		enum mail_error mail_error;
+		ictx->error_code = MIGRATE_ERROR_DESTINATION;
+		ictx->error = p_strdup_printf(ictx->pool,
+			"Destination folder %s: flag update failed: %s",
+			imp->folder->dest.vname,
+			mailbox_get_last_internal_error(imp->box, &mail_error));
+		return -1;
+	}
+	if (ret < 0) {
+		ictx->error_code = code;
+		ictx->error = p_strdup(ictx->pool, error);
+		return -1;
+	}
+	if (ret == 0) {
+		e_warning(imp->event, "Flag sync: %s", error);
+		*full_r = FALSE;
+		/* keep the old HIGHESTMODSEQ: the next run asks again */
+		imp->flag_sync_failed = TRUE;
+		return 1;
+	}
+	if (*full_r && ictx->delete_mode) {
+		/* delete mode: imported messages gone from the source */
+		struct mailbox_transaction_context *t;
+		struct mail *mail;
+		const struct migrate_uid_run *urun;
+		ARRAY_TYPE(uint32_t) gone;
+		uint32_t uid, *uidp;
+
+		t_array_init(&gone, 16);
+		array_foreach(&imp->fs.uidmap, urun) {
+			for (uid = urun->src_uid;
+			     uid < urun->src_uid + urun->count; uid++) {
+				if (uid <= max_uid &&
+				    !seq_range_exists(&ctx.seen_uids, uid))
+					array_push_back(&gone, &uid);
+			}
+		}
+		t = mailbox_transaction_begin(imp->box, 0, __func__);
+		mail = mail_alloc(t, 0, NULL);
+		array_foreach_modifiable(&gone, uidp) {
+			uint32_t dst_uid =
+				migrate_uidmap_lookup(&imp->fs.uidmap, *uidp);
+			if (dst_uid != 0 && mail_set_uid(mail, dst_uid)) {
+				mail_expunge(mail);
+				imp->folder->expunged++;
+			}
+			migrate_uidmap_remove(&imp->fs.uidmap, *uidp);
+		}
+		mail_free(&mail);
+		if (mailbox_transaction_commit(&t) < 0) {
+			enum mail_error mail_error;
+			ictx->error_code = MIGRATE_ERROR_DESTINATION;
+			ictx->error = p_strdup_printf(ictx->pool,
+				"Destination folder %s: expunge failed: %s",
+				imp->folder->dest.vname,
+				mailbox_get_last_internal_error(imp->box,
+								&mail_error));
+			return -1;
+		}
+	}
+	return 1;
+}
