@@ -71,7 +71,7 @@ int migrate_importer_dest_open(struct migrate_importer *imp)
 	if (ctx->set->preserve_uids && status.messages == 0 &&
 	    status.uidnext == 1 && status.uidvalidity != imp->uidvalidity) {
 		/* the open view sees the new UIDVALIDITY only after a sync
-		   (Maildir's INBOX, which exists before the ctx, said
+		   (Maildir's INBOX, which exists before the run, said
 		   uids=no although every UID was kept) */
 		if (mailbox_update(imp->box, &update) < 0 ||
 		    mailbox_sync(imp->box, 0) < 0)
@@ -286,78 +286,52 @@ static int migrate_importer_commit_disk_full(struct migrate_importer *imp,
 	return -1;
 }
 
-int migrate_importer_commit(struct migrate_importer *imp)
+/* Committing the batch failed: a full file system, a quota, or a
+   storage that rebuilt its index (the batch is fetched again). Returns 0
+   to go on, -1 to stop. */
+static int migrate_importer_commit_failed(struct migrate_importer *imp)
 {
-	struct migrate_folder_state fs;
-	struct mail_transaction_commit_changes changes;
 	struct migrate_importer_ctx *ctx = imp->ctx;
-	struct mailbox_status status;
-	struct seq_range_iter iter;
-	const uint32_t *src_uidp;
-	unsigned int n = 0;
-	uint32_t dst_uid;
 	enum mail_error error;
 	const char *errstr;
 
-	if (imp->trans == NULL)
-		return 0;
-	if (imp->trans_save_failed) {
-		/* The transaction's last save failed (a body cut off
-		   mid-literal, a destination write error). dbox keeps that
-		   failure in the transaction's save context, and committing
-		   now would unlink the files of every message saved in it
-		   while their index records stay ("Unexpectedly lost uid").
-		   Roll the batch back instead: it is fetched again. */
+	/* copied: the rollback and resync below set new errors */
+	errstr = t_strdup(mailbox_get_last_internal_error(imp->box, &error));
+	if (migrate_dest_error_is_disk_full(errstr))
+		return migrate_importer_commit_disk_full(imp, errstr);
+	if (error != MAIL_ERROR_NOQUOTA &&
+	    imp->commit_retries++ < MIGRATE_COMMIT_RETRIES) {
+		/* e.g. a run killed mid-commit left message files behind
+		   that the index doesn't know: the failed commit made the
+		   storage rebuild its index. The batch is fetched again,
+		   and the next pass matches what the rebuild found by
+		   identity. */
+		e_warning(imp->event, "Commit failed, retrying the batch "
+			  "after a resync: %s", errstr);
 		migrate_importer_rollback(imp);
+		(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
 		return 0;
 	}
-	if (mailbox_transaction_commit_get_changes(&imp->trans, &changes) < 0) {
-		/* copied: the rollback and resync below set new errors */
-		errstr = t_strdup(mailbox_get_last_internal_error(imp->box,
-								  &error));
-		if (migrate_dest_error_is_disk_full(errstr))
-			return migrate_importer_commit_disk_full(imp, errstr);
-		if (error != MAIL_ERROR_NOQUOTA &&
-		    imp->commit_retries++ < MIGRATE_COMMIT_RETRIES) {
-			/* e.g. a run killed mid-commit left message files
-			   behind that the index doesn't know: the failed
-			   commit made the storage rebuild its index. The
-			   batch is fetched again, and the next pass matches
-			   what the rebuild found by identity. */
-			e_warning(imp->event, "Commit failed, retrying the "
-				  "batch after a resync: %s", errstr);
-			migrate_importer_rollback(imp);
-			(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
-			return 0;
-		}
-		ctx->error_code = error == MAIL_ERROR_NOQUOTA ?
-			MIGRATE_ERROR_QUOTA : MIGRATE_ERROR_DESTINATION;
-		ctx->error = p_strdup_printf(ctx->pool,
-			"Destination folder %s: commit failed: %s",
-			imp->folder->dest.vname, errstr);
-		array_clear(&imp->pending_uids);
-		imp->trans_msgs = 0;
-		imp->trans_bytes = 0;
-		return -1;
-	}
-	/* saved_uids come in save order */
-	seq_range_array_iter_init(&iter, &changes.saved_uids);
-	array_foreach(&imp->pending_uids, src_uidp) {
-		if (!seq_range_array_iter_nth(&iter, n++, &dst_uid))
-			break;
-		migrate_uidmap_add(&imp->fs.uidmap, *src_uidp, dst_uid);
-		if (dst_uid != *src_uidp && imp->preserve_uids)
-			imp->uids_preserve_failed = TRUE;
-	}
-	pool_unref(&changes.pool);
+	ctx->error_code = error == MAIL_ERROR_NOQUOTA ?
+		MIGRATE_ERROR_QUOTA : MIGRATE_ERROR_DESTINATION;
+	ctx->error = p_strdup_printf(ctx->pool,
+		"Destination folder %s: commit failed: %s",
+		imp->folder->dest.vname, errstr);
 	array_clear(&imp->pending_uids);
-	if (imp->trans_msgs > 0) {
-		/* mail is safe: a reconnect after this starts a new
-		   incident (migrate_reconnect_max) */
-		ctx->live->progress++;
-	}
 	imp->trans_msgs = 0;
 	imp->trans_bytes = 0;
+	return -1;
+}
+
+/* After a commit: the mail is durable, the high-water mark moves, and
+   the state records the map and what status shows of the running pass */
+static int migrate_importer_commit_record(struct migrate_importer *imp)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct migrate_folder_state fs;
+	struct mailbox_status status;
+	enum mail_error error;
+	const char *errstr;
 
 	/* the mail is safe now: the state may follow. The box's view
 	   only sees the commit after a sync: without it dst_uidnext
@@ -381,7 +355,7 @@ int migrate_importer_commit(struct migrate_importer *imp)
 	}
 	migrate_importer_dest_status(imp, &status);
 	/* the map belongs to this UIDVALIDITY pair: a pass resumed after
-	   a reconnect (or the next ctx) can trust it */
+	   a reconnect (or the next run) can trust it */
 	imp->fs.src_uidvalidity = imp->uidvalidity;
 	imp->fs.dst_uidvalidity = status.uidvalidity;
 	imp->fs.dst_uidnext = status.uidnext;
@@ -405,6 +379,51 @@ int migrate_importer_commit(struct migrate_importer *imp)
 	}
 	ctx->hooks->save_progress(ctx->hook_context);
 	return 0;
+}
+
+int migrate_importer_commit(struct migrate_importer *imp)
+{
+	struct mail_transaction_commit_changes changes;
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct seq_range_iter iter;
+	const uint32_t *src_uidp;
+	unsigned int n = 0;
+	uint32_t dst_uid;
+
+	if (imp->trans == NULL)
+		return 0;
+	if (imp->trans_save_failed) {
+		/* The transaction's last save failed (a body cut off
+		   mid-literal, a destination write error). dbox keeps that
+		   failure in the transaction's save context, and committing
+		   now would unlink the files of every message saved in it
+		   while their index records stay ("Unexpectedly lost uid").
+		   Roll the batch back instead: it is fetched again. */
+		migrate_importer_rollback(imp);
+		return 0;
+	}
+	if (mailbox_transaction_commit_get_changes(&imp->trans, &changes) < 0)
+		return migrate_importer_commit_failed(imp);
+	/* saved_uids come in save order */
+	seq_range_array_iter_init(&iter, &changes.saved_uids);
+	array_foreach(&imp->pending_uids, src_uidp) {
+		if (!seq_range_array_iter_nth(&iter, n++, &dst_uid))
+			break;
+		migrate_uidmap_add(&imp->fs.uidmap, *src_uidp, dst_uid);
+		if (dst_uid != *src_uidp && imp->preserve_uids)
+			imp->uids_preserve_failed = TRUE;
+	}
+	pool_unref(&changes.pool);
+	array_clear(&imp->pending_uids);
+	if (imp->trans_msgs > 0) {
+		/* mail is safe: a reconnect after this starts a new
+		   incident (migrate_reconnect_max) */
+		ctx->live->progress++;
+	}
+	imp->trans_msgs = 0;
+	imp->trans_bytes = 0;
+
+	return migrate_importer_commit_record(imp);
 }
 
 /* The destination quota or file system refused msg. The open transaction
@@ -460,33 +479,16 @@ static int migrate_importer_dest_full(struct migrate_importer *imp,
 	return -1;
 }
 
-int migrate_importer_save(struct migrate_importer *imp,
-			  struct migrate_msg *msg, struct istream *body,
-			  uoff_t body_size)
+/* A save in the open transaction (begun if there is none) with msg's
+   flags, keywords, INTERNALDATE and, when UIDs are preserved and can be,
+   its UID */
+static struct mail_save_context *
+migrate_importer_save_alloc(struct migrate_importer *imp,
+			    const struct migrate_msg *msg)
 {
-	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct mail_save_context *save;
 	struct mail_keywords *kw;
-	enum mail_error mail_error;
-	enum migrate_error code;
-	const char *error;
-	ssize_t ret;
-	bool failed = FALSE;
 
-	/* A body is saved once it has arrived whole (up to 1 MB): a cut
-	   connection then never leaves a save half done, which would roll
-	   back the whole batch (dbox can't commit it) and lose the progress
-	   of every message before it. A bigger body commits the batch
-	   before it instead. */
-	ret = migrate_source_conn_body_prefetch(ctx->conn, &code, &error);
-	if (ret < 0) {
-		ctx->error_code = code;
-		ctx->error = p_strdup(ctx->pool, error);
-		return -1;
-	}
-	if (ret == 0 && imp->trans_msgs > 0 &&
-	    migrate_importer_commit(imp) < 0)
-		return -1;
 	if (imp->trans == NULL) {
 		struct mailbox_status status;
 
@@ -519,6 +521,36 @@ int migrate_importer_save(struct migrate_importer *imp,
 		   a new UID */
 		imp->uids_preserve_failed = TRUE;
 	}
+	return save;
+}
+
+int migrate_importer_save(struct migrate_importer *imp,
+			  struct migrate_msg *msg, struct istream *body,
+			  uoff_t body_size)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct mail_save_context *save;
+	enum mail_error mail_error;
+	enum migrate_error code;
+	const char *error;
+	ssize_t ret;
+	bool failed = FALSE;
+
+	/* A body is saved once it has arrived whole (up to 1 MB): a cut
+	   connection then never leaves a save half done, which would roll
+	   back the whole batch (dbox can't commit it) and lose the progress
+	   of every message before it. A bigger body commits the batch
+	   before it instead. */
+	ret = migrate_source_conn_body_prefetch(ctx->conn, &code, &error);
+	if (ret < 0) {
+		ctx->error_code = code;
+		ctx->error = p_strdup(ctx->pool, error);
+		return -1;
+	}
+	if (ret == 0 && imp->trans_msgs > 0 &&
+	    migrate_importer_commit(imp) < 0)
+		return -1;
+	save = migrate_importer_save_alloc(imp, msg);
 	/* the error texts are copied at once: the storage frees its last
 	   error when it sets the next one, and mailbox_save_cancel() on a
 	   full file system does (sdbox: the item's reason was freed
@@ -598,7 +630,7 @@ bool migrate_importer_batch_full(struct migrate_importer *imp)
 		(imp->quota_single && imp->trans_msgs > 0) ||
 		imp->trans_bytes >= imp->ctx->set->batch_bytes ||
 		/* a slow source: what was saved is committed (and shown by
-		   status, kept by an interrupted ctx) every few seconds */
+		   status, kept by an interrupted run) every few seconds */
 		(imp->trans_msgs > 0 &&
 		 ioloop_time - imp->trans_started >= MIGRATE_BATCH_MAX_SECS);
 }
@@ -698,6 +730,50 @@ int migrate_importer_sync_claimed(struct migrate_importer *imp)
 	return 0;
 }
 
+/* Delete mode: expunge at the destination the imported messages (UIDs
+   up to max_uid) that a full flag listing didn't show (seen_uids) */
+static int
+migrate_importer_expunge_gone(struct migrate_importer *imp, uint32_t max_uid,
+			      const ARRAY_TYPE(seq_range) *seen_uids)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct mailbox_transaction_context *t;
+	struct mail *mail;
+	const struct migrate_uid_run *urun;
+	ARRAY_TYPE(uint32_t) gone;
+	enum mail_error mail_error;
+	uint32_t uid, dst_uid, *uidp;
+
+	t_array_init(&gone, 16);
+	array_foreach(&imp->fs.uidmap, urun) {
+		for (uid = urun->src_uid;
+		     uid < urun->src_uid + urun->count; uid++) {
+			if (uid <= max_uid && !seq_range_exists(seen_uids, uid))
+				array_push_back(&gone, &uid);
+		}
+	}
+	t = mailbox_transaction_begin(imp->box, 0, __func__);
+	mail = mail_alloc(t, 0, NULL);
+	array_foreach_modifiable(&gone, uidp) {
+		dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, *uidp);
+		if (dst_uid != 0 && mail_set_uid(mail, dst_uid)) {
+			mail_expunge(mail);
+			imp->folder->expunged++;
+		}
+		migrate_uidmap_remove(&imp->fs.uidmap, *uidp);
+	}
+	mail_free(&mail);
+	if (mailbox_transaction_commit(&t) < 0) {
+		ctx->error_code = MIGRATE_ERROR_DESTINATION;
+		ctx->error = p_strdup_printf(ctx->pool,
+			"Destination folder %s: expunge failed: %s",
+			imp->folder->dest.vname,
+			mailbox_get_last_internal_error(imp->box, &mail_error));
+		return -1;
+	}
+	return 0;
+}
+
 int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 				bool *full_r)
 {
@@ -779,45 +855,9 @@ int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 		imp->flag_sync_failed = TRUE;
 		return 1;
 	}
-	if (*full_r && ictx->delete_mode) {
-		/* delete mode: imported messages gone from the source */
-		struct mailbox_transaction_context *t;
-		struct mail *mail;
-		const struct migrate_uid_run *urun;
-		ARRAY_TYPE(uint32_t) gone;
-		uint32_t uid, *uidp;
-
-		t_array_init(&gone, 16);
-		array_foreach(&imp->fs.uidmap, urun) {
-			for (uid = urun->src_uid;
-			     uid < urun->src_uid + urun->count; uid++) {
-				if (uid <= max_uid &&
-				    !seq_range_exists(&ctx.seen_uids, uid))
-					array_push_back(&gone, &uid);
-			}
-		}
-		t = mailbox_transaction_begin(imp->box, 0, __func__);
-		mail = mail_alloc(t, 0, NULL);
-		array_foreach_modifiable(&gone, uidp) {
-			uint32_t dst_uid =
-				migrate_uidmap_lookup(&imp->fs.uidmap, *uidp);
-			if (dst_uid != 0 && mail_set_uid(mail, dst_uid)) {
-				mail_expunge(mail);
-				imp->folder->expunged++;
-			}
-			migrate_uidmap_remove(&imp->fs.uidmap, *uidp);
-		}
-		mail_free(&mail);
-		if (mailbox_transaction_commit(&t) < 0) {
-			enum mail_error mail_error;
-			ictx->error_code = MIGRATE_ERROR_DESTINATION;
-			ictx->error = p_strdup_printf(ictx->pool,
-				"Destination folder %s: expunge failed: %s",
-				imp->folder->dest.vname,
-				mailbox_get_last_internal_error(imp->box,
-								&mail_error));
-			return -1;
-		}
-	}
+	/* delete mode: imported messages gone from the source */
+	if (*full_r && ictx->delete_mode &&
+	    migrate_importer_expunge_gone(imp, max_uid, &ctx.seen_uids) < 0)
+		return -1;
 	return 1;
 }

@@ -89,6 +89,26 @@ migrate_verify_by_uidmap(struct migrate_importer *imp,
 						    msg->identity);
 }
 
+/* Verify by counts: the destination holds as many messages as the
+   source, less those the item log explains */
+static void migrate_verify_counts(struct migrate_importer *imp)
+{
+	struct migrate_folder *folder = imp->folder;
+	const struct migrate_item *item;
+	uint32_t explained = 0, expected;
+
+	array_foreach(&imp->fs.items, item) {
+		if (!item->resolved && item->class != MIGRATE_ITEM_VANISHED)
+			explained++;
+	}
+	folder->deferred = explained;
+	expected = folder->src_messages > explained ?
+		folder->src_messages - explained : 0;
+	if (folder->dst_messages < expected)
+		folder->unexplained = expected - folder->dst_messages;
+	folder->result = folder->unexplained == 0 ? "ok" : "missing";
+}
+
 int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 			    struct migrate_folder *folder)
 {
@@ -96,7 +116,6 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 	struct mailbox_status status;
 	enum mailbox_existence existence;
 	struct mail_namespace *ns;
-	const struct migrate_item *item;
 	ARRAY_TYPE(seq_range) all;
 	struct migrate_msg *msg;
 	const char *error;
@@ -149,19 +168,7 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 		state_valid = FALSE;
 
 	if (!identities) {
-		uint32_t explained = 0, expected;
-
-		array_foreach(&imp.fs.items, item) {
-			if (!item->resolved &&
-			    item->class != MIGRATE_ITEM_VANISHED)
-				explained++;
-		}
-		folder->deferred = explained;
-		expected = folder->src_messages > explained ?
-			folder->src_messages - explained : 0;
-		if (folder->dst_messages < expected)
-			folder->unexplained = expected - folder->dst_messages;
-		folder->result = folder->unexplained == 0 ? "ok" : "missing";
+		migrate_verify_counts(&imp);
 		migrate_importer_deinit(&imp);
 		return 0;
 	}

@@ -512,7 +512,7 @@ void migrate_importer_deinit(struct migrate_importer *imp)
 /* Gmail: mail in the label folders is labelled mail, which All Mail
    must not bring again into Archive. The label folders' identities are
    read from the destination, so this holds also for label folders this
-   run didn't list: unchanged ones, completed by an earlier (crashed) ctx,
+   run didn't list: unchanged ones, completed by an earlier (crashed) run,
    or left out with -m. */
 int migrate_importer_remember_labelled(struct migrate_importer_ctx *ctx,
 	const ARRAY_TYPE(migrate_folder) *folders)
