@@ -47,7 +47,8 @@ int migrate_importer_dest_open(struct migrate_importer *imp)
 
 	ns = mail_namespace_find(ctx->user->namespaces, folder->dest.vname);
 	imp->box = mailbox_alloc(ns->list, folder->dest.vname, 0);
-	ctx->hooks->dest_lock(ctx->hook_context);
+	if (ctx->hooks->dest_lock != NULL)
+		ctx->hooks->dest_lock(ctx->hook_context);
 	if (mailbox_exists(imp->box, TRUE, &existence) < 0)
 		goto failed;
 	i_zero(&update);
@@ -85,10 +86,12 @@ int migrate_importer_dest_open(struct migrate_importer *imp)
 	/* setting it again is harmless; reading it needs a list refresh */
 	if (folder->subscribed && ctx->set->subscriptions)
 		(void)mailbox_set_subscribed(imp->box, TRUE);
-	ctx->hooks->dest_unlock(ctx->hook_context);
+	if (ctx->hooks->dest_unlock != NULL)
+		ctx->hooks->dest_unlock(ctx->hook_context);
 	return 1;
 failed:
-	ctx->hooks->dest_unlock(ctx->hook_context);
+	if (ctx->hooks->dest_unlock != NULL)
+		ctx->hooks->dest_unlock(ctx->hook_context);
 	error = mailbox_get_last_internal_error(imp->box, &mail_error);
 	if (mail_error == MAIL_ERROR_NOTPOSSIBLE ||
 	    mail_error == MAIL_ERROR_PARAMS ||

@@ -119,7 +119,7 @@ struct migrate_importer_hooks {
 	void (*save_begin)(void *context, const struct migrate_folder *folder,
 			   struct mail_save_context *save,
 			   struct istream *body, uoff_t body_size);
-	/* Around creating and opening a destination folder */
+	/* Around creating and opening a destination folder, or NULL */
 	void (*dest_lock)(void *context);
 	void (*dest_unlock)(void *context);
 };

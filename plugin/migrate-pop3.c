@@ -1068,7 +1068,7 @@ void migrate_pop3_prepare(struct migrate_run *run)
 		    pop3->error_code != MIGRATE_ERROR_TEMP ||
 		    !pop3->logged_in || attempt >= run->set->reconnect_max)
 			break;
-		msecs = migrate_backoff_msecs(run,
+		msecs = migrate_backoff_msecs(run->set,
 			MIGRATE_RECONNECT_FIRST_MSECS, attempt);
 		e_warning(run->event, "POP3 UIDLs: %s; reconnecting in %u ms "
 			  "(attempt %u of %u, migrate_reconnect_max)",
@@ -1079,7 +1079,7 @@ void migrate_pop3_prepare(struct migrate_run *run)
 		array_clear(&pop3->dest);
 		pop3->error = NULL;
 		pop3->error_code = MIGRATE_ERROR_NONE;
-		run->reconnects++;
+		run->pacing.reconnects++;
 	}
 	if (pop3->conn != NULL)
 		migrate_line_conn_disconnect(pop3->conn);

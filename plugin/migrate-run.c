@@ -17,6 +17,7 @@
 #include "migrate-compat.h"
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
+#include "migrate-pacing.h"
 #include "migrate-run.h"
 #include "migrate-pop3.h"
 #include "migrate-sieve.h"
@@ -94,14 +95,9 @@ const char *migrate_error_name(enum migrate_error error)
 
 /* the first reconnect of an incident waits 250..500 ms, then 1, 2, 4 s... */
 
-/* throttling that stopped this long ago doesn't lengthen the next wait */
-#define MIGRATE_THROTTLE_QUIET_SECS 60
-
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
 {
-	migrate_run_lock_keep(run);
-	migrate_source_conn_sleep(run->conn, msecs);
-	migrate_run_lock_keep(run);
+	migrate_pacing_sleep(&run->pacing, msecs);
 }
 
 /* Keep the run lock alive: called while saving, between folders and
@@ -113,7 +109,6 @@ void migrate_run_lock_keep(struct migrate_run *run)
 	const char *error;
 
 	if (run->state == NULL || run->opts.mode != MIGRATE_RUN_MODE_IMPORT ||
-	    run->worker ||
 	    run->lock_renewed + (time_t)set->lock_timeout_secs / 3 >=
 	    ioloop_time)
 		return;
@@ -124,6 +119,11 @@ void migrate_run_lock_keep(struct migrate_run *run)
 
 static void migrate_run_progress(struct migrate_run *run);
 
+static void migrate_run_hook_lock_keep(void *context)
+{
+	migrate_run_lock_keep(context);
+}
+
 /* The progress line, after a saved message: a timeout can't draw it, the
    run's ioloop doesn't run while the source connection waits on its own */
 static void migrate_run_progress_tick(struct migrate_run *run)
@@ -132,7 +132,7 @@ static void migrate_run_progress_tick(struct migrate_run *run)
 		MIGRATE_PROGRESS_INTERVAL_MSECS :
 		MIGRATE_PROGRESS_LOG_INTERVAL_MSECS;
 
-	if (run->worker || run->workers != NULL ||
+	if (run->workers != NULL ||
 	    timeval_diff_msecs(&ioloop_timeval, &run->progress_shown) <
 	    (long long)interval)
 		return;
@@ -140,61 +140,16 @@ static void migrate_run_progress_tick(struct migrate_run *run)
 	migrate_run_progress(run);
 }
 
-void migrate_run_pace(struct migrate_run *run)
+static void migrate_run_pace(struct migrate_run *run)
 {
-	const struct migrate_settings *set = run->set;
-	long long elapsed_msecs, need_msecs = 0;
-	unsigned int wait_msecs;
-
 	migrate_run_lock_keep(run);
 	migrate_run_progress_tick(run);
-	if (run->worker) {
-		migrate_workers_saved(run);
-		/* another worker was throttled: one budget for all */
-		wait_msecs = migrate_workers_throttle_wait(run);
-		if (wait_msecs > 0)
-			migrate_run_sleep(run, wait_msecs);
-	}
-	/* no throttling since the last saved message: probe back up */
-	if (run->live.pipeline_depth < set->pipeline_depth)
-		run->live.pipeline_depth++;
-	if (set->max_messages_per_second == 0 &&
-	    set->max_bytes_per_second == 0)
-		return;
-	if (run->pace_start.tv_sec == 0) {
-		run->pace_start = ioloop_timeval;
-		run->cur_done_total = 0;
-		run->live.bytes_done = 0;
-	}
-	run->cur_done_total++;
-	io_loop_time_refresh();
-	elapsed_msecs = timeval_diff_msecs(&ioloop_timeval, &run->pace_start);
-	if (set->max_messages_per_second > 0) {
-		need_msecs = (long long)run->cur_done_total * 1000 /
-			set->max_messages_per_second;
-	}
-	if (set->max_bytes_per_second > 0) {
-		long long bytes_msecs = (long long)
-			(run->live.bytes_done * 1000 /
-			 set->max_bytes_per_second);
-		if (bytes_msecs > need_msecs)
-			need_msecs = bytes_msecs;
-	}
-	if (need_msecs > elapsed_msecs)
-		migrate_run_sleep(run, need_msecs - elapsed_msecs);
+	migrate_pacing_saved(&run->pacing);
 }
 
-void migrate_run_item_error(struct migrate_run *run)
+static bool migrate_run_errors_max_reached(struct migrate_run *run)
 {
-	run->item_errors++;
-	if (run->worker)
-		(void)migrate_workers_item_errors(run, 1);
-}
-
-bool migrate_run_errors_max_reached(struct migrate_run *run)
-{
-	unsigned int total = run->worker ?
-		migrate_workers_item_errors(run, 0) : run->item_errors;
+	unsigned int total = run->item_errors;
 
 	if (run->set->errors_max == 0 || total < run->set->errors_max)
 		return FALSE;
@@ -204,91 +159,30 @@ bool migrate_run_errors_max_reached(struct migrate_run *run)
 	return TRUE;
 }
 
-unsigned int migrate_backoff_msecs(struct migrate_run *run,
-				   unsigned int first_msecs,
-				   unsigned int attempt)
-{
-	unsigned int max_msecs = run->set->backoff_max_secs * 1000;
-	unsigned int msecs = first_msecs;
-
-	while (attempt-- > 0 && msecs < max_msecs)
-		msecs *= 2;
-	if (msecs > max_msecs)
-		msecs = max_msecs;
-	/* jitter: 50..100% so parallel runs don't reconnect in lockstep */
-	return msecs / 2 + i_rand_limit(msecs / 2 + 1);
-}
-
-int migrate_run_reconnect(struct migrate_run *run, const char *why)
+static int migrate_run_reconnect(struct migrate_run *run, const char *why)
 {
 	enum migrate_error code;
 	const char *error;
-	unsigned int msecs;
 
-	/* the session since the last reconnect made progress: a new
-	   incident, with the whole budget and the shortest backoff */
-	if (run->live.progress != run->progress_at_reconnect)
-		run->reconnect_streak = 0;
-	while (run->reconnect_streak < run->set->reconnect_max) {
-		msecs = migrate_backoff_msecs(run,
-			MIGRATE_RECONNECT_FIRST_MSECS, run->reconnect_streak);
-		run->reconnect_streak++;
-		run->reconnects++;
-		e_warning(run->event, "Source connection lost (%s); "
-			  "reconnecting in %u ms (attempt %u of %u without "
-			  "progress, migrate_reconnect_max)", why, msecs,
-			  run->reconnect_streak, run->set->reconnect_max);
-		migrate_run_sleep(run, msecs);
-		if (migrate_source_conn_connect(run->conn, &code,
-						&error) == 0) {
-			run->error_code = MIGRATE_ERROR_NONE;
-			run->error = NULL;
-			run->progress_at_reconnect = run->live.progress;
-			return 0;
-		}
-		why = error;
-		if (code != MIGRATE_ERROR_TEMP) {
-			run->error_code = code;
-			run->error = p_strdup(run->pool, error);
-			return -1;
-		}
-	}
-	run->error_code = MIGRATE_ERROR_TEMP;
-	run->error = p_strdup_printf(run->pool, "Giving up after %u "
-		"reconnects in a row without progress (migrate_reconnect_max): "
-		"%s", run->reconnect_streak, why);
-	return -1;
-}
-
-int migrate_run_throttle(struct migrate_run *run, const char *why)
-{
-	unsigned int msecs;
-
-	if (run->last_throttle != 0 &&
-	    ioloop_time - run->last_throttle > MIGRATE_THROTTLE_QUIET_SECS)
-		run->throttle_streak = 0;
-	msecs = migrate_backoff_msecs(run, 1000, run->throttle_streak);
-
-	if (run->throttle_wait_secs + msecs / 1000 >
-	    run->set->throttle_max_wait_secs) {
-		run->error_code = MIGRATE_ERROR_TEMP;
-		run->error = p_strdup_printf(run->pool, "Source server kept "
-			"throttling for %u seconds (migrate_throttle_max_wait): "
-			"%s", run->throttle_wait_secs, why);
+	if (migrate_pacing_reconnect(&run->pacing, why, &code, &error) < 0) {
+		run->error_code = code;
+		run->error = p_strdup(run->pool, error);
 		return -1;
 	}
-	run->throttle_waits++;
-	run->throttle_streak++;
-	run->throttle_wait_secs += (msecs + 999) / 1000;
-	if (run->live.pipeline_depth > 1)
-		run->live.pipeline_depth /= 2;
-	if (run->worker)
-		migrate_workers_throttled(run, msecs);
-	e_warning(run->event, "Source server is throttling (%s); "
-		  "waiting %u ms, then %u messages in flight",
-		  why == NULL ? "" : why, msecs, run->live.pipeline_depth);
-	migrate_run_sleep(run, msecs);
-	run->last_throttle = ioloop_time;
+	run->error_code = MIGRATE_ERROR_NONE;
+	run->error = NULL;
+	return 0;
+}
+
+static int migrate_run_throttle(struct migrate_run *run, const char *why)
+{
+	const char *error;
+
+	if (migrate_pacing_throttle(&run->pacing, why, &error) < 0) {
+		run->error_code = MIGRATE_ERROR_TEMP;
+		run->error = p_strdup(run->pool, error);
+		return -1;
+	}
 	return 0;
 }
 
@@ -364,7 +258,7 @@ static void migrate_run_progress(struct migrate_run *run)
 		fprintf(stderr, "\r%s: %s %u/%u msgs, %s, %u throttle "
 			"waits\033[K", run->user->username, run->live.cur_folder,
 			run->live.cur_done, run->live.cur_total,
-			migrate_run_progress_str(run), run->throttle_waits);
+			migrate_run_progress_str(run), run->pacing.throttle_waits);
 		fflush(stderr);
 	} else {
 		e_info(run->event, "Progress: folder %s: %u/%u messages",
@@ -391,6 +285,10 @@ migrate_run_init(struct mail_user *user, const struct migrate_run_options *opts)
 	event_set_append_log_prefix(run->event, "migrate: ");
 	p_array_init(&run->folders, pool, 16);
 	run->seen = migrate_identity_set_create();
+	run->pacing.event = run->event;
+	run->pacing.live = &run->live;
+	run->pacing.keep_alive = migrate_run_hook_lock_keep;
+	run->pacing.context = run;
 	run->started = ioloop_time;
 	run->started_tv = ioloop_timeval;
 	return run;
@@ -584,12 +482,14 @@ bool migrate_run_gmail_label_imported(struct migrate_run *run,
 	return imported;
 }
 
-/* The importer's hooks: what the run (or a worker) does when the
-   importer reports or asks for something */
+/* The importer's hooks: what the run does when the importer reports or
+   asks for something */
 
 static void migrate_run_hook_item_error(void *context)
 {
-	migrate_run_item_error(context);
+	struct migrate_run *run = context;
+
+	run->item_errors++;
 }
 
 static bool migrate_run_hook_errors_max_reached(void *context,
@@ -660,16 +560,6 @@ migrate_run_hook_save_begin(void *context, const struct migrate_folder *folder,
 	migrate_pop3_save_uidl(context, folder, save, body, body_size);
 }
 
-static void migrate_run_hook_dest_lock(void *context)
-{
-	migrate_workers_dest_lock(context);
-}
-
-static void migrate_run_hook_dest_unlock(void *context)
-{
-	migrate_workers_dest_unlock(context);
-}
-
 static const struct migrate_importer_hooks migrate_run_importer_hooks = {
 	.item_error = migrate_run_hook_item_error,
 	.errors_max_reached = migrate_run_hook_errors_max_reached,
@@ -680,8 +570,7 @@ static const struct migrate_importer_hooks migrate_run_importer_hooks = {
 	.plan_folder = migrate_run_hook_plan_folder,
 	.save_progress = migrate_run_hook_save_progress,
 	.save_begin = migrate_run_hook_save_begin,
-	.dest_lock = migrate_run_hook_dest_lock,
-	.dest_unlock = migrate_run_hook_dest_unlock,
+	/* no dest_lock: one process opens destination folders */
 };
 
 void migrate_run_importer_ctx(struct migrate_run *run,
@@ -1652,8 +1541,8 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 		rs.planned = run->planned;
 		rs.planned_bytes = run->planned_bytes;
 	}
-	rs.throttle_waits = run->throttle_waits;
-	rs.reconnects = run->reconnects;
+	rs.throttle_waits = run->pacing.throttle_waits;
+	rs.reconnects = run->pacing.reconnects;
 	if (strcmp(status, "running") != 0 && strcmp(status, "waiting") != 0)
 		run->result = status;
 	if (migrate_state_run_set(run->state, &rs, &error) < 0)
@@ -1662,7 +1551,7 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 
 void migrate_run_save_progress(struct migrate_run *run)
 {
-	if (run->worker || run->state == NULL || run->result != NULL ||
+	if (run->state == NULL || run->result != NULL ||
 	    run->opts.mode != MIGRATE_RUN_MODE_IMPORT)
 		return;
 	migrate_run_save_run_state(run, "running");
@@ -1702,7 +1591,7 @@ static int migrate_run_take_slot(struct migrate_run *run)
 		}
 		migrate_run_sleep(run, msecs);
 		waited_msecs += msecs;
-		run->throttle_wait_secs = waited_msecs / 1000;
+		run->pacing.throttle_wait_secs = waited_msecs / 1000;
 		if (msecs < 5000)
 			msecs *= 2;
 	}
@@ -1768,6 +1657,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 		return -1;
 	}
 	run->set = set;
+	run->pacing.set = set;
 	run->live.pipeline_depth = set->pipeline_depth;
 	if (migrate_state_open(run->user, set->state_dict,
 			       &run->state, &error) < 0) {
@@ -1793,6 +1683,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 	}
 
 	run->conn = migrate_source_conn_create(set, run->user, run->event);
+	run->pacing.conn = run->conn;
 	if (set->max_connections > 0 && migrate_run_take_slot(run) < 0)
 		goto failed;
 	/* the first connect fails fast with a clear error: backoff and
@@ -1880,8 +1771,8 @@ static void migrate_run_finished(struct migrate_run *run)
 		add_int("duration_msecs", timeval_diff_msecs(&ioloop_timeval,
 							     &run->started_tv))->
 		add_int("item_errors", run->item_errors)->
-		add_int("reconnects", run->reconnects)->
-		add_int("throttle_waits", run->throttle_waits);
+		add_int("reconnects", run->pacing.reconnects)->
+		add_int("throttle_waits", run->pacing.throttle_waits);
 	if (run->error != NULL)
 		e->add_str("error", run->error);
 	for (i = 0; i < MIGRATE_ITEM_CLASS_COUNT; i++) T_BEGIN {

@@ -5,6 +5,7 @@
 #include "migrate-folder-map.h"
 #include "migrate-state.h"
 #include "migrate-importer.h"
+#include "migrate-pacing.h"
 
 struct mail_user;
 struct migrate_settings;
@@ -72,26 +73,16 @@ struct migrate_run {
 
 	enum migrate_error error_code;
 	const char *error;
-	unsigned int item_errors, reconnects, throttle_waits;
+	unsigned int item_errors;
 	/* what the importer updates as it goes: the current folder's
 	   progress, bytes for pacing, the pipeline depth, the messages this
 	   run put in the item log by class */
 	struct migrate_importer_live live;
+	/* the run's source connection's pacing, throttling and reconnects
+	   (with their counters) */
+	struct migrate_pacing pacing;
 	/* the run state's final status (completed...), NULL until saved */
 	const char *result;
-	/* Reconnect budget per incident: reconnects in a row without
-	   progress (mail committed, a folder done) since the last one;
-	   live.progress is counted up, and compared with its value at the
-	   last reconnect */
-	unsigned int reconnect_streak;
-	uint64_t progress_at_reconnect;
-	unsigned int throttle_wait_secs;
-	/* adaptive throttling: bodies in flight (live.pipeline_depth),
-	   halved on every throttling reply and grown back by one per saved
-	   message up to migrate_pipeline_depth; the backoff grows with
-	   throttles in a row and starts over after a quiet minute */
-	unsigned int throttle_streak;
-	time_t last_throttle;
 	time_t started;
 	struct timeval started_tv;
 
@@ -102,10 +93,7 @@ struct migrate_run {
 	uint32_t planned;
 	uint64_t planned_bytes;
 
-	/* pacing (migrate_max_*_per_second, with live.bytes_done) and lock
-	   renewal */
-	uint32_t cur_done_total;
-	struct timeval pace_start;
+	/* lock renewal */
 	time_t lock_renewed;
 	/* migrate_max_connections: this run's slot, held to the end */
 	struct migrate_conn_slot *conn_slot;
@@ -113,10 +101,8 @@ struct migrate_run {
 	struct migrate_pop3 *pop3;
 
 	/* migrate_parallel_folders (migrate-workers.c): set while workers
-	   run, and in a worker process (with worker) */
+	   run */
 	struct migrate_workers *workers;
-	unsigned int worker_slot_idx;
-	bool worker;
 
 	/* progress (of live.cur_folder) */
 	struct timeval progress_shown;
@@ -131,47 +117,24 @@ migrate_run_init(struct mail_user *user, const struct migrate_run_options *opts)
 int migrate_run_execute(struct migrate_run *run);
 void migrate_run_deinit(struct migrate_run **run);
 
-/* Reconnect after a temporary failure, with exponential backoff and
-   jitter. Returns 0 when connected again, -1 when giving up. */
-int migrate_run_reconnect(struct migrate_run *run, const char *why);
-/* The wait before reconnect attempt number attempt (0 = the first):
-   first_msecs doubled per attempt up to migrate_backoff_max, with
-   jitter */
-#define MIGRATE_RECONNECT_FIRST_MSECS 500
-unsigned int migrate_backoff_msecs(struct migrate_run *run,
-				   unsigned int first_msecs,
-				   unsigned int attempt);
-/* Back off for a throttling reply. -1 if migrate_throttle_max_wait is
-   exhausted. */
-int migrate_run_throttle(struct migrate_run *run, const char *why);
-/* After each saved message: keep under the operator's rate caps and
-   keep the run lock alive. */
-void migrate_run_pace(struct migrate_run *run);
-/* A message failed (it goes to the item log): counts against
-   migrate_errors_max, one count per run across worker processes. */
-void migrate_run_item_error(struct migrate_run *run);
-/* TRUE (with run->error set) once the run's failed messages reached
-   migrate_errors_max */
-bool migrate_run_errors_max_reached(struct migrate_run *run);
 /* A folder's listing found what its pass imports: the run's plan takes
    it instead of the estimate */
 void migrate_run_plan_folder(struct migrate_run *run,
 			     struct migrate_folder *folder,
 			     uint32_t messages, uint64_t bytes);
 /* Save the running pass's counts and plan in the run state, for status
-   from another process (a no-op in a worker: its parent saves them) */
+   from another process */
 void migrate_run_save_progress(struct migrate_run *run);
 /* The terminal progress line's totals: messages and MB done of planned,
    percent, rate, time left */
 const char *migrate_run_progress_str(struct migrate_run *run);
 /* Sleep on the ioloop */
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
-/* Renew the run lock when a third of migrate_lock_timeout has passed (a
-   no-op in a worker: the run's process holds the lock) */
+/* Renew the run lock when a third of migrate_lock_timeout has passed */
 void migrate_run_lock_keep(struct migrate_run *run);
 
-/* The importer's context for this run's (or worker's) source
-   connection, with the run's hooks */
+/* The importer's context for this run's source connection, with the
+   run's hooks: a worker builds its own from it (the template) */
 void migrate_run_importer_ctx(struct migrate_run *run,
 			      struct migrate_importer_ctx *ctx_r);
 /* The importer's calls, with this run's context: the importer's error

@@ -470,7 +470,7 @@ static int migrate_sieve_execute_pass(struct migrate_sieve_pass *pass)
 			return -1;
 		}
 		e_warning(run->event, "Sieve scripts: %s - reconnecting", error);
-		run->reconnects++;
+		run->pacing.reconnects++;
 		migrate_run_sleep(run, MIGRATE_SIEVE_BACKOFF_MSECS << I_MIN(attempt, 5));
 	}
 	if (pass->store != NULL && run->opts.mode == MIGRATE_RUN_MODE_IMPORT)

@@ -15,6 +15,8 @@
 #include "migrate-settings.h"
 #include "migrate-source-conn.h"
 #include "migrate-conn-slots.h"
+#include "migrate-pacing.h"
+#include "migrate-pop3.h"
 #include "migrate-run.h"
 #include "migrate-compat.h"
 #include "migrate-workers.h"
@@ -269,11 +271,30 @@ static void migrate_worker_job_save(struct migrate_worker_job *job,
 	__atomic_store_n(&job->done, TRUE, __ATOMIC_SEQ_CST);
 }
 
-static int
-migrate_worker_connect(struct migrate_run *run,
-		       struct migrate_worker_slot *slot)
+/* One worker process's context, built after the fork from the run (the
+   template, only read here): its own settings (its share of the rate
+   caps), mail user, state and source connections, connection slot,
+   pacing and counters, and the importer context with the workers'
+   hooks. */
+struct migrate_worker {
+	struct migrate_run *run;
+	struct migrate_workers *w;
+	struct migrate_worker_slot *slot;
+	pool_t pool;
+	struct migrate_settings set;
+	struct mail_user *user;
+	struct migrate_state *state;
+	struct migrate_source_conn *conn;
+	struct migrate_conn_slot *conn_slot;
+	struct migrate_importer_live live;
+	struct migrate_pacing pacing;
+	struct migrate_importer_ctx ctx;
+	unsigned int item_errors;
+};
+
+static int migrate_worker_connect(struct migrate_worker *worker)
 {
-	const struct migrate_settings *set = run->set;
+	const struct migrate_settings *set = &worker->set;
 	enum migrate_error code;
 	const char *error;
 	int ret;
@@ -284,27 +305,28 @@ migrate_worker_connect(struct migrate_run *run,
 		ret = migrate_conn_slot_try(set->connection_slots_dir,
 					    set->source_host, set->source_port,
 					    set->max_connections,
-					    &run->conn_slot, &error);
+					    &worker->conn_slot, &error);
 		if (ret <= 0) {
-			migrate_worker_fail(slot, ret < 0 ? error :
+			migrate_worker_fail(worker->slot, ret < 0 ? error :
 				"no free connection slot "
 				"(migrate_max_connections)");
 			return -1;
 		}
 	}
-	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {
-		migrate_worker_fail(slot, error);
+	if (migrate_source_conn_connect(worker->conn, &code, &error) < 0) {
+		migrate_worker_fail(worker->slot, error);
 		return -1;
 	}
 	return 0;
 }
 
 static int
-migrate_worker_import(struct migrate_run *run, struct migrate_workers *w,
-		      struct migrate_worker_slot *slot,
+migrate_worker_import(struct migrate_worker *worker,
 		      struct migrate_folder *const *folders,
 		      const struct migrate_job_group *groups)
 {
+	struct migrate_workers *w = worker->w;
+	struct migrate_worker_slot *slot = worker->slot;
 	const struct migrate_job_group *group;
 	struct migrate_folder *folder;
 	unsigned int g, i;
@@ -316,12 +338,12 @@ migrate_worker_import(struct migrate_run *run, struct migrate_workers *w,
 		group = &groups[g];
 		for (i = group->start; i < group->start + group->count; i++) {
 			folder = folders[i];
-			if (migrate_run_import_folder(run, folder) < 0) {
+			if (migrate_importer_folder(&worker->ctx, folder) < 0) {
 				migrate_worker_job_save(&w->jobs[i], folder);
-				slot->error_code = run->error_code;
+				slot->error_code = worker->ctx.error_code;
 				migrate_copy_str(slot->error,
 						 sizeof(slot->error),
-						 run->error);
+						 worker->ctx.error);
 				__atomic_store_n(&w->stop, 1,
 						 __ATOMIC_SEQ_CST);
 				return -1;
@@ -332,15 +354,273 @@ migrate_worker_import(struct migrate_run *run, struct migrate_workers *w,
 	return 0;
 }
 
+/* The worker's hooks: one migrate_errors_max and one throttle budget for
+   all workers, progress in the worker's slot; the run's process holds
+   the run lock and saves the run's progress */
+
+static unsigned int
+migrate_worker_item_errors_add(struct migrate_worker *worker, unsigned int add)
+{
+	return __atomic_add_fetch(&worker->w->item_errors, add,
+				  __ATOMIC_SEQ_CST);
+}
+
+static void migrate_worker_hook_item_error(void *context)
+{
+	struct migrate_worker *worker = context;
+
+	worker->item_errors++;
+	(void)migrate_worker_item_errors_add(worker, 1);
+}
+
+static bool migrate_worker_hook_errors_max_reached(void *context,
+						   const char **error_r)
+{
+	struct migrate_worker *worker = context;
+	unsigned int total = migrate_worker_item_errors_add(worker, 0);
+
+	if (worker->set.errors_max == 0 || total < worker->set.errors_max)
+		return FALSE;
+	*error_r = t_strdup_printf("Stopped after %u failed messages "
+				   "(migrate_errors_max)", total);
+	return TRUE;
+}
+
+/* msecs to wait because another worker was throttled, or 0 */
+static unsigned int migrate_worker_throttle_wait(struct migrate_worker *worker)
+{
+	int64_t until = __atomic_load_n(&worker->w->throttle_until_msecs,
+					__ATOMIC_SEQ_CST);
+	int64_t now;
+
+	/* called per saved message: no clock read while nobody throttled */
+	if (until == 0)
+		return 0;
+	now = migrate_workers_now_msecs();
+	return until > now ? (unsigned int)(until - now) : 0;
+}
+
+static void migrate_worker_hook_saved(void *context)
+{
+	struct migrate_worker *worker = context;
+	struct migrate_worker_slot *slot = worker->slot;
+	unsigned int wait_msecs;
+
+	slot->saved++;
+	slot->bytes += worker->live.bytes_done - slot->last_bytes_done;
+	slot->last_bytes_done = worker->live.bytes_done;
+	/* another worker was throttled: one budget for all */
+	wait_msecs = migrate_worker_throttle_wait(worker);
+	if (wait_msecs > 0)
+		migrate_pacing_sleep(&worker->pacing, wait_msecs);
+	migrate_pacing_saved(&worker->pacing);
+}
+
+static void migrate_worker_throttled(void *context, unsigned int msecs)
+{
+	struct migrate_worker *worker = context;
+	struct migrate_workers *w = worker->w;
+	int64_t until = migrate_workers_now_msecs() + msecs;
+	int64_t cur = __atomic_load_n(&w->throttle_until_msecs,
+				      __ATOMIC_SEQ_CST);
+
+	while (cur < until &&
+	       !__atomic_compare_exchange_n(&w->throttle_until_msecs, &cur,
+					    until, FALSE, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST)) ;
+}
+
+static int migrate_worker_hook_throttle(void *context, const char *why,
+					const char **error_r)
+{
+	struct migrate_worker *worker = context;
+
+	return migrate_pacing_throttle(&worker->pacing, why, error_r);
+}
+
+static int migrate_worker_hook_reconnect(void *context, const char *why,
+					 enum migrate_error *code_r,
+					 const char **error_r)
+{
+	struct migrate_worker *worker = context;
+
+	return migrate_pacing_reconnect(&worker->pacing, why, code_r, error_r);
+}
+
+static bool migrate_worker_hook_gmail_label_imported(void *context,
+						     const char *label)
+{
+	struct migrate_worker *worker = context;
+
+	return migrate_run_gmail_label_imported(worker->run, label);
+}
+
+static void migrate_worker_hook_plan_folder(void *context ATTR_UNUSED,
+					    struct migrate_folder *folder,
+					    uint32_t messages, uint64_t bytes)
+{
+	/* the run's plan is the parent's: the folder's goes back with its
+	   result */
+	folder->planned = messages;
+	folder->planned_bytes = bytes;
+}
+
+static void migrate_worker_hook_save_progress(void *context ATTR_UNUSED)
+{
+	/* the parent saves the run's progress from the workers' slots */
+}
+
+static void
+migrate_worker_hook_save_begin(void *context,
+			       const struct migrate_folder *folder,
+			       struct mail_save_context *save,
+			       struct istream *body, uoff_t body_size)
+{
+	struct migrate_worker *worker = context;
+
+	migrate_pop3_save_uidl(worker->run, folder, save, body, body_size);
+}
+
+/* Two processes of one user creating or opening mailboxes at once can
+   deadlock on Dovecot's list index lock and a mailbox index lock (the
+   kernel says EDEADLK, lib-index panics): workers do that one at a time.
+   The kernel drops the lock of a worker that dies. */
+#define MIGRATE_DEST_LOCK_WAIT_SECS 120
+/* this process's hold on the workers' destination lock */
+static struct file_lock *migrate_dest_lock = NULL;
+
+static void migrate_worker_hook_dest_lock(void *context)
+{
+	struct migrate_worker *worker = context;
+	struct migrate_workers *w = worker->w;
+	struct file_lock_settings lock_set = {
+		.lock_method = FILE_LOCK_METHOD_FCNTL,
+		/* a cycle through a mailbox index lock: EDEADLK, not a panic */
+		.allow_deadlock = TRUE,
+	};
+	const char *error;
+	int ret;
+
+	if (w->dest_lock_fd == -1 || migrate_dest_lock != NULL)
+		return;
+	ret = file_wait_lock(w->dest_lock_fd, "migrate workers' destination "
+			     "lock", F_WRLCK, &lock_set,
+			     MIGRATE_DEST_LOCK_WAIT_SECS, &migrate_dest_lock,
+			     &error);
+	if (ret < 0) {
+		e_warning(worker->ctx.event, "Couldn't lock the destination "
+			  "for opening a folder: %s: going on", error);
+	} else if (ret == 0) {
+		e_warning(worker->ctx.event, "Waited %u s for another worker "
+			  "to open its destination folder: going on",
+			  MIGRATE_DEST_LOCK_WAIT_SECS);
+	}
+}
+
+static void migrate_worker_hook_dest_unlock(void *context ATTR_UNUSED)
+{
+	if (migrate_dest_lock != NULL)
+		file_unlock(&migrate_dest_lock);
+}
+
+static const struct migrate_importer_hooks migrate_worker_hooks = {
+	.item_error = migrate_worker_hook_item_error,
+	.errors_max_reached = migrate_worker_hook_errors_max_reached,
+	.saved = migrate_worker_hook_saved,
+	.throttle = migrate_worker_hook_throttle,
+	.reconnect = migrate_worker_hook_reconnect,
+	.gmail_label_imported = migrate_worker_hook_gmail_label_imported,
+	.plan_folder = migrate_worker_hook_plan_folder,
+	.save_progress = migrate_worker_hook_save_progress,
+	.save_begin = migrate_worker_hook_save_begin,
+	.dest_lock = migrate_worker_hook_dest_lock,
+	.dest_unlock = migrate_worker_hook_dest_unlock,
+};
+
+/* The worker's own settings: the run's, with its share of the operator's
+   rate caps */
+static void migrate_worker_settings(struct migrate_worker *worker)
+{
+	struct migrate_settings *set = &worker->set;
+	unsigned int count = worker->w->worker_count;
+
+	*set = *worker->run->set;
+	if (set->max_messages_per_second > 0) {
+		set->max_messages_per_second /= count;
+		if (set->max_messages_per_second == 0)
+			set->max_messages_per_second = 1;
+	}
+	if (set->max_bytes_per_second > 0) {
+		set->max_bytes_per_second /= count;
+		if (set->max_bytes_per_second == 0)
+			set->max_bytes_per_second = 1;
+	}
+}
+
+/* The worker's context from the run's (the template): what this process
+   owns replaces the run's, the counters start at zero */
+static void migrate_worker_init(struct migrate_worker *worker)
+{
+	struct migrate_run *run = worker->run;
+
+	worker->pool = pool_alloconly_create("migrate worker", 1024);
+	migrate_worker_settings(worker);
+	worker->live = run->live;
+	memset(worker->live.items_by_class, 0,
+	       sizeof(worker->live.items_by_class));
+	worker->live.bytes_done = 0;
+	worker->pacing = run->pacing;
+	worker->pacing.set = &worker->set;
+	worker->pacing.live = &worker->live;
+	worker->pacing.keep_alive = NULL;
+	worker->pacing.throttled = migrate_worker_throttled;
+	worker->pacing.context = worker;
+	worker->pacing.reconnects = worker->pacing.throttle_waits = 0;
+	worker->pacing.throttle_wait_secs = 0;
+	worker->pacing.pace_start.tv_sec = 0;
+
+	migrate_run_importer_ctx(run, &worker->ctx);
+	worker->ctx.pool = worker->pool;
+	worker->ctx.set = &worker->set;
+	worker->ctx.live = &worker->live;
+	worker->ctx.error_code = MIGRATE_ERROR_NONE;
+	worker->ctx.error = NULL;
+	worker->ctx.hooks = &migrate_worker_hooks;
+	worker->ctx.hook_context = worker;
+}
+
+/* The worker's own mail user, state and source connection */
+static int migrate_worker_open(struct migrate_worker *worker)
+{
+	const char *error;
+
+	if (migrate_worker_user_init(worker->run->user, &worker->user,
+				     &error) < 0) {
+		migrate_worker_fail(worker->slot, t_strdup_printf(
+			"Worker couldn't initialize the mail user: %s", error));
+		return -1;
+	}
+	if (migrate_state_open(worker->user, worker->set.state_dict,
+			       &worker->state, &error) < 0) {
+		migrate_worker_fail(worker->slot, error);
+		return -1;
+	}
+	worker->conn = migrate_source_conn_create(&worker->set, worker->user,
+						  worker->run->event);
+	worker->pacing.conn = worker->conn;
+	worker->ctx.user = worker->user;
+	worker->ctx.state = worker->state;
+	worker->ctx.conn = worker->conn;
+	return 0;
+}
+
 static void ATTR_NORETURN
 migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 		    unsigned int idx, struct migrate_folder *const *folders,
 		    const struct migrate_job_group *groups, pid_t parent_pid)
 {
+	struct migrate_worker worker;
 	struct migrate_worker_slot *slot = &w->slots[idx];
-	struct migrate_settings *set;
-	struct mail_user *user;
-	const char *error;
 	int ret = 0;
 
 #ifdef __linux__
@@ -356,149 +636,28 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	migrate_compat_stats_client_after_fork();
 
 	/* the parent's connection, slot, state and user are left untouched:
-	   this process only forgets them */
-	run->conn = NULL;
-	run->conn_slot = NULL;
-	run->state = NULL;
-	run->worker = TRUE;
-	run->workers = w;
-	run->worker_slot_idx = idx;
-	run->error_code = MIGRATE_ERROR_NONE;
-	run->error = NULL;
-	run->item_errors = run->reconnects = run->throttle_waits = 0;
-	memset(run->live.items_by_class, 0, sizeof(run->live.items_by_class));
-	run->throttle_wait_secs = 0;
-	run->pace_start.tv_sec = 0;
-	run->live.bytes_done = 0;
-
-	set = p_new(run->pool, struct migrate_settings, 1);
-	*set = *run->set;
-	/* each worker keeps to its share of the operator's rate caps */
-	if (set->max_messages_per_second > 0) {
-		set->max_messages_per_second /= w->worker_count;
-		if (set->max_messages_per_second == 0)
-			set->max_messages_per_second = 1;
-	}
-	if (set->max_bytes_per_second > 0) {
-		set->max_bytes_per_second /= w->worker_count;
-		if (set->max_bytes_per_second == 0)
-			set->max_bytes_per_second = 1;
-	}
-	run->set = set;
-
-	if (migrate_worker_user_init(run->user, &user, &error) < 0) {
-		migrate_worker_fail(slot, t_strdup_printf(
-			"Worker couldn't initialize the mail user: %s", error));
+	   this process builds its own */
+	i_zero(&worker);
+	worker.run = run;
+	worker.w = w;
+	worker.slot = slot;
+	migrate_worker_init(&worker);
+	if (migrate_worker_open(&worker) < 0)
 		_exit(0);
-	}
-	run->user = user;
-	if (migrate_state_open(user, set->state_dict, &run->state,
-			       &error) < 0) {
-		migrate_worker_fail(slot, error);
-		_exit(0);
-	}
-	run->conn = migrate_source_conn_create(set, user, run->event);
-	if (migrate_worker_connect(run, slot) == 0)
-		ret = migrate_worker_import(run, w, slot, folders, groups);
+	if (migrate_worker_connect(&worker) == 0)
+		ret = migrate_worker_import(&worker, folders, groups);
 
-	slot->item_errors = run->item_errors;
-	slot->reconnects = run->reconnects;
-	slot->throttle_waits = run->throttle_waits;
-	memcpy(slot->items_by_class, run->live.items_by_class,
+	slot->item_errors = worker.item_errors;
+	slot->reconnects = worker.pacing.reconnects;
+	slot->throttle_waits = worker.pacing.throttle_waits;
+	memcpy(slot->items_by_class, worker.live.items_by_class,
 	       sizeof(slot->items_by_class));
-	migrate_source_conn_destroy(&run->conn);
-	migrate_conn_slot_release(&run->conn_slot);
-	migrate_state_close(&run->state);
-	mail_user_unref(&user);
+	migrate_source_conn_destroy(&worker.conn);
+	migrate_conn_slot_release(&worker.conn_slot);
+	migrate_state_close(&worker.state);
+	mail_user_unref(&worker.user);
 	/* no atexit handlers, no stdio flush: those are the parent's */
 	_exit(ret < 0 ? 1 : 0);
-}
-
-void migrate_workers_saved(struct migrate_run *run)
-{
-	struct migrate_worker_slot *slot =
-		&run->workers->slots[run->worker_slot_idx];
-
-	slot->saved++;
-	slot->bytes += run->live.bytes_done - slot->last_bytes_done;
-	slot->last_bytes_done = run->live.bytes_done;
-}
-
-void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs)
-{
-	struct migrate_workers *w = run->workers;
-	int64_t until = migrate_workers_now_msecs() + msecs;
-	int64_t cur = __atomic_load_n(&w->throttle_until_msecs,
-				      __ATOMIC_SEQ_CST);
-
-	while (cur < until &&
-	       !__atomic_compare_exchange_n(&w->throttle_until_msecs, &cur,
-					    until, FALSE, __ATOMIC_SEQ_CST,
-					    __ATOMIC_SEQ_CST)) ;
-}
-
-unsigned int migrate_workers_item_errors(struct migrate_run *run,
-					unsigned int add)
-{
-	return __atomic_add_fetch(&run->workers->item_errors, add,
-				  __ATOMIC_SEQ_CST);
-}
-
-unsigned int migrate_workers_throttle_wait(struct migrate_run *run)
-{
-	int64_t until = __atomic_load_n(&run->workers->throttle_until_msecs,
-					__ATOMIC_SEQ_CST);
-	int64_t now;
-
-	/* called per saved message: no clock read while nobody throttled */
-	if (until == 0)
-		return 0;
-	now = migrate_workers_now_msecs();
-	return until > now ? (unsigned int)(until - now) : 0;
-}
-
-/* Two processes of one user creating or opening mailboxes at once can
-   deadlock on Dovecot's list index lock and a mailbox index lock (the
-   kernel says EDEADLK, lib-index panics): workers do that one at a time.
-   The kernel drops the lock of a worker that dies. */
-#define MIGRATE_DEST_LOCK_WAIT_SECS 120
-/* this process's hold on the workers' destination lock */
-static struct file_lock *migrate_dest_lock = NULL;
-
-void migrate_workers_dest_lock(struct migrate_run *run)
-{
-	struct migrate_workers *w = run->workers;
-	struct file_lock_settings lock_set = {
-		.lock_method = FILE_LOCK_METHOD_FCNTL,
-		/* a cycle through a mailbox index lock: EDEADLK, not a panic */
-		.allow_deadlock = TRUE,
-	};
-	const char *error;
-	int ret;
-
-	if (!run->worker || w == NULL || w->dest_lock_fd == -1 ||
-	    migrate_dest_lock != NULL)
-		return;
-	ret = file_wait_lock(w->dest_lock_fd, "migrate workers' destination "
-			     "lock", F_WRLCK, &lock_set,
-			     MIGRATE_DEST_LOCK_WAIT_SECS, &migrate_dest_lock,
-			     &error);
-	if (ret < 0) {
-		e_warning(run->event, "Couldn't lock the destination for "
-			  "opening a folder: %s: going on", error);
-	} else if (ret == 0) {
-		e_warning(run->event, "Waited %u s for another worker to "
-			  "open its destination folder: going on",
-			  MIGRATE_DEST_LOCK_WAIT_SECS);
-	}
-}
-
-void migrate_workers_dest_unlock(struct migrate_run *run)
-{
-	if (!run->worker || run->workers == NULL)
-		return;
-	if (migrate_dest_lock != NULL)
-		file_unlock(&migrate_dest_lock);
 }
 
 /* parent side */
@@ -670,8 +829,8 @@ static void migrate_workers_merge(struct migrate_run *run,
 	for (i = 0; i < w->worker_count; i++) {
 		slot = &w->slots[i];
 		run->item_errors += slot->item_errors;
-		run->reconnects += slot->reconnects;
-		run->throttle_waits += slot->throttle_waits;
+		run->pacing.reconnects += slot->reconnects;
+		run->pacing.throttle_waits += slot->throttle_waits;
 		for (j = 0; j < MIGRATE_ITEM_CLASS_COUNT; j++)
 			run->live.items_by_class[j] += slot->items_by_class[j];
 		if (slot->no_start) {

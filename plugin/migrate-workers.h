@@ -28,21 +28,6 @@ int migrate_workers_run(struct migrate_run *run,
 			struct migrate_folder *const *folders,
 			unsigned int count, bool *used_r);
 
-/* In a worker: called after each saved message (progress) and by the
-   throttle code (one throttle budget for all workers). */
-void migrate_workers_saved(struct migrate_run *run);
-void migrate_workers_throttled(struct migrate_run *run, unsigned int msecs);
-/* Around creating and opening a destination folder in a worker (no-ops
-   elsewhere): one worker at a time. */
-void migrate_workers_dest_lock(struct migrate_run *run);
-void migrate_workers_dest_unlock(struct migrate_run *run);
-/* In a worker: add failed messages; returns the run's total so far (all
-   workers count against one migrate_errors_max). */
-unsigned int migrate_workers_item_errors(struct migrate_run *run,
-					unsigned int add);
-/* msecs to wait because another worker was throttled, or 0 */
-unsigned int migrate_workers_throttle_wait(struct migrate_run *run);
-
 /* Progress line of the run's process while workers run */
 void migrate_workers_progress(struct migrate_run *run);
 /* Parent: messages and bytes the workers saved so far */
