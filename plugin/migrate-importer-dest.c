@@ -800,7 +800,8 @@ int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 		*full_r = imp->flags_full;
 	} else {
 		flags_cmd = migrate_importer_flags_cmd(imp, max_uid,
-					      imp->highestmodseq, full_r);
+						       imp->highestmodseq,
+						       full_r);
 		if (flags_cmd == NULL)
 			return 1;
 		str_append(cmd, flags_cmd);

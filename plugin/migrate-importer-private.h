@@ -85,6 +85,9 @@ struct migrate_dest_ids {
 	unsigned int used;
 };
 
+/* One folder's import: the state of the folder, the source's EXAMINE,
+   the destination mailbox and open transaction, the listed messages and
+   what the passes decided about them */
 struct migrate_importer {
 	struct migrate_importer_ctx *ctx;
 	struct migrate_folder *folder;
@@ -175,10 +178,14 @@ struct migrate_importer {
 
 /* migrate-importer.c: the driver's hooks, a folder's context */
 
+/* The driver's throttle backoff: -1 with ctx->error when its budget is
+   used up */
 int migrate_importer_throttle(struct migrate_importer_ctx *ctx,
 			      const char *why);
+/* TRUE (with ctx->error) once migrate_errors_max is reached */
 bool
 migrate_importer_errors_max_reached(struct migrate_importer_ctx *ctx);
+/* One folder's importer (imp is the caller's), and its end */
 void migrate_importer_init(struct migrate_importer *imp,
 			   struct migrate_importer_ctx *ctx,
 			   struct migrate_folder *folder);

@@ -125,8 +125,8 @@ migrate_importer_prefetch_flags_cmd(struct migrate_importer *imp)
 	if (imp->ctx->delete_mode)
 		return NULL;
 	return migrate_importer_flags_cmd(imp, imp->fs.last_uid,
-				 imp->folder->status_highestmodseq,
-				 &imp->flags_full);
+					  imp->folder->status_highestmodseq,
+					  &imp->flags_full);
 }
 
 /* What a pass, and each of its phases, tells the folder's loop */
