@@ -14,9 +14,7 @@ struct migrate_settings;
 struct migrate_source_conn;
 struct migrate_importer_live;
 
-/* The wait before reconnect attempt number attempt (0 = the first):
-   first_msecs doubled per attempt up to migrate_backoff_max, with
-   jitter */
+/* the first reconnect of an incident waits 250..500 ms, then 1, 2, 4 s... */
 #define MIGRATE_RECONNECT_FIRST_MSECS 500
 
 struct migrate_pacing {
@@ -63,6 +61,9 @@ int migrate_pacing_throttle(struct migrate_pacing *pacing, const char *why,
    when giving up (code_r, error_r). */
 int migrate_pacing_reconnect(struct migrate_pacing *pacing, const char *why,
 			     enum migrate_error *code_r, const char **error_r);
+/* The wait before reconnect attempt number attempt (0 = the first):
+   first_msecs doubled per attempt up to migrate_backoff_max, with
+   jitter */
 unsigned int migrate_backoff_msecs(const struct migrate_settings *set,
 				   unsigned int first_msecs,
 				   unsigned int attempt);

@@ -93,8 +93,6 @@ const char *migrate_error_name(enum migrate_error error)
 	i_unreached();
 }
 
-/* the first reconnect of an incident waits 250..500 ms, then 1, 2, 4 s... */
-
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
 {
 	migrate_pacing_sleep(&run->pacing, msecs);
