@@ -122,6 +122,27 @@ static void test_identity_report_fields(void)
 	test_end();
 }
 
+/* The run's memory of identities across folders: a key is copied in,
+   added once, and found by value */
+static void test_identity_set(void)
+{
+	struct migrate_identity_set *set;
+	char key[] = "m0123-42";
+
+	test_begin("identity set");
+	set = migrate_identity_set_create();
+	test_assert(!migrate_identity_set_contains(set, "m0123-42"));
+	migrate_identity_set_add(set, key);
+	migrate_identity_set_add(set, "m0123-42");
+	key[0] = 'h';
+	test_assert(migrate_identity_set_contains(set, "m0123-42"));
+	test_assert(!migrate_identity_set_contains(set, "h0123-42"));
+	test_assert(!migrate_identity_set_contains(set, "m0123-43"));
+	migrate_identity_set_destroy(&set);
+	test_assert(set == NULL);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -131,6 +152,7 @@ int main(void)
 		test_identity_no_message_id,
 		test_identity_size_part,
 		test_identity_report_fields,
+		test_identity_set,
 		NULL
 	};
 	return test_run(test_functions);
