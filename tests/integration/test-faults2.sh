@@ -26,6 +26,8 @@
 #       holds no password or SASL response (PLAIN and LOGIN mechanisms)
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
+# the proxy log's and the quota run's checks
+CHECKS="$HARNESS_LIB/checks/faults2.py"
 
 # the read timeout the fault runs use; the stall and the trickle are
 # measured against it
@@ -91,18 +93,7 @@ dst_equals "pass-through run: destination == source" probe "$T/src.json"
 # some bytes from run to run, more than a line is long);
 # TRICKLE_AT: 64 kB into the largest literal (the 1 MB message), so the
 # 8 s trickle (~32 kB) ends well inside that body
-read -r STALL_AT LINE_AT TRICKLE_AT BIG_START BIG_SIZE < <(python3 - "$PROXY_LOG" <<'EOF'
-import json, sys
-m = json.load(open(sys.argv[1]))["map"]      # [offset, length, kind]
-# a literal >= 4 kB, then ")" line, the next FETCH line, its literal
-i = next(i for i, s in enumerate(m)
-         if s[2] == "literal" and s[1] >= 4096 and i + 3 < len(m)
-         and m[i + 1][2] == m[i + 2][2] == "line" and m[i + 3][2] == "literal")
-nline = sum(1 for s in m[:i + 2] if s[2] != "literal")
-big = max((s for s in m if s[2] == "literal"), key=lambda s: s[1])
-print(m[i][0] + m[i][1] // 2, "L%d:500" % nline, big[0] + 65536, big[0], big[1])
-EOF
-)
+read -r STALL_AT LINE_AT TRICKLE_AT BIG_START BIG_SIZE < <(python3 "$CHECKS" fault-points "$PROXY_LOG")
 info "stall at byte $STALL_AT, line stall at $LINE_AT (line:permille), trickle from $TRICKLE_AT (largest literal: $BIG_SIZE bytes at $BIG_START)"
 if [ -z "$BIG_SIZE" ] || [ "$BIG_SIZE" -lt 500000 ]; then
 	die "the byte map has no 1 MB literal: $(pj "$PROXY_LOG" 'd["map"][:5]')"
@@ -123,17 +114,7 @@ info "stall: $ev; $(pj "$PROXY_LOG" '(d["slow"] or [{}])[0].get("context")')"
 assert_match "(h) the proxy stalled inside a message body until the client closed" \
 	'^stall\|body-literal\|client closed\|' "$ev"
 # how many UIDs the FETCH command that the stalled body answers asked for
-nuids=$(python3 - "$PROXY_LOG" <<'EOF'
-import json, sys
-d = json.load(open(sys.argv[1]))
-uids = (d["slow"] or [{}])[0].get("fetch_uids") or ""
-n = 0
-for part in filter(None, uids.split(",")):
-    lo, _, hi = part.partition(":")
-    n += int(hi or lo) - int(lo) + 1
-print(n)
-EOF
-)
+nuids=$(python3 "$CHECKS" fetch-uid-count "$PROXY_LOG")
 if [ "$nuids" -ge 2 ]; then
 	pass "(h) the stalled body was one of a multi-message FETCH ($nuids UIDs)"
 else
@@ -240,15 +221,7 @@ quota_doveadm() {
 # in the middle of the import
 dst_doveadm -f json migrate status -u probe >"$T/status-probe.json" 2>/dev/null
 # (tab-separated: folder names may hold spaces)
-IFS=$'\t' read -r QLIMIT QFOLDER_SRC QFOLDER < <(python3 - "$T/status-probe.json" <<'EOF'
-import json, sys
-rows = [r for r in json.load(open(sys.argv[1])) if r["folder"] != "*"]
-# status lists the folders in the order the run imports them
-k = next(i for i, r in enumerate(rows) if i > 0 and int(r["imported"] or 0) >= 2)
-print("%d\t%s\t%s" % (sum(int(r["bytes"]) for r in rows[:k]) + int(rows[k]["bytes"]) // 2,
-                      rows[k]["folder"], rows[k]["dest"]))
-EOF
-)
+IFS=$'\t' read -r QLIMIT QFOLDER_SRC QFOLDER < <(python3 "$CHECKS" quota-limit "$T/status-probe.json")
 info "quota: ${QLIMIT} bytes, expected to run out in $QFOLDER"
 [ -n "$QLIMIT" ] || die "no quota limit from the probe's status"
 
@@ -267,25 +240,7 @@ info "over-quota run: $(secs_since "$t0")s"
 one_error "(j) one error line, naming the quota" '[Qq][Uu][Oo][Tt][Aa]' "$T/run-quo.err"
 # what is at the destination: complete source messages only, none twice
 if dst_dump quo "$T/dst-quo.json" 2>"$T/dump-quo.err"; then
-	sub=$(python3 - "$T/src.json" "$T/dst-quo.json" <<'EOF'
-import collections, json, sys
-src, dst = (json.load(open(p)) for p in sys.argv[1:3])
-n = 0
-bad = []
-for name, box in dst.items():
-    if name == "subscriptions":
-        continue
-    have = collections.Counter(json.dumps(m[:3]) for m in box["messages"])
-    n += sum(have.values())
-    want = collections.Counter(json.dumps(m[:3]) for m in
-                               src.get(name, {"messages": []})["messages"])
-    for k, c in have.items():
-        if c > want[k]:
-            bad.append("%s: %s x%d (source x%d)" % (name, k[:80], c, want[k]))
-total = sum(len(b["messages"]) for k, b in src.items() if k != "subscriptions")
-print("%d %d %s" % (n, total, "; ".join(bad)))
-EOF
-)
+	sub=$(python3 "$CHECKS" subset "$T/src.json" "$T/dst-quo.json")
 	read -r qn qtotal qbad <<<"$sub"
 	info "over quota: $qn of $qtotal messages at the destination"
 	if [ -z "$qbad" ] && [ "$qn" -gt 0 ] && [ "$qn" -lt "$qtotal" ]; then

@@ -20,60 +20,20 @@ HOSTILE="$HARNESS_LIB/hostile-imapd.py"
 
 # ------------------------------------------------------------ helpers
 
+CHECKS="$HARNESS_LIB/checks/folders.py"
+
 # Seeds a source account with deterministic small messages.
 #   seed PORT USER SPEC...   SPEC = [+]FOLDER=KEY,KEY,...  ('+' subscribes)
 # FOLDER is logical ('/'-separated, no namespace prefix, not mUTF-7); a KEY
 # is one message (the same KEY in two folders is the very same message);
 # "k*3" is k1,k2,k3; "FOLDER=" only creates the folder. Writes KEY ->
 # sha256 of the message into $T/keys.json (merged over calls).
-cat >"$T/seed.py" <<'EOF'
-import hashlib, json, os, sys
-sys.path.insert(0, os.environ["HARNESS_LIB"])
-import imaptool
-
-port, user, password, keyfile = sys.argv[1:5]
-specs = sys.argv[5:]
-
-def body(key):
-    return ("From: Folder Test <folders@example.org>\r\n"
-            "To: alice@example.org\r\n"
-            "Subject: message %s\r\n"
-            "Date: Tue, 03 Jan 2023 09:00:00 +0000\r\n"
-            "Message-ID: <%s@folders.test>\r\n"
-            "\r\n"
-            "Body of message %s.\r\n" % (key, key, key)).encode()
-
-class A: pass
-a = A(); a.host = "127.0.0.1"; a.port = int(port); a.user = user
-a.password = password; a.ssl = False; a.cafile = None; a.timeout = 60
-conn = imaptool.connect(a)
-acct = imaptool.Account(conn)
-keys = json.load(open(keyfile)) if os.path.exists(keyfile) else {}
-for spec in specs:
-    sub = spec.startswith("+")
-    folder, _, klist = spec.lstrip("+").partition("=")
-    server = "INBOX" if folder == "INBOX" else imaptool.create_folder(conn, acct, folder)
-    for k in [k for k in klist.split(",") if k]:
-        if "*" in k:
-            base, n = k.split("*")
-            ks = ["%s%d" % (base, i) for i in range(1, int(n) + 1)]
-        else:
-            ks = [k]
-        for key in ks:
-            b = body(key)
-            keys[key] = hashlib.sha256(b).hexdigest()
-            imaptool.append(conn, server, ["\\Seen"], '"03-Jan-2023 09:00:00 +0000"', b)
-    if sub:
-        imaptool.check(conn.subscribe(acct.mailbox_arg(server)), "SUBSCRIBE")
-conn.logout()
-json.dump(keys, open(keyfile, "w"))
-EOF
 export HARNESS_LIB
 
 seed() {
 	local port=$1 user=$2
 	shift 2
-	timeout --foreground -k 5 60 python3 "$T/seed.py" "$port" "$user" "spw-$user" "$T/keys.json" "$@" \
+	timeout --foreground -k 5 60 python3 "$CHECKS" seed "$port" "$user" "spw-$user" "$T/keys.json" "$@" \
 		>"$T/seed.out" 2>&1 || {
 		cat "$T/seed.out" >&2
 		return 1
@@ -89,26 +49,7 @@ expect_tree() {
 		fail "$name" "destination dump of $user failed: $(tail -n 1 "$T/dump.err")"
 		return 1
 	fi
-	out=$(python3 - "$T/tree-$user.json" "$T/keys.json" "$want" <<'EOF'
-import json, sys
-from collections import Counter
-dump = json.load(open(sys.argv[1]))
-dump.pop("subscriptions", None)
-keys = {v: k for k, v in json.load(open(sys.argv[2])).items()}
-want = json.loads(sys.argv[3])
-bad = []
-got = {f: Counter(keys.get(m[0], "?" + m[0][:8]) for m in box["messages"])
-       for f, box in dump.items()}
-for f in sorted(set(got) | set(want)):
-    if f not in got:
-        bad.append("missing folder %r" % f)
-    elif f not in want:
-        bad.append("unexpected folder %r with %s" % (f, sorted(got[f].elements())))
-    elif got[f] != Counter(want[f]):
-        bad.append("%r: expected %s, got %s" % (f, sorted(want[f]), sorted(got[f].elements())))
-print("; ".join(bad))
-EOF
-)
+	out=$(python3 "$CHECKS" tree "$T/tree-$user.json" "$T/keys.json" "$want")
 	if [ -z "$out" ]; then
 		pass "$name"
 	else
@@ -138,29 +79,7 @@ plan_json() {
 # folder must have a row in $T/plan-USER.json with these values.
 plan_check() {
 	local name=$1 user=$2 want=$3 out
-	out=$(python3 - "$T/plan-$user.json" "$want" <<'EOF'
-import json, sys
-raw = open(sys.argv[1], "rb").read().decode("utf-8", "surrogateescape")
-try:
-    rows = json.loads(raw)
-except ValueError as e:
-    print("plan output is not JSON: %s" % e); sys.exit()
-want = json.loads(sys.argv[2])
-by = {r["folder"]: r for r in rows}
-bad = []
-for f, cols in want.items():
-    if f not in by:
-        bad.append("no plan row for %r" % f); continue
-    for c, v in cols.items():
-        got = by[f].get(c)
-        if c == "reason~":
-            if v not in by[f].get("reason", ""):
-                bad.append("%r reason %r lacks %r" % (f, by[f].get("reason"), v))
-        elif str(got) != str(v):
-            bad.append("%r %s: expected %r, got %r" % (f, c, v, got))
-print("; ".join(bad))
-EOF
-)
+	out=$(python3 "$CHECKS" plan-rows "$T/plan-$user.json" "$want")
 	if [ -z "$out" ]; then pass "$name"; else fail "$name" "$out"; fi
 }
 
@@ -284,16 +203,7 @@ seed "$SRC_PORT" alice "INBOX=l-in" "Gesendete Elemente=l-ge*2" "Papierkorb=l-pk
 	"Éléments envoyés=l-ee*2" "Sent Items=l-si" "Sent Items/2019=l-si19" \
 	"Deleted Items=l-di*2" "Junk Email=l-je" "Entwürfe=l-ent" "Projekte=l-pr" ||
 	die "seeding the plain source failed"
-if timeout --foreground -k 5 30 python3 - "$SRC_PORT" <<'EOF'
-import imaplib, sys
-c = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
-c.login("alice", "spw-alice")
-typ, data = c.list('""', '"*"')
-flags = b" ".join(d for d in data if d)
-sys.exit(1 if b"Gesendete" not in flags or any(
-    f in flags for f in (b"\\Sent", b"\\Trash", b"\\Junk", b"\\Drafts")) else 0)
-EOF
-then
+if timeout --foreground -k 5 30 python3 "$CHECKS" no-special-use "$SRC_PORT"; then
 	pass "plain source lists no special-use flags"
 else
 	fail "plain source lists no special-use flags" "it does (or LIST failed)"
@@ -435,66 +345,7 @@ hostile() {
 
 	# plan rows vs manifest vs what landed where
 	local out
-	out=$(python3 - "$dir" "$delim" "$(dst_home "$user")" <<'EOF'
-import json, os, sys, unicodedata
-d, delim, home = sys.argv[1], sys.argv[2], sys.argv[3]
-man = json.load(open(d + "/manifest.json"))
-rows = json.loads(open(d + "/plan.json", "rb").read().decode("utf-8", "surrogateescape"))
-dump = json.load(open(d + "/dump.json")); dump.pop("subscriptions", None)
-bad = []
-if len(rows) != len(man):
-    bad.append("plan has %d rows for %d source folders" % (len(rows), len(man)))
-
-def unsafe(name):
-    for part in name.split("/"):
-        if part in ("", ".", "..") or part.startswith("~"):
-            return "part %r" % part
-    for ch in name:
-        o = ord(ch)
-        if o < 0x20 or 0x7f <= o <= 0x9f or o in (0x2028, 0x2029) or \
-           0x202a <= o <= 0x202e or 0x2066 <= o <= 0x2069 or 0xdc80 <= o <= 0xdcff:
-            return "character U+%04X" % o
-    if name.startswith("/"):
-        return "leading /"
-    return None
-
-expected = {}          # dest folder -> sha256 list
-for m, r in zip(man, rows):
-    raw = bytes.fromhex(m["name_hex"])
-    what = "%s (%s)" % (m["name_repr"][:50], r["dest"][:50])
-    try:
-        if r["folder"].encode("utf-8", "surrogateescape") != raw.split(b"\0")[0] and \
-           raw.decode("utf-8", "strict"):
-            bad.append("row order: plan row %r for source %r" % (r["folder"][:40], m["name_repr"][:40]))
-            continue
-    except UnicodeDecodeError:
-        pass
-    plain = raw.decode("utf-8", "replace").replace(delim, "/")
-    if m["expect"] == "skip" or b"\0" in raw:
-        if r["action"] != "skip" or not r["reason"]:
-            bad.append("%s: expected a skip with a reason, got %s %r" % (what, r["action"], r["reason"]))
-        continue
-    if r["action"] != "import":
-        bad.append("%s: expected import, got %s %r" % (what, r["action"], r["reason"]))
-        continue
-    why = unsafe(r["dest"])
-    if why:
-        bad.append("%s: unsafe destination name: %s" % (what, why))
-    if r["dest"] != plain and r["dest"] != "INBOX" and not r["reason"]:
-        bad.append("%s: renamed without a reason" % what)
-    expected.setdefault(r["dest"], []).append(m["sha256"])
-
-for f in sorted(set(expected) | set(dump)):
-    got = sorted(x[0] for x in dump.get(f, {"messages": []})["messages"])
-    if f not in dump:
-        bad.append("planned folder %r missing at the destination" % f)
-    elif f not in expected:
-        bad.append("unexpected destination folder %r" % f)
-    elif got != sorted(expected[f]):
-        bad.append("%r holds %d messages, expected %d (its source folders' own)" % (f, len(got), len(expected[f])))
-print("\n".join(bad[:12]))
-EOF
-)
+	out=$(python3 "$CHECKS" hostile "$dir" "$delim" "$(dst_home "$user")")
 	if [ -z "$out" ]; then
 		pass "$label: every folder sanitized (with a reason) or skipped (with a reason); each landed folder holds exactly its source folders' messages"
 	else
@@ -540,10 +391,7 @@ EOF
 hostile . h1 "hostile names, delimiter '.'"
 hostile / h2 "hostile names, delimiter '/'"
 HOSTILE_NUL=1 hostile . h3 "hostile names with a NUL byte in a literal"
-if python3 -c '
-import json,sys
-rows=json.load(open(sys.argv[1])); r=[x for x in rows if x["folder"]=="raw"]
-sys.exit(not (r and r[0]["action"]=="skip" and "NUL" in r[0]["reason"]))' "$T/hostile3/plan.json"; then
+if python3 "$CHECKS" nul-skipped "$T/hostile3/plan.json"; then
 	pass "a name with a NUL byte is skipped, the plan says why"
 else
 	fail "a name with a NUL byte is skipped, the plan says why" "$(grep -a '"raw' "$T/hostile3/plan.json" | head -c 300)"
@@ -568,24 +416,7 @@ cp "$LAST_OUT" "$T/plan-table.txt"
 header=$(head -n 1 "$T/plan-table.txt")
 assert_match "plan: table header has folder, dest, special_use, messages, size, action" \
 	'^folder +dest +special_use +messages +size +action +reason' "$header"
-out=$(python3 - "$T/plan-table.txt" <<'EOF'
-import re, sys
-lines = open(sys.argv[1]).read().splitlines()
-rows = {l.split()[0]: l.split() for l in lines[1:] if l.strip()}
-want = {"INBOX": ["INBOX", "5"], "INBOX.Sent": ["Sent", "\\Sent", "3"],
-        "INBOX.Clients.ProjectA": ["Clients/ProjectA", "4"],
-        "INBOX.Clients.ProjectA.2024": ["Clients/ProjectA/2024", "1"],
-        "INBOX.Trash": ["Trash", "\\Trash", "0"]}
-bad = []
-for f, cols in want.items():
-    r = rows.get(f)
-    if r is None:
-        bad.append("no row for %s" % f)
-    elif r[1:1 + len(cols)] != cols or "import" not in r:
-        bad.append("%s: %s" % (f, " ".join(r)))
-print("; ".join(bad))
-EOF
-)
+out=$(python3 "$CHECKS" plan-table "$T/plan-table.txt")
 if [ -z "$out" ]; then pass "plan: table rows show dest, special use, count, action"; else fail "plan: table rows" "$out"; fi
 plan_json p1 "$COURIER_PORT"
 if python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/plan-p1.json" 2>/dev/null; then
@@ -599,22 +430,7 @@ plan_check "plan: json rows" p1 '{
 	"INBOX.Clients": {"dest": "Clients", "messages": 2, "action": "import"},
 	"INBOX.Drafts": {"dest": "Drafts", "special_use": "\\Drafts", "messages": 1},
 	"INBOX.Archive": {"dest": "Archive", "special_use": "\\Archive", "messages": 0}}'
-out=$(python3 - "$T/plan-p1.json" "$T/src-courier.json" <<'EOF'
-import json, sys
-rows = json.load(open(sys.argv[1]))
-src = json.load(open(sys.argv[2])); src.pop("subscriptions")
-bad = []
-for r in rows:
-    if r["action"] == "skip":
-        continue
-    if int(r["messages"]) > 0 and int(r["size"] or 0) <= 0:
-        bad.append("%s: %s messages but size %r" % (r["folder"], r["messages"], r["size"]))
-    logical = r["dest"]
-    if logical in src and len(src[logical]["messages"]) != int(r["messages"]):
-        bad.append("%s: plan says %s messages, source has %d" % (r["folder"], r["messages"], len(src[logical]["messages"])))
-print("; ".join(bad))
-EOF
-)
+out=$(python3 "$CHECKS" plan-counts "$T/plan-p1.json" "$T/src-courier.json")
 if [ -z "$out" ]; then pass "plan: message counts and sizes match the source"; else fail "plan: message counts and sizes" "$out"; fi
 untouched "plan: the destination has no folders and no mail after plan" p1
 if [ -z "$(find "$(dst_home p1)" -type f 2>/dev/null)" ]; then

@@ -27,131 +27,11 @@ section() { info "---- $* (t=${SECONDS}s)"; }
 
 # ------------------------------------------------------------ helpers
 
-# h.py: small IMAP operations the shared imaptool doesn't offer.
-cat >"$T/h.py" <<'EOF'
-import argparse, hashlib, json, os, random, re, sys, time, imaplib
-sys.path.insert(0, os.environ["HARNESS_LIB"])
-import imaptool as it
-
-def conn(port, user, pw):
-    return it.connect(argparse.Namespace(host="127.0.0.1", port=int(port),
-        user=user, password=pw, ssl=False, cafile=None, timeout=60))
-
-def box(acct, logical):
-    return acct.mailbox_arg(acct.to_server(logical))
-
-def cmd_append(a):
-    # append PORT USER PW FOLDER FLAGS EPOCH FILE -> prints the new UID
-    port, user, pw, folder, flags, epoch, path = a
-    c = conn(port, user, pw); acct = it.Account(c)
-    c.create(box(acct, folder))
-    body = open(path, "rb").read()
-    typ, data = c.append(box(acct, folder), "(%s)" % flags if flags else None,
-                         it.format_internaldate(int(epoch), 60), body)
-    if typ != "OK":
-        sys.exit("APPEND failed: %r" % data)
-    m = re.search(rb"APPENDUID \d+ (\d+)", data[-1] or b"")
-    print(m.group(1).decode() if m else "?")
-    c.logout()
-
-def cmd_expunge(a):
-    # expunge PORT USER PW FOLDER UIDSET
-    port, user, pw, folder, uids = a
-    c = conn(port, user, pw); acct = it.Account(c)
-    acct.select(acct.to_server(folder), readonly=False)
-    it.check(c.uid("STORE", uids, "+FLAGS.SILENT", "(\\Deleted)"), "STORE")
-    it.check(c.uid("EXPUNGE", uids), "UID EXPUNGE")
-    c.logout()
-
-def cmd_uids(a):
-    # uids PORT USER PW FOLDER -> "uid uid ..."
-    port, user, pw, folder = a
-    c = conn(port, user, pw); acct = it.Account(c)
-    acct.select(acct.to_server(folder))
-    print(" ".join(map(str, acct.uids())))
-    c.logout()
-
-def cmd_subscribe(a):
-    port, user, pw, folder = a
-    c = conn(port, user, pw); acct = it.Account(c)
-    it.check(c.subscribe(box(acct, folder)), "SUBSCRIBE")
-    c.logout()
-
-def synthetic(tag, i, size):
-    filler = ("line %d of message %s-%d, some words to fill the body.\r\n"
-              % (i, tag, i)) * max(1, size // 60)
-    return ("From: Churn <churn@example.org>\r\nTo: busy@example.org\r\n"
-            "Subject: %s message %d\r\nDate: Tue, 02 Jan 2024 10:%02d:%02d +0000\r\n"
-            "Message-ID: <%s-%d@identity.test>\r\n\r\n%s"
-            % (tag, i, (i // 60) % 60, i % 60, tag, i, filler)).encode()
-
-def cmd_fill(a):
-    # fill PORT USER PW FOLDER COUNT SIZE: COUNT synthetic messages
-    port, user, pw, folder, count, size = a
-    c = conn(port, user, pw); acct = it.Account(c)
-    c.create(box(acct, folder))
-    rng = random.Random(5)
-    for i in range(int(count)):
-        flags = "(\\Seen)" if rng.random() < 0.5 else None
-        it.check(c.append(box(acct, folder), flags,
-                          it.format_internaldate(1600000000 + i * 3600, 0),
-                          synthetic("bulk", i, int(size))), "APPEND")
-    c.logout()
-
-def cmd_churn(a):
-    # churn PORT USER PW FOLDER STOPFILE COUNTFILE: until STOPFILE exists,
-    # APPEND one new message and EXPUNGE one existing (upper half) each
-    # round; COUNTFILE holds the number of rounds done
-    port, user, pw, folder, stop, countfile = a
-    c = conn(port, user, pw); acct = it.Account(c)
-    acct.select(acct.to_server(folder), readonly=False)
-    rng = random.Random(9)
-    uids = acct.uids()
-    n, end = 0, time.time() + 90
-    while not os.path.exists(stop) and time.time() < end:
-        it.check(c.append(box(acct, folder), None,
-                          it.format_internaldate(1700000000 + n, 0),
-                          synthetic("churn", n, 400)), "APPEND")
-        upper = uids[len(uids) // 2:]
-        if upper:
-            u = rng.choice(upper)
-            uids.remove(u)
-            it.check(c.uid("STORE", str(u), "+FLAGS.SILENT", "(\\Deleted)"), "STORE")
-            it.check(c.uid("EXPUNGE", str(u)), "UID EXPUNGE")
-        c.noop()
-        n += 1
-        with open(countfile + ".tmp", "w") as f:
-            f.write(str(n))
-        os.rename(countfile + ".tmp", countfile)
-        time.sleep(0.02)
-    c.logout()
-
-def cmd_minus(a):
-    # minus IN OUT FOLDER:SHA256...: drop one entry with that hash from
-    # the folder (mail the destination has of its own)
-    d = json.load(open(a[0]))
-    for spec in a[2:]:
-        folder, h = spec.rsplit(":", 1)
-        msgs = d[folder]["messages"]
-        for i, m in enumerate(msgs):
-            if m[0] == h:
-                del msgs[i]
-                break
-        else:
-            sys.exit("minus: %s not in %s" % (h[:12], folder))
-    json.dump(d, open(a[1], "w"), ensure_ascii=False, indent=1, sort_keys=True)
-
-def cmd_sha(a):
-    print(hashlib.sha256(open(a[0], "rb").read()).hexdigest())
-
-cmds = {"append": cmd_append, "expunge": cmd_expunge, "uids": cmd_uids,
-        "subscribe": cmd_subscribe, "fill": cmd_fill, "churn": cmd_churn,
-        "minus": cmd_minus, "sha": cmd_sha}
-cmds[sys.argv[1]](sys.argv[2:])
-EOF
+# h OP ARGS...: small IMAP operations and checks (tests/lib/checks/identity.py)
+CHECKS="$HARNESS_LIB/checks/identity.py"
 export HARNESS_LIB
-h() { timeout -k 5 120 python3 "$T/h.py" "$@"; }
-# hs OP USER ARGS...: h.py OP against the source, logged in as USER
+h() { timeout -k 5 120 python3 "$CHECKS" "$@"; }
+# hs OP USER ARGS...: h OP against the source, logged in as USER
 hs() {
 	local op=$1 user=$2
 	shift 2
@@ -168,27 +48,17 @@ migrate() {
 # dst_json ARGS...: doveadm -f json output of a destination command,
 # one JSON object per line
 dst_json() {
-	dst_doveadm -f json "$@" 2>"$T/json.err" | python3 -c '
-import json, sys
-for row in json.load(sys.stdin):
-    print(json.dumps(row, sort_keys=True))'
+	dst_doveadm -f json "$@" 2>"$T/json.err" | python3 "$CHECKS" json-lines
 }
 
 # status_uids USER: "folder=uids" per folder row of migrate status
 status_uids() {
-	dst_json migrate status -u "$1" | python3 -c '
-import json, sys
-for l in sys.stdin:
-    r = json.loads(l)
-    if r["folder"] != "*":
-        print("%s=%s" % (r["folder"], r["uids"]))' | sort
+	dst_json migrate status -u "$1" | python3 "$CHECKS" status-uids | sort
 }
 
 # run_expunged: the sum of the "expunged" column of the last run's output
 run_expunged() {
-	python3 -c '
-import json, sys
-print(sum(int(r["expunged"] or 0) for r in json.load(open(sys.argv[1]))))' "$LAST_OUT"
+	python3 "$CHECKS" sum-expunged "$LAST_OUT"
 }
 
 # a message for doveadm save / IMAP APPEND, CRLF so IMAP returns it byte
@@ -220,14 +90,7 @@ for f in INBOX Work Sent; do
 		fail "expunge on the source" "$f"
 done
 src_dump alice "$T/s1.json" --uids || die "source dump failed"
-gaps=$(python3 -c '
-import json, sys
-d = json.load(open(sys.argv[1])); d.pop("subscriptions")
-n = 0
-for name, b in d.items():
-    u = sorted(m[3] for m in b["messages"])
-    n += sum(1 for a, b2 in zip(u, u[1:]) if b2 != a + 1)
-print(n)' "$T/s1.json")
+gaps=$(python3 "$CHECKS" uid-gaps "$T/s1.json")
 if [ "$gaps" -ge 3 ]; then pass "the source has UID gaps ($gaps)"; else fail "the source has UID gaps" "$gaps"; fi
 
 assert_exit NAME="first run exits 0" 0 migrate alice
@@ -262,34 +125,7 @@ h minus "$T/d2.json" "$T/d2-own.json" "INBOX:$deliver1" || fail "delivered messa
 compare_dumps "delta run: destination (without the delivery) == source" "$T/s2.json" "$T/d2-own.json"
 compare_dumps "delta run: UIDs of every folder without a delivery still match" \
 	"$T/s2.json" "$T/d2-own.json" --uids --uidvalidity --ignore-folders INBOX
-out=$(python3 - "$T/s1.json" "$T/s2.json" "$T/d2.json" "$deliver1" <<'EOF'
-import json, sys
-s1, s2, d2 = (json.load(open(p)) for p in sys.argv[1:4])
-dl = sys.argv[4]
-old = {m[3]: m[0] for m in s1["INBOX"]["messages"]}
-src = {m[3]: m[0] for m in s2["INBOX"]["messages"]}
-dst = {m[3]: m[0] for m in d2["INBOX"]["messages"]}
-errs = []
-for uid, h in old.items():
-    if dst.get(uid) != h:
-        errs.append("old UID %d changed" % uid)
-dl_uid = [u for u, h in dst.items() if h == dl]
-new = {u: h for u, h in src.items() if u not in old}
-if len(new) != 3:
-    errs.append("expected 3 new source messages, got %d" % len(new))
-newdst = sorted(u for u, h in dst.items() if h in new.values())
-if len(newdst) != 3:
-    errs.append("new messages at the destination: %r" % newdst)
-if not dl_uid or any(u <= dl_uid[0] for u in newdst):
-    errs.append("new messages must come after the delivery (%r, %r)" % (dl_uid, newdst))
-if len(set(dst)) != len(d2["INBOX"]["messages"]):
-    errs.append("duplicate UIDs")
-collided = [u for u in new if dst.get(u) != new[u]]
-if not collided:
-    errs.append("no new source message lost its UID: the test didn't force a collision")
-print("; ".join(errs) if errs else "ok")
-EOF
-)
+out=$(python3 "$CHECKS" uid-collision "$T/s1.json" "$T/s2.json" "$T/d2.json" "$deliver1")
 assert_eq "delta run: old UIDs kept, new source mail got new UIDs after the delivery" ok "$out"
 st=$(status_uids alice)
 assert_match "migrate status: INBOX uids=partial" '^INBOX=partial$' "$(printf '%s\n' "$st" | grep '^INBOX=')"
@@ -305,7 +141,7 @@ assert_eq "migrate status: INBOX stays uids=partial after a pass with nothing ne
 
 # ============================================================ 2. subscriptions
 section "2. subscriptions"
-subs() { python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["subscriptions"]))' "$1"; }
+subs() { python3 "$CHECKS" subscriptions "$1"; }
 assert_eq "subscriptions: destination == source" "$(subs "$T/s1.json")" "$(subs "$T/d1.json")"
 assert_match "subscriptions: subscribed folders are there" 'Entwürfe.*Lists/dovecot users' "$(subs "$T/d1.json")"
 if subs "$T/d1.json" | grep -qw Empty; then
@@ -318,9 +154,7 @@ src_dump alice "$T/s2.json" --uids || die "source dump failed"
 # Archive/2018 itself didn't change: the pass skips it as "unchanged"
 # (CONDSTORE), and the subscription must still be copied
 assert_exit NAME="run after a new source subscription exits 0" 0 migrate alice -f json
-info "Archive/2018 in that pass: $(python3 -c '
-import json, sys
-print([r["result"] for r in json.load(open(sys.argv[1])) if r["folder"] == "Archive/2018"])' "$LAST_OUT")"
+info "Archive/2018 in that pass: $(python3 "$CHECKS" folder-results "$LAST_OUT" Archive/2018)"
 dst_dump alice "$T/d2b.json" --uids || fail "destination dump" failed
 h minus "$T/d2b.json" "$T/d-own.json" "INBOX:$deliver1" || fail "delivered message kept" "not in INBOX"
 compare_dumps "a new source subscription is copied (dumps incl. subscriptions equal)" \
@@ -343,11 +177,8 @@ renumber() {
 src_dump alice "$T/s3pre.json" --uids || die "source dump failed"
 check "renumber the UIDs of Work on the source (new UIDVALIDITY)" renumber alice Work 771002
 src_dump alice "$T/s3.json" --uids || die "source dump failed"
-assert_eq "Work's UIDs really changed on the source" changed "$(python3 -c '
-import json, sys
-a, b = (json.load(open(p))["Work"] for p in sys.argv[1:3])
-key = lambda d: sorted((m[0], m[3]) for m in d["messages"])
-print("changed" if key(a) != key(b) else "same (no src_renumber_uids in the harness?)")' "$T/s3pre.json" "$T/s3.json")"
+assert_eq "Work's UIDs really changed on the source" changed \
+	"$(python3 "$CHECKS" uids-changed "$T/s3pre.json" "$T/s3.json")"
 assert_exit NAME="run after UIDVALIDITY change exits 0" 0 migrate alice
 dst_dump alice "$T/d3.json" --uids || fail "destination dump" failed
 h minus "$T/d3.json" "$T/d3-own.json" "INBOX:$deliver1" || fail "UIDVALIDITY change: the delivery stays" "gone"
@@ -367,52 +198,7 @@ src_add_user traps spw-traps
 dst_add_user traps
 mkdir -p "$T/m"
 # the crafted messages, from corpus messages
-python3 - "$CORPUS" "$T/m" <<'EOF'
-import csv, os, re, sys
-corpus, out = sys.argv[1:3]
-rows = list(csv.DictReader(open(os.path.join(corpus, "MANIFEST.tsv")), delimiter="\t"))
-def load(f):
-    return re.sub(rb"\r\n|\r(?!\n)|\n", b"\r\n", open(os.path.join(corpus, f), "rb").read())
-def head(d):
-    return d.split(b"\r\n\r\n", 1)[0]
-nomid, withid = [], []
-seen_ids = set()
-for r in rows:
-    d = load(r["file"])
-    m = re.search(rb"(?im)^message-id:\s*(\S+)", head(d))
-    if m is None:
-        nomid.append(d)
-    elif (len(d) < 3000 and re.search(rb"(?im)^subject: *\S", head(d))
-          and m.group(1) not in seen_ids and b"\r\n\r\n" in d):
-        seen_ids.add(m.group(1))
-        withid.append(d)
-def w(name, data):
-    open(os.path.join(out, name), "wb").write(data)
-for i, d in enumerate(nomid):
-    w("nomid-%03d.eml" % i, d)
-a, d_, e, g = withid[0], withid[1], withid[2], withid[3]
-w("A.eml", a)
-# B: A's headers, a longer body (same Message-ID, other size)
-w("B.eml", a + b"A second version of this message, with one more line.\r\n")
-# C: A with another Subject of the same length (same Message-ID and size)
-hd, body = a.split(b"\r\n\r\n", 1)
-def flip(m):
-    s = m.group(2)
-    t = bytes((c ^ 0x20) if 65 <= (c & ~0x20) <= 90 else c for c in s)
-    if t == s:
-        t = s[:-1] + (b"X" if s[-1:] != b"X" else b"Y")
-    return m.group(1) + t
-hd2 = re.sub(rb"(?im)^(subject: *)(\S[^\r\n]*)", flip, hd, count=1)
-assert hd2 != hd and len(hd2) == len(hd)
-w("C.eml", hd2 + b"\r\n\r\n" + body)
-# H: A with one body byte changed (same Message-ID, headers and size: the
-# same identity, but another message)
-i = next(k for k, c in enumerate(body) if 97 <= c <= 122)
-w("H.eml", hd + b"\r\n\r\n" + body[:i] + bytes([body[i] ^ 0x20]) + body[i + 1:])
-w("D.eml", d_)
-w("E.eml", e)
-w("G.eml", g)
-EOF
+python3 "$CHECKS" make-traps "$CORPUS" "$T/m"
 nomid_files=("$T"/m/nomid-*.eml)
 n_nomid=${#nomid_files[@]}
 info "$n_nomid corpus messages have no Message-ID"
@@ -423,61 +209,16 @@ printf 'From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject:
 printf 'From: Alice <alice@example.org>\r\nTo: Bob <bob@example.org>\r\nSubject: Plan for Q3\r\nDate: Thu, 04 Jan 2024 12:00:00 +0000\r\nMessage-ID: <draft-q3@identity.test>\r\n\r\nSecond draft, now with the budget and the timeline.\r\n' >"$T/m/F2.eml"
 
 # one connection APPENDs all of them (~130 messages)
-python3 - "$SRC_PORT" "$(src_password traps)" "$T/m" <<'EOF' || fail "seed the traps user" "append failed"
-import argparse, os, sys
-sys.path.insert(0, os.environ["HARNESS_LIB"])
-import imaptool as it
-port, pw, mdir = sys.argv[1:4]
-c = it.connect(argparse.Namespace(host="127.0.0.1", port=int(port), user="traps",
-    password=pw, ssl=False, cafile=None, timeout=60))
-acct = it.Account(c)
-t = [1650000000]
-def put(folder, name, flags=""):
-    srv = acct.to_server(folder)
-    c.create(acct.mailbox_arg(srv))
-    t[0] += 3600
-    it.append(c, srv, flags.split(), it.format_internaldate(t[0], 120),
-              open(os.path.join(mdir, name), "rb").read())
-nomid = sorted(f for f in os.listdir(mdir) if f.startswith("nomid-"))
-for i, f in enumerate(nomid):
-    put("NoMsgId", f, "\\Seen" if i % 3 else "")
-put("NoMsgId", nomid[0], "\\Flagged")     # the same no-Message-ID mail twice
-for f in nomid[:5]:
-    put("INBOX", f)                       # and some in INBOX too
-put("INBOX", "A.eml", "\\Seen")
-put("INBOX", "B.eml")
-put("INBOX", "C.eml", "\\Answered")
-put("INBOX", "D.eml", "\\Seen")
-put("INBOX", "D.eml", "\\Seen")           # the same message twice
-put("INBOX", "E.eml", "\\Seen")
-put("Aardvark", "E.eml", "\\Flagged")     # the same message in two folders
-put("INBOX", "H.eml")                     # A's headers and size, other body
-put("Beta", "G.eml")
-put("Alpha", "G.eml", "\\Seen")           # Alpha sorts first
-put("Drafts", "F.eml", "\\Draft")
-c.logout()
-EOF
+python3 "$CHECKS" seed-traps "$SRC_PORT" "$(src_password traps)" "$T/m" ||
+	fail "seed the traps user" "append failed"
 src_dump traps "$T/t1.json" --uids || die "source dump of traps failed"
 # a login creates the destination INBOX before the first run: an empty,
 # never used folder still takes the source's UIDVALIDITY
 dst_dump traps "$T/dst-traps-empty.json" || fail "destination login as traps" failed
 assert_exit NAME="traps: first run exits 0" 0 migrate traps
 dst_equals "traps: destination == source (nothing skipped, nothing twice)" traps "$T/t1.json" --uids --uidvalidity
-check_counts() {
-	python3 - "$@" <<'EOF'
-import json, sys, hashlib
-d = json.load(open(sys.argv[1]))
-want = sys.argv[2:]
-errs = []
-for spec in want:
-    folder, path, n = spec.split(":")
-    h = hashlib.sha256(open(path, "rb").read()).hexdigest()
-    got = sum(1 for m in d.get(folder, {"messages": []})["messages"] if m[0] == h)
-    if got != int(n):
-        errs.append("%s %s x%d, want %s" % (folder, path.rsplit("/", 1)[-1], got, n))
-print("; ".join(errs) or "ok")
-EOF
-}
+# check_counts DUMP FOLDER:FILE:N...: "ok", or where FILE isn't there N times
+check_counts() { python3 "$CHECKS" counts "$@"; }
 assert_eq "traps: A, B (same Message-ID, other size), C (same Message-ID and size, other Subject), H (same headers and size, other body) all imported" ok \
 	"$(check_counts "$T/dst-traps.json" "INBOX:$T/m/A.eml:1" "INBOX:$T/m/B.eml:1" "INBOX:$T/m/C.eml:1" "INBOX:$T/m/H.eml:1")"
 assert_eq "traps: the same message twice in a folder is there twice, in two folders once in each" ok \
@@ -520,10 +261,7 @@ assert_eq "dedupe: same message twice in one folder stays twice, A/B/C stay apar
 	"$(check_counts "$T/dst-tdedupe.json" "INBOX:$T/m/D.eml:2" "INBOX:$T/m/A.eml:1" "INBOX:$T/m/B.eml:1" \
 		"INBOX:$T/m/C.eml:1" "INBOX:$T/m/H.eml:1" "INBOX:$T/m/E.eml:1" "Alpha:$T/m/G.eml:1" "INBOX:$T/m/nomid-000.eml:1" \
 		"NoMsgId:$T/m/nomid-000.eml:0" "NoMsgId:$T/m/nomid-005.eml:1")"
-rep=$(dst_json migrate report -u tdedupe | python3 -c '
-import json, sys
-rows = [json.loads(l) for l in sys.stdin]
-print(" ".join(sorted("%s:%s" % (r["folder"], r["reason"]) for r in rows)))')
+rep=$(dst_json migrate report -u tdedupe | python3 "$CHECKS" report-reasons)
 assert_eq "dedupe: migrate report lists the skipped copies with reason duplicate" \
 	"Aardvark:duplicate Beta:duplicate$(printf ' NoMsgId:duplicate%.0s' 1 2 3 4 5 6)" "$rep"
 assert_exit NAME="dedupe: re-run exits 0" 0 migrate tdedupe -o plugin/migrate_dedupe_across_folders=yes
@@ -537,11 +275,7 @@ check "expunge the old draft on the source" hs expunge traps Drafts "$fuid"
 hs append traps Drafts '\Draft' 1704369600 "$T/m/F2.eml" >/dev/null || fail "append the new draft" failed
 # and one of the two copies of D in INBOX: -d must take exactly one
 src_dump traps "$T/t2u.json" --uids || fail "source dump of traps" failed
-duid=$(python3 -c '
-import json, sys, hashlib
-h = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
-d = json.load(open(sys.argv[1]))
-print(max(m[3] for m in d["INBOX"]["messages"] if m[0] == h))' "$T/t2u.json" "$T/m/D.eml")
+duid=$(python3 "$CHECKS" max-uid "$T/t2u.json" "$T/m/D.eml")
 check "expunge one of the two copies of D on the source" hs expunge traps INBOX "$duid"
 src_dump traps "$T/t3.json" || die "source dump of traps failed"
 assert_exit NAME="draft: run exits 0" 0 migrate traps
@@ -587,25 +321,8 @@ src_add_user mv spw-mv
 dst_add_user mv
 src_seed mv --seed 17 --limit 30 >"$T/seed-mv.out" 2>&1 || die "seeding mv failed"
 assert_exit NAME="moved: first run exits 0" 0 migrate mv
-cat >"$T/mv.py" <<'EOF'
-import argparse, os, sys
-sys.path.insert(0, os.environ["HARNESS_LIB"])
-import imaptool as it
-c = it.connect(argparse.Namespace(host="127.0.0.1", port=int(sys.argv[1]),
-    user="mv", password="spw-mv", ssl=False, cafile=None, timeout=60))
-acct = it.Account(c)
-work = acct.mailbox_arg(acct.to_server("Work"))
-acct.select("INBOX", readonly=False)
-uids = acct.uids()[:3]
-it.check(c.uid("MOVE", ",".join(map(str, uids)), work), "UID MOVE")
-acct.select(acct.to_server("Work"), readonly=False)
-back = acct.uids()[-3:]
-it.check(c.uid("MOVE", ",".join(map(str, back)), "INBOX"), "UID MOVE back")
-c.logout()
-print("moved INBOX UIDs %s to Work and back" % uids)
-EOF
-HARNESS_LIB=$HARNESS_LIB check "move 3 INBOX messages to Work and back on the source" \
-	python3 "$T/mv.py" "$SRC_PORT"
+check "move 3 INBOX messages to Work and back on the source" \
+	python3 "$CHECKS" move-and-back "$SRC_PORT"
 src_dump mv "$T/mv.json" || die "source dump of mv failed"
 assert_exit NAME="moved: run exits 0" 0 migrate mv -D
 dst_equals "moved: no second copy in INBOX" mv "$T/mv.json"
@@ -658,9 +375,7 @@ case $busy_rc in
 esac
 if [ $((c1 - c0)) -ge 3 ]; then pass "the source changed during the run ($((c1 - c0)) rounds)"; else
 	fail "the source changed during the run" "only $((c1 - c0)) rounds"; fi
-info "items of that run: $(dst_json migrate report -u busy | python3 -c '
-import json, sys, collections
-print(dict(collections.Counter(json.loads(l)["reason"] for l in sys.stdin)))')"
+info "items of that run: $(dst_json migrate report -u busy | python3 "$CHECKS" reason-counts)"
 src_dump busy "$T/b1.json" || die "source dump of busy failed"
 # -d: what was imported and then expunged during the run goes too
 assert_exit NAME="the following run (-d) exits 0" 0 dst_doveadm migrate run -d -u busy

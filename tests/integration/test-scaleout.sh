@@ -21,6 +21,8 @@
 . "$(dirname "$0")/../lib/harness.sh"
 
 plugin_built || info "the plugin is not built: the migrate steps will fail"
+# seeding and the HTTP replies' checks
+CHECKS="$HARNESS_LIB/checks/scaleout.py"
 
 N_USERS=20
 BENCH_USERS=${BENCH_USERS:-100}
@@ -211,48 +213,7 @@ pwfile() {
 # seed_users PREFIX FIRST LAST: a small, per-user distinct mailbox for each
 # source user PREFIX<n> (INBOX, Work, Work/Sub; flags and a keyword; one
 # corpus message), all in one IMAP client process.
-seed_users() {
-	python3 - "$SRC_PORT" "$CORPUS" "$@" <<'EOF'
-import imaplib, os, sys, time
-port, corpus, prefix, first, last = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-small = []
-man = os.path.join(corpus, "MANIFEST.tsv")
-if os.path.exists(man):
-    for line in open(man, encoding="utf-8").read().splitlines()[1:]:
-        f = line.split("\t")
-        if len(f) > 4 and f[4].isdigit() and int(f[4]) < 20000:
-            small.append(f[0])
-    small.sort()
-width = 3 if last >= 100 else 2
-for n in range(first, last + 1):
-    user = "%s%0*d" % (prefix, width, n)
-    c = imaplib.IMAP4("127.0.0.1", int(port))
-    c.login(user, "spw-" + user)
-    for box in ("Work", "Work/Sub"):
-        c.create(box)
-    c.subscribe("Work")
-    plan = [("INBOX", 2 + n % 4), ("Work", 2), ("Work/Sub", n % 2)]
-    i = 0
-    for box, count in plan:
-        for _ in range(count):
-            i += 1
-            msg = ("From: Sender %d <s%d@old.example>\r\nTo: %s@old.example\r\n"
-                   "Subject: %s message %d in %s\r\n"
-                   "Date: Wed, 04 Jan 2023 09:%02d:00 +0000\r\n"
-                   "Message-ID: <%s-%d@scaleout.test>\r\n\r\n%s\r\n"
-                   % (i, i, user, user, i, box, i % 60, user, i,
-                      ("body of %s #%d " % (user, i)) * (1 + 13 * i))).encode()
-            flags = ["()", "(\\Seen)", "(\\Seen \\Flagged)", "($Label1)"][i % 4]
-            typ, data = c.append(box, flags, imaplib.Time2Internaldate(time.time() - 3600 * i), msg)
-            if typ != "OK":
-                sys.exit("APPEND %s %s: %r" % (user, box, data))
-    if small:
-        with open(os.path.join(corpus, small[n % len(small)]), "rb") as f:
-            raw = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        c.append("INBOX", "(\\Seen)", imaplib.Time2Internaldate(time.time()), raw)
-    c.logout()
-EOF
-}
+seed_users() { python3 "$CHECKS" seed-users "$SRC_PORT" "$CORPUS" "$@"; }
 
 # dst_equals_src NAME DST_USER SRC_USER: dump both, compare
 dst_equals_src() {
@@ -344,25 +305,7 @@ seed_users u 1 "$N_USERS" >"$T/seed-u.out" 2>&1 || die "seeding u01..u$N_USERS f
 
 # alice and bob (the harness's users) exist on both sides too: alice gets
 # mail for the lock/kill/backend checks, bob stays empty
-gen_inbox() {
-	python3 - "$SRC_PORT" "$1" "$(src_password "$1")" "$2" <<'EOF'
-import imaplib, sys, time
-port, user, pw, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-c = imaplib.IMAP4("127.0.0.1", int(port))
-c.login(user, pw)
-c.create("Lists")
-for i in range(1, n + 1):
-    box = "INBOX" if i % 3 else "Lists"
-    msg = ("From: Gen <gen@example.org>\r\nTo: %s@example.org\r\nSubject: gen %d\r\n"
-           "Date: Thu, 05 Jan 2023 08:%02d:00 +0000\r\nMessage-ID: <gen-%s-%d@scaleout.test>\r\n\r\n%s\r\n"
-           % (user, i, i % 60, user, i, "line %d\r\n" % i * 20)).encode()
-    typ, data = c.append(box, "(\\Seen)" if i % 2 else None,
-                         imaplib.Time2Internaldate(time.time() - 60 * i), msg)
-    if typ != "OK":
-        sys.exit("APPEND: %r" % data)
-c.logout()
-EOF
-}
+gen_inbox() { python3 "$CHECKS" gen-inbox "$SRC_PORT" "$1" "$(src_password "$1")" "$2"; }
 gen_inbox alice 60 || die "seeding alice failed"
 
 t0=$(date +%s.%N)
@@ -672,15 +615,11 @@ resp=$(http_post "$API_AUTH" '[["migrateRun", {"user": "x2"}, "run1"]]')
 printf '%s\n' "$resp" >"$T/http-run.out"
 assert_match "HTTP migrateRun (API key): 200 doveadmResponse" '^200 \[\["doveadmResponse",' "$resp"
 assert_eq "HTTP migrateRun: INBOX completed, tag echoed" "completed run1" \
-	"$(python3 -c 'import json,sys
-r = json.loads(sys.stdin.read().split(" ", 1)[1])[0]
-print([x["result"] for x in r[1] if x["folder"] == "INBOX"][0], r[2])' <<<"$resp" 2>&1)"
+	"$(python3 "$CHECKS" http-run-result <<<"$resp" 2>&1)"
 dst_equals_src "HTTP run: destination == source" x2 alice
 resp=$(http_post "$BASIC_AUTH" '[["migrateStatus", {"user": "x2"}, "st1"], ["migrateReport", {"user": "x2"}, "rp1"]]')
 assert_eq "HTTP migrateStatus + migrateReport (Basic auth): run completed, empty report" "completed 0 st1 rp1" \
-	"$(python3 -c 'import json,sys
-r = json.loads(sys.stdin.read().split(" ", 1)[1])
-print([x["state"] for x in r[0][1] if x["folder"] == "*"][0], len(r[1][1]), r[0][2], r[1][2])' <<<"$resp" 2>&1)"
+	"$(python3 "$CHECKS" http-status-report <<<"$resp" 2>&1)"
 resp=$(http_post "$API_AUTH" '[["migrateRun", {"user": "'"$BAD_USER"'"}, "bad1"]]')
 # (2.3 writes a space after the comma, 2.4 doesn't)
 assert_match "HTTP: the refused login is exitCode 77" '"type":"exitCode", ?"exitCode":77\},"bad1"' "$resp"
