@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.dont_write_bytecode = True  # no __pycache__ in bench/
@@ -779,7 +780,8 @@ Expunge None
 
     # ------------------------------------------------------------ main
 
-    def main(self):
+    def prepare(self):
+        """The work directory and a snapshot of the plugin in it."""
         a = self.a
         self.T = tempfile.mkdtemp(prefix="dm-bench.", dir=a.workdir)
         os.chmod(self.T, 0o755)
@@ -811,6 +813,10 @@ Expunge None
         log("plugin %s (sha256 %s…) copied to %s" % (PLUGIN_SO, self.plugin_sha, self.plugin_dir))
         # the tree's commit now, when the plugin was copied (not at the end)
         self.versions = dict(versions(), plugin_sha256=self.plugin_sha)
+
+    def main(self):
+        a = self.a
+        self.prepare()
         # user: corpus (gencorpus mode), its arguments, repetitions
         for shape in a.shapes:
             user, label = SHAPES[shape]
@@ -943,6 +949,412 @@ Expunge None
                       indent=1, sort_keys=True)
         import report
         md = report.render(meta, self.rows, self.anomalies)
+        mpath = os.path.join(a.results_dir, stem + ".md")
+        with open(mpath, "w") as f:
+            f.write(md)
+        sys.stdout.write("\n" + md + "\n")
+        log("wrote %s and %s" % (mpath, jpath))
+
+
+# ---------------------------------------------------------------- bulk
+
+# --bulk: the tools measured on many users at once (-A / N at a time)
+BULK_TOOLS = ["migrate", "migrate-1", "dsync-pf100", "mbsync"]
+BULK_DEFAULT_TOOLS = ["migrate", "dsync-pf100", "mbsync"]
+BULK_PASSES = ["first", "nochange"]
+# wrappers in the measured process tree that are not the tool's own
+BULK_WRAPPERS = ("timeout", "time", "xargs", "sh")
+
+
+def proc_table():
+    """{pid: (ppid, comm)} of every process."""
+    out = {}
+    for st in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(st) as f:
+                data = f.read()
+        except OSError:
+            continue
+        comm = data[data.find("(") + 1:data.rfind(")")]
+        rest = data.rsplit(")", 1)[1].split()
+        out[int(st.split("/")[2])] = (int(rest[1]), comm)
+    return out
+
+
+def proc_mem_kb(pid):
+    """(VmRSS, VmHWM) of pid in KiB, or None when it is gone."""
+    rss = hwm = None
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for l in f:
+                if l.startswith("VmRSS:"):
+                    rss = int(l.split()[1])
+                elif l.startswith("VmHWM:"):
+                    hwm = int(l.split()[1])
+    except (OSError, ValueError):
+        return None
+    return (rss or 0, hwm or 0)
+
+
+def established(port):
+    """Established TCP connections whose local port is `port` (the server
+    side of each session: /proc/net/tcp lists both ends on loopback)."""
+    n = 0
+    hexport = ":%04X" % port
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for l in f:
+                    fields = l.split()
+                    if fields[1].endswith(hexport) and fields[3] == "01":
+                        n += 1
+        except (OSError, StopIteration):
+            pass
+    return n
+
+
+class TreeSampler(threading.Thread):
+    """Samples, every `interval` seconds while a bulk command runs: the
+    processes of the command's tree plus the destination's doveadm-server
+    processes (the workers are the Dovecot master's children, not the
+    client's): the sum of their RSS (the tree's total at that moment), each
+    one's VmHWM (its own peak, exact for a process sampled at least once),
+    and the source's established IMAP connections."""
+
+    def __init__(self, root_pid, dst_master, src_port, interval=0.2):
+        threading.Thread.__init__(self, daemon=True)
+        self.root_pid, self.dst_master, self.src_port = root_pid, dst_master, src_port
+        self.interval = interval
+        self.halt = threading.Event()
+        self.tree_peak_kb = 0
+        self.tree_peak_procs = 0
+        self.proc_peak_kb = 0
+        self.proc_peak_comm = None
+        self.conn_peak = 0
+        self.workers_seen = set()
+        self.samples = 0
+
+    def tree(self):
+        table = proc_table()
+        kids = {}
+        for pid, (ppid, comm) in table.items():
+            kids.setdefault(ppid, []).append(pid)
+        roots = [self.root_pid] + [p for p in kids.get(self.dst_master, [])
+                                   if table[p][1] == "doveadm-server"]
+        self.workers_seen.update(roots[1:])
+        out, todo = [], list(roots)
+        while todo:
+            p = todo.pop()
+            if p not in table:
+                continue
+            out.append((p, table[p][1]))
+            todo.extend(kids.get(p, []))
+        return out
+
+    def sample(self):
+        total = procs = 0
+        for pid, comm in self.tree():
+            if comm in BULK_WRAPPERS:
+                continue
+            m = proc_mem_kb(pid)
+            if m is None:
+                continue
+            total += m[0]
+            procs += 1
+            if m[1] > self.proc_peak_kb:
+                self.proc_peak_kb, self.proc_peak_comm = m[1], comm
+        if total > self.tree_peak_kb:
+            self.tree_peak_kb, self.tree_peak_procs = total, procs
+        self.conn_peak = max(self.conn_peak, established(self.src_port))
+        self.samples += 1
+
+    def run(self):
+        while not self.halt.is_set():
+            self.sample()
+            self.halt.wait(self.interval)
+
+    def stop(self):
+        self.halt.set()
+        self.join(10)
+
+
+class BulkBench(Bench):
+    """--bulk UxM[,UxM…]: U users with M messages each (the standard corpus
+    scaled, a seed per user), migrated all at once: `migrate run -A` and
+    `sync -1 -R -A imapc:` with doveadm_worker_count = --workers (the
+    destination's doveadm-server processes), mbsync --workers at a time
+    (xargs -P, one channel per user). First and no-change pass per tool."""
+
+    def set_users(self, users, msgs):
+        return ["b%dx%d_%03d" % (users, msgs, i + 1) for i in range(users)]
+
+    def main(self):
+        a = self.a
+        self.prepare()
+        for users, msgs in a.bulk:
+            for i, u in enumerate(self.set_users(users, msgs)):
+                self.scenarios[u] = {"set": (users, msgs), "seed": 101 + i}
+        self.setup_source()
+        self.setup_dest()
+        # the started destination reads bulk.conf: its doveadm service
+        # (the workers) gets the tool's settings there, -o doesn't reach it
+        self.bulk_conf = os.path.join(self.dst_dir, "bulk.conf")
+        self.port = self.src_port
+        self.write_bulk_conf(BULK_DEFAULT_TOOLS[0])
+        with open(self.dst_conf["maildir"], "a") as f:
+            f.write("!include %s\n" % self.bulk_conf)
+        self.start_dovecot(self.src_conf, self.src_dir, self.src_port)
+        self.start_dovecot(self.dst_conf["maildir"], self.dst_dir, self.dst_port)
+        log("source dovecot on 127.0.0.1:%d, destination on :%d, bulk sets %s, %d workers"
+            % (self.src_port, self.dst_port,
+               ", ".join("%dx%d" % s for s in a.bulk), a.workers))
+        self.bulk_corpora()
+        started = time.time()
+        for rtt in a.rtts:
+            self.rtt = rtt
+            self.port = self.src_port
+            proxy = self.start_proxy(rtt) if rtt > 0 or a.proxy else None
+            self.rows, self.anomalies = [], []
+            self.load_start = loadavg()
+            t_rtt = time.time()
+            for users, msgs in a.bulk:
+                self.use_set(users, msgs)
+                for rep in range(a.reps):
+                    tools = a.tools[rep % len(a.tools):] + a.tools[:rep % len(a.tools)]
+                    for tool in tools:
+                        log("bulk %dx%d rtt=%dms rep %d/%d: %s, %d workers" % (
+                            users, msgs, rtt, rep + 1, a.reps, TOOL_LABEL[tool], a.workers))
+                        self.bulk_case(users, msgs, tool, rep)
+            if proxy:
+                self.stop_proxy(proxy)
+            self.write_bulk_report(rtt, time.time() - t_rtt)
+        log("benchmark done in %.1f min" % ((time.time() - started) / 60))
+
+    def bulk_corpora(self):
+        t0 = time.time()
+        for user, spec in self.scenarios.items():
+            users, msgs = spec["set"]
+            spec.update(self.gencorpus("base", user, "--messages", str(msgs),
+                                       "--seed", str(spec["seed"])))
+        t1 = time.time()
+        self.run(["doveadm", "-c", self.src_conf, "index", "-A", "*"], timeout=3600)
+        counts = self.counts_all(self.src_conf)
+        bad = [u for u, s in self.scenarios.items()
+               if counts.get(u) != (s["messages"], s["folders"])]
+        if bad:
+            raise RuntimeError("source users with other counts than written: %s" % ", ".join(bad[:5]))
+        log("bulk corpora: %d users, %d messages, %.0f MB (generated in %.0fs, indexed in %.0fs)" % (
+            len(self.scenarios), sum(s["messages"] for s in self.scenarios.values()),
+            sum(s["bytes"] for s in self.scenarios.values()) / 1e6, t1 - t0, time.time() - t1))
+
+    def counts_all(self, conf, users=None):
+        """{user: (messages, folders)} for every user of the config's
+        userdb (`mailbox status -A`, in-process; the flow formatter puts
+        the user name first), like mailbox_counts()."""
+        p = self.run(["doveadm", "-c", conf, "-o", "doveadm_worker_count=0", "-f", "flow",
+                      "mailbox", "status", "-A", "messages", "*"], check=False, timeout=1800)
+        out = {}
+        for m in re.finditer(r"^(\S+) .*\bmessages=(\d+)[ \t]*$",
+                             p.stdout.decode(errors="replace"), re.M):
+            msgs, folders = out.get(m.group(1), (0, 0))
+            out[m.group(1)] = (msgs + int(m.group(2)), folders + 1)
+        return out
+
+    def use_set(self, users, msgs):
+        """The destination's userdb (passwd-file, iterated by -A) holds
+        exactly this set's users."""
+        self.cur_users = self.set_users(users, msgs)
+        path = os.path.join(self.dst_dir, "passwd")
+        with open(path + ".new", "w") as f:
+            for user in self.cur_users:
+                f.write("%s:{PLAIN}dpw-%s::::%s/home/%s::\n" % (user, user, self.dst_dir, user))
+        os.chmod(path + ".new", 0o644)
+        os.rename(path + ".new", path)
+        with open(os.path.join(self.T, "bulk-users"), "w") as f:
+            f.write("".join(u + "\n" for u in self.cur_users))
+
+    def write_bulk_conf(self, tool):
+        """What the destination's doveadm-server processes need for `tool`."""
+        a = self.a
+        kw = {"migrate_source_port": self.port}
+        if tool == "migrate-1":
+            kw["migrate_parallel_folders"] = 1
+        for kv in a.migrate_set:
+            k, v = kv.split("=", 1)
+            kw[k] = v
+        if DV24:
+            plugins = "protocol doveadm {\n  mail_plugins {\n    doveadm_migrate = yes\n  }\n}\n"
+        else:
+            plugins = "protocol doveadm {\n  mail_plugins = $mail_plugins doveadm_migrate\n}\n"
+        conf = ("# generated by bench/bench.py --bulk for %s\n"
+                "doveadm_worker_count = %d\nmail_plugin_dir = %s\n%s%s"
+                "imapc_host = 127.0.0.1\nimapc_port = %d\nimapc_user = %s\nimapc_password = %s\n"
+                "imapc_ssl = no\n") % (
+            tool, a.workers, self.plugin_dir, plugins, conf_settings(**kw), self.port,
+            "%{user}" if DV24 else "%u", SRC_PASSWORD)
+        if not DV24:
+            conf += "imapc_features = %s\n" % IMAPC_FEATURES
+        if tool == "dsync-pf100":
+            conf += "mail_prefetch_count = 100\n"
+        with open(self.bulk_conf + ".new", "w") as f:
+            f.write(conf)
+        os.chmod(self.bulk_conf + ".new", 0o600)
+        os.rename(self.bulk_conf + ".new", self.bulk_conf)
+
+    def reload_dest(self, tool):
+        """bulk.conf for `tool`, checked, and the destination reloaded
+        (new doveadm-server processes read it; the old ones have exited)."""
+        self.write_bulk_conf(tool)
+        conf = self.dst_conf["maildir"]
+        self.run(["doveconf", "-c", conf, "-n"])
+        self.run(["doveadm", "-c", conf, "reload"])
+        time.sleep(1.0)
+
+    def dst_master_pid(self):
+        with open(os.path.join(self.dst_dir, "run", "master.pid")) as f:
+            return int(f.read().strip())
+
+    def bulk_cmd(self, tool):
+        conf = self.dst_conf["maildir"]
+        if tool in ("migrate", "migrate-1"):
+            return ["doveadm", "-c", conf, "-o", "mail_plugin_dir=" + self.plugin_dir,
+                    "-o", "mail_plugins=doveadm_migrate", "migrate", "run", "-A"]
+        if tool == "dsync-pf100":
+            return ["doveadm", "-c", conf, "sync", "-1", "-R", "-A", "imapc:"]
+        if tool == "mbsync":
+            return ["xargs", "-P", str(self.a.workers), "-a", os.path.join(self.T, "bulk-users"),
+                    "-I", "{}", "mbsync", "-c", os.path.join(self.T, "mbsync", "{}", "mbsyncrc"),
+                    "bench"]
+        raise ValueError(tool)
+
+    def bulk_wipe(self, tool):
+        if tool == "mbsync":
+            for user in self.cur_users:
+                self.wipe(tool, user)
+            return
+        self.discard(os.path.join(self.dst_dir, "home"))
+        home = os.path.join(self.dst_dir, "home")
+        os.makedirs(home)
+        os.chown(home, self.uid, self.gid)
+        for user in self.cur_users:
+            h = self.dst_home(user)
+            os.makedirs(h)
+            os.chown(h, self.uid, self.gid)
+            os.chmod(h, 0o700)
+
+    def bulk_measure(self, tool, tag):
+        cmd = self.bulk_cmd(tool)
+        logdir = os.path.join(self.T, "logs")
+        os.makedirs(logdir, exist_ok=True)
+        tfile, out, err = (os.path.join(logdir, tag + x) for x in (".time", ".out", ".err"))
+        os.sync()
+        src0 = self.src_children_cpu()
+        full = ["timeout", "-k", "10", str(self.a.timeout), "/usr/bin/time", "-f", TIME_FMT,
+                "-o", tfile] + cmd
+        t0 = time.monotonic()
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            p = subprocess.Popen(full, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
+            s = TreeSampler(p.pid, self.dst_master_pid(), self.src_port)
+            s.start()
+            try:
+                p.wait(self.a.timeout + 60)
+            finally:
+                s.stop()
+        wall = time.monotonic() - t0
+        src1 = self.src_children_cpu()
+        r = {"rc": p.returncode, "wall": round(wall, 3), "src_cpu": round(src1 - src0, 2),
+             "cmd": " ".join(cmd), "rss_tree_peak_kb": s.tree_peak_kb,
+             "rss_tree_peak_procs": s.tree_peak_procs, "rss_sampled_max_kb": s.proc_peak_kb,
+             "rss_sampled_max_comm": s.proc_peak_comm, "src_conn_peak": s.conn_peak,
+             "workers_seen": len(s.workers_seen), "samples": s.samples}
+        try:
+            with open(tfile) as f:
+                last = [l for l in f.read().splitlines() if re.match(r"^[\d.]+ \d+ [\d.]+ [\d.]+$", l)]
+            e, m, u, sy = last[-1].split()
+            # %M: the largest of the command and its waited-for descendants
+            # (mbsync under xargs); the workers are sampled
+            r.update({"wall": float(e), "rss_kb": int(m), "cpu": round(float(u) + float(sy), 2)})
+        except (OSError, IndexError, ValueError):
+            r.update({"rss_kb": None, "cpu": None})
+        r["rss_proc_max_kb"] = max(r["rss_kb"] or 0, s.proc_peak_kb)
+        if p.returncode in (124, 137):
+            r["error"] = "timeout after %ds" % self.a.timeout
+        elif p.returncode != 0:
+            r["error"] = "exit %d: %s" % (p.returncode, first_error_lines(err, out))
+        return r
+
+    def bulk_counts(self, tool):
+        if tool == "mbsync":
+            return {u: self.dest_counts(tool, "maildir", u) for u in self.cur_users}
+        return self.counts_all(self.dst_conf["maildir"])
+
+    def bulk_case(self, users, msgs, tool, rep):
+        if tool != "mbsync":
+            self.reload_dest(tool)
+        self.bulk_wipe(tool)  # (mbsync: a fresh mbsyncrc per user too)
+        for pas in BULK_PASSES:
+            time.sleep(PASS_GAP)
+            tag = "bulk%dx%d-%s-r%d-rtt%d-%s" % (users, msgs, tool, rep, self.rtt, pas)
+            r = self.bulk_measure(tool, tag)
+            counts = self.bulk_counts(tool)
+            exact = [u for u in self.cur_users if counts.get(u) == (
+                self.scenarios[u]["messages"], self.scenarios[u]["folders"])]
+            row = {"scenario": "%dx%d" % (users, msgs), "users": users, "msgs_per_user": msgs,
+                   "tool": tool, "rep": rep, "pass": pas, "rtt_ms": self.rtt,
+                   "workers": self.a.workers, "users_exact": len(exact),
+                   "users_per_min": round(users * 60.0 / r["wall"], 1) if r["wall"] else None}
+            row.update(r)
+            row["ok"] = r["rc"] == 0 and len(exact) == users
+            if not row["ok"]:
+                wrong = [u for u in self.cur_users if u not in exact]
+                why = r.get("error") or ""
+                if wrong:
+                    why = (why + "; " if why else "") + "%d users with other counts, e.g. %s" % (
+                        len(wrong), ", ".join("%s %s/%s" % (u, counts.get(u), (
+                            self.scenarios[u]["messages"], self.scenarios[u]["folders"]))
+                            for u in wrong[:3]))
+                self.anomalies.append("%dx%d / %s / rep %d / %s: %s" % (
+                    users, msgs, TOOL_LABEL[tool], rep + 1, pas, why))
+            self.rows.append(row)
+            with open(os.path.join(self.T, "results.jsonl"), "a") as f:
+                f.write(json.dumps(row, sort_keys=True) + "\n")
+            log("  %dx%d %-22s rep %d %-8s wall %7.2fs %7.1f users/min rss max %5.1f MiB "
+                "tree %6.1f MiB conns %3d src-cpu %6.2fs exact %d/%d%s" % (
+                    users, msgs, TOOL_LABEL[tool], rep + 1, pas, r["wall"], row["users_per_min"] or 0,
+                    r["rss_proc_max_kb"] / 1024, r["rss_tree_peak_kb"] / 1024, r["src_conn_peak"],
+                    r["src_cpu"], len(exact), users,
+                    "" if row["ok"] else "  <-- " + (r.get("error") or "count mismatch")))
+
+    def write_bulk_report(self, rtt, seconds):
+        a = self.a
+        meta = {
+            "bulk": True,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "rtt_ms": rtt, "proxy": rtt > 0 or a.proxy, "reps": a.reps,
+            "workers": a.workers, "sets": ["%dx%d" % s for s in a.bulk],
+            "tools": a.tools, "mail_fsync": a.mail_fsync,
+            "imapc_features": "2.4 defaults (all on)" if DV24 else IMAPC_FEATURES,
+            "migrate_set": a.migrate_set,
+            "command": a.command_line, "seconds": round(seconds, 1),
+            "host": host_info(), "loadavg": {"start": self.load_start, "end": loadavg()},
+            "versions": self.versions,
+            "corpus": {"%dx%d" % (u, m): {
+                "messages": sum(s["messages"] for s in self.scenarios.values() if s["set"] == (u, m)),
+                "bytes": sum(s["bytes"] for s in self.scenarios.values() if s["set"] == (u, m)),
+                "folders_per_user": max(s["folders"] for s in self.scenarios.values()
+                                        if s["set"] == (u, m))} for u, m in a.bulk},
+        }
+        os.makedirs(a.results_dir, exist_ok=True)
+        stem = "%s-rtt%d-bulk" % (datetime.date.today().isoformat(), rtt)
+        if a.name:
+            stem += "-" + a.name
+        jpath = os.path.join(a.results_dir, stem + ".json")
+        with open(jpath, "w") as f:
+            json.dump({"meta": meta, "rows": self.rows, "anomalies": self.anomalies}, f,
+                      indent=1, sort_keys=True)
+        import report
+        md = report.render_bulk(meta, self.rows, self.anomalies)
         mpath = os.path.join(a.results_dir, stem + ".md")
         with open(mpath, "w") as f:
             f.write(md)
@@ -1118,6 +1530,14 @@ def main():
     p.add_argument("--huge-mb", type=int, default=300)
     p.add_argument("--big-reps", type=int, default=1,
                    help="repetitions for the --big and --scaling corpora")
+    p.add_argument("--bulk", metavar="UxM[,UxM...]",
+                   help="bulk onboarding instead of the per-mailbox tables: U users with M "
+                   "messages each (the standard corpus scaled), e.g. 200x200,20x5000; tools "
+                   "%s (default %s), first and no-change pass, all users at once" % (
+                       ",".join(BULK_TOOLS), ",".join(BULK_DEFAULT_TOOLS)))
+    p.add_argument("--workers", type=int, default=4,
+                   help="--bulk: doveadm_worker_count for migrate and dsync, mbsync processes "
+                   "at a time (default 4)")
     p.add_argument("--mail-fsync", default="optimized",
                    help="destination mail_fsync for migrate and dsync (default: optimized)")
     p.add_argument("--migrate-set", action="append", default=[], metavar="NAME=VALUE",
@@ -1145,6 +1565,18 @@ def main():
     a.messages = a.messages or (1000 if a.quick else 5000)
     a.rtts = [int(x) for x in a.rtt.split(",") if x != ""]
     a.formats = [x for x in a.formats.split(",") if x]
+    if a.bulk:
+        try:
+            a.bulk = [tuple(int(x) for x in spec.lower().split("x")) for spec in a.bulk.split(",") if spec]
+            assert a.bulk and all(len(x) == 2 and x[0] > 0 and x[1] > 0 for x in a.bulk)
+        except (ValueError, AssertionError):
+            p.error("--bulk wants UxM[,UxM...], e.g. 200x200,20x5000")
+        if a.workers < 1:
+            p.error("--workers must be at least 1")
+        a.tools = a.tools or ",".join(BULK_DEFAULT_TOOLS)
+        for t in a.tools.split(","):
+            if t and t not in BULK_TOOLS:
+                p.error("--bulk: unknown tool %s (one of %s)" % (t, ",".join(BULK_TOOLS)))
     if a.tools is None:
         a.tools = "migrate" if a.scaling else ",".join(TOOLS)
     a.tools = [x for x in a.tools.split(",") if x]
@@ -1157,7 +1589,7 @@ def main():
     for f in a.formats:
         if f not in FORMATS:
             p.error("unknown format %s" % f)
-    for t in a.tools:
+    for t in a.tools if not a.bulk else []:
         if t not in TOOLS:
             p.error("unknown tool %s" % t)
     if a.big:
@@ -1182,7 +1614,7 @@ def main():
                 p.error("%s failed" % " ".join(cmd))
         log("work file system: journaled ext4, %d GB, on %s" % (a.journaled_fs, a.workdir))
 
-    b = Bench(a)
+    b = BulkBench(a) if a.bulk else Bench(a)
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt("signal %d" % signum)

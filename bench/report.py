@@ -249,9 +249,82 @@ def render_scaling(meta, s):
     return L
 
 
+BULK_PASS_LABEL = {"first": "first", "nochange": "no-change"}
+
+
+def render_bulk(meta, rows, anomalies):
+    """Markdown for a --bulk run: per user set one table, tool x pass
+    (medians over the repetitions), then migrate's users per minute as a
+    multiple of each peer's."""
+    L = ["# Bulk onboarding: %s users at once, RTT %d ms, %d workers" % (
+        " and ".join(meta["sets"]), meta["rtt_ms"], meta["workers"]), ""]
+    L.append("%s; Dovecot %s, plugin %s (sha256 %s); %s; load average %s at the start, %s at "
+             "the end; %d repetition(s), medians; `%s`" % (
+                 meta["date"], meta["versions"]["dovecot"], meta["versions"]["plugin"],
+                 meta["versions"].get("plugin_sha256", "?"), meta["host"],
+                 meta["loadavg"]["start"], meta["loadavg"]["end"], meta["reps"], meta["command"]))
+    L.append("")
+    for st in meta["sets"]:
+        c = meta["corpus"][st]
+        L.append("## %s: %s messages, %.0f MB, %d folders per user" % (
+            st, "{:,}".format(c["messages"]), c["bytes"] / 1e6, c["folders_per_user"]))
+        L.append("")
+        L.append("| tool | pass | users/min | wall s | client CPU s | source CPU s | "
+                 "max RSS/process MiB | tree RSS peak MiB | source conns peak | "
+                 "workers | users exact |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        upm = {}
+        for t in meta["tools"]:
+            for p in ("first", "nochange"):
+                rs = [r for r in rows if r["scenario"] == st and r["tool"] == t and r["pass"] == p]
+                if not rs:
+                    continue
+                m = {k: med([r.get(k) for r in rs]) for k in (
+                    "users_per_min", "wall", "cpu", "src_cpu", "rss_proc_max_kb",
+                    "rss_tree_peak_kb", "src_conn_peak", "workers_seen")}
+                upm[(t, p)] = m["users_per_min"]
+                comm = sorted({r.get("rss_sampled_max_comm") or "" for r in rs} - {""})
+                exact = "%s/%d" % ("/".join(str(r["users_exact"]) for r in rs), rs[0]["users"])
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    TOOL_LABEL[t] if p == "first" else "", BULK_PASS_LABEL[p],
+                    fmt(m["users_per_min"], 0) if m["users_per_min"] and m["users_per_min"] >= 10
+                    else fmt(m["users_per_min"], 1), fmt(m["wall"]), fmt(m["cpu"]),
+                    fmt(m["src_cpu"]),
+                    fmt(m["rss_proc_max_kb"] / 1024 if m["rss_proc_max_kb"] else None, 1),
+                    fmt(m["rss_tree_peak_kb"] / 1024 if m["rss_tree_peak_kb"] else None, 1),
+                    fmt(m["src_conn_peak"], 0), fmt(m["workers_seen"], 0)
+                    if t != "mbsync" else "(xargs -P)", exact))
+        L.append("")
+        for t in ("migrate", "migrate-1"):
+            for peer in ("dsync-pf100", "mbsync"):
+                for p in ("first", "nochange"):
+                    a, b = upm.get((t, p)), upm.get((peer, p))
+                    if a and b:
+                        L.append("- %s %s pass: %.2f × the users per minute of %s" % (
+                            TOOL_LABEL[t], BULK_PASS_LABEL[p], a / b, TOOL_LABEL[peer]))
+        L.append("")
+    L.append("users/min: users of the set / wall seconds of the whole command x 60. "
+             "max RSS/process: the largest of GNU time's %M (the client, or the largest "
+             "mbsync under xargs) and the VmHWM of every sampled process (the "
+             "doveadm-server workers). tree RSS peak: the largest sum of VmRSS over the "
+             "command's processes and the destination's doveadm-server processes in one "
+             "sample (every 0.2 s). source conns peak: established connections to the "
+             "source's IMAP port, sampled. client CPU: GNU time's (workers not included); "
+             "source CPU: the source's imap processes. users exact: users whose "
+             "destination has exactly the source's messages and folders.")
+    L.append("")
+    if anomalies:
+        L.append("## Anomalies")
+        L.append("")
+        L.extend("- " + x for x in anomalies)
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: report.py RESULTS.json")
     with open(sys.argv[1]) as f:
         d = json.load(f)
-    sys.stdout.write(render(d["meta"], d["rows"], d["anomalies"]))
+    sys.stdout.write((render_bulk if d["meta"].get("bulk") else render)(
+        d["meta"], d["rows"], d["anomalies"]))
