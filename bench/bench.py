@@ -1261,6 +1261,9 @@ class BulkBench(Bench):
                 p.wait(self.a.timeout + 60)
             finally:
                 s.stop()
+                if p.poll() is None:  # interrupted: stop it (timeout passes TERM on)
+                    p.terminate()
+                    p.wait(30)
         wall = time.monotonic() - t0
         src1 = self.src_children_cpu()
         r = {"rc": p.returncode, "wall": round(wall, 3), "src_cpu": round(src1 - src0, 2),

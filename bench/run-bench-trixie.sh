@@ -4,6 +4,7 @@
 # dovecot, doveadm (so the dsync peer) and the private instances are 2.4.
 #
 #   bench/run-bench-trixie.sh [run-bench.sh options...]
+#   bench/run-bench-trixie.sh --bulk 200x200 --workers 4 --rtt 0,20
 #
 # The tree is copied into the root and built there; mbsync (isync) and GNU
 # time are installed in the root if missing. Results are copied back to

@@ -5,6 +5,8 @@
 #                      [--big] [--wide] [--scaling] [--tools migrate,...,cp,raw-fetch]
 #                      [--shapes even,inbox-heavy,gmail]
 #                      [--reps N] [--keep] [--no-build] ...
+#   bench/run-bench.sh --bulk 200x200,20x5000 [--workers 4] [--rtt 0,20]
+#                      [--tools migrate,migrate-1,dsync-pf100,mbsync]
 #
 # Builds the plugin (unless --no-build), then runs bench/bench.py, which
 # does the work; `bench/bench.py --help` lists every option. Must run as

@@ -200,13 +200,21 @@ static int cmd_migrate_run_run(struct doveadm_mail_cmd_context *_ctx,
 	struct migrate_cmd_context *ctx =
 		container_of(_ctx, struct migrate_cmd_context, ctx);
 	struct migrate_run *run;
+	failure_callback_t *client_info;
 	int ret;
 
+	/* a 2.3 doveadm client of doveadm-servers hangs on concurrent
+	   tables: there, info lines to the server's log and no table
+	   (migrate-compat.h) */
+	client_info = migrate_compat_log_info_local_begin();
 	/* waits run doveadm's ioloop: lib-storage adds its timeouts there */
 	run = migrate_run_init(user, &ctx->opts);
 	ret = migrate_run_execute(run);
-	cmd_migrate_print_folders(ctx, run);
-	cmd_migrate_print_sieve(ctx, run, cmd_migrate_run_sieve_cells);
+	migrate_compat_log_info_local_end(client_info);
+	if (client_info == NULL) {
+		cmd_migrate_print_folders(ctx, run);
+		cmd_migrate_print_sieve(ctx, run, cmd_migrate_run_sieve_cells);
+	}
 	if (ret < 0)
 		cmd_migrate_failed(_ctx, user, run->error_code, run->error);
 	else

@@ -562,3 +562,35 @@ int migrate_compat_syncfs(const char *path, const char **error_r)
 	return 0;
 #endif
 }
+
+failure_callback_t *migrate_compat_log_info_local_begin(void)
+{
+#ifndef MIGRATE_HAVE_DOVEADM_CLIENT
+	failure_callback_t *fatal, *error, *info, *debug;
+	failure_callback_t *int_fatal, *int_error, *int_info, *int_debug;
+
+	/* a process of the log service (the fatal handler stays its own)
+	   whose info lines go elsewhere: a doveadm client's */
+	i_get_failure_handlers(&fatal, &error, &info, &debug);
+	if (!i_failure_handler_is_internal(fatal) ||
+	    i_failure_handler_is_internal(info))
+		return NULL;
+	/* the log service's handler isn't exported: set them all (the
+	   fatal one is the same), keep its info handler, put the error and
+	   debug ones back */
+	i_set_failure_internal();
+	i_get_failure_handlers(&int_fatal, &int_error, &int_info, &int_debug);
+	i_set_error_handler(error);
+	i_set_debug_handler(debug);
+	i_set_info_handler(int_info);
+	return info;
+#else
+	return NULL;
+#endif
+}
+
+void migrate_compat_log_info_local_end(failure_callback_t *prev)
+{
+	if (prev != NULL)
+		i_set_info_handler(prev);
+}

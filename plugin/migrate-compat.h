@@ -170,4 +170,30 @@ void migrate_compat_stats_client_after_fork(void);
    the platform has none) */
 int migrate_compat_syncfs(const char *path, const char **error_r);
 
+/* Dovecot 2.3's doveadm client (doveadm_worker_count, -S) hangs when
+   several doveadm-server connections print at once: a connection whose
+   table rows arrive while another one is printing waits, and gets its
+   read io back as a plain socket io (server-connection.c,
+   server_print_connection_released()); the rest of its reply can then
+   sit in the multiplex stream's buffer with nothing left to read on the
+   socket, and the client waits forever for a worker that is idle (the
+   doveadm-server sends each table row as its own write). A 200-user
+   run -A with 4 workers hung after 50-110 users every time, with or
+   without info lines on the log channel; dsync, which prints nothing,
+   never did. Dovecot 2.4's doveadm client is a rewrite without this.
+
+   So in a 2.3 doveadm-server serving a doveadm client over the doveadm
+   protocol, migrate run prints no folder table (each folder's
+   "completed" info line has the same numbers) and its info lines go to
+   the doveadm-server's own log only, not to the client: warnings and
+   errors still reach the client, and the exit code is the run's.
+
+   _local_begin() detects that case: this process logs to the log service
+   (its fatal handler is the internal one) and a client connection has
+   redirected its info lines. It restores the log service's info handler
+   and returns what to put back with _local_end(); NULL when nothing
+   changed (the doveadm command line, HTTP API, Dovecot 2.4). */
+failure_callback_t *migrate_compat_log_info_local_begin(void);
+void migrate_compat_log_info_local_end(failure_callback_t *prev);
+
 #endif

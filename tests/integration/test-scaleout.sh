@@ -370,7 +370,10 @@ assert_match "status -A: $BAD_USER's last_error is the login refusal" '.' \
 # Dovecot 2.3.19's doveadm client sometimes deadlocks with more than one
 # worker: it waits in doveadm_server_flush_one() for a reply the idle
 # doveadm-server processes already sent (reproduced with "doveadm
-# mailbox status -u mask" and no plugin at all). A run that hangs is
+# mailbox status -u mask" and no plugin at all): it happens when several
+# doveadm-servers print at once (server-connection.c, see
+# plugin/migrate-compat.h), so a 2.3 doveadm-server's migrate run prints
+# no table; other commands (status) still can. A run that hangs is
 # killed after 25 s and run again (runs are idempotent); the deadlock is
 # reported, the outcome must be right.
 passwd_bulk "$DST_DIR/passwd" "${w_lines[@]}"
@@ -574,7 +577,18 @@ fi
 dst_add_user x1 userdb_migrate_source_user=alice
 assert_exit NAME="migrate run -S 127.0.0.1:port (doveadm protocol over TCP): exit 0" 0 \
 	dst_doveadm migrate run -S "127.0.0.1:$DA_PORT" -u x1
-assert_match "the -S run printed the server's rows" '^INBOX +INBOX +completed ' "$(cat "$LAST_OUT")"
+if dv24; then
+	assert_match "the -S run printed the server's rows" '^INBOX +INBOX +completed ' "$(cat "$LAST_OUT")"
+else
+	# 2.3's doveadm client hangs when several doveadm-servers print at
+	# once (doveadm_worker_count): a doveadm-server's run prints no
+	# table there, its folders' info lines are in the server's log
+	# (plugin/migrate-compat.h)
+	assert_eq "2.3: the -S run printed no folder rows" "" \
+		"$(grep -E '^INBOX +INBOX' "$LAST_OUT")"
+	assert_match "2.3: the -S run's folder lines are in the server's log" \
+		'doveadm\(x1\).*migrate: INBOX: completed' "$(cat "$DST_DIR/dovecot.log")"
+fi
 dst_equals_src "-S run: destination == source" x1 alice
 assert_exit NAME="migrate status -S over TCP: exit 0" 0 \
 	dst_doveadm -f json migrate status -S "127.0.0.1:$DA_PORT" -u x1
