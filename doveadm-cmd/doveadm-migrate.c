@@ -122,7 +122,7 @@ static void cmd_migrate_print_folders(struct migrate_cmd_context *ctx,
 {
 	struct migrate_folder *folder;
 
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(&run->src.folders, folder) {
 		if (folder->result == NULL)
 			continue;
 		cmd_migrate_headers(ctx);
@@ -324,7 +324,7 @@ static int cmd_migrate_plan_run(struct doveadm_mail_cmd_context *_ctx,
 	ret = migrate_run_execute(run);
 	if (ret == 0) {
 		cmd_migrate_headers(ctx);
-		array_foreach_elem(&run->folders, folder) {
+		array_foreach_elem(&run->src.folders, folder) {
 			doveadm_print(folder->src_name);
 			doveadm_print(folder->dest.vname == NULL ? "" :
 				      folder->dest.vname);
@@ -393,7 +393,7 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 
 	run = migrate_run_init(user, &ctx->opts);
 	ret = migrate_run_execute(run);
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(&run->src.folders, folder) {
 		if (folder->result == NULL || folder->dest.skip)
 			continue;
 		cmd_migrate_headers(ctx);

@@ -12,9 +12,6 @@ struct migrate_reply;
 struct imap_arg;
 struct fuzz_importer;
 
-/* migrate-run.c: NAMESPACE, LIST/XLIST/LSUB and STATUS replies */
-void fuzz_run_reply(struct migrate_run *run, const struct migrate_reply *reply);
-
 /* migrate-importer-source.c: EXAMINE, the listing FETCH and UID SEARCH replies */
 struct fuzz_importer *fuzz_importer_create(struct migrate_run *run, pool_t pool);
 /* its hash tables hold a reference to the session's pool */

@@ -125,7 +125,7 @@ static void fuzz_replies(struct migrate_source_conn *conn,
 			if (ret > 0)
 				fuzz_importer_fetch_items(imp, tail);
 		} else if (reply.type == MIGRATE_REPLY_UNTAGGED) {
-			fuzz_run_reply(run, &reply);
+			migrate_source_list_reply(&run->src, conn, &reply);
 			fuzz_importer_reply(imp, &reply);
 			(void)migrate_reply_is_throttle(&reply);
 		} else if (reply.type == MIGRATE_REPLY_TAGGED) {
@@ -151,16 +151,16 @@ static void fuzz_map_folders(struct migrate_run *run, bool dot_dest)
 	map_set.gmail = run->gmail || dot_dest;
 	map_set.gmail_skip = MIGRATE_SPECIAL_USE_JUNK |
 		MIGRATE_SPECIAL_USE_TRASH;
-	array_foreach_elem(&run->folders, folder)
+	array_foreach_elem(&run->src.folders, folder)
 		map_set.source_flagged |= folder->src_special_use;
 	if (migrate_folder_map_init(&map_set, &map, &error) < 0)
 		i_panic("migrate_folder_map_init() failed: %s", error);
-	array_foreach_elem(&run->folders, folder) T_BEGIN {
+	array_foreach_elem(&run->src.folders, folder) T_BEGIN {
 		i_zero(&src);
 		src.name = folder->src_name;
-		src.delimiter = run->src_delimiter;
-		src.ns_prefix = run->src_ns_prefix == NULL ? "" :
-			run->src_ns_prefix;
+		src.delimiter = run->src.delimiter;
+		src.ns_prefix = run->src.ns_prefix == NULL ? "" :
+			run->src.ns_prefix;
 		src.flags = folder->src_flags;
 		src.special_use = folder->src_special_use;
 		migrate_folder_map_lookup(map, &src, pool_datastack_create(),
@@ -188,7 +188,7 @@ static void fuzz_session(enum fuzz_mode mode, const uint8_t *data, size_t size)
 	run.pool = pool;
 	run.event = fuzz_event;
 	run.set = &fuzz_set;
-	p_array_init(&run.folders, pool, 8);
+	migrate_source_list_init(&run.src, pool);
 	conn = fuzz_conn_create(data, size);
 	/* the parsers report progress to the run's connection */
 	run.conn = conn;
@@ -219,8 +219,7 @@ static void fuzz_session(enum fuzz_mode mode, const uint8_t *data, size_t size)
 	/* hash tables reference the pool: each one left would keep the
 	   session's pool alive, and a long run ran out of memory */
 	fuzz_importer_destroy(imp);
-	if (hash_table_is_created(run.folders_by_name))
-		hash_table_destroy(&run.folders_by_name);
+	migrate_source_list_deinit(&run.src);
 	if (hash_table_is_created(run.gmail_labels))
 		hash_table_destroy(&run.gmail_labels);
 	pool_unref(&pool);

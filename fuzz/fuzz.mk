@@ -32,11 +32,11 @@ CFLAGS_FUZZ = -g -O1 -fno-omit-frame-pointer $(SAN) -fsanitize=fuzzer-no-link \
 	-Wall -Wno-unused-function -Wno-duplicate-decl-specifier -DHAVE_CONFIG_H $(DEFS) -I../plugin $(DOVECOT_CPPFLAGS)
 
 # the sources fuzz-*-part.c and fuzz-source.c compile in themselves
-INCLUDED = migrate-run.c migrate-importer-source.c migrate-source-conn.c
+INCLUDED = migrate-importer-source.c migrate-source-conn.c
 # and the 2.4 settings declarations (no parser in them; 2.4 headers only)
 EXCLUDED = $(INCLUDED) migrate-settings-decl.c
 PLUGIN_SRCS = $(filter-out $(addprefix ../plugin/,$(EXCLUDED)),$(wildcard ../plugin/*.c))
-OBJS = $(B)/fuzz-source.o $(B)/fuzz-run-part.o $(B)/fuzz-importer-part.o
+OBJS = $(B)/fuzz-source.o $(B)/fuzz-importer-part.o
 # an archive: the linker takes only the members the target needs (as the
 # unit tests do with libmigrate.la), so e.g. migrate-report.c's doveadm
 # printing isn't linked

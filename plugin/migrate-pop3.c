@@ -548,7 +548,7 @@ static struct migrate_folder *migrate_pop3_inbox(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
 
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(&run->src.folders, folder) {
 		if (strcasecmp(folder->src_name, "INBOX") == 0 &&
 		    !folder->dest.skip)
 			return folder;

@@ -16,6 +16,7 @@
 #include "migrate-settings.h"
 #include "migrate-compat.h"
 #include "migrate-source-conn.h"
+#include "migrate-source-list.h"
 #include "migrate-identity.h"
 #include "migrate-pacing.h"
 #include "migrate-run.h"
@@ -194,7 +195,7 @@ static void migrate_run_done(struct migrate_run *run, uint32_t *messages_r,
 
 	*messages_r = 0;
 	*bytes_r = 0;
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(&run->src.folders, folder) {
 		*messages_r += folder->imported;
 		*bytes_r += folder->bytes;
 	}
@@ -281,7 +282,7 @@ migrate_run_init(struct mail_user *user, const struct migrate_run_options *opts)
 	event_add_category(run->event, &event_category_migrate);
 	event_add_str(run->event, "user", user->username);
 	event_set_append_log_prefix(run->event, "migrate: ");
-	p_array_init(&run->folders, pool, 16);
+	migrate_source_list_init(&run->src, pool);
 	run->seen = migrate_identity_set_create();
 	run->pacing.event = run->event;
 	run->pacing.live = &run->live;
@@ -306,120 +307,11 @@ void migrate_run_deinit(struct migrate_run **_run)
 	if (run->state != NULL)
 		migrate_state_close(&run->state);
 	migrate_identity_set_destroy(&run->seen);
-	if (hash_table_is_created(run->folders_by_name))
-		hash_table_destroy(&run->folders_by_name);
+	migrate_source_list_deinit(&run->src);
 	if (hash_table_is_created(run->gmail_labels))
 		hash_table_destroy(&run->gmail_labels);
 	event_unref(&run->event);
 	pool_unref(&run->pool);
-}
-
-/* NAMESPACE, LIST, LSUB */
-
-static void migrate_namespace_cb(const struct migrate_reply *reply,
-				 struct migrate_run *run)
-{
-	const struct imap_arg *list, *ns;
-	const char *prefix, *sep;
-
-	if (strcasecmp(reply->name, "NAMESPACE") != 0)
-		return;
-	/* personal namespaces: ((prefix sep) ...) */
-	if (!imap_arg_get_list(&reply->args[0], &list) ||
-	    !imap_arg_get_list(&list[0], &ns) ||
-	    !imap_arg_get_astring(&ns[0], &prefix))
-		return;
-	run->src_ns_prefix = p_strdup(run->pool, prefix);
-	if (imap_arg_get_nstring(&ns[1], &sep) && sep != NULL &&
-	    sep[0] != '\0')
-		run->src_delimiter = sep[0];
-}
-
-/* What a source's folder list may cost: more folders than this fail the
-   run (a listing that big is broken or hostile, and migrating a part of
-   it silently would lose mail); a longer name (in its IMAP form) is
-   skipped with a reason, the folder map would refuse it anyway. */
-#define MIGRATE_MAX_FOLDERS 20000
-#define MIGRATE_MAX_SOURCE_NAME 4096
-
-static struct migrate_folder *
-migrate_run_folder_find(struct migrate_run *run, const char *name)
-{
-	if (!hash_table_is_created(run->folders_by_name))
-		return NULL;
-	return hash_table_lookup(run->folders_by_name, name);
-}
-
-static void migrate_list_cb(const struct migrate_reply *reply,
-			    struct migrate_run *run)
-{
-	const struct imap_arg *flags;
-	struct migrate_folder *folder;
-	const char *flag, *sep, *name;
-	bool lsub, nul;
-
-	lsub = strcasecmp(reply->name, "LSUB") == 0;
-	if (!lsub && strcasecmp(reply->name, "LIST") != 0 &&
-	    strcasecmp(reply->name, "XLIST") != 0)
-		return;
-	if (!imap_arg_get_list(&reply->args[0], &flags) ||
-	    !imap_arg_get_nstring(&reply->args[1], &sep) ||
-	    !imap_arg_get_astring(&reply->args[2], &name))
-		return;
-	if (run->src_delimiter == '\0' && sep != NULL && sep[0] != '\0')
-		run->src_delimiter = sep[0];
-	/* a literal may hold a NUL: the C string ends there */
-	nul = (reply->args[2].type == IMAP_ARG_STRING ||
-	       reply->args[2].type == IMAP_ARG_LITERAL) &&
-		reply->args[2].str_len != strlen(name);
-	folder = nul ? NULL : migrate_run_folder_find(run, name);
-	if (lsub) {
-		if (folder != NULL)
-			folder->subscribed = TRUE;
-		return;
-	}
-	if (folder == NULL) {
-		if (array_count(&run->folders) >= MIGRATE_MAX_FOLDERS) {
-			run->folders_over_limit++;
-			return;
-		}
-		folder = p_new(run->pool, struct migrate_folder, 1);
-		if (strlen(name) > MIGRATE_MAX_SOURCE_NAME) {
-			folder->src_name = p_strdup_printf(run->pool,
-				"%s...", migrate_str_sanitize(name, 64));
-			folder->src_name_too_long = TRUE;
-		} else {
-			folder->src_name = p_strdup(run->pool, name);
-		}
-		folder->src_name_nul = nul;
-		array_push_back(&run->folders, &folder);
-		/* a new folder, up to the limit: the listing progresses */
-		migrate_source_conn_progress(run->conn);
-		if (!nul && !folder->src_name_too_long) {
-			if (!hash_table_is_created(run->folders_by_name)) {
-				hash_table_create(&run->folders_by_name,
-						  run->pool, 128,
-						  str_hash, strcmp);
-			}
-			hash_table_insert(run->folders_by_name,
-					  folder->src_name, folder);
-		}
-	}
-	for (; !IMAP_ARG_IS_EOL(flags); flags++) {
-		if (!imap_arg_get_atom(flags, &flag))
-			continue;
-		if (strcasecmp(flag, "\\Noselect") == 0)
-			folder->src_flags |= MIGRATE_FOLDER_SRC_FLAG_NOSELECT;
-		else if (strcasecmp(flag, "\\NonExistent") == 0)
-			folder->src_flags |= MIGRATE_FOLDER_SRC_FLAG_NONEXISTENT;
-		else if (strcasecmp(flag, "\\Subscribed") == 0)
-			folder->subscribed = TRUE;
-		else if (strcasecmp(flag, "\\Inbox") == 0)
-			;
-		else
-			folder->src_special_use |=
-				migrate_special_use_parse(flag);
-	}
 }
 
 static const struct {
@@ -446,7 +338,7 @@ static bool migrate_run_gmail_label_find(struct migrate_run *run,
 		if (strcasecmp(label, gmail_system_labels[i].label) == 0)
 			use = gmail_system_labels[i].use;
 	}
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(&run->src.folders, folder) {
 		if (folder->dest.skip || folder->dest.vname == NULL ||
 		    folder->dest.gmail_all_mail)
 			continue;
@@ -584,7 +476,7 @@ void migrate_run_importer_ctx(struct migrate_run *run,
 	ctx_r->delete_mode = run->opts.delete;
 	ctx_r->verify_identities = run->opts.identities;
 	ctx_r->batch_fsync = run->opts.batch_fsync;
-	ctx_r->gmail_ext = run->gmail_ext;
+	ctx_r->gmail_ext = run->src.gmail_ext;
 	ctx_r->have_all_folder = run->have_all_folder;
 	ctx_r->seen = run->seen;
 	ctx_r->error_code = run->error_code;
@@ -631,134 +523,18 @@ static int migrate_run_remember_labelled(struct migrate_run *run)
 
 	migrate_run_importer_ctx(run, &ctx);
 	return migrate_run_importer_done(run, &ctx,
-		migrate_importer_remember_labelled(&ctx, &run->folders));
+		migrate_importer_remember_labelled(&ctx, &run->src.folders));
 }
 
-/* The personal namespace prefix: migrate_source_prefix, else NAMESPACE's,
-   else "INBOX<sep>" when every folder but INBOX lies under it (a server
-   without NAMESPACE that keeps everything under INBOX, like Courier) */
-static void migrate_run_set_prefix(struct migrate_run *run)
-{
-	const char *prefix = run->set->source_prefix;
-	struct migrate_folder *folder;
-	bool others = FALSE;
-
-	if (prefix != NULL) {
-		run->src_ns_prefix = strcmp(prefix, "none") == 0 ? "" : prefix;
-		return;
-	}
-	if (run->src_ns_prefix != NULL || run->src_delimiter == '\0')
-		return;
-	prefix = p_strdup_printf(run->pool, "INBOX%c", run->src_delimiter);
-	array_foreach_elem(&run->folders, folder) {
-		if (strcmp(folder->src_name, "INBOX") == 0)
-			continue;
-		if (!str_begins_with(folder->src_name, prefix))
-			return;
-		others = TRUE;
-	}
-	if (!others)
-		return;
-	run->src_ns_prefix = prefix;
-	e_info(run->event, "The source answered no NAMESPACE and lists every "
-	       "folder but INBOX under %s: taken as its personal namespace "
-	       "prefix (set migrate_source_prefix to choose another one, "
-	       "or none)", prefix);
-}
-
-static void migrate_status_cb(const struct migrate_reply *reply,
-			      struct migrate_run *run);
-
-/* STATUS items the run asks every folder for */
-static const char *migrate_run_status_items(struct migrate_run *run)
-{
-	const char *items;
-
-	items = migrate_source_conn_has_capability(run->conn, "CONDSTORE") ?
-		"(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)" :
-		"(MESSAGES UIDNEXT UIDVALIDITY)";
-	if (migrate_source_conn_has_capability(run->conn, "STATUS=SIZE"))
-		items = t_strconcat(t_strcut(items, ')'), " SIZE)", NULL);
-	return items;
-}
-
-/* LIST-STATUS (RFC 5819) answers STATUS within LIST */
-static void migrate_list_status_cb(const struct migrate_reply *reply,
-				   struct migrate_run *run)
-{
-	if (strcasecmp(reply->name, "STATUS") == 0)
-		migrate_status_cb(reply, run);
-	else
-		migrate_list_cb(reply, run);
-}
-
+/* NAMESPACE, LIST, LSUB (migrate-source-list.c) */
 static int migrate_run_list(struct migrate_run *run)
 {
-	enum migrate_error code;
-	const char *error, *cmd;
-	unsigned int ns_tag = 0, list_tag, lsub_tag;
-	int ret;
-
-	run->gmail_ext = migrate_source_conn_has_capability(run->conn,
-							    "X-GM-EXT-1");
-	run->gmail = run->gmail_ext;
-	if (!migrate_source_conn_has_capability(run->conn, "SPECIAL-USE") &&
-	    migrate_source_conn_has_capability(run->conn, "XLIST"))
-		cmd = "XLIST \"\" \"*\"";
-	else if (migrate_source_conn_has_capability(run->conn, "LIST-STATUS")) {
-		/* the STATUS round trip saved: a no-change pass is LOGIN and
-		   this. An extended LIST returns special-use flags only when
-		   asked. */
-		cmd = t_strdup_printf("LIST \"\" \"*\" RETURN (%sSTATUS %s)",
-			migrate_source_conn_has_capability(run->conn,
-				"SPECIAL-USE") ? "SPECIAL-USE " : "",
-			migrate_run_status_items(run));
-	} else
-		cmd = "LIST \"\" \"*\"";
-	/* NAMESPACE, LIST and LSUB in one round trip. NAMESPACE is asked
-	   even when the capabilities don't list it (Courier-IMAP 5 answers
-	   it without advertising it); a NO or BAD costs nothing. */
-	ns_tag = migrate_source_conn_send(run->conn, "NAMESPACE");
-	list_tag = migrate_source_conn_send(run->conn, cmd);
-	lsub_tag = migrate_source_conn_send(run->conn, "LSUB \"\" \"*\"");
-	if (ns_tag != 0) {
-		ret = migrate_source_conn_wait_tag(run->conn, ns_tag,
-			(migrate_untagged_callback_t *)migrate_namespace_cb,
-			run, &code, &error);
-		if (ret < 0)
-			goto failed;
-	}
-	ret = migrate_source_conn_wait_tag(run->conn, list_tag,
-		(migrate_untagged_callback_t *)migrate_list_status_cb, run,
-		&code, &error);
-	if (ret <= 0)
-		goto failed;
-	ret = migrate_source_conn_wait_tag(run->conn, lsub_tag,
-		(migrate_untagged_callback_t *)migrate_list_cb, run,
-		&code, &error);
-	if (ret < 0)
-		goto failed;
-	if (ret == 0) {
-		/* the folders are known; only their subscriptions aren't */
-		e_warning(run->event, "The source refused LSUB, subscriptions "
-			  "are not copied: %s", error);
-	}
-	if (run->folders_over_limit > 0) {
-		run->error_code = MIGRATE_ERROR_PROTOCOL;
-		run->error = p_strdup_printf(run->pool, "The source server "
-			"lists %u folders, more than this version handles "
-			"(%u): migrate a part with migrate_include or "
-			"migrate_exclude", MIGRATE_MAX_FOLDERS +
-			run->folders_over_limit, MIGRATE_MAX_FOLDERS);
+	if (migrate_source_list_folders(&run->src, run->conn, run->event,
+					run->set->source_prefix,
+					&run->error_code, &run->error) < 0)
 		return -1;
-	}
-	migrate_run_set_prefix(run);
+	run->gmail = run->src.gmail_ext;
 	return 0;
-failed:
-	run->error_code = ret < 0 ? code : MIGRATE_ERROR_PROTOCOL;
-	run->error = p_strdup_printf(run->pool, "Listing source folders "
-				     "failed: %s", error);
-	return -1;
 }
 
 static void migrate_run_dest_special_use(struct migrate_run *run,
@@ -894,26 +670,26 @@ static int migrate_run_map_folders(struct migrate_run *run)
 	map_set.gmail_skip = gmail_skip;
 	if (!run->gmail) {
 		/* a Gmail-like layout without X-GM-EXT-1 */
-		array_foreach_elem(&run->folders, folder) {
+		array_foreach_elem(&run->src.folders, folder) {
 			if (migrate_folder_is_gmail_name(folder->src_name,
-							 run->src_delimiter))
+							 run->src.delimiter))
 				run->gmail = TRUE;
 		}
 	}
 	map_set.gmail = run->gmail;
-	array_foreach_elem(&run->folders, folder)
+	array_foreach_elem(&run->src.folders, folder)
 		map_set.source_flagged |= folder->src_special_use;
 	if (migrate_folder_map_init(&map_set, &run->map, &error) < 0) {
 		run->error_code = MIGRATE_ERROR_CONFIG;
 		run->error = p_strdup(run->pool, error);
 		return -1;
 	}
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(&run->src.folders, folder) {
 		i_zero(&src);
 		src.name = folder->src_name;
-		src.delimiter = run->src_delimiter;
-		src.ns_prefix = run->src_ns_prefix == NULL ? "" :
-			run->src_ns_prefix;
+		src.delimiter = run->src.delimiter;
+		src.ns_prefix = run->src.ns_prefix == NULL ? "" :
+			run->src.ns_prefix;
 		src.flags = folder->src_flags |
 			(folder->subscribed ?
 			 MIGRATE_FOLDER_SRC_FLAG_SUBSCRIBED : 0);
@@ -961,8 +737,8 @@ static int migrate_run_check_selected(struct migrate_run *run)
 
 	if (run->opts.folder == NULL)
 		return 0;
-	t_array_init(&names, array_count(&run->folders));
-	array_foreach_elem(&run->folders, folder) {
+	t_array_init(&names, array_count(&run->src.folders));
+	array_foreach_elem(&run->src.folders, folder) {
 		if (migrate_folder_selected(run, folder))
 			return 0;
 		array_push_back(&names, folder->dest.decoded_name != NULL &&
@@ -970,7 +746,7 @@ static int migrate_run_check_selected(struct migrate_run *run)
 				&folder->dest.decoded_name : &folder->src_name);
 	}
 	/* no folder was touched: the result table stays empty */
-	array_foreach_elem(&run->folders, folder)
+	array_foreach_elem(&run->src.folders, folder)
 		folder->result = NULL;
 	run->error_code = MIGRATE_ERROR_NOTFOUND;
 	run->error = p_strdup_printf(run->pool,
@@ -979,97 +755,20 @@ static int migrate_run_check_selected(struct migrate_run *run)
 	return -1;
 }
 
-/* One pipelined STATUS round for every folder: the no-change pass costs a
-   single round trip. */
-struct migrate_status_ctx {
-	struct migrate_run *run;
-};
-
-static void migrate_status_cb(const struct migrate_reply *reply,
-			      struct migrate_run *run)
-{
-	const struct imap_arg *list;
-	struct migrate_folder *folder;
-	const char *name, *key, *value;
-	uint64_t num;
-
-	if (strcasecmp(reply->name, "STATUS") != 0 ||
-	    !imap_arg_get_astring(&reply->args[0], &name) ||
-	    !imap_arg_get_list(&reply->args[1], &list))
-		return;
-	folder = migrate_run_folder_find(run, name);
-	if (folder == NULL)
-		return;
-	for (; !IMAP_ARG_IS_EOL(&list[0]) && !IMAP_ARG_IS_EOL(&list[1]);
-	     list += 2) {
-		if (!imap_arg_get_atom(&list[0], &key) ||
-		    !imap_arg_get_atom(&list[1], &value) ||
-		    str_to_uint64(value, &num) < 0)
-			continue;
-		if (strcasecmp(key, "MESSAGES") == 0)
-			folder->status_messages = num;
-		else if (strcasecmp(key, "UIDNEXT") == 0) {
-			/* as in EXAMINE: 2^32-1 and above are unknown */
-			folder->status_uidnext = num >= (uint32_t)-1 ? 0 : num;
-		}
-		else if (strcasecmp(key, "UIDVALIDITY") == 0)
-			folder->status_uidvalidity = num;
-		else if (strcasecmp(key, "HIGHESTMODSEQ") == 0)
-			folder->status_highestmodseq = num;
-		else if (strcasecmp(key, "SIZE") == 0)
-			folder->status_size = num;
-	}
-	folder->have_status = TRUE;
-}
-
+/* One pipelined STATUS round for every selected folder not skipped: the
+   no-change pass costs a single round trip */
 static int migrate_run_status(struct migrate_run *run)
 {
+	ARRAY_TYPE(migrate_folder) folders;
 	struct migrate_folder *folder;
-	struct migrate_reply reply;
-	const struct imap_arg *tail;
-	enum migrate_error code;
-	unsigned int sent = 0, done = 0, last_tag = 0;
-	const char *error, *items;
-	string_t *cmd;
 
-	items = migrate_run_status_items(run);
-	array_foreach_elem(&run->folders, folder) {
-		/* answered already within LIST (LIST-STATUS) */
-		if (folder->dest.skip || !migrate_folder_selected(run, folder) ||
-		    folder->have_status)
-			continue;
-		cmd = t_str_new(128);
-		str_append(cmd, "STATUS ");
-		if (!migrate_source_conn_append_mailbox(run->conn, cmd,
-							folder->src_name))
-			continue;
-		str_printfa(cmd, " %s", items);
-		last_tag = migrate_source_conn_send(run->conn, str_c(cmd));
-		sent++;
+	t_array_init(&folders, array_count(&run->src.folders));
+	array_foreach_elem(&run->src.folders, folder) {
+		if (!folder->dest.skip && migrate_folder_selected(run, folder))
+			array_push_back(&folders, &folder);
 	}
-	while (done < sent) {
-		if (migrate_source_conn_read(run->conn, &reply, &code,
-					     &error) < 0) {
-			run->error_code = code;
-			run->error = p_strdup(run->pool, error);
-			return -1;
-		}
-		if (reply.body != NULL) {
-			if (migrate_source_conn_finish_body(run->conn, &tail,
-							    &code, &error) < 0) {
-				run->error_code = code;
-				run->error = p_strdup(run->pool, error);
-				return -1;
-			}
-			continue;
-		}
-		if (reply.type == MIGRATE_REPLY_UNTAGGED)
-			migrate_status_cb(&reply, run);
-		else if (reply.type == MIGRATE_REPLY_TAGGED)
-			done++;
-	}
-	(void)last_tag;
-	return 0;
+	return migrate_source_list_status(&run->src, run->conn, &folders,
+					  &run->error_code, &run->error);
 }
 
 /* Nothing changed on the source since the last completed pass? */
@@ -1162,8 +861,8 @@ static void migrate_run_save_folder_list(struct migrate_run *run)
 	struct migrate_folder *folder;
 	const char *error;
 
-	t_array_init(&names, array_count(&run->folders));
-	array_foreach_elem(&run->folders, folder) {
+	t_array_init(&names, array_count(&run->src.folders));
+	array_foreach_elem(&run->src.folders, folder) {
 		if (!folder->dest.skip)
 			array_push_back(&names, &folder->src_name);
 	}
@@ -1235,15 +934,15 @@ static int migrate_run_import(struct migrate_run *run)
 	unsigned int job_count;
 	bool used_workers;
 	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
-	bool labelled_known = run->gmail_ext;
+	bool labelled_known = run->src.gmail_ext;
 	int ret = 0;
 
-	array_sort(&run->folders, migrate_folder_order);
+	array_sort(&run->src.folders, migrate_folder_order);
 	migrate_run_save_folder_list(run);
 	run->progress_tty = isatty(STDERR_FILENO) != 0;
 	run->progress_shown = ioloop_timeval;
-	t_array_init(&jobs, array_count(&run->folders));
-	array_foreach_elem(&run->folders, folder) {
+	t_array_init(&jobs, array_count(&run->src.folders));
+	array_foreach_elem(&run->src.folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
 			continue;
 		migrate_run_lock_keep(run);
@@ -1310,10 +1009,10 @@ static int migrate_run_verify(struct migrate_run *run)
 	struct migrate_folder *folder, *failed = NULL;
 	uint32_t unexplained = 0;
 	/* with X-GM-EXT-1, All Mail's X-GM-LABELS tell what is labelled */
-	bool labelled_known = run->gmail_ext;
+	bool labelled_known = run->src.gmail_ext;
 
-	array_sort(&run->folders, migrate_folder_order);
-	array_foreach_elem(&run->folders, folder) {
+	array_sort(&run->src.folders, migrate_folder_order);
+	array_foreach_elem(&run->src.folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
 			continue;
 		if (folder->dest.gmail_all_mail && !labelled_known) {
@@ -1445,8 +1144,8 @@ static void migrate_run_plan_quota(struct migrate_run *run)
 	if (ret <= 0)
 		return;
 	free_bytes = migrate_quota_free(&quota);
-	t_array_init(&order, array_count(&run->folders));
-	array_append_array(&order, &run->folders);
+	t_array_init(&order, array_count(&run->src.folders));
+	array_append_array(&order, &run->src.folders);
 	array_sort(&order, migrate_folder_order);
 	array_foreach_elem(&order, folder) {
 		/* All Mail only brings what no label has: its size would
@@ -1497,7 +1196,7 @@ static int migrate_run_plan(struct migrate_run *run)
 	struct migrate_folder *folder;
 	const char *summary;
 
-	array_foreach_elem(&run->folders, folder) {
+	array_foreach_elem(&run->src.folders, folder) {
 		if (folder->dest.skip || !migrate_folder_selected(run, folder))
 			continue;
 		T_BEGIN {
@@ -1527,7 +1226,7 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 	rs.last_error = run->error;
 	rs.started = run->started;
 	rs.finished = strcmp(status, "running") == 0 ? 0 : ioloop_time;
-	rs.folders = array_count(&run->folders);
+	rs.folders = array_count(&run->src.folders);
 	rs.imported = run->imported;
 	rs.existing = run->existing;
 	rs.failed = run->failed;
@@ -1715,7 +1414,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 			migrate_pop3_prepare(run);
 		if (migrate_run_import(run) < 0)
 			goto failed;
-		array_foreach_elem(&run->folders, folder) {
+		array_foreach_elem(&run->src.folders, folder) {
 			if (folder->result != NULL &&
 			    strcmp(folder->result, "failed") == 0) {
 				run->error_code = MIGRATE_ERROR_ITEMS;
@@ -1760,7 +1459,7 @@ static void migrate_run_finished(struct migrate_run *run)
 		add_str("cause", migrate_error_name(run->error_code))->
 		add_int("exit_code",
 			migrate_error_to_exit_code(run->error_code))->
-		add_int("folders", array_count(&run->folders))->
+		add_int("folders", array_count(&run->src.folders))->
 		add_int("messages", run->imported)->
 		add_int("existing", run->existing)->
 		add_int("failed", run->failed)->

@@ -6,6 +6,7 @@
 #include "migrate-state.h"
 #include "migrate-importer.h"
 #include "migrate-pacing.h"
+#include "migrate-source-list.h"
 
 struct mail_user;
 struct migrate_settings;
@@ -50,22 +51,16 @@ struct migrate_run {
 	/* migrate_sieve: the scripts and what the run did with them */
 	struct migrate_sieve *sieve;
 
-	char src_delimiter;
-	const char *src_ns_prefix;
+	/* the source's folders, delimiter and namespace prefix
+	   (migrate-source-list.h), mapped and imported in place */
+	struct migrate_source_list src;
+	/* a Gmail source: X-GM-EXT-1 or a Gmail-like folder layout */
 	bool gmail;
-	/* the source advertises X-GM-EXT-1: listings carry X-GM-MSGID, and
-	   All Mail's X-GM-LABELS decide what is archived-only */
-	bool gmail_ext;
 	/* label -> 1 (names a migrated folder) or 2 (doesn't) */
 	HASH_TABLE(const char *, void *) gmail_labels;
 	/* some folder is a virtual "all mail" (\All): remember every
 	   identity so it only brings what no other folder has */
 	bool have_all_folder;
-	ARRAY_TYPE(migrate_folder) folders;
-	/* src_name -> folder (not those with src_name_nul) */
-	HASH_TABLE(const char *, struct migrate_folder *) folders_by_name;
-	/* LIST replies beyond MIGRATE_MAX_FOLDERS */
-	unsigned int folders_over_limit;
 
 	/* identities already imported in earlier folders, with
 	   migrate_dedupe_across_folders and for Gmail's All Mail */

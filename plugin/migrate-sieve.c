@@ -125,15 +125,14 @@ migrate_sieve_map_name(const char *name, void *context,
 		*reason_r = "not valid UTF-8";
 		return MIGRATE_SIEVE_MAP_SKIPPED;
 	}
-	if (hash_table_is_created(run->folders_by_name))
-		folder = hash_table_lookup(run->folders_by_name, str_c(raw));
+	folder = migrate_source_list_find(&run->src, str_c(raw));
 	if (folder != NULL) {
 		dest = folder->dest;
 	} else {
 		i_zero(&src);
 		src.name = str_c(raw);
-		src.delimiter = run->src_delimiter;
-		src.ns_prefix = run->src_ns_prefix;
+		src.delimiter = run->src.delimiter;
+		src.ns_prefix = run->src.ns_prefix;
 		migrate_folder_map_lookup(run->map, &src,
 					  pool_datastack_create(), &dest);
 	}
