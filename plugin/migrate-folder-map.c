@@ -33,7 +33,8 @@
       top-level part: the first part, or the second when the first is
       INBOX. In Gmail mode top-level names are user labels and are not
       recognised; instead the parts directly under [Gmail]/[Google Mail]
-      are (with automap or not, since skipping depends on them). A folder
+      are (with automap or not, since skipping depends on them; the
+      container and these names are migrate-gmail.c's). A folder
       with \All is a virtual all-messages folder on any server:
       gmail_all_mail is set for it with or without Gmail mode. In Gmail
       mode \Flagged and \Important folders are skipped as virtual, then
@@ -94,6 +95,7 @@
 #include "migrate-compat.h"
 #include "migrate-settings.h"
 #include "migrate-folder-map.h"
+#include "migrate-gmail.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -179,11 +181,6 @@ static const struct {
 	{ "\\Starred", MIGRATE_SPECIAL_USE_FLAGGED },
 };
 
-struct special_name {
-	const char *name;
-	enum migrate_special_use use;
-};
-
 #define SENT(name) { name, MIGRATE_SPECIAL_USE_SENT }
 #define DRAFTS(name) { name, MIGRATE_SPECIAL_USE_DRAFTS }
 #define TRASH(name) { name, MIGRATE_SPECIAL_USE_TRASH }
@@ -193,7 +190,7 @@ struct special_name {
 /* Default folder names of common servers and clients (Outlook/Exchange/
    M365, cPanel/Courier, Thunderbird, Apple Mail, webmails) in their
    localizations. Compared case-insensitively. */
-static const struct special_name special_names[] = {
+static const struct migrate_special_name special_names[] = {
 	/* English, Exchange/M365, cPanel/Courier */
 	SENT("Sent"), SENT("Sent Items"), SENT("Sent Messages"),
 	SENT("Sent Mail"), SENT("Sent-Mail"), SENT("Sent Email"),
@@ -320,21 +317,6 @@ static const struct special_name special_names[] = {
 	ARCHIVE("ארכיון"), ARCHIVE("الأرشيف"),
 };
 
-/* Names under [Gmail] / [Google Mail], on top of special_names[] */
-static const struct special_name gmail_special_names[] = {
-	{ "All Mail", MIGRATE_SPECIAL_USE_ALL },
-	{ "Alle Nachrichten", MIGRATE_SPECIAL_USE_ALL },
-	{ "Todos", MIGRATE_SPECIAL_USE_ALL },
-	{ "Tous les messages", MIGRATE_SPECIAL_USE_ALL },
-	{ "Tutti i messaggi", MIGRATE_SPECIAL_USE_ALL },
-	{ "Starred", MIGRATE_SPECIAL_USE_FLAGGED },
-	{ "Important", MIGRATE_SPECIAL_USE_IMPORTANT },
-};
-
-static const char *const gmail_containers[] = {
-	"[Gmail]", "[Google Mail]"
-};
-
 static unsigned int special_use_index(enum migrate_special_use use)
 {
 	unsigned int i;
@@ -424,7 +406,7 @@ static const char *folder_name_normalize(const char *name)
 
 static void
 special_names_fill(struct migrate_folder_map *map,
-		   const struct special_name *names, unsigned int count,
+		   const struct migrate_special_name *names, unsigned int count,
 		   bool gmail)
 {
 	const char *key;
@@ -454,25 +436,6 @@ folder_map_name_special_use(struct migrate_folder_map *map, const char *name,
 	if (value == NULL)
 		value = hash_table_lookup(map->names, key);
 	return POINTER_CAST_TO(value, unsigned int);
-}
-
-bool migrate_folder_is_gmail_container(const char *name)
-{
-	unsigned int i;
-
-	for (i = 0; i < N_ELEMENTS(gmail_containers); i++) {
-		if (strcasecmp(name, gmail_containers[i]) == 0)
-			return TRUE;
-	}
-	return FALSE;
-}
-
-bool migrate_folder_is_gmail_name(const char *src_name, char sep)
-{
-	const char *p = sep == '\0' ? NULL : strchr(src_name, sep);
-
-	return migrate_folder_is_gmail_container(p == NULL ? src_name :
-						 t_strdup_until(src_name, p));
 }
 
 static pcre2_code *
@@ -707,8 +670,8 @@ int migrate_folder_map_init(const struct migrate_folder_map_settings *set,
 	hash_table_create(&map->flagged, pool, 0, str_hash, strcmp);
 	special_names_fill(map, special_names, N_ELEMENTS(special_names),
 			   FALSE);
-	special_names_fill(map, gmail_special_names,
-			   N_ELEMENTS(gmail_special_names), TRUE);
+	special_names_fill(map, migrate_gmail_special_names,
+			   migrate_gmail_special_names_count, TRUE);
 
 	if (map->set.include != NULL) {
 		map->include = folder_map_compile(map->set.include, &error);
@@ -1268,7 +1231,7 @@ folder_map_lookup_real(struct migrate_folder_map *map,
 	/* Step 4 */
 	names = array_get(&parts, &count);
 	gmail_child = map->set.gmail && count >= 2 &&
-		migrate_folder_is_gmail_container(names[0]);
+		migrate_gmail_is_container(names[0]);
 	top = gmail_child || (count >= 2 && strcmp(names[0], "INBOX") == 0) ?
 		1 : 0;
 	by_name = gmail_child || (map->set.automap && !map->set.gmail);
@@ -1290,7 +1253,7 @@ folder_map_lookup_real(struct migrate_folder_map *map,
 	dest_r->gmail_all_mail = own == MIGRATE_SPECIAL_USE_ALL;
 	if (map->set.gmail) {
 		if (count == 1 && map->set.automap &&
-		    migrate_folder_is_gmail_container(names[0]))
+		    migrate_gmail_is_container(names[0]))
 			skip_reason = "Gmail system folder container";
 		else if ((uses & MIGRATE_SPECIAL_USE_FLAGGED) != 0)
 			skip_reason = "Gmail virtual folder; its messages "

@@ -127,17 +127,18 @@ migrate_dest_layout_get(const char *storage_driver, const char *list_driver);
    server spells it (modified UTF-7) or decoded to UTF-8 (decoded_name, or
    src_name decoded when that is NULL), or its destination name (vname,
    may be NULL). */
-/* Gmail's folder container, "[Gmail]" or "[Google Mail]" (any case) */
-bool migrate_folder_is_gmail_container(const char *name);
-/* Is src_name the container or a folder under it (sep: the source's
-   hierarchy separator)? */
-bool migrate_folder_is_gmail_name(const char *src_name, char sep);
 bool migrate_folder_name_matches(const char *wanted, const char *src_name,
 				 const char *decoded_name, const char *vname);
 /* "'A', 'B', 'C'": the (up to) three names most like wanted, for an
    error message; "none" when names is empty */
 const char *migrate_folder_closest_names(const char *wanted,
 					 const ARRAY_TYPE(const_string) *names);
+
+/* A folder name and the special use it stands for */
+struct migrate_special_name {
+	const char *name;
+	enum migrate_special_use use;
+};
 
 /* Parse a LIST flag such as "\Sent" (case-insensitive); NONE if none. */
 enum migrate_special_use migrate_special_use_parse(const char *flag);

@@ -17,6 +17,7 @@
 #include "migrate-compat.h"
 #include "migrate-source-conn.h"
 #include "migrate-source-list.h"
+#include "migrate-gmail.h"
 #include "migrate-identity.h"
 #include "migrate-pacing.h"
 #include "migrate-run.h"
@@ -314,38 +315,18 @@ void migrate_run_deinit(struct migrate_run **_run)
 	pool_unref(&run->pool);
 }
 
-static const struct {
-	const char *label;
-	enum migrate_special_use use;
-} gmail_system_labels[] = {
-	{ "\\Sent", MIGRATE_SPECIAL_USE_SENT },
-	{ "\\Draft", MIGRATE_SPECIAL_USE_DRAFTS },
-	{ "\\Trash", MIGRATE_SPECIAL_USE_TRASH },
-	{ "\\Spam", MIGRATE_SPECIAL_USE_JUNK },
-	{ "\\Starred", MIGRATE_SPECIAL_USE_FLAGGED },
-	{ "\\Important", MIGRATE_SPECIAL_USE_IMPORTANT },
-};
-
 static bool migrate_run_gmail_label_find(struct migrate_run *run,
 					 const char *label)
 {
-	enum migrate_special_use use = MIGRATE_SPECIAL_USE_NONE;
 	struct migrate_folder *folder;
-	unsigned int i;
-	bool is_inbox = strcasecmp(label, "\\Inbox") == 0;
 
-	for (i = 0; i < N_ELEMENTS(gmail_system_labels); i++) {
-		if (strcasecmp(label, gmail_system_labels[i].label) == 0)
-			use = gmail_system_labels[i].use;
-	}
 	array_foreach_elem(&run->src.folders, folder) {
 		if (folder->dest.skip || folder->dest.vname == NULL ||
 		    folder->dest.gmail_all_mail)
 			continue;
-		if (is_inbox ? strcasecmp(folder->src_name, "INBOX") == 0 :
-		    use != MIGRATE_SPECIAL_USE_NONE ?
-		    (folder->src_special_use & use) != 0 :
-		    strcmp(folder->src_name, label) == 0)
+		if (migrate_gmail_label_names_folder(label, folder->src_name,
+				folder->src_special_use |
+				folder->dest.special_use))
 			return TRUE;
 	}
 	return FALSE;
@@ -671,8 +652,8 @@ static int migrate_run_map_folders(struct migrate_run *run)
 	if (!run->gmail) {
 		/* a Gmail-like layout without X-GM-EXT-1 */
 		array_foreach_elem(&run->src.folders, folder) {
-			if (migrate_folder_is_gmail_name(folder->src_name,
-							 run->src.delimiter))
+			if (migrate_gmail_is_name(folder->src_name,
+						  run->src.delimiter))
 				run->gmail = TRUE;
 		}
 	}
