@@ -131,13 +131,13 @@ static void cmd_migrate_print_folders(struct migrate_cmd_context *ctx,
 			      folder->dest.vname);
 		doveadm_print(folder->result);
 		doveadm_print_num(folder->src_messages);
-		doveadm_print_num(folder->imported);
-		doveadm_print_num(folder->existing);
-		doveadm_print_num(folder->failed);
-		doveadm_print_num(folder->deferred);
-		doveadm_print_num(folder->flags_updated);
-		doveadm_print_num(folder->expunged);
-		doveadm_print_num(folder->bytes);
+		doveadm_print_num(folder->counters.imported);
+		doveadm_print_num(folder->counters.existing);
+		doveadm_print_num(folder->counters.failed);
+		doveadm_print_num(folder->counters.deferred);
+		doveadm_print_num(folder->counters.flags_updated);
+		doveadm_print_num(folder->counters.expunged);
+		doveadm_print_num(folder->counters.bytes);
 		doveadm_print(folder->uids_preserved == NULL ? "" :
 			      folder->uids_preserved);
 		doveadm_print(cmd_migrate_folder_note(folder));
@@ -401,8 +401,8 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_print(folder->dest.vname);
 		doveadm_print_num(folder->src_messages);
 		doveadm_print_num(folder->dst_messages);
-		doveadm_print_num(folder->deferred);
-		doveadm_print_num(folder->existing);
+		doveadm_print_num(folder->counters.deferred);
+		doveadm_print_num(folder->counters.existing);
 		doveadm_print_num(folder->unexplained);
 		doveadm_print(folder->result);
 		doveadm_print("");
@@ -410,8 +410,8 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_print("");
 		totals[0] += folder->src_messages;
 		totals[1] += folder->dst_messages;
-		totals[2] += folder->deferred;
-		totals[3] += folder->existing;
+		totals[2] += folder->counters.deferred;
+		totals[3] += folder->counters.existing;
 		totals[4] += folder->unexplained;
 		if (!array_is_created(&folder->missing))
 			continue;

@@ -216,12 +216,13 @@ void migrate_importer_rollback(struct migrate_importer *imp)
 			continue;
 		msg->action = MIGRATE_MSG_IMPORT;
 		msg->rolled_back = TRUE;
-		if (imp->folder->imported > 0)
-			imp->folder->imported--;
+		if (imp->folder->counters.imported > 0)
+			imp->folder->counters.imported--;
 		imp->batch_rolled_back = TRUE;
 	}
-	imp->folder->bytes = imp->folder->bytes > imp->trans_bytes ?
-		imp->folder->bytes - imp->trans_bytes : 0;
+	imp->folder->counters.bytes =
+		imp->folder->counters.bytes > imp->trans_bytes ?
+		imp->folder->counters.bytes - imp->trans_bytes : 0;
 	array_clear(&imp->pending_uids);
 	imp->trans_msgs = 0;
 	imp->trans_bytes = 0;
@@ -361,11 +362,8 @@ static int migrate_importer_commit_record(struct migrate_importer *imp)
 	/* what status shows of a running pass: its counts so far (the
 	   folder's own totals are added up when the pass ends) */
 	fs = imp->fs;
-	fs.imported = imp->folder->imported;
-	fs.existing = imp->folder->existing;
-	fs.failed = imp->folder->failed;
-	fs.total_imported += imp->folder->imported;
-	fs.bytes += imp->folder->bytes;
+	migrate_counters_set_pass(&fs.counters, &imp->folder->counters);
+	fs.total_imported += imp->folder->counters.imported;
 	fs.planned = imp->folder->planned;
 	fs.planned_bytes = imp->folder->planned_bytes;
 	if (migrate_state_folder_set(ctx->state, imp->folder->src_name,
@@ -464,7 +462,7 @@ static int migrate_importer_dest_full(struct migrate_importer *imp,
 		m->action = MIGRATE_MSG_FAILED;
 		count++;
 	}
-	imp->folder->failed += count + 1;
+	imp->folder->counters.failed += count + 1;
 	ctx->error_code = disk ? MIGRATE_ERROR_DISK_FULL : MIGRATE_ERROR_QUOTA;
 	ctx->error = p_strdup_printf(ctx->pool, "Destination %s full in "
 		"%s: %s. What fit is kept; %u message(s) of this folder are in "
@@ -601,8 +599,8 @@ int migrate_importer_save(struct migrate_importer *imp,
 	imp->trans_bytes += body_size;
 	imp->trans_last_uid = msg->uid;
 	msg->action = MIGRATE_MSG_DONE;
-	imp->folder->imported++;
-	imp->folder->bytes += body_size;
+	imp->folder->counters.imported++;
+	imp->folder->counters.bytes += body_size;
 	ctx->live->cur_done++;
 	migrate_source_conn_progress(ctx->conn);
 	ctx->live->bytes_done += body_size;
@@ -695,7 +693,7 @@ static void migrate_dest_update_flags(struct migrate_importer *imp,
 		mail_update_keywords(mail, MODIFY_REPLACE, kw);
 		mailbox_keywords_unref(&kw);
 	}
-	imp->folder->flags_updated++;
+	imp->folder->counters.flags_updated++;
 }
 
 int migrate_importer_sync_claimed(struct migrate_importer *imp)
@@ -755,7 +753,7 @@ migrate_importer_expunge_gone(struct migrate_importer *imp, uint32_t max_uid,
 		dst_uid = migrate_uidmap_lookup(&imp->fs.uidmap, *uidp);
 		if (dst_uid != 0 && mail_set_uid(mail, dst_uid)) {
 			mail_expunge(mail);
-			imp->folder->expunged++;
+			imp->folder->counters.expunged++;
 		}
 		migrate_uidmap_remove(&imp->fs.uidmap, *uidp);
 	}

@@ -280,8 +280,8 @@ int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 	}
 	/* what this run imports here: saved so far, and what is left */
 	ictx->hooks->plan_folder(ictx->hook_context, imp->folder,
-				imp->folder->imported + ictx->live->cur_total,
-				imp->folder->bytes + planned_bytes);
+		imp->folder->counters.imported + ictx->live->cur_total,
+		imp->folder->counters.bytes + planned_bytes);
 	T_BEGIN {
 		migrate_fetch_send(&ctx);
 	} T_END;

@@ -88,7 +88,7 @@ static void migrate_verify_counts(struct migrate_importer *imp)
 		if (!item->resolved && item->class != MIGRATE_ITEM_VANISHED)
 			explained++;
 	}
-	folder->deferred = explained;
+	folder->counters.deferred = explained;
 	expected = folder->src_messages > explained ?
 		folder->src_messages - explained : 0;
 	if (folder->dst_messages < expected)
@@ -180,13 +180,13 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 		    migrate_verify_by_uidmap(&imp, msg, &dst_identities))
 			continue;
 		if (migrate_verify_explained(&imp, msg->uid)) {
-			folder->deferred++;
+			folder->counters.deferred++;
 			continue;
 		}
 		if (migrate_importer_msg_gmail_labelled(&imp, msg)) {
 			/* labelled: it's in its label folder */
 			msg->action = MIGRATE_MSG_DUPLICATE;
-			folder->existing++;
+			folder->counters.existing++;
 			continue;
 		}
 		migrate_verify_missing(&imp, msg);

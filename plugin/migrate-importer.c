@@ -397,14 +397,14 @@ migrate_importer_pass_finish(struct migrate_importer *imp)
 	array_foreach_elem(&imp->msgs, msg) {
 		switch (msg->action) {
 		case MIGRATE_MSG_PRESENT:
-			folder->existing++;
+			folder->counters.existing++;
 			break;
 		case MIGRATE_MSG_DEFERRED:
-			folder->deferred++;
+			folder->counters.deferred++;
 			break;
 		case MIGRATE_MSG_FAILED:
 		case MIGRATE_MSG_TOO_BIG:
-			folder->failed++;
+			folder->counters.failed++;
 			break;
 		default:
 			break;
@@ -584,10 +584,10 @@ migrate_folder_finished_event(struct event *event,
 	return event_create_passthrough(event)->
 		set_name("migrate_folder_finished")->
 		add_str("result", folder->result)->
-		add_int("messages", folder->imported)->
-		add_int("existing", folder->existing)->
-		add_int("failed", folder->failed)->
-		add_int("bytes", folder->bytes)->
+		add_int("messages", folder->counters.imported)->
+		add_int("existing", folder->counters.existing)->
+		add_int("failed", folder->counters.failed)->
+		add_int("bytes", folder->counters.bytes)->
 		add_int("duration_msecs", folder->duration_msecs)->
 		event();
 }
@@ -598,9 +598,11 @@ static int migrate_importer_folder_start(struct migrate_importer *imp)
 {
 	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct migrate_folder *folder = imp->folder;
+	struct migrate_counters none;
 	const char *error;
 	int ret;
 
+	i_zero(&none);
 	ret = migrate_state_folder_get(ctx->state, folder->src_name, imp->pool,
 				       &imp->fs, &error);
 	if (ret < 0) {
@@ -612,8 +614,8 @@ static int migrate_importer_folder_start(struct migrate_importer *imp)
 		migrate_importer_dest_moved(imp);
 	imp->fs.dest_vname = folder->dest.vname;
 	imp->fs.decoded_name = folder->dest.decoded_name;
-	imp->fs.imported = imp->fs.existing = imp->fs.failed = 0;
-	imp->fs.deferred = imp->fs.flags_updated = 0;
+	/* the pass's counts start at 0; bytes are the folder's total */
+	migrate_counters_set_pass(&imp->fs.counters, &none);
 	imp->fs.status = "running";
 	imp->fs.started = ioloop_time;
 	imp->fs.last_error = NULL;
@@ -685,16 +687,12 @@ static void migrate_importer_folder_finish(struct migrate_importer *imp,
 	folder->finished_event = TRUE;
 	e_info(migrate_folder_finished_event(imp->event, folder),
 	       "%s: %u imported, %u already there, %u failed, "
-	       "%"PRIu64" bytes", folder->result, folder->imported,
-	       folder->existing, folder->failed, folder->bytes);
+	       "%"PRIu64" bytes", folder->result, folder->counters.imported,
+	       folder->counters.existing, folder->counters.failed,
+	       folder->counters.bytes);
 	imp->fs.finished = ioloop_time;
-	imp->fs.imported = folder->imported;
-	imp->fs.existing = folder->existing;
-	imp->fs.failed = folder->failed;
-	imp->fs.deferred = folder->deferred;
-	imp->fs.flags_updated = folder->flags_updated;
-	imp->fs.total_imported += folder->imported;
-	imp->fs.bytes += folder->bytes;
+	migrate_counters_set_pass(&imp->fs.counters, &folder->counters);
+	imp->fs.total_imported += folder->counters.imported;
 	imp->fs.planned = folder->planned;
 	imp->fs.planned_bytes = folder->planned_bytes;
 	imp->fs.uids_preserved = folder->uids_preserved;

@@ -51,12 +51,11 @@ struct migrate_folder {
 	const char *result;	/* completed, unchanged, failed, skipped... */
 	const char *error;
 	uint32_t src_messages, dst_messages;
-	uint32_t imported, existing, failed, deferred, flags_updated;
-	uint32_t expunged, unexplained;
+	struct migrate_counters counters;
+	uint32_t unexplained;
 	/* verify --identities: source messages missing at the destination
 	   with nothing in the item log to explain them */
 	ARRAY(struct migrate_verify_missing) missing;
-	uint64_t bytes;
 	/* what this run means to import here: from STATUS and the state
 	   until the folder is listed, then what the listing found */
 	uint32_t planned;

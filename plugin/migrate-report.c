@@ -102,17 +102,18 @@ int migrate_report_status(struct migrate_state *state, const char **error_r)
 	doveadm_print(ret == 0 ? "queued" : rs.status);
 	doveadm_print("");
 	doveadm_print("");
-	doveadm_print_num(rs.imported);
-	doveadm_print_num(rs.existing);
-	doveadm_print_num(rs.failed);
-	doveadm_print_num(rs.deferred);
-	doveadm_print_num(rs.bytes);
+	doveadm_print_num(rs.counters.imported);
+	doveadm_print_num(rs.counters.existing);
+	doveadm_print_num(rs.counters.failed);
+	doveadm_print_num(rs.counters.deferred);
+	doveadm_print_num(rs.counters.bytes);
 	doveadm_print("");
 	doveadm_print(migrate_report_time(rs.started));
 	doveadm_print(migrate_report_time(rs.finished));
 	doveadm_print(rs.last_error == NULL ? "" : rs.last_error);
 	migrate_report_progress(ret == 0 ? NULL : rs.status, rs.started,
-				rs.imported, rs.planned, rs.planned_bytes);
+				rs.counters.imported, rs.planned,
+				rs.planned_bytes);
 
 	t_array_init(&names, 16);
 	if (migrate_state_folders_get(state, pool_datastack_create(), &names,
@@ -131,18 +132,18 @@ int migrate_report_status(struct migrate_state *state, const char **error_r)
 		doveadm_print_num(fs.src_messages);
 		doveadm_print_num(fs.dst_messages);
 		doveadm_print_num(fs.total_imported);
-		doveadm_print_num(fs.existing);
-		doveadm_print_num(fs.failed);
-		doveadm_print_num(fs.deferred);
-		doveadm_print_num(fs.bytes);
+		doveadm_print_num(fs.counters.existing);
+		doveadm_print_num(fs.counters.failed);
+		doveadm_print_num(fs.counters.deferred);
+		doveadm_print_num(fs.counters.bytes);
 		doveadm_print(fs.uids_preserved == NULL ? "" :
 			      fs.uids_preserved);
 		doveadm_print(migrate_report_time(fs.started));
 		doveadm_print(migrate_report_time(fs.finished));
 		doveadm_print(fs.last_error == NULL ? "" : fs.last_error);
 		migrate_report_progress(ret == 0 ? NULL : fs.status,
-					fs.started, fs.imported, fs.planned,
-					fs.planned_bytes);
+					fs.started, fs.counters.imported,
+					fs.planned, fs.planned_bytes);
 	}
 	return 0;
 }

@@ -197,8 +197,8 @@ static void migrate_run_done(struct migrate_run *run, uint32_t *messages_r,
 	*messages_r = 0;
 	*bytes_r = 0;
 	array_foreach_elem(&run->src.folders, folder) {
-		*messages_r += folder->imported;
-		*bytes_r += folder->bytes;
+		*messages_r += folder->counters.imported;
+		*bytes_r += folder->counters.bytes;
 	}
 	if (run->workers != NULL) {
 		migrate_workers_done(run, &messages, &bytes);
@@ -888,8 +888,8 @@ static void migrate_run_estimate_folder(struct migrate_run *run,
 		folder->planned = I_MIN(folder->planned,
 					folder->status_messages);
 		folder->planned_bytes = folder->planned == 0 ||
-			folder->status_size <= fs.bytes ? 0 :
-			folder->status_size - fs.bytes;
+			folder->status_size <= fs.counters.bytes ? 0 :
+			folder->status_size - fs.counters.bytes;
 	}
 	run->planned += folder->planned;
 	run->planned_bytes += folder->planned_bytes;
@@ -972,11 +972,7 @@ static int migrate_run_import(struct migrate_run *run)
 	array_foreach_elem(&jobs, folder) {
 		if (folder->result == NULL)
 			continue;
-		run->imported += folder->imported;
-		run->existing += folder->existing;
-		run->failed += folder->failed;
-		run->deferred += folder->deferred;
-		run->bytes += folder->bytes;
+		migrate_counters_add(&run->totals, &folder->counters);
 	}
 	if (run->progress_tty && (run->live.cur_total > 0 || used_workers))
 		fprintf(stderr, "\r\033[K");
@@ -1043,7 +1039,7 @@ static void migrate_run_plan_state(struct migrate_run *run,
 	if (ret <= 0 || fs.dest_vname == NULL)
 		return;
 	if (strcmp(fs.dest_vname, folder->dest.vname) == 0) {
-		folder->state_bytes = fs.bytes;
+		folder->state_bytes = fs.counters.bytes;
 		return;
 	}
 	folder->dest_previous = p_strdup(run->pool, fs.dest_vname);
@@ -1208,14 +1204,11 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 	rs.started = run->started;
 	rs.finished = strcmp(status, "running") == 0 ? 0 : ioloop_time;
 	rs.folders = array_count(&run->src.folders);
-	rs.imported = run->imported;
-	rs.existing = run->existing;
-	rs.failed = run->failed;
-	rs.deferred = run->deferred;
-	rs.bytes = run->bytes;
+	rs.counters = run->totals;
 	if (strcmp(status, "running") == 0) {
 		/* the totals above are added up when the pass ends */
-		migrate_run_done(run, &rs.imported, &rs.bytes);
+		migrate_run_done(run, &rs.counters.imported,
+				 &rs.counters.bytes);
 		rs.planned = run->planned;
 		rs.planned_bytes = run->planned_bytes;
 	}
@@ -1441,11 +1434,11 @@ static void migrate_run_finished(struct migrate_run *run)
 		add_int("exit_code",
 			migrate_error_to_exit_code(run->error_code))->
 		add_int("folders", array_count(&run->src.folders))->
-		add_int("messages", run->imported)->
-		add_int("existing", run->existing)->
-		add_int("failed", run->failed)->
-		add_int("deferred", run->deferred)->
-		add_int("bytes", run->bytes)->
+		add_int("messages", run->totals.imported)->
+		add_int("existing", run->totals.existing)->
+		add_int("failed", run->totals.failed)->
+		add_int("deferred", run->totals.deferred)->
+		add_int("bytes", run->totals.bytes)->
 		add_int("duration_msecs", timeval_diff_msecs(&ioloop_timeval,
 							     &run->started_tv))->
 		add_int("item_errors", run->item_errors)->
@@ -1460,8 +1453,9 @@ static void migrate_run_finished(struct migrate_run *run)
 	} T_END;
 	e_info(e->event(), "Run %s: %u imported, %u already there, %u failed, "
 	       "%"PRIu64" bytes (exit %d)",
-	       run->result != NULL ? run->result : "failed", run->imported,
-	       run->existing, run->failed, run->bytes,
+	       run->result != NULL ? run->result : "failed",
+	       run->totals.imported, run->totals.existing, run->totals.failed,
+	       run->totals.bytes,
 	       migrate_error_to_exit_code(run->error_code));
 }
 

@@ -81,9 +81,8 @@ struct migrate_run {
 	time_t started;
 	struct timeval started_tv;
 
-	/* totals */
-	uint32_t imported, existing, failed, deferred;
-	uint64_t bytes;
+	/* totals: the folders' counters added up */
+	struct migrate_counters totals;
 	/* what the run means to import: the folders' planned added up */
 	uint32_t planned;
 	uint64_t planned_bytes;

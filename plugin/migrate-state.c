@@ -220,13 +220,13 @@ void migrate_folder_state_encode(const struct migrate_folder_state *fs,
 	state_add_num(dest, "dst_uidvalidity", fs->dst_uidvalidity);
 	state_add_num(dest, "dst_uidnext", fs->dst_uidnext);
 	state_add_num(dest, "dst_messages", fs->dst_messages);
-	state_add_num(dest, "imported", fs->imported);
-	state_add_num(dest, "existing", fs->existing);
-	state_add_num(dest, "failed", fs->failed);
-	state_add_num(dest, "deferred", fs->deferred);
-	state_add_num(dest, "flags_updated", fs->flags_updated);
+	state_add_num(dest, "imported", fs->counters.imported);
+	state_add_num(dest, "existing", fs->counters.existing);
+	state_add_num(dest, "failed", fs->counters.failed);
+	state_add_num(dest, "deferred", fs->counters.deferred);
+	state_add_num(dest, "flags_updated", fs->counters.flags_updated);
 	state_add_num(dest, "total_imported", fs->total_imported);
-	state_add_num(dest, "bytes", fs->bytes);
+	state_add_num(dest, "bytes", fs->counters.bytes);
 	state_add_num(dest, "planned", fs->planned);
 	state_add_num(dest, "planned_bytes", fs->planned_bytes);
 	state_add_str(dest, "status", fs->status);
@@ -288,19 +288,19 @@ int migrate_folder_state_decode(const char *str, pool_t pool,
 		else if (strcmp(key, "dst_messages") == 0)
 			fs->dst_messages = num;
 		else if (strcmp(key, "imported") == 0)
-			fs->imported = num;
+			fs->counters.imported = num;
 		else if (strcmp(key, "existing") == 0)
-			fs->existing = num;
+			fs->counters.existing = num;
 		else if (strcmp(key, "failed") == 0)
-			fs->failed = num;
+			fs->counters.failed = num;
 		else if (strcmp(key, "deferred") == 0)
-			fs->deferred = num;
+			fs->counters.deferred = num;
 		else if (strcmp(key, "flags_updated") == 0)
-			fs->flags_updated = num;
+			fs->counters.flags_updated = num;
 		else if (strcmp(key, "total_imported") == 0)
 			fs->total_imported = num;
 		else if (strcmp(key, "bytes") == 0)
-			fs->bytes = num;
+			fs->counters.bytes = num;
 		else if (strcmp(key, "planned") == 0)
 			fs->planned = num;
 		else if (strcmp(key, "planned_bytes") == 0)
@@ -632,11 +632,11 @@ void migrate_run_state_encode(const struct migrate_run_state *run,
 	state_add_num(dest, "started", run->started);
 	state_add_num(dest, "finished", run->finished);
 	state_add_num(dest, "folders", run->folders);
-	state_add_num(dest, "imported", run->imported);
-	state_add_num(dest, "existing", run->existing);
-	state_add_num(dest, "failed", run->failed);
-	state_add_num(dest, "deferred", run->deferred);
-	state_add_num(dest, "bytes", run->bytes);
+	state_add_num(dest, "imported", run->counters.imported);
+	state_add_num(dest, "existing", run->counters.existing);
+	state_add_num(dest, "failed", run->counters.failed);
+	state_add_num(dest, "deferred", run->counters.deferred);
+	state_add_num(dest, "bytes", run->counters.bytes);
 	state_add_num(dest, "planned", run->planned);
 	state_add_num(dest, "planned_bytes", run->planned_bytes);
 	state_add_num(dest, "throttle_waits", run->throttle_waits);
@@ -657,11 +657,11 @@ int migrate_run_state_decode(const char *str, pool_t pool,
 		RUN_NUM("started", NULL, started),
 		RUN_NUM("finished", NULL, finished),
 		RUN_NUM("folders", "src_messages", folders),
-		RUN_NUM("imported", NULL, imported),
-		RUN_NUM("existing", NULL, existing),
-		RUN_NUM("failed", NULL, failed),
-		RUN_NUM("deferred", NULL, deferred),
-		RUN_NUM("bytes", NULL, bytes),
+		RUN_NUM("imported", NULL, counters.imported),
+		RUN_NUM("existing", NULL, counters.existing),
+		RUN_NUM("failed", NULL, counters.failed),
+		RUN_NUM("deferred", NULL, counters.deferred),
+		RUN_NUM("bytes", NULL, counters.bytes),
 		RUN_NUM("planned", NULL, planned),
 		RUN_NUM("planned_bytes", NULL, planned_bytes),
 		RUN_NUM("throttle_waits", "dst_messages", throttle_waits),

@@ -16,6 +16,7 @@
 
 #include "seq-range-array.h"
 #include "migrate-error.h"
+#include "migrate-counters.h"
 
 struct mail_user;
 
@@ -75,10 +76,9 @@ struct migrate_folder_state {
 	   mail at or above dst_uidnext is not known to us */
 	uint32_t dst_uidvalidity, dst_uidnext;
 	uint32_t dst_messages;
-	/* counters of the last run, and totals */
-	uint32_t imported, existing, failed, deferred, flags_updated;
+	/* counters of the last run (expunged is not kept), and totals */
+	struct migrate_counters counters;
 	uint32_t total_imported;
-	uint64_t bytes;
 	/* a running pass: the messages and bytes it means to import (what
 	   the listing found; an estimate from STATUS before it) */
 	uint32_t planned;
@@ -97,8 +97,10 @@ struct migrate_run_state {
 	const char *status;
 	const char *last_error;
 	time_t started, finished;
-	uint32_t folders, imported, existing, failed, deferred;
-	uint64_t bytes;
+	uint32_t folders;
+	/* imported, existing, failed, deferred, bytes (the others are not
+	   kept) */
+	struct migrate_counters counters;
 	/* while running: what the run means to import */
 	uint32_t planned;
 	uint64_t planned_bytes;

@@ -36,8 +36,7 @@
 
 /* The counters of struct migrate_folder a worker hands back */
 #define MIGRATE_JOB_COUNTERS(X) \
-	X(src_messages) X(dst_messages) X(imported) X(existing) X(failed) \
-	X(deferred) X(flags_updated) X(expunged) X(bytes) X(duration_msecs) \
+	X(src_messages) X(dst_messages) X(counters) X(duration_msecs) \
 	X(finished_event)
 
 /* Everything below lives in one shared anonymous mapping created before
@@ -50,9 +49,8 @@ struct migrate_worker_job {
 	char uids_preserved[16];
 	char error[MIGRATE_WORKER_ERROR_MAX];
 	uint32_t src_messages, dst_messages;
-	uint32_t imported, existing, failed, deferred, flags_updated;
-	uint32_t expunged;
-	uint64_t bytes, duration_msecs;
+	struct migrate_counters counters;
+	uint64_t duration_msecs;
 	bool finished_event;
 };
 

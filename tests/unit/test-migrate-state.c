@@ -88,7 +88,7 @@ static void test_folder_state_roundtrip(void)
 	fs.dst_uidnext = 43;
 	fs.status = "completed-with-errors";
 	fs.last_error = "line\nbreak";
-	fs.bytes = 123456789012ULL;
+	fs.counters.bytes = 123456789012ULL;
 	fs.planned = 60;
 	fs.planned_bytes = 5000000000ULL;
 	migrate_folder_state_encode(&fs, str);
@@ -103,7 +103,7 @@ static void test_folder_state_roundtrip(void)
 	test_assert(fs2.dst_uidnext == 43);
 	test_assert_strcmp(fs2.status, fs.status);
 	test_assert_strcmp(fs2.last_error, fs.last_error);
-	test_assert(fs2.bytes == fs.bytes);
+	test_assert(fs2.counters.bytes == fs.counters.bytes);
 	test_assert(fs2.planned == 60);
 	test_assert(fs2.planned_bytes == fs.planned_bytes);
 	/* unknown keys (a newer version wrote them) are ignored */
@@ -126,8 +126,8 @@ static void test_run_state_keys(void)
 	run.status = "running";
 	run.started = 1700000000;
 	run.folders = 12;
-	run.imported = 5;
-	run.bytes = 5000000000ULL;
+	run.counters.imported = 5;
+	run.counters.bytes = 5000000000ULL;
 	run.throttle_waits = 3;
 	run.reconnects = 2;
 	migrate_run_state_encode(&run, str);
@@ -140,8 +140,8 @@ static void test_run_state_keys(void)
 		pool_datastack_create(), &run2, &error) == 0);
 	test_assert_strcmp(run2.status, "running");
 	test_assert(run2.started == 1700000000);
-	test_assert(run2.folders == 12 && run2.imported == 5);
-	test_assert(run2.bytes == run.bytes);
+	test_assert(run2.folders == 12 && run2.counters.imported == 5);
+	test_assert(run2.counters.bytes == run.counters.bytes);
 	test_assert(run2.throttle_waits == 3 && run2.reconnects == 2);
 	/* written by the folder encoder before the run had its own keys */
 	i_zero(&run2);
