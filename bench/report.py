@@ -53,11 +53,6 @@ def fmt(x, digits=2):
     return ("%%.%df" % digits) % x
 
 
-def fmt_wall(x):
-    """wall seconds: milliseconds under one second (the clock has them)"""
-    return fmt(x, 3) if isinstance(x, float) and x < 1 else fmt(x)
-
-
 def ratio(a, b, floor=0.0):
     """a/b; "–" when b is missing or below `floor` (CPU times from
     /usr/bin/time have 10 ms resolution: ratios to ~0 are noise)."""
@@ -138,8 +133,7 @@ def render(meta, rows, anomalies):
              "pass); ok = repetitions that exited 0 with the expected message and folder counts "
              "at the destination. mbsync writes its own Maildir, so its row is the same under "
              "every destination format%s%s." % (
-                 "a 1 ms clock, less the measuring wrappers' own start-up, %s ms"
-                 % meta["wrapper_ms"] if "wrapper_ms" in meta else "/usr/bin/time, 10 ms steps",
+                 "/usr/bin/time, 10 ms steps",
                  "; \"limit: cp -r\" is `cp -r` of the source user's Maildir (page cache warm, "
                  "no fsync) to a fresh directory on the same disk: the floor for a first pass"
                  if "cp" in tools else "",
@@ -166,7 +160,7 @@ def render(meta, rows, anomalies):
                         "/".join(str(m) for m in x["msgs"]), x["expected"],
                         "/".join(str(m) for m in x["folders"]), x["folders_expected"])
                     L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %d/%d%s |" % (
-                        TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt_wall(x["wall"]),
+                        TOOL_LABEL[t] if p == "first" else "", PASS_LABEL[p], fmt(x["wall"]),
                         fmt(x["cpu"]), fmt(x["rss"], 1), fmt(x["src_cpu"]),
                         fmt(mbs, 1) if mbs else "",
                         fmt(x["dest_bytes"] / 1e6, 1) if x["dest_bytes"] else
