@@ -941,16 +941,22 @@ Expunge None
         }
         if a.scaling:
             meta["scaling"] = {"small": "alice", "large": "scale"}
+        import report
+        self.save_results("%s-rtt%d%s" % (datetime.date.today().isoformat(), rtt,
+                                          "-quick" if a.quick else ""), meta, report.render)
+
+    def save_results(self, stem, meta, render):
+        """STEM[-name].json (the raw rows) and .md (render's table) in
+        --results-dir; the table is printed too"""
+        a = self.a
         os.makedirs(a.results_dir, exist_ok=True)
-        stem = "%s-rtt%d%s" % (datetime.date.today().isoformat(), rtt, "-quick" if a.quick else "")
         if a.name:
             stem += "-" + a.name
         jpath = os.path.join(a.results_dir, stem + ".json")
         with open(jpath, "w") as f:
             json.dump({"meta": meta, "rows": self.rows, "anomalies": self.anomalies}, f,
                       indent=1, sort_keys=True)
-        import report
-        md = report.render(meta, self.rows, self.anomalies)
+        md = render(meta, self.rows, self.anomalies)
         mpath = os.path.join(a.results_dir, stem + ".md")
         with open(mpath, "w") as f:
             f.write(md)
@@ -1350,21 +1356,9 @@ class BulkBench(Bench):
                 "folders_per_user": max(s["folders"] for s in self.scenarios.values()
                                         if s["set"] == (u, m))} for u, m in a.bulk},
         }
-        os.makedirs(a.results_dir, exist_ok=True)
-        stem = "%s-rtt%d-bulk" % (datetime.date.today().isoformat(), rtt)
-        if a.name:
-            stem += "-" + a.name
-        jpath = os.path.join(a.results_dir, stem + ".json")
-        with open(jpath, "w") as f:
-            json.dump({"meta": meta, "rows": self.rows, "anomalies": self.anomalies}, f,
-                      indent=1, sort_keys=True)
         import report
-        md = report.render_bulk(meta, self.rows, self.anomalies)
-        mpath = os.path.join(a.results_dir, stem + ".md")
-        with open(mpath, "w") as f:
-            f.write(md)
-        sys.stdout.write("\n" + md + "\n")
-        log("wrote %s and %s" % (mpath, jpath))
+        self.save_results("%s-rtt%d-bulk" % (datetime.date.today().isoformat(), rtt), meta,
+                          report.render_bulk)
 
 
 # ---------------------------------------------------------------- helpers
