@@ -1051,13 +1051,13 @@ class TreeSampler(threading.Thread):
         roots = [self.root_pid] + [p for p in kids.get(self.dst_master, [])
                                    if table[p][1] == "doveadm-server"]
         self.workers_seen.update(roots[1:])
-        out, todo = [], list(roots)
-        while todo:
-            p = todo.pop()
+        out, pending = [], list(roots)
+        while pending:
+            p = pending.pop()
             if p not in table:
                 continue
             out.append((p, table[p][1]))
-            todo.extend(kids.get(p, []))
+            pending.extend(kids.get(p, []))
         return out
 
     def sample(self):
@@ -1384,18 +1384,7 @@ def wait_port(port, limit):
 
 def children(pid):
     """[(pid, comm)] of the direct children of pid."""
-    out = []
-    for st in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(st) as f:
-                data = f.read()
-        except OSError:
-            continue
-        comm = data[data.find("(") + 1:data.rfind(")")]
-        rest = data.rsplit(")", 1)[1].split()
-        if int(rest[1]) == pid:
-            out.append((int(st.split("/")[2]), comm))
-    return out
+    return [(p, comm) for p, (ppid, comm) in proc_table().items() if ppid == pid]
 
 
 def stop_dovecot(base_dir):
