@@ -21,6 +21,21 @@
    committing a batch (and then the state), the flag sync of imported mail
    and delete mode's expunge. Everything here goes through lib-storage. */
 
+
+void migrate_importer_dest_failed(struct migrate_importer *imp,
+				  struct mailbox *box, const char *what)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	enum mail_error mail_error;
+	const char *errstr = mailbox_get_last_internal_error(box, &mail_error);
+
+	ctx->error_code = MIGRATE_ERROR_DESTINATION;
+	ctx->error = p_strdup_printf(ctx->pool, "Destination folder %s: %s%s%s",
+				     imp->folder->dest.vname,
+				     what == NULL ? "" : what,
+				     what == NULL ? "" : ": ", errstr);
+}
+
 static int migrate_importer_dest_full(struct migrate_importer *imp,
 				      struct migrate_msg *msg,
 				      const char *error, bool disk);
@@ -183,12 +198,8 @@ migrate_importer_dest_scan_uids(struct migrate_importer *imp,
 	mailbox_header_lookup_unref(&headers);
 	(void)mailbox_transaction_commit(&t);
 	if (ret < 0) {
-		enum mail_error error;
-		imp->ctx->error_code = MIGRATE_ERROR_DESTINATION;
-		imp->ctx->error = p_strdup_printf(imp->ctx->pool,
-			"Destination folder %s: can't read existing mail: %s",
-			imp->folder->dest.vname,
-			mailbox_get_last_internal_error(imp->box, &error));
+		migrate_importer_dest_failed(imp, imp->box,
+					     "can't read existing mail");
 	}
 	return ret;
 }
@@ -701,7 +712,6 @@ int migrate_importer_sync_claimed(struct migrate_importer *imp)
 	struct mailbox_transaction_context *t;
 	struct migrate_msg *msg;
 	struct mail *mail;
-	enum mail_error mail_error;
 
 	/* not EXTERNAL (that is for saves only): Maildir would record the
 	   change in its index but never rename the file, and its next sync
@@ -715,11 +725,8 @@ int migrate_importer_sync_claimed(struct migrate_importer *imp)
 	}
 	mail_free(&mail);
 	if (mailbox_transaction_commit(&t) < 0) {
-		imp->ctx->error_code = MIGRATE_ERROR_DESTINATION;
-		imp->ctx->error = p_strdup_printf(imp->ctx->pool,
-			"Destination folder %s: flag update failed: %s",
-			imp->folder->dest.vname,
-			mailbox_get_last_internal_error(imp->box, &mail_error));
+		migrate_importer_dest_failed(imp, imp->box,
+					     "flag update failed");
 		return -1;
 	}
 	return 0;
@@ -731,12 +738,10 @@ static int
 migrate_importer_expunge_gone(struct migrate_importer *imp, uint32_t max_uid,
 			      const ARRAY_TYPE(seq_range) *seen_uids)
 {
-	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct mailbox_transaction_context *t;
 	struct mail *mail;
 	const struct migrate_uid_run *urun;
 	ARRAY_TYPE(uint32_t) gone;
-	enum mail_error mail_error;
 	uint32_t uid, dst_uid, *uidp;
 
 	t_array_init(&gone, 16);
@@ -759,11 +764,7 @@ migrate_importer_expunge_gone(struct migrate_importer *imp, uint32_t max_uid,
 	}
 	mail_free(&mail);
 	if (mailbox_transaction_commit(&t) < 0) {
-		ctx->error_code = MIGRATE_ERROR_DESTINATION;
-		ctx->error = p_strdup_printf(ctx->pool,
-			"Destination folder %s: expunge failed: %s",
-			imp->folder->dest.vname,
-			mailbox_get_last_internal_error(imp->box, &mail_error));
+		migrate_importer_dest_failed(imp, imp->box, "expunge failed");
 		return -1;
 	}
 	return 0;
@@ -831,12 +832,8 @@ int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 	}
 	mail_free(&ctx.mail);
 	if (mailbox_transaction_commit(&ctx.t) < 0) {
-		enum mail_error mail_error;
-		ictx->error_code = MIGRATE_ERROR_DESTINATION;
-		ictx->error = p_strdup_printf(ictx->pool,
-			"Destination folder %s: flag update failed: %s",
-			imp->folder->dest.vname,
-			mailbox_get_last_internal_error(imp->box, &mail_error));
+		migrate_importer_dest_failed(imp, imp->box,
+					     "flag update failed");
 		return -1;
 	}
 	if (ret < 0) {

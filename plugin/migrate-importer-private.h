@@ -240,6 +240,10 @@ migrate_importer_flags_cmd(struct migrate_importer *imp, uint32_t max_uid,
 			   uint64_t src_modseq, bool *full_r);
 
 /* migrate-importer-dest.c */
+/* The folder's error: "Destination folder NAME: WHAT: " and lib-storage's
+   last error of box (WHAT may be NULL), code MIGRATE_ERROR_DESTINATION */
+void migrate_importer_dest_failed(struct migrate_importer *imp,
+				  struct mailbox *box, const char *what);
 
 /* Returns 1 when the folder is open, 0 when it can't exist at the destination
    (folder->error says why; the run goes on), -1 when the run fails. */

@@ -513,7 +513,6 @@ int migrate_importer_remember_labelled(struct migrate_importer_ctx *ctx,
 	enum mailbox_existence existence;
 	struct hash_iterate_context *iter;
 	struct migrate_dest_ids *ids;
-	enum mail_error mail_error;
 	const char *identity;
 	int ret = 0;
 
@@ -528,11 +527,7 @@ int migrate_importer_remember_labelled(struct migrate_importer_ctx *ctx,
 		if (mailbox_exists(imp.box, TRUE, &existence) < 0 ||
 		    (existence == MAILBOX_EXISTENCE_SELECT &&
 		     mailbox_open(imp.box) < 0)) {
-			ctx->error_code = MIGRATE_ERROR_DESTINATION;
-			ctx->error = p_strdup_printf(ctx->pool,
-				"Destination folder %s: %s", folder->dest.vname,
-				mailbox_get_last_internal_error(imp.box,
-								&mail_error));
+			migrate_importer_dest_failed(&imp, imp.box, NULL);
 			ret = -1;
 		} else if (existence == MAILBOX_EXISTENCE_SELECT &&
 			   migrate_importer_dest_scan(&imp, 1) < 0) {
