@@ -907,6 +907,26 @@ void migrate_run_plan_folder(struct migrate_run *run,
 	migrate_run_save_progress(run);
 }
 
+/* How many of the jobs (in folder order) workers may take. Without
+   X-GM-EXT-1, Gmail's All Mail (last in that order) is left to this
+   process: it reads the label folders' mail from the destination once
+   every label folder is done, and the workers' folders are done when
+   migrate_workers_run() returns. */
+static unsigned int
+migrate_run_worker_jobs(struct migrate_folder *const *jobs,
+			unsigned int count, bool labelled_known)
+{
+	unsigned int i;
+
+	if (labelled_known)
+		return count;
+	for (i = 0; i < count; i++) {
+		if (jobs[i]->dest.gmail_all_mail)
+			return i;
+	}
+	return count;
+}
+
 static int migrate_run_import(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
@@ -943,7 +963,10 @@ static int migrate_run_import(struct migrate_run *run)
 	migrate_run_save_progress(run);
 
 	job_folders = array_get(&jobs, &job_count);
-	ret = migrate_workers_run(run, job_folders, job_count, &used_workers);
+	ret = migrate_workers_run(run, job_folders,
+				  migrate_run_worker_jobs(job_folders, job_count,
+							  labelled_known),
+				  &used_workers);
 	/* every folder without workers; with them, what they left undone */
 	array_foreach_elem(&jobs, folder) {
 		if (ret < 0)

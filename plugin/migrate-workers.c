@@ -9,6 +9,7 @@
 #include "safe-mkstemp.h"
 #include "str.h"
 #include "time-util.h"
+#include "hostpid.h"
 #include "master-service.h"
 #include "mail-user.h"
 #include "mail-namespace.h"
@@ -94,6 +95,9 @@ struct migrate_workers_wait {
 	struct ioloop *ioloop;
 	bool killed;
 };
+
+/* the worker process's own my_pid */
+static char worker_pid[MAX_INT_STRLEN];
 
 static int64_t migrate_workers_now_msecs(void)
 {
@@ -197,8 +201,10 @@ migrate_workers_wanted(struct migrate_run *run, unsigned int group_count)
 
 	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT)
 		return 0;
-	/* both need every identity seen so far in one process */
-	if (set->dedupe_across_folders || run->have_all_folder)
+	/* it needs every identity seen so far in one process (Gmail's All
+	   Mail doesn't: the run keeps it for itself, see
+	   migrate_run_worker_jobs()) */
+	if (set->dedupe_across_folders)
 		return 0;
 	if (n > group_count)
 		n = group_count;
@@ -628,6 +634,10 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 #endif
 	if (getppid() != parent_pid)
 		_exit(1);
+	/* my_pid names maildir files, rawlogs and lock owners: a worker
+	   must not reuse the parent's */
+	i_snprintf(worker_pid, sizeof(worker_pid), "%ld", (long)getpid());
+	my_pid = worker_pid;
 	migrate_worker_signals_reset();
 	/* the parent's ioloop (and its epoll set) stays the parent's */
 	(void)io_loop_create();

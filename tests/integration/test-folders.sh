@@ -176,6 +176,17 @@ assert_exit NAME="gmail: full run after -m INBOX exits 0" 0 migrate g2 "$GMAIL_P
 expect_tree "gmail: labelled mail of an unchanged folder is not duplicated into Archive" \
 	g2 "$GMAIL_TREE"
 
+# The label folders run in worker processes; All Mail waits for every one
+# of them and is imported by the run's own process, which then reads the
+# label folders' mail from the destination (no X-GM-EXT-1 here)
+dst_add_user g4 userdb_migrate_source_user=alice
+migrate g4 "$GMAIL_PORT" -o plugin/migrate_parallel_folders=3 -o log_debug=category=migrate \
+	>"$T/g4.out" 2>"$T/g4.err"
+check "gmail with workers: migrate run exits 0" test $? -eq 0
+assert_match "gmail with workers: the label folders ran in worker processes" \
+	"Importing [0-9]+ folders in 3 worker processes" "$(cat "$T/g4.err")"
+expect_tree "gmail with workers: labelled mail not duplicated into Archive" g4 "$GMAIL_TREE"
+
 # Spam and Trash are migrated when migrate_gmail_skip is emptied
 dst_add_user g3 userdb_migrate_source_user=alice
 assert_exit NAME="gmail: run with migrate_gmail_skip= exits 0" 0 migrate g3 "$GMAIL_PORT" \
