@@ -29,11 +29,11 @@ void migrate_importer_dest_failed(struct migrate_importer *imp,
 	enum mail_error mail_error;
 	const char *errstr = mailbox_get_last_internal_error(box, &mail_error);
 
-	ctx->error_code = MIGRATE_ERROR_DESTINATION;
-	ctx->error = p_strdup_printf(ctx->pool, "Destination folder %s: %s%s%s",
-				     imp->folder->dest.vname,
-				     what == NULL ? "" : what,
-				     what == NULL ? "" : ": ", errstr);
+	migrate_importer_set_error(ctx, MIGRATE_ERROR_DESTINATION,
+				   "Destination folder %s: %s%s%s",
+				   imp->folder->dest.vname,
+				   what == NULL ? "" : what,
+				   what == NULL ? "" : ": ", errstr);
 }
 
 static int migrate_importer_dest_full(struct migrate_importer *imp,
@@ -107,16 +107,13 @@ failed:
 	    mail_error == MAIL_ERROR_NOTFOUND) {
 		/* this name can't be a folder there (e.g. mbox: a folder
 		   with mail can't have subfolders): the others go on */
-		folder->error = p_strdup_printf(ctx->pool,
+		migrate_importer_folder_failed(imp,
 			"Destination folder %s can't be created: %s",
 			folder->dest.vname, error);
 		mailbox_free(&imp->box);
 		return 0;
 	}
-	ctx->error_code = MIGRATE_ERROR_DESTINATION;
-	ctx->error = p_strdup_printf(ctx->pool,
-		"Destination folder %s: %s", folder->dest.vname, error);
-	folder->error = ctx->error;
+	migrate_importer_dest_failed(imp, imp->box, NULL);
 	return -1;
 }
 
@@ -289,9 +286,9 @@ static int migrate_importer_commit_disk_full(struct migrate_importer *imp,
 	if (msg != NULL)
 		return migrate_importer_dest_full(imp, msg, error, TRUE);
 	migrate_importer_rollback(imp);
-	ctx->error_code = MIGRATE_ERROR_DISK_FULL;
-	ctx->error = p_strdup_printf(ctx->pool, "Destination file system full "
-		"in %s: commit failed: %s", imp->folder->dest.vname, error);
+	migrate_importer_set_error(ctx, MIGRATE_ERROR_DISK_FULL,
+		"Destination file system full in %s: commit failed: %s",
+		imp->folder->dest.vname, error);
 	return -1;
 }
 
@@ -321,9 +318,8 @@ static int migrate_importer_commit_failed(struct migrate_importer *imp)
 		(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
 		return 0;
 	}
-	ctx->error_code = error == MAIL_ERROR_NOQUOTA ?
-		MIGRATE_ERROR_QUOTA : MIGRATE_ERROR_DESTINATION;
-	ctx->error = p_strdup_printf(ctx->pool,
+	migrate_importer_set_error(ctx, error == MAIL_ERROR_NOQUOTA ?
+		MIGRATE_ERROR_QUOTA : MIGRATE_ERROR_DESTINATION,
 		"Destination folder %s: commit failed: %s",
 		imp->folder->dest.vname, errstr);
 	array_clear(&imp->pending_uids);
@@ -339,7 +335,6 @@ static int migrate_importer_commit_record(struct migrate_importer *imp)
 	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct migrate_folder_state fs;
 	struct mailbox_status status;
-	enum mail_error error;
 	const char *errstr;
 
 	/* the mail is safe now: the state may follow. The box's view
@@ -347,17 +342,13 @@ static int migrate_importer_commit_record(struct migrate_importer *imp)
 	   would be stale, and a resumed run would match mail this map
 	   already owns by identity once more. */
 	if (mailbox_sync(imp->box, 0) < 0) {
-		errstr = mailbox_get_last_internal_error(imp->box, &error);
-		ctx->error_code = MIGRATE_ERROR_DESTINATION;
-		ctx->error = p_strdup_printf(ctx->pool,
-			"Destination folder %s: sync after commit failed: %s",
-			imp->folder->dest.vname, errstr);
+		migrate_importer_dest_failed(imp, imp->box,
+					     "sync after commit failed");
 		return -1;
 	}
 	if (ctx->batch_fsync &&
 	    migrate_importer_make_durable(imp, &errstr) < 0) {
-		ctx->error_code = MIGRATE_ERROR_DESTINATION;
-		ctx->error = p_strdup_printf(ctx->pool,
+		migrate_importer_set_error(ctx, MIGRATE_ERROR_DESTINATION,
 			"Destination folder %s: %s", imp->folder->dest.vname,
 			errstr);
 		return -1;
@@ -379,8 +370,8 @@ static int migrate_importer_commit_record(struct migrate_importer *imp)
 	fs.planned_bytes = imp->folder->planned_bytes;
 	if (migrate_state_folder_set(ctx->state, imp->folder->src_name,
 				     &fs, &errstr) < 0) {
-		ctx->error_code = MIGRATE_ERROR_TEMP;
-		ctx->error = p_strdup(ctx->pool, errstr);
+		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, "%s",
+					   errstr);
 		return -1;
 	}
 	ctx->hooks->save_progress(ctx->hook_context);
@@ -474,10 +465,9 @@ static int migrate_importer_dest_full(struct migrate_importer *imp,
 		count++;
 	}
 	imp->folder->counters.failed += count + 1;
-	ctx->error_code = disk ? MIGRATE_ERROR_DISK_FULL : MIGRATE_ERROR_QUOTA;
-	ctx->error = p_strdup_printf(ctx->pool, "Destination %s full in "
-		"%s: %s. What fit is kept; %u message(s) of this folder are in "
-		"the item log as %s (migrate report -r %s): %s and run again",
+	migrate_importer_set_error(ctx, disk ? MIGRATE_ERROR_DISK_FULL :
+		MIGRATE_ERROR_QUOTA, "Destination %s full in %s: %s. What fit "
+		"is kept; %u message(s) of this folder are in the item log as %s (migrate report -r %s): %s and run again",
 		disk ? "file system" : "quota", imp->folder->dest.vname, error,
 		count + 1, migrate_item_class_name(class),
 		migrate_item_class_name(class),
@@ -549,8 +539,7 @@ int migrate_importer_save(struct migrate_importer *imp,
 	   before it instead. */
 	ret = migrate_source_conn_body_prefetch(ctx->conn, &code, &error);
 	if (ret < 0) {
-		ctx->error_code = code;
-		ctx->error = p_strdup(ctx->pool, error);
+		migrate_importer_set_error(ctx, code, "%s", error);
 		return -1;
 	}
 	if (ret == 0 && imp->trans_msgs > 0 &&
@@ -580,8 +569,8 @@ int migrate_importer_save(struct migrate_importer *imp,
 			break;
 		if (migrate_source_conn_wait(ctx->conn, &error) < 0) {
 			mailbox_save_cancel(&save);
-			ctx->error_code = MIGRATE_ERROR_TEMP;
-			ctx->error = p_strdup(ctx->pool, error);
+			migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP,
+						   "%s", error);
 			migrate_source_conn_disconnect(ctx->conn);
 			return -1;
 		}
@@ -824,9 +813,11 @@ int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 		/* throttled: a skipped flag sync would be lost for good,
 		   the pass records the new HIGHESTMODSEQ */
 		if (migrate_importer_throttle(ictx, error) < 0) {
+			/* a failed flag commit below is the error to keep */
 			ret = -1;
 			code = ictx->error_code;
 			error = t_strdup(ictx->error);
+			migrate_importer_clear_error(ictx);
 			break;
 		}
 	}
@@ -837,8 +828,7 @@ int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 		return -1;
 	}
 	if (ret < 0) {
-		ictx->error_code = code;
-		ictx->error = p_strdup(ictx->pool, error);
+		migrate_importer_set_error(ictx, code, "%s", error);
 		return -1;
 	}
 	if (ret == 0) {

@@ -220,8 +220,7 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 
 	migrate_fetch_send(ctx);
 	if (migrate_source_conn_read(ictx->conn, &reply, &code, &error) < 0) {
-		ictx->error_code = code;
-		ictx->error = p_strdup(ictx->pool, error);
+		migrate_importer_set_error(ictx, code, "%s", error);
 		return -1;
 	}
 	if (reply.body != NULL) {
@@ -239,8 +238,7 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 			return -1;
 		if (migrate_source_conn_finish_body(ictx->conn, &tail,
 						    &code, &error) < 0) {
-			ictx->error_code = code;
-			ictx->error = p_strdup(ictx->pool, error);
+			migrate_importer_set_error(ictx, code, "%s", error);
 			return -1;
 		}
 		if (migrate_importer_batch_full(imp) &&

@@ -176,7 +176,20 @@ struct migrate_importer {
 	struct timeval started;
 };
 
-/* migrate-importer.c: the driver's hooks, a folder's context */
+/* migrate-importer.c: the sticky error, the driver's hooks, a folder's
+   context */
+
+/* The error that stops the run (ctx->error_code, ctx->error): the first
+   one set stays until migrate_importer_clear_error() */
+void migrate_importer_set_error(struct migrate_importer_ctx *ctx,
+				enum migrate_error code, const char *fmt, ...)
+	ATTR_FORMAT(3, 4);
+/* A reconnect recovered from it: the pass goes on */
+void migrate_importer_clear_error(struct migrate_importer_ctx *ctx);
+/* This folder failed, the run goes on: folder->error says why (the first
+   reason set stays) */
+void migrate_importer_folder_failed(struct migrate_importer *imp,
+				    const char *fmt, ...) ATTR_FORMAT(2, 3);
 
 /* The driver's throttle backoff: -1 with ctx->error when its budget is
    used up */

@@ -266,14 +266,14 @@ int migrate_importer_examine(struct migrate_importer *imp,
 	int ret, list_ret;
 
 	if (migrate_source_conn_compress(ctx->conn, &code, &error) < 0) {
-		ctx->error_code = code;
-		ctx->error = p_strdup(ctx->pool, error);
+		migrate_importer_set_error(ctx, code, "%s", error);
 		return -1;
 	}
 	str_append(cmd, "EXAMINE ");
 	if (!migrate_source_conn_append_mailbox(ctx->conn, cmd,
 						imp->folder->src_name)) {
-		imp->folder->error = "folder name can't be sent to the server";
+		migrate_importer_folder_failed(imp,
+			"folder name can't be sent to the server");
 		return 0;
 	}
 	if (migrate_source_conn_has_capability(ctx->conn, "CONDSTORE"))
@@ -314,18 +314,18 @@ int migrate_importer_examine(struct migrate_importer *imp,
 		imp->prefetched = ret > 0 && list_ret > 0;
 	}
 	if (ret < 0) {
-		ctx->error_code = code;
-		ctx->error = p_strdup(ctx->pool, error);
+		migrate_importer_set_error(ctx, code, "%s", error);
 		return -1;
 	}
 	if (ret == 0) {
 		migrate_importer_drain_flags(imp);
-		imp->folder->error = p_strdup_printf(ctx->pool,
-			"EXAMINE failed: %s", error);
+		migrate_importer_folder_failed(imp, "EXAMINE failed: %s",
+					       error);
 		return 0;
 	}
 	if (imp->uidvalidity == 0) {
-		imp->folder->error = "server sent no UIDVALIDITY";
+		migrate_importer_folder_failed(imp,
+			"server sent no UIDVALIDITY");
 		return 0;
 	}
 	return 1;
@@ -402,8 +402,7 @@ static int migrate_importer_list_cmd(struct migrate_importer *imp,
 			(migrate_untagged_callback_t *)migrate_list_cb, imp,
 			&code, &error);
 		if (ret < 0) {
-			ctx->error_code = code;
-			ctx->error = p_strdup(ctx->pool, error);
+			migrate_importer_set_error(ctx, code, "%s", error);
 			return -1;
 		}
 		if (ret > 0)
@@ -553,8 +552,7 @@ int migrate_importer_search_uids(struct migrate_importer *imp,
 		(migrate_untagged_callback_t *)migrate_search_cb, &ctx,
 		&code, error_r);
 	if (ret < 0) {
-		ictx->error_code = code;
-		ictx->error = p_strdup(ictx->pool, *error_r);
+		migrate_importer_set_error(ictx, code, "%s", *error_r);
 		return -1;
 	}
 	*uids_r = ctx.uids;

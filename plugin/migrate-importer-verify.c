@@ -116,8 +116,8 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 	state_ret = migrate_state_folder_get(ctx->state, folder->src_name,
 					     imp.pool, &imp.fs, &error);
 	if (state_ret < 0) {
-		ctx->error_code = MIGRATE_ERROR_TEMP;
-		ctx->error = p_strdup(ctx->pool, error);
+		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, "%s",
+					   error);
 		migrate_importer_deinit(&imp);
 		return -1;
 	}
@@ -140,11 +140,7 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 	    existence != MAILBOX_EXISTENCE_SELECT) {
 		i_zero(&status);
 	} else if (mailbox_open(imp.box) < 0 || mailbox_sync(imp.box, 0) < 0) {
-		enum mail_error mail_error;
-		ctx->error_code = MIGRATE_ERROR_DESTINATION;
-		ctx->error = p_strdup_printf(ctx->pool, "Destination folder "
-			"%s: %s", folder->dest.vname,
-			mailbox_get_last_internal_error(imp.box, &mail_error));
+		migrate_importer_dest_failed(&imp, imp.box, NULL);
 		migrate_importer_deinit(&imp);
 		return -1;
 	} else {

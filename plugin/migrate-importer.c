@@ -23,16 +23,40 @@
    back) before what the last one did stands */
 #define MIGRATE_MAX_PASSES 1000
 
+void migrate_importer_set_error(struct migrate_importer_ctx *ctx,
+				enum migrate_error code, const char *fmt, ...)
+{
+	va_list args;
+
+	i_assert(code != MIGRATE_ERROR_NONE);
+	if (ctx->error_code != MIGRATE_ERROR_NONE)
+		return;
+	va_start(args, fmt);
+	ctx->error_code = code;
+	ctx->error = p_strdup_vprintf(ctx->pool, fmt, args);
+	va_end(args);
+}
+
+void migrate_importer_clear_error(struct migrate_importer_ctx *ctx)
+{
+	ctx->error_code = MIGRATE_ERROR_NONE;
+	ctx->error = NULL;
+}
+
+void migrate_importer_folder_failed(struct migrate_importer *imp,
+				    const char *fmt, ...)
+{
+	va_list args;
+
+	if (imp->folder->error != NULL)
+		return;
+	va_start(args, fmt);
+	imp->folder->error = p_strdup_vprintf(imp->ctx->pool, fmt, args);
+	va_end(args);
+}
+
 /* The driver's hooks (migrate-importer.h): their failures become this
    context's error */
-
-static void migrate_importer_set_error(struct migrate_importer_ctx *ctx,
-				       enum migrate_error code,
-				       const char *error)
-{
-	ctx->error_code = code;
-	ctx->error = p_strdup(ctx->pool, error);
-}
 
 int migrate_importer_throttle(struct migrate_importer_ctx *ctx,
 			      const char *why)
@@ -40,7 +64,7 @@ int migrate_importer_throttle(struct migrate_importer_ctx *ctx,
 	const char *error;
 
 	if (ctx->hooks->throttle(ctx->hook_context, why, &error) < 0) {
-		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, error);
+		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, "%s", error);
 		return -1;
 	}
 	return 0;
@@ -52,12 +76,13 @@ static int migrate_importer_reconnect(struct migrate_importer_ctx *ctx,
 	enum migrate_error code;
 	const char *error;
 
+	/* the lost connection's error (why) is handled here: what the
+	   reconnect says replaces it */
+	migrate_importer_clear_error(ctx);
 	if (ctx->hooks->reconnect(ctx->hook_context, why, &code, &error) < 0) {
-		migrate_importer_set_error(ctx, code, error);
+		migrate_importer_set_error(ctx, code, "%s", error);
 		return -1;
 	}
-	ctx->error_code = MIGRATE_ERROR_NONE;
-	ctx->error = NULL;
 	return 0;
 }
 
@@ -68,7 +93,7 @@ migrate_importer_errors_max_reached(struct migrate_importer_ctx *ctx)
 
 	if (!ctx->hooks->errors_max_reached(ctx->hook_context, &error))
 		return FALSE;
-	migrate_importer_set_error(ctx, MIGRATE_ERROR_ITEMS, error);
+	migrate_importer_set_error(ctx, MIGRATE_ERROR_ITEMS, "%s", error);
 	return TRUE;
 }
 
@@ -601,7 +626,7 @@ static int migrate_importer_folder_start(struct migrate_importer *imp)
 	ret = migrate_state_folder_get(ctx->state, folder->src_name, imp->pool,
 				       &imp->fs, &error);
 	if (ret < 0) {
-		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, error);
+		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, "%s", error);
 		return -1;
 	}
 	imp->have_state = ret > 0;
@@ -697,7 +722,7 @@ static void migrate_importer_folder_finish(struct migrate_importer *imp,
 		e_error(imp->event, "%s", error);
 		if (*ret == MIGRATE_PASS_DONE) {
 			migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP,
-						   error);
+						   "%s", error);
 			*ret = MIGRATE_PASS_RUN_FAILED;
 		}
 	}
