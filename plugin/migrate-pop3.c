@@ -987,12 +987,8 @@ static void migrate_pop3_deinit(struct migrate_pop3 **_pop3)
 static void migrate_pop3_run_error(struct migrate_run *run,
 				   enum migrate_error code, const char *error)
 {
-	if (run->error_code != MIGRATE_ERROR_NONE) {
+	if (!migrate_run_fail(run, code, "%s", error))
 		e_error(run->event, "%s", error);
-		return;
-	}
-	run->error_code = code;
-	run->error = p_strdup(run->pool, error);
 }
 
 /* The POP3 messages by hash, for the saves */

@@ -147,43 +147,19 @@ static void migrate_run_pace(struct migrate_run *run)
 	migrate_pacing_saved(&run->pacing);
 }
 
-static bool migrate_run_errors_max_reached(struct migrate_run *run)
+bool migrate_run_fail(struct migrate_run *run, enum migrate_error code,
+		      const char *fmt, ...)
 {
-	unsigned int total = run->item_errors;
+	va_list args;
 
-	if (run->set->errors_max == 0 || total < run->set->errors_max)
+	i_assert(code != MIGRATE_ERROR_NONE);
+	if (run->error_code != MIGRATE_ERROR_NONE)
 		return FALSE;
-	run->error_code = MIGRATE_ERROR_ITEMS;
-	run->error = p_strdup_printf(run->pool, "Stopped after %u failed "
-		"messages (migrate_errors_max)", total);
+	va_start(args, fmt);
+	run->error_code = code;
+	run->error = p_strdup_vprintf(run->pool, fmt, args);
+	va_end(args);
 	return TRUE;
-}
-
-static int migrate_run_reconnect(struct migrate_run *run, const char *why)
-{
-	enum migrate_error code;
-	const char *error;
-
-	if (migrate_pacing_reconnect(&run->pacing, why, &code, &error) < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
-		return -1;
-	}
-	run->error_code = MIGRATE_ERROR_NONE;
-	run->error = NULL;
-	return 0;
-}
-
-static int migrate_run_throttle(struct migrate_run *run, const char *why)
-{
-	const char *error;
-
-	if (migrate_pacing_throttle(&run->pacing, why, &error) < 0) {
-		run->error_code = MIGRATE_ERROR_TEMP;
-		run->error = p_strdup(run->pool, error);
-		return -1;
-	}
-	return 0;
 }
 
 /* Messages and bytes this run saved so far, the workers' included */
@@ -367,10 +343,12 @@ static bool migrate_run_hook_errors_max_reached(void *context,
 						const char **error_r)
 {
 	struct migrate_run *run = context;
+	unsigned int total = run->item_errors;
 
-	if (!migrate_run_errors_max_reached(run))
+	if (run->set->errors_max == 0 || total < run->set->errors_max)
 		return FALSE;
-	*error_r = run->error;
+	*error_r = t_strdup_printf("Stopped after %u failed messages "
+				   "(migrate_errors_max)", total);
 	return TRUE;
 }
 
@@ -384,11 +362,7 @@ static int migrate_run_hook_throttle(void *context, const char *why,
 {
 	struct migrate_run *run = context;
 
-	if (migrate_run_throttle(run, why) < 0) {
-		*error_r = run->error;
-		return -1;
-	}
-	return 0;
+	return migrate_pacing_throttle(&run->pacing, why, error_r);
 }
 
 static int migrate_run_hook_reconnect(void *context, const char *why,
@@ -397,12 +371,7 @@ static int migrate_run_hook_reconnect(void *context, const char *why,
 {
 	struct migrate_run *run = context;
 
-	if (migrate_run_reconnect(run, why) < 0) {
-		*code_r = run->error_code;
-		*error_r = run->error;
-		return -1;
-	}
-	return 0;
+	return migrate_pacing_reconnect(&run->pacing, why, code_r, error_r);
 }
 
 static bool migrate_run_hook_gmail_label_imported(void *context,
@@ -460,21 +429,21 @@ void migrate_run_importer_ctx(struct migrate_run *run,
 	ctx_r->gmail_ext = run->src.gmail_ext;
 	ctx_r->have_all_folder = run->have_all_folder;
 	ctx_r->seen = run->seen;
-	ctx_r->error_code = run->error_code;
-	ctx_r->error = run->error;
 	ctx_r->live = &run->live;
 	ctx_r->hooks = &migrate_run_importer_hooks;
 	ctx_r->hook_context = run;
 }
 
-/* The importer's error is the run's: it starts from the run's and ends
-   up there, whatever the importer returned */
+/* The importer's sticky error becomes the run's when the importer says
+   the run can't go on */
 static int migrate_run_importer_done(struct migrate_run *run,
 				     const struct migrate_importer_ctx *ctx,
 				     int ret)
 {
-	run->error_code = ctx->error_code;
-	run->error = ctx->error;
+	if (ret < 0) {
+		i_assert(ctx->error_code != MIGRATE_ERROR_NONE);
+		(void)migrate_run_fail(run, ctx->error_code, "%s", ctx->error);
+	}
 	return ret;
 }
 
@@ -510,10 +479,15 @@ static int migrate_run_remember_labelled(struct migrate_run *run)
 /* NAMESPACE, LIST, LSUB (migrate-source-list.c) */
 static int migrate_run_list(struct migrate_run *run)
 {
+	enum migrate_error code;
+	const char *error;
+
 	if (migrate_source_list_folders(&run->src, run->conn, run->event,
 					run->set->source_prefix,
-					&run->error_code, &run->error) < 0)
+					&code, &error) < 0) {
+		(void)migrate_run_fail(run, code, "%s", error);
 		return -1;
+	}
 	run->gmail = run->src.gmail_ext;
 	return 0;
 }
@@ -642,9 +616,8 @@ static int migrate_run_map_folders(struct migrate_run *run)
 	map_set.exclude = run->set->exclude;
 	if (migrate_special_use_parse_list(run->set->gmail_skip,
 					   &gmail_skip, &error) < 0) {
-		run->error_code = MIGRATE_ERROR_CONFIG;
-		run->error = p_strdup_printf(run->pool, "Invalid setting "
-			"migrate_gmail_skip=%s: %s", run->set->gmail_skip,
+		(void)migrate_run_fail(run, MIGRATE_ERROR_CONFIG,
+			"Invalid setting migrate_gmail_skip=%s: %s", run->set->gmail_skip,
 			error);
 		return -1;
 	}
@@ -661,8 +634,7 @@ static int migrate_run_map_folders(struct migrate_run *run)
 	array_foreach_elem(&run->src.folders, folder)
 		map_set.source_flagged |= folder->src_special_use;
 	if (migrate_folder_map_init(&map_set, &run->map, &error) < 0) {
-		run->error_code = MIGRATE_ERROR_CONFIG;
-		run->error = p_strdup(run->pool, error);
+		(void)migrate_run_fail(run, MIGRATE_ERROR_CONFIG, "%s", error);
 		return -1;
 	}
 	array_foreach_elem(&run->src.folders, folder) {
@@ -729,8 +701,7 @@ static int migrate_run_check_selected(struct migrate_run *run)
 	/* no folder was touched: the result table stays empty */
 	array_foreach_elem(&run->src.folders, folder)
 		folder->result = NULL;
-	run->error_code = MIGRATE_ERROR_NOTFOUND;
-	run->error = p_strdup_printf(run->pool,
+	(void)migrate_run_fail(run, MIGRATE_ERROR_NOTFOUND,
 		"No source folder '%s' (-m); closest: %s", run->opts.folder,
 		migrate_folder_closest_names(run->opts.folder, &names));
 	return -1;
@@ -742,14 +713,20 @@ static int migrate_run_status(struct migrate_run *run)
 {
 	ARRAY_TYPE(migrate_folder) folders;
 	struct migrate_folder *folder;
+	enum migrate_error code;
+	const char *error;
 
 	t_array_init(&folders, array_count(&run->src.folders));
 	array_foreach_elem(&run->src.folders, folder) {
 		if (!folder->dest.skip && migrate_folder_selected(run, folder))
 			array_push_back(&folders, &folder);
 	}
-	return migrate_source_list_status(&run->src, run->conn, &folders,
-					  &run->error_code, &run->error);
+	if (migrate_source_list_status(&run->src, run->conn, &folders,
+				       &code, &error) < 0) {
+		(void)migrate_run_fail(run, code, "%s", error);
+		return -1;
+	}
+	return 0;
 }
 
 /* Nothing changed on the source since the last completed pass? */
@@ -826,8 +803,7 @@ static int migrate_run_reconnect_for_leftovers(struct migrate_run *run)
 	    migrate_run_take_slot(run) < 0)
 		return -1;
 	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+		(void)migrate_run_fail(run, code, "%s", error);
 		return -1;
 	}
 	return 0;
@@ -1029,16 +1005,14 @@ static int migrate_run_verify(struct migrate_run *run)
 	}
 	if (failed != NULL) {
 		/* a folder that couldn't be checked isn't verified */
-		run->error_code = MIGRATE_ERROR_ITEMS;
-		run->error = p_strdup_printf(run->pool, "verify: folder %s "
-			"could not be checked: %s", failed->src_name,
+		(void)migrate_run_fail(run, MIGRATE_ERROR_ITEMS,
+			"verify: folder %s could not be checked: %s", failed->src_name,
 			failed->error == NULL ? "unknown error" : failed->error);
 		return -1;
 	}
 	if (unexplained > 0) {
-		run->error_code = MIGRATE_ERROR_ITEMS;
-		run->error = p_strdup_printf(run->pool, "verify: %u source "
-			"messages are missing at the destination with no "
+		(void)migrate_run_fail(run, MIGRATE_ERROR_ITEMS,
+			"verify: %u source messages are missing at the destination with no "
 			"explanation in the item log", unexplained);
 		return -1;
 	}
@@ -1266,9 +1240,8 @@ static int migrate_run_take_slot(struct migrate_run *run)
 					    set->max_connections,
 					    &run->conn_slot, &error)) == 0) {
 		if (waited_msecs / 1000 >= set->throttle_max_wait_secs) {
-			run->error_code = MIGRATE_ERROR_TEMP;
-			run->error = p_strdup_printf(run->pool, "No free "
-				"connection to %s:%u after %u seconds "
+			(void)migrate_run_fail(run, MIGRATE_ERROR_TEMP,
+				"No free connection to %s:%u after %u seconds "
 				"(migrate_max_connections=%u, "
 				"migrate_throttle_max_wait)", set->source_host,
 				set->source_port, waited_msecs / 1000,
@@ -1290,8 +1263,7 @@ static int migrate_run_take_slot(struct migrate_run *run)
 			msecs *= 2;
 	}
 	if (ret < 0) {
-		run->error_code = MIGRATE_ERROR_CONFIG;
-		run->error = p_strdup_printf(run->pool,
+		(void)migrate_run_fail(run, MIGRATE_ERROR_CONFIG,
 			"migrate_max_connections: %s", error);
 		return -1;
 	}
@@ -1317,25 +1289,48 @@ static void migrate_run_sieve(struct migrate_run *run)
 		return;
 	if (run->sieve->error != NULL)
 		e_error(run->event, "%s", run->sieve->error);
-	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT ||
-	    run->error_code != MIGRATE_ERROR_NONE)
+	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT)
 		return;
 	if (run->sieve->error != NULL) {
-		run->error_code = run->sieve->error_code;
-		run->error = run->sieve->error;
+		(void)migrate_run_fail(run, run->sieve->error_code, "%s",
+				       run->sieve->error);
 	} else {
-		run->error_code = MIGRATE_ERROR_ITEMS;
-		run->error = p_strdup_printf(run->pool,
+		(void)migrate_run_fail(run, MIGRATE_ERROR_ITEMS,
 			"%u Sieve script(s) failed and %u don't compile at "
 			"the destination (see migrate report)",
 			run->sieve->failed, run->sieve->not_compiling);
 	}
 }
 
+/* A pass that went through: a failed folder (the last one is named) or
+   messages that failed make it a run with failed items */
+static void migrate_run_folders_failed(struct migrate_run *run)
+{
+	struct migrate_folder *folder, *failed = NULL;
+	bool some_failed = FALSE;
+
+	array_foreach_elem(&run->src.folders, folder) {
+		if (folder->result == NULL)
+			continue;
+		if (strcmp(folder->result, "failed") == 0)
+			failed = folder;
+		else if (strcmp(folder->result, "completed-with-errors") == 0)
+			some_failed = TRUE;
+	}
+	if (failed != NULL) {
+		(void)migrate_run_fail(run, MIGRATE_ERROR_ITEMS,
+				       "Folder %s failed: %s",
+				       failed->dest.vname, failed->error);
+	} else if (some_failed) {
+		(void)migrate_run_fail(run, MIGRATE_ERROR_ITEMS,
+			"Some messages could not be imported (see migrate "
+			"report)");
+	}
+}
+
 static int migrate_run_execute_mode(struct migrate_run *run)
 {
 	struct migrate_settings *set;
-	struct migrate_folder *folder;
 	enum migrate_error code;
 	const char *error;
 	int ret;
@@ -1346,8 +1341,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 			run->opts.mode == MIGRATE_RUN_MODE_IMPORT,
 			&error) < 0 ||
 	    migrate_settings_read(run->user, run->pool, &set, &error) < 0) {
-		run->error_code = MIGRATE_ERROR_CONFIG;
-		run->error = p_strdup(run->pool, error);
+		(void)migrate_run_fail(run, MIGRATE_ERROR_CONFIG, "%s", error);
 		return -1;
 	}
 	run->set = set;
@@ -1356,8 +1350,8 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 	if (migrate_state_open(run->user, set->state_dict,
 			       &run->state, &error) < 0) {
 		if (run->opts.mode != MIGRATE_RUN_MODE_PLAN) {
-			run->error_code = MIGRATE_ERROR_CONFIG;
-			run->error = p_strdup(run->pool, error);
+			(void)migrate_run_fail(run, MIGRATE_ERROR_CONFIG,
+					       "%s", error);
 			return -1;
 		}
 		/* the plan only reads the state to say what changed */
@@ -1369,9 +1363,9 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 					 &error);
 		run->lock_renewed = ioloop_time;
 		if (ret <= 0) {
-			run->error_code = ret < 0 ? MIGRATE_ERROR_TEMP :
-				MIGRATE_ERROR_LOCKED;
-			run->error = p_strdup(run->pool, error);
+			(void)migrate_run_fail(run, ret < 0 ?
+				MIGRATE_ERROR_TEMP : MIGRATE_ERROR_LOCKED,
+				"%s", error);
 			return -1;
 		}
 	}
@@ -1383,8 +1377,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 	/* the first connect fails fast with a clear error: backoff and
 	   retries are for connections lost mid-run */
 	if (migrate_source_conn_connect(run->conn, &code, &error) < 0) {
-		run->error_code = code;
-		run->error = p_strdup(run->pool, error);
+		(void)migrate_run_fail(run, code, "%s", error);
 		goto failed;
 	}
 	if (migrate_run_list(run) < 0 || migrate_run_map_folders(run) < 0)
@@ -1411,22 +1404,7 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 			migrate_pop3_prepare(run);
 		if (migrate_run_import(run) < 0)
 			goto failed;
-		array_foreach_elem(&run->src.folders, folder) {
-			if (folder->result != NULL &&
-			    strcmp(folder->result, "failed") == 0) {
-				run->error_code = MIGRATE_ERROR_ITEMS;
-				run->error = p_strdup_printf(run->pool,
-					"Folder %s failed: %s",
-					folder->dest.vname, folder->error);
-			} else if (folder->result != NULL &&
-				   strcmp(folder->result,
-					  "completed-with-errors") == 0 &&
-				   run->error_code == MIGRATE_ERROR_NONE) {
-				run->error_code = MIGRATE_ERROR_ITEMS;
-				run->error = "Some messages could not be "
-					"imported (see migrate report)";
-			}
-		}
+		migrate_run_folders_failed(run);
 		/* after the mail: a POP3 failure leaves it imported */
 		if (set->pop3_uidls)
 			(void)migrate_pop3_carry(run);

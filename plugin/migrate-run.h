@@ -103,6 +103,11 @@ struct migrate_run {
 	bool progress_tty;
 };
 
+/* The run's error (run->error_code, run->error): the first one set
+   stays. Returns FALSE (nothing changed) when the run failed already. */
+bool migrate_run_fail(struct migrate_run *run, enum migrate_error code,
+		      const char *fmt, ...) ATTR_FORMAT(3, 4);
+
 /* Run one user's migration (or plan/verify). Returns 0 when everything
    went fine, -1 on failure (run->error_code, run->error). Per-folder
    results stay in run->folders. */

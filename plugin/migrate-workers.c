@@ -587,8 +587,6 @@ static void migrate_worker_init(struct migrate_worker *worker)
 	worker->ctx.pool = worker->pool;
 	worker->ctx.set = &worker->set;
 	worker->ctx.live = &worker->live;
-	worker->ctx.error_code = MIGRATE_ERROR_NONE;
-	worker->ctx.error = NULL;
 	worker->ctx.hooks = &migrate_worker_hooks;
 	worker->ctx.hook_context = worker;
 }
@@ -787,9 +785,9 @@ static void migrate_workers_wait(struct migrate_run *run, int fd)
 		}
 	}
 	if (ctx.killed) {
-		run->error_code = MIGRATE_ERROR_TEMP;
-		run->error = "Interrupted by a signal: the workers were "
-			"stopped; a new run resumes";
+		(void)migrate_run_fail(run, MIGRATE_ERROR_TEMP,
+			"Interrupted by a signal: the workers were stopped; "
+			"a new run resumes");
 	}
 }
 
@@ -845,10 +843,9 @@ static void migrate_workers_merge(struct migrate_run *run,
 			e_warning(run->event, "Worker %u didn't start: %s; "
 				  "its folders are imported by the others",
 				  i + 1, slot->error);
-		} else if (slot->error_code != MIGRATE_ERROR_NONE &&
-			   run->error_code == MIGRATE_ERROR_NONE) {
-			run->error_code = slot->error_code;
-			run->error = p_strdup(run->pool, slot->error);
+		} else if (slot->error_code != MIGRATE_ERROR_NONE) {
+			(void)migrate_run_fail(run, slot->error_code, "%s",
+					       slot->error);
 		}
 	}
 }
