@@ -123,13 +123,13 @@ static void cmd_migrate_print_folders(struct migrate_cmd_context *ctx,
 	struct migrate_folder *folder;
 
 	array_foreach_elem(&run->src.folders, folder) {
-		if (folder->result == NULL)
+		if (folder->result == MIGRATE_FOLDER_RESULT_NONE)
 			continue;
 		cmd_migrate_headers(ctx);
 		doveadm_print(folder->src_name);
 		doveadm_print(folder->dest.vname == NULL ? "" :
 			      folder->dest.vname);
-		doveadm_print(folder->result);
+		doveadm_print(migrate_folder_result_to_str(folder->result));
 		doveadm_print_num(folder->src_messages);
 		doveadm_print_num(folder->counters.imported);
 		doveadm_print_num(folder->counters.existing);
@@ -157,19 +157,21 @@ cmd_migrate_print_sieve(struct migrate_cmd_context *ctx,
 	if (run->sieve == NULL)
 		return;
 	array_foreach(&run->sieve->scripts, script) {
-		if (script->result == NULL)
+		if (script->result == MIGRATE_SIEVE_RESULT_NONE)
 			continue;
 		cmd_migrate_headers(ctx);
 		doveadm_print(t_strconcat("sieve:", script->src_name, NULL));
 		doveadm_print(script->dest_name);
-		cells(script->result, script->size);
+		cells(migrate_sieve_result_to_str(script->result),
+		      script->size);
 		doveadm_print(migrate_sieve_script_note(script));
 	}
 	if (run->sieve->error != NULL) {
 		cmd_migrate_headers(ctx);
 		doveadm_print("sieve");
 		doveadm_print("");
-		cells("failed", 0);
+		cells(migrate_sieve_result_to_str(MIGRATE_SIEVE_RESULT_FAILED),
+		      0);
 		doveadm_print(run->sieve->error);
 	}
 }
@@ -394,7 +396,8 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 	run = migrate_run_init(user, &ctx->opts);
 	ret = migrate_run_execute(run);
 	array_foreach_elem(&run->src.folders, folder) {
-		if (folder->result == NULL || folder->dest.skip)
+		if (folder->result == MIGRATE_FOLDER_RESULT_NONE ||
+		    folder->dest.skip)
 			continue;
 		cmd_migrate_headers(ctx);
 		doveadm_print(folder->src_name);
@@ -404,7 +407,7 @@ static int cmd_migrate_verify_run(struct doveadm_mail_cmd_context *_ctx,
 		doveadm_print_num(folder->counters.deferred);
 		doveadm_print_num(folder->counters.existing);
 		doveadm_print_num(folder->unexplained);
-		doveadm_print(folder->result);
+		doveadm_print(migrate_folder_result_to_str(folder->result));
 		doveadm_print("");
 		doveadm_print("");
 		doveadm_print("");

@@ -785,7 +785,7 @@ int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 						       imp->highestmodseq,
 						       full_r);
 		if (flags_cmd == NULL)
-			return 1;
+			return 0;
 		str_append(cmd, flags_cmd);
 	}
 	i_zero(&ctx);
@@ -836,11 +836,11 @@ int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 		*full_r = FALSE;
 		/* keep the old HIGHESTMODSEQ: the next run asks again */
 		imp->flag_sync_failed = TRUE;
-		return 1;
+		return 0;
 	}
 	/* delete mode: imported messages gone from the source */
 	if (*full_r && ictx->delete_mode &&
 	    migrate_importer_expunge_gone(imp, max_uid, &ctx.seen_uids) < 0)
 		return -1;
-	return 1;
+	return 0;
 }

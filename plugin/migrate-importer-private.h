@@ -224,12 +224,15 @@ uint32_t migrate_importer_seq_lookup(struct migrate_importer *imp,
 void migrate_importer_drain_flags(struct migrate_importer *imp);
 /* EXAMINE; with prefetch_uidset, the listing of those UIDs is pipelined
    right behind it (one round trip instead of two). imp->prefetched says
-   whether that listing is complete. */
+   whether that listing is complete. Returns 1 when the folder is open, 0
+   when this folder failed (folder->error; the run goes on), -1 when the
+   run fails (ctx->error). */
 int migrate_importer_examine(struct migrate_importer *imp,
 			     const char *prefetch_uidset,
 			     const char *flags_cmd);
 /* List the given UIDs: one command per MIGRATE_LIST_CHUNK UIDs of a
-   range (a sparse range costs nothing extra), single UIDs batched. */
+   range (a sparse range costs nothing extra), single UIDs batched.
+   Returns 1, or -1 when the run fails (ctx->error). */
 int migrate_importer_list(struct migrate_importer *imp,
 			  const ARRAY_TYPE(seq_range) *all_uids);
 /* UID SEARCH UID <uidset> into uids_r (from imp->pool). Returns 1, 0 when
@@ -263,14 +266,19 @@ void migrate_importer_dest_failed(struct migrate_importer *imp,
 int migrate_importer_dest_open(struct migrate_importer *imp);
 void migrate_importer_dest_status(struct migrate_importer *imp,
 				  struct mailbox_status *status_r);
-/* Read the identities of destination mail with these UIDs. */
+/* Read the identities of destination mail with these UIDs. Returns 0, or
+   -1 when the run fails (ctx->error). */
 int migrate_importer_dest_scan_uids(struct migrate_importer *imp,
 				    const ARRAY_TYPE(seq_range) *uids);
-/* Read the identities of destination mail with UID >= min_uid. */
+/* Read the identities of destination mail with UID >= min_uid (returns as
+   migrate_importer_dest_scan_uids()). */
 int migrate_importer_dest_scan(struct migrate_importer *imp, uint32_t min_uid);
 /* Drop the open transaction. Its messages go back to IMPORT, so the high-water
    mark can't pass them and a later pass fetches them again. */
 void migrate_importer_rollback(struct migrate_importer *imp);
+/* Commit the open transaction (if any), then the state. Returns 0 (also
+   when the batch was rolled back to be fetched again), -1 when the run
+   fails (ctx->error). */
 int migrate_importer_commit(struct migrate_importer *imp);
 /* Stream one body into the destination. Returns 1 saved, 0 item failed,
    -1 run failure. */
@@ -279,8 +287,12 @@ int migrate_importer_save(struct migrate_importer *imp,
 			  uoff_t body_size);
 bool migrate_importer_batch_full(struct migrate_importer *imp);
 /* Mail matched by identity (state lost, UIDVALIDITY changed, a crashed
-   run's last batch) takes the source's current flags. */
+   run's last batch) takes the source's current flags. Returns 0, or -1
+   when the run fails (ctx->error). */
 int migrate_importer_sync_claimed(struct migrate_importer *imp);
+/* Imported mail takes the source's flag changes (delete mode: and loses
+   what the source lost). A refused flag FETCH is a warning, retried next
+   run. Returns 0, or -1 when the run fails (ctx->error). */
 int migrate_importer_sync_flags(struct migrate_importer *imp, uint32_t max_uid,
 				bool *full_r);
 

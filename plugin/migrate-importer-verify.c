@@ -93,7 +93,8 @@ static void migrate_verify_counts(struct migrate_importer *imp)
 		folder->src_messages - explained : 0;
 	if (folder->dst_messages < expected)
 		folder->unexplained = expected - folder->dst_messages;
-	folder->result = folder->unexplained == 0 ? "ok" : "missing";
+	folder->result = folder->unexplained == 0 ?
+		MIGRATE_FOLDER_RESULT_OK : MIGRATE_FOLDER_RESULT_MISSING;
 }
 
 int migrate_importer_verify(struct migrate_importer_ctx *ctx,
@@ -123,7 +124,7 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 	}
 	ret = migrate_importer_examine(&imp, NULL, NULL);
 	if (ret <= 0) {
-		folder->result = "failed";
+		folder->result = MIGRATE_FOLDER_RESULT_FAILED;
 		migrate_importer_deinit(&imp);
 		return ret < 0 ? -1 : 0;
 	}
@@ -188,7 +189,8 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 		migrate_verify_missing(&imp, msg);
 	}
 	migrate_importer_remember(&imp);
-	folder->result = folder->unexplained == 0 ? "ok" : "missing";
+	folder->result = folder->unexplained == 0 ?
+		MIGRATE_FOLDER_RESULT_OK : MIGRATE_FOLDER_RESULT_MISSING;
 	if (hash_table_is_created(dst_identities))
 		hash_table_destroy(&dst_identities);
 	migrate_importer_deinit(&imp);

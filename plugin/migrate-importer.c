@@ -19,6 +19,32 @@
    decide,verify}.c; the driver (a run or a worker) is reached only through
    the context's hooks. */
 
+static const char *const
+migrate_folder_result_names[MIGRATE_FOLDER_RESULT_COUNT] = {
+	NULL, "completed", "completed-with-errors", "unchanged", "skipped",
+	"failed", "ok", "missing",
+};
+
+const char *migrate_folder_result_to_str(enum migrate_folder_result result)
+{
+	i_assert(result < MIGRATE_FOLDER_RESULT_COUNT);
+	return migrate_folder_result_names[result];
+}
+
+int migrate_folder_result_parse(const char *str,
+				enum migrate_folder_result *result_r)
+{
+	unsigned int i;
+
+	for (i = 1; i < MIGRATE_FOLDER_RESULT_COUNT; i++) {
+		if (strcmp(migrate_folder_result_names[i], str) == 0) {
+			*result_r = i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 /* passes of one folder that go round again (throttled, a batch rolled
    back) before what the last one did stands */
 #define MIGRATE_MAX_PASSES 1000
@@ -113,7 +139,8 @@ static bool migrate_importer_uids_match(const struct migrate_importer *imp)
 	return TRUE;
 }
 
-static const char *migrate_folder_status(const struct migrate_importer *imp)
+static enum migrate_folder_result
+migrate_folder_status(const struct migrate_importer *imp)
 {
 	const struct migrate_item *item;
 
@@ -126,9 +153,9 @@ static const char *migrate_folder_status(const struct migrate_importer *imp)
 			continue;
 		if (!item->resolved && item->class != MIGRATE_ITEM_FILTERED &&
 		    item->class != MIGRATE_ITEM_DUPLICATE)
-			return "completed-with-errors";
+			return MIGRATE_FOLDER_RESULT_COMPLETED_WITH_ERRORS;
 	}
-	return "completed";
+	return MIGRATE_FOLDER_RESULT_COMPLETED;
 }
 
 /* The flag sync of a known folder, to send in the burst with EXAMINE:
@@ -603,7 +630,7 @@ migrate_folder_finished_event(struct event *event,
 {
 	return event_create_passthrough(event)->
 		set_name("migrate_folder_finished")->
-		add_str("result", folder->result)->
+		add_str("result", migrate_folder_result_to_str(folder->result))->
 		add_int("messages", folder->counters.imported)->
 		add_int("existing", folder->counters.existing)->
 		add_int("failed", folder->counters.failed)->
@@ -696,18 +723,18 @@ static void migrate_importer_folder_finish(struct migrate_importer *imp,
 		folder->dst_messages = status.messages;
 		folder->result = migrate_folder_status(imp);
 	} else {
-		folder->result = "failed";
+		folder->result = MIGRATE_FOLDER_RESULT_FAILED;
 		if (folder->error == NULL)
 			folder->error = ctx->error;
 	}
-	imp->fs.status = folder->result;
+	imp->fs.status = migrate_folder_result_to_str(folder->result);
 	imp->fs.last_error = folder->error;
 	folder->duration_msecs = timeval_diff_msecs(&ioloop_timeval,
 						    &imp->started);
 	folder->finished_event = TRUE;
 	e_info(migrate_folder_finished_event(imp->event, folder),
 	       "%s: %u imported, %u already there, %u failed, "
-	       "%"PRIu64" bytes", folder->result, folder->counters.imported,
+	       "%"PRIu64" bytes", imp->fs.status, folder->counters.imported,
 	       folder->counters.existing, folder->counters.failed,
 	       folder->counters.bytes);
 	imp->fs.finished = ioloop_time;
@@ -744,7 +771,7 @@ int migrate_importer_folder(struct migrate_importer_ctx *ctx,
 	migrate_importer_deinit(&imp);
 	if (ret == MIGRATE_PASS_FOLDER_FAILED) {
 		/* this folder failed, the run goes on */
-		folder->result = "failed";
+		folder->result = MIGRATE_FOLDER_RESULT_FAILED;
 		return 0;
 	}
 	return ret == MIGRATE_PASS_RUN_FAILED ? -1 : 0;

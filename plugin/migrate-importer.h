@@ -22,6 +22,35 @@ struct migrate_verify_missing {
 	const char *message_id, *subject;
 };
 
+/* What a run did with a folder; printed and stored (the folder state's
+   status) as migrate_folder_result_to_str() says */
+enum migrate_folder_result {
+	/* not part of this run (-m names another folder) */
+	MIGRATE_FOLDER_RESULT_NONE = 0,
+	MIGRATE_FOLDER_RESULT_COMPLETED,
+	/* some messages are in the item log */
+	MIGRATE_FOLDER_RESULT_COMPLETED_WITH_ERRORS,
+	/* nothing changed at the source since the last completed pass */
+	MIGRATE_FOLDER_RESULT_UNCHANGED,
+	/* the folder map (or its name) leaves it out */
+	MIGRATE_FOLDER_RESULT_SKIPPED,
+	/* folder->error says why; the run went on */
+	MIGRATE_FOLDER_RESULT_FAILED,
+	/* verify: every source message is accounted for */
+	MIGRATE_FOLDER_RESULT_OK,
+	/* verify: some are missing with nothing in the item log */
+	MIGRATE_FOLDER_RESULT_MISSING,
+
+	MIGRATE_FOLDER_RESULT_COUNT
+};
+
+/* "completed", "completed-with-errors"...; NULL for _NONE */
+const char *migrate_folder_result_to_str(enum migrate_folder_result result);
+/* The result a stored status names: 0, or -1 for a text that isn't one
+   ("running", "queued") */
+int migrate_folder_result_parse(const char *str,
+				enum migrate_folder_result *result_r);
+
 /* One source folder and what the run did with it */
 struct migrate_folder {
 	const char *src_name;
@@ -48,7 +77,7 @@ struct migrate_folder {
 	uoff_t status_size;
 
 	/* result of this run */
-	const char *result;	/* completed, unchanged, failed, skipped... */
+	enum migrate_folder_result result;
 	const char *error;
 	uint32_t src_messages, dst_messages;
 	struct migrate_counters counters;

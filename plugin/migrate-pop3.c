@@ -1163,8 +1163,8 @@ int migrate_pop3_carry(struct migrate_run *run)
 
 	i_assert(pop3 != NULL);
 	inbox = migrate_pop3_inbox(run);
-	if (pop3->error == NULL && inbox != NULL && inbox->result != NULL &&
-	    strcmp(inbox->result, "failed") == 0) {
+	if (pop3->error == NULL && inbox != NULL &&
+	    inbox->result == MIGRATE_FOLDER_RESULT_FAILED) {
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_ITEMS,
 				  "the INBOX was not imported");
 	}

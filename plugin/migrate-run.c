@@ -664,7 +664,7 @@ static int migrate_run_map_folders(struct migrate_run *run)
 			migrate_run_dest_name_check(run, folder, &map_set);
 		} T_END;
 		if (folder->dest.skip)
-			folder->result = "skipped";
+			folder->result = MIGRATE_FOLDER_RESULT_SKIPPED;
 		else if (folder->dest.gmail_all_mail)
 			run->have_all_folder = TRUE;
 	}
@@ -700,7 +700,7 @@ static int migrate_run_check_selected(struct migrate_run *run)
 	}
 	/* no folder was touched: the result table stays empty */
 	array_foreach_elem(&run->src.folders, folder)
-		folder->result = NULL;
+		folder->result = MIGRATE_FOLDER_RESULT_NONE;
 	(void)migrate_run_fail(run, MIGRATE_ERROR_NOTFOUND,
 		"No source folder '%s' (-m); closest: %s", run->opts.folder,
 		migrate_folder_closest_names(run->opts.folder, &names));
@@ -735,6 +735,7 @@ static bool migrate_run_folder_unchanged(struct migrate_run *run,
 {
 	struct migrate_folder_state fs;
 	const struct migrate_item *item;
+	enum migrate_folder_result result;
 	const char *error;
 	int ret;
 
@@ -744,7 +745,8 @@ static bool migrate_run_folder_unchanged(struct migrate_run *run,
 	ret = migrate_state_folder_get(run->state, folder->src_name,
 				       pool_datastack_create(), &fs, &error);
 	if (ret <= 0 || fs.status == NULL ||
-	    strcmp(fs.status, "completed") != 0)
+	    migrate_folder_result_parse(fs.status, &result) < 0 ||
+	    result != MIGRATE_FOLDER_RESULT_COMPLETED)
 		return FALSE;
 	array_foreach(&fs.items, item) {
 		if (!item->resolved)
@@ -924,7 +926,7 @@ static int migrate_run_import(struct migrate_run *run)
 			continue;
 		migrate_run_lock_keep(run);
 		if (migrate_run_folder_unchanged(run, folder)) {
-			folder->result = "unchanged";
+			folder->result = MIGRATE_FOLDER_RESULT_UNCHANGED;
 			/* a subscription added on the source since the last
 			   pass still has to reach the destination */
 			if (folder->subscribed && run->set->subscriptions)
@@ -947,7 +949,7 @@ static int migrate_run_import(struct migrate_run *run)
 	array_foreach_elem(&jobs, folder) {
 		if (ret < 0)
 			break;
-		if (folder->result != NULL)
+		if (folder->result != MIGRATE_FOLDER_RESULT_NONE)
 			continue;
 		if (used_workers && migrate_run_reconnect_for_leftovers(run) < 0) {
 			ret = -1;
@@ -969,7 +971,7 @@ static int migrate_run_import(struct migrate_run *run)
 		}
 	}
 	array_foreach_elem(&jobs, folder) {
-		if (folder->result == NULL)
+		if (folder->result == MIGRATE_FOLDER_RESULT_NONE)
 			continue;
 		migrate_counters_add(&run->totals, &folder->counters);
 	}
@@ -999,8 +1001,8 @@ static int migrate_run_verify(struct migrate_run *run)
 		if (migrate_run_verify_folder(run, folder) < 0)
 			return -1;
 		unexplained += folder->unexplained;
-		if (folder->result != NULL &&
-		    strcmp(folder->result, "failed") == 0 && failed == NULL)
+		if (folder->result == MIGRATE_FOLDER_RESULT_FAILED &&
+		    failed == NULL)
 			failed = folder;
 	}
 	if (failed != NULL) {
@@ -1310,11 +1312,10 @@ static void migrate_run_folders_failed(struct migrate_run *run)
 	bool some_failed = FALSE;
 
 	array_foreach_elem(&run->src.folders, folder) {
-		if (folder->result == NULL)
-			continue;
-		if (strcmp(folder->result, "failed") == 0)
+		if (folder->result == MIGRATE_FOLDER_RESULT_FAILED)
 			failed = folder;
-		else if (strcmp(folder->result, "completed-with-errors") == 0)
+		else if (folder->result ==
+			 MIGRATE_FOLDER_RESULT_COMPLETED_WITH_ERRORS)
 			some_failed = TRUE;
 	}
 	if (failed != NULL) {

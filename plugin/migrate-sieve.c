@@ -34,6 +34,34 @@ struct migrate_sieve_pass {
 	const char *const *stored_sources;
 };
 
+static const char *const
+migrate_sieve_result_names[MIGRATE_SIEVE_RESULT_COUNT] = {
+	NULL, "copied", "updated", "unchanged", "kept", "copy", "update",
+	"keep", "failed",
+};
+
+const char *migrate_sieve_result_to_str(enum migrate_sieve_result result)
+{
+	i_assert(result < MIGRATE_SIEVE_RESULT_COUNT);
+	return migrate_sieve_result_names[result];
+}
+
+/* The Sieve pass failed as a whole (sieve->error_code, sieve->error): the
+   first error stays */
+static void ATTR_FORMAT(3, 4)
+migrate_sieve_fail(struct migrate_sieve_pass *pass, enum migrate_error code,
+		   const char *fmt, ...)
+{
+	va_list args;
+
+	if (pass->sieve->error != NULL)
+		return;
+	va_start(args, fmt);
+	pass->sieve->error_code = code;
+	pass->sieve->error = p_strdup_vprintf(pass->pool, fmt, args);
+	va_end(args);
+}
+
 static const char *migrate_sieve_digest(const string_t *text)
 {
 	unsigned char digest[SHA1_RESULTLEN];
@@ -87,8 +115,9 @@ static void migrate_sieve_save_sources(struct migrate_sieve_pass *pass)
 	string_t *str = t_str_new(256);
 
 	array_foreach(&pass->sieve->scripts, script) {
-		if (script->result == NULL || script->error != NULL ||
-		    strcmp(script->result, "kept") == 0) {
+		if (script->result == MIGRATE_SIEVE_RESULT_NONE ||
+		    script->error != NULL ||
+		    script->result == MIGRATE_SIEVE_RESULT_KEPT) {
 			src_digest = script->stored_src_digest;
 			dest_digest = script->stored_dest_digest;
 		} else {
@@ -232,7 +261,7 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 					      existing, &error);
 		if (ret < 0) {
 			script->error = p_strdup(pass->pool, error);
-			script->result = "failed";
+			script->result = MIGRATE_SIEVE_RESULT_FAILED;
 			return 0;
 		}
 		if (ret > 0 && !str_equals(existing, rewritten) &&
@@ -245,11 +274,12 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 			   user's edit wins (a source change would win) */
 			script->result =
 				run->opts.mode == MIGRATE_RUN_MODE_IMPORT ?
-				"kept" : "keep";
+				MIGRATE_SIEVE_RESULT_KEPT :
+				MIGRATE_SIEVE_RESULT_KEEP;
 			return 0;
 		}
 		if (ret > 0 && str_equals(existing, rewritten)) {
-			script->result = "unchanged";
+			script->result = MIGRATE_SIEVE_RESULT_UNCHANGED;
 			if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT ||
 			    !script->src_active)
 				return 0;
@@ -259,7 +289,7 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 					script->dest_name, &compile_error,
 					&error) < 0) {
 				script->error = p_strdup(pass->pool, error);
-				script->result = "failed";
+				script->result = MIGRATE_SIEVE_RESULT_FAILED;
 			} else {
 				script->compile_error =
 					p_strdup(pass->pool, compile_error);
@@ -268,7 +298,8 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 		}
 	}
 	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT) {
-		script->result = ret > 0 ? "update" : "copy";
+		script->result = ret > 0 ? MIGRATE_SIEVE_RESULT_UPDATE :
+			MIGRATE_SIEVE_RESULT_COPY;
 		return 0;
 	}
 	if (migrate_sieve_store_save(pass->store, script->dest_name,
@@ -276,11 +307,12 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 				     &compile_error, &error) < 0) {
 		script->error = p_strdup_printf(pass->pool,
 			"storing it at the destination failed: %s", error);
-		script->result = "failed";
+		script->result = MIGRATE_SIEVE_RESULT_FAILED;
 		return 0;
 	}
 	script->compile_error = p_strdup(pass->pool, compile_error);
-	script->result = ret > 0 ? "updated" : "copied";
+	script->result = ret > 0 ? MIGRATE_SIEVE_RESULT_UPDATED :
+		MIGRATE_SIEVE_RESULT_COPIED;
 	return 0;
 }
 
@@ -292,8 +324,7 @@ static void migrate_sieve_activate(struct migrate_sieve_pass *pass)
 
 	if (migrate_sieve_store_get_active(pass->store, &dest_active,
 					   &error) < 0) {
-		pass->sieve->error_code = MIGRATE_ERROR_DESTINATION;
-		pass->sieve->error = p_strdup_printf(pass->pool,
+		migrate_sieve_fail(pass, MIGRATE_ERROR_DESTINATION,
 			"Finding the active Sieve script at the destination "
 			"failed: %s", error);
 		return;
@@ -313,7 +344,7 @@ static void migrate_sieve_activate(struct migrate_sieve_pass *pass)
 						 &error) < 0) {
 			active->error = p_strdup_printf(pass->pool,
 				"activating it failed: %s", error);
-			active->result = "failed";
+			active->result = MIGRATE_SIEVE_RESULT_FAILED;
 			return;
 		}
 		array_foreach_modifiable(&pass->sieve->scripts, script)
@@ -329,7 +360,7 @@ static void migrate_sieve_activate(struct migrate_sieve_pass *pass)
 		if (migrate_sieve_store_deactivate(pass->store, &error) < 0) {
 			script->error = p_strdup_printf(pass->pool,
 				"deactivating it failed: %s", error);
-			script->result = "failed";
+			script->result = MIGRATE_SIEVE_RESULT_FAILED;
 		} else {
 			script->dest_active = FALSE;
 		}
@@ -369,7 +400,7 @@ static int migrate_sieve_pass(struct migrate_sieve_pass *pass,
 		script->src_active = ls->active;
 	}
 	array_foreach_modifiable(&pass->sieve->scripts, script) {
-		if (script->result != NULL)
+		if (script->result != MIGRATE_SIEVE_RESULT_NONE)
 			continue;
 		p_array_init(&script->rewrites, pass->pool, 4);
 		T_BEGIN {
@@ -410,7 +441,8 @@ static void migrate_sieve_save_items(struct migrate_sieve_pass *pass)
 		item->message_id = script->src_name;
 		item->subject = script->dest_name;
 		item->size = script->size;
-		item->reason = t_strdup_printf("%s%s%s", script->result,
+		item->reason = t_strdup_printf("%s%s%s",
+			migrate_sieve_result_to_str(script->result),
 			*migrate_sieve_script_note(script) == '\0' ? "" : "; ",
 			migrate_sieve_script_note(script));
 		item->first_seen = item->last_seen = ioloop_time;
@@ -444,8 +476,7 @@ static int migrate_sieve_execute_pass(struct migrate_sieve_pass *pass)
 	   stored */
 	if (migrate_sieve_store_open(run->user, &pass->store, &error) < 0) {
 		if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
-			sieve->error_code = MIGRATE_ERROR_CONFIG;
-			sieve->error = p_strdup_printf(pass->pool,
+			migrate_sieve_fail(pass, MIGRATE_ERROR_CONFIG,
 				"Sieve scripts can't be stored (migrate_sieve"
 				"=yes): %s", error);
 			return -1;
@@ -463,9 +494,8 @@ static int migrate_sieve_execute_pass(struct migrate_sieve_pass *pass)
 		   refused login or a bad setting isn't */
 		if (code != MIGRATE_ERROR_TEMP ||
 		    attempt >= run->set->reconnect_max) {
-			sieve->error_code = code;
-			sieve->error = p_strdup_printf(pass->pool,
-				"Sieve scripts: %s", error);
+			migrate_sieve_fail(pass, code, "Sieve scripts: %s",
+					   error);
 			return -1;
 		}
 		e_warning(run->event, "Sieve scripts: %s - reconnecting", error);
@@ -494,19 +524,19 @@ int migrate_sieve_execute(struct migrate_run *run)
 
 	ret = migrate_sieve_execute_pass(&pass);
 	array_foreach_modifiable(&sieve->scripts, script) {
-		if (script->result == NULL)
+		if (script->result == MIGRATE_SIEVE_RESULT_NONE)
 			continue;
 		if (script->error != NULL)
 			sieve->failed++;
 		else if (script->compile_error != NULL)
 			sieve->not_compiling++;
-		if (strcmp(script->result, "copied") == 0)
+		if (script->result == MIGRATE_SIEVE_RESULT_COPIED)
 			sieve->copied++;
-		else if (strcmp(script->result, "updated") == 0)
+		else if (script->result == MIGRATE_SIEVE_RESULT_UPDATED)
 			sieve->updated++;
-		else if (strcmp(script->result, "unchanged") == 0)
+		else if (script->result == MIGRATE_SIEVE_RESULT_UNCHANGED)
 			sieve->unchanged++;
-		else if (strcmp(script->result, "kept") == 0)
+		else if (script->result == MIGRATE_SIEVE_RESULT_KEPT)
 			sieve->kept++;
 		if (script->error != NULL) {
 			e_error(run->event, "Sieve script %s: %s",
@@ -544,8 +574,8 @@ const char *migrate_sieve_script_note(const struct migrate_sieve_script *script)
 
 	if (script->src_active)
 		str_append(str, "active");
-	if (script->result != NULL && (strcmp(script->result, "kept") == 0 ||
-				       strcmp(script->result, "keep") == 0)) {
+	if (script->result == MIGRATE_SIEVE_RESULT_KEPT ||
+	    script->result == MIGRATE_SIEVE_RESULT_KEEP) {
 		str_printfa(str, "%schanged at the destination since it was "
 			    "copied, the source's is the same: left as it is",
 			    str_len(str) > 0 ? "; " : "");

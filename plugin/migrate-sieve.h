@@ -13,6 +13,30 @@
 
 struct migrate_run;
 
+/* What a run (or a plan) did with a script; printed and stored in the
+   item log's reason as migrate_sieve_result_to_str() says */
+enum migrate_sieve_result {
+	/* not looked at (the pass failed before it) */
+	MIGRATE_SIEVE_RESULT_NONE = 0,
+	MIGRATE_SIEVE_RESULT_COPIED,
+	MIGRATE_SIEVE_RESULT_UPDATED,
+	MIGRATE_SIEVE_RESULT_UNCHANGED,
+	/* changed at the destination since a run stored it, the source's
+	   unchanged: left alone */
+	MIGRATE_SIEVE_RESULT_KEPT,
+	/* plan: what a run would do */
+	MIGRATE_SIEVE_RESULT_COPY,
+	MIGRATE_SIEVE_RESULT_UPDATE,
+	MIGRATE_SIEVE_RESULT_KEEP,
+	/* script->error says why */
+	MIGRATE_SIEVE_RESULT_FAILED,
+
+	MIGRATE_SIEVE_RESULT_COUNT
+};
+
+/* "copied", "updated"...; NULL for _NONE */
+const char *migrate_sieve_result_to_str(enum migrate_sieve_result result);
+
 struct migrate_sieve_script {
 	const char *src_name;
 	/* the name at the destination: src_name, or a safe one */
@@ -32,10 +56,7 @@ struct migrate_sieve_script {
 	   that stored the script (NULL: none) */
 	const char *src_digest, *dest_digest;
 	const char *stored_src_digest, *stored_dest_digest;
-	/* run: "copied", "updated", "unchanged", "kept" (changed at the
-	   destination since a run stored it, the source's unchanged: left
-	   alone), "failed"; plan: "copy", "update", "unchanged", "keep" */
-	const char *result;
+	enum migrate_sieve_result result;
 	/* the compiler's error at the destination (stored inactive) */
 	const char *compile_error;
 	const char *error;

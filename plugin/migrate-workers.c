@@ -46,7 +46,7 @@
 struct migrate_worker_job {
 	/* set last, by the worker that finished the folder */
 	bool done;
-	char result[32];
+	enum migrate_folder_result result;
 	char uids_preserved[16];
 	char error[MIGRATE_WORKER_ERROR_MAX];
 	uint32_t src_messages, dst_messages;
@@ -265,7 +265,7 @@ static int migrate_worker_user_init(struct mail_user *parent,
 static void migrate_worker_job_save(struct migrate_worker_job *job,
 				    const struct migrate_folder *folder)
 {
-	migrate_copy_str(job->result, sizeof(job->result), folder->result);
+	job->result = folder->result;
 	migrate_copy_str(job->uids_preserved, sizeof(job->uids_preserved),
 			 folder->uids_preserved);
 	migrate_copy_str(job->error, sizeof(job->error), folder->error);
@@ -803,7 +803,8 @@ static void migrate_workers_folder_event(struct migrate_run *run,
 
 	event_add_str(event, "folder", folder->dest.vname);
 	e_debug(migrate_folder_finished_event(event, folder),
-		"%s: %s (in a worker)", folder->dest.vname, folder->result);
+		"%s: %s (in a worker)", folder->dest.vname,
+		migrate_folder_result_to_str(folder->result));
 	event_unref(&event);
 }
 
@@ -821,7 +822,7 @@ static void migrate_workers_merge(struct migrate_run *run,
 		if (!__atomic_load_n(&job->done, __ATOMIC_SEQ_CST))
 			continue;
 		folder = folders[i];
-		folder->result = p_strdup(run->pool, job->result);
+		folder->result = job->result;
 		folder->uids_preserved = job->uids_preserved[0] == '\0' ?
 			NULL : p_strdup(run->pool, job->uids_preserved);
 		folder->error = job->error[0] == '\0' ? NULL :
