@@ -93,14 +93,8 @@ static void cmd_migrate_failed(struct doveadm_mail_cmd_context *ctx,
 			       struct mail_user *user,
 			       enum migrate_error code, const char *error)
 {
-	int exit_code = migrate_error_to_exit_code(code);
-
-	i_assert(exit_code != 0);
 	e_error(user->event, "migrate: %s", error);
-	/* the most serious failure of all users wins; tempfail is least */
-	if (ctx->exit_code == 0 || ctx->exit_code == EX_TEMPFAIL ||
-	    ctx->exit_code == 2)
-		ctx->exit_code = exit_code;
+	ctx->exit_code = migrate_exit_code_merge(ctx->exit_code, code);
 }
 
 static const char *cmd_migrate_folder_note(const struct migrate_folder *folder)

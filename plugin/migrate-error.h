@@ -30,9 +30,25 @@ enum migrate_error {
 	   MIGRATE_ERROR_QUOTA; retrying soon changes nothing either
 	   (EX_CANTCREAT) */
 	MIGRATE_ERROR_DISK_FULL,
+
+	MIGRATE_ERROR_COUNT
 };
+
+/* The exit code of a run whose only failures are items (messages, a
+   folder, Sieve scripts) */
+#define MIGRATE_EXIT_ITEMS 2
 
 /* Category of every event this plugin emits */
 extern struct event_category event_category_migrate;
+
+/* Exit code for doveadm (sysexits): 0 for MIGRATE_ERROR_NONE */
+int migrate_error_to_exit_code(enum migrate_error error);
+/* Short name of the error class ("temp", "auth"...; "none") */
+const char *migrate_error_name(enum migrate_error error);
+/* The exit code of a command over several users after one more failed
+   (error is not NONE): the most serious failure wins; a temporary one
+   or failed items give way to any other. exit_code is 0 before the
+   first. */
+int migrate_exit_code_merge(int exit_code, enum migrate_error error);
 
 #endif

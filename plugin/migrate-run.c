@@ -28,72 +28,7 @@
 #include "migrate-quota.h"
 
 #include <stdio.h>
-#include <sysexits.h>
 #include <unistd.h>
-
-
-struct event_category event_category_migrate = {
-	.name = "migrate",
-};
-
-int migrate_error_to_exit_code(enum migrate_error error)
-{
-	switch (error) {
-	case MIGRATE_ERROR_NONE:
-		return 0;
-	case MIGRATE_ERROR_TEMP:
-	case MIGRATE_ERROR_DESTINATION:
-	case MIGRATE_ERROR_LOCKED:
-		return EX_TEMPFAIL;
-	case MIGRATE_ERROR_QUOTA:
-	case MIGRATE_ERROR_DISK_FULL:
-		return EX_CANTCREAT;
-	case MIGRATE_ERROR_AUTH:
-		return EX_NOPERM;
-	case MIGRATE_ERROR_CONFIG:
-		return EX_CONFIG;
-	case MIGRATE_ERROR_PROTOCOL:
-		return EX_PROTOCOL;
-	case MIGRATE_ERROR_ITEMS:
-		return 2;
-	case MIGRATE_ERROR_NOTFOUND:
-		return EX_NOHOST;
-	case MIGRATE_ERROR_CANTCREAT:
-		return EX_CANTCREAT;
-	}
-	i_unreached();
-}
-
-const char *migrate_error_name(enum migrate_error error)
-{
-	switch (error) {
-	case MIGRATE_ERROR_NONE:
-		return "none";
-	case MIGRATE_ERROR_TEMP:
-		return "temp";
-	case MIGRATE_ERROR_AUTH:
-		return "auth";
-	case MIGRATE_ERROR_CONFIG:
-		return "config";
-	case MIGRATE_ERROR_PROTOCOL:
-		return "protocol";
-	case MIGRATE_ERROR_DESTINATION:
-		return "destination";
-	case MIGRATE_ERROR_QUOTA:
-		return "quota";
-	case MIGRATE_ERROR_LOCKED:
-		return "locked";
-	case MIGRATE_ERROR_ITEMS:
-		return "items";
-	case MIGRATE_ERROR_NOTFOUND:
-		return "notfound";
-	case MIGRATE_ERROR_CANTCREAT:
-		return "cantcreat";
-	case MIGRATE_ERROR_DISK_FULL:
-		return "diskfull";
-	}
-	i_unreached();
-}
 
 void migrate_run_sleep(struct migrate_run *run, unsigned int msecs)
 {

@@ -147,9 +147,4 @@ int migrate_run_import_folder(struct migrate_run *run,
 bool migrate_run_gmail_label_imported(struct migrate_run *run,
 				      const char *label);
 
-/* Exit code for doveadm (sysexits) */
-int migrate_error_to_exit_code(enum migrate_error error);
-/* Short name of the error class ("temp", "auth"...; "none") */
-const char *migrate_error_name(enum migrate_error error);
-
 #endif
