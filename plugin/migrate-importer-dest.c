@@ -467,7 +467,8 @@ static int migrate_importer_dest_full(struct migrate_importer *imp,
 	imp->folder->counters.failed += count + 1;
 	migrate_importer_set_error(ctx, disk ? MIGRATE_ERROR_DISK_FULL :
 		MIGRATE_ERROR_QUOTA, "Destination %s full in %s: %s. What fit "
-		"is kept; %u message(s) of this folder are in the item log as %s (migrate report -r %s): %s and run again",
+		"is kept; %u message(s) of this folder are in the item log "
+		"as %s (migrate report -r %s): %s and run again",
 		disk ? "file system" : "quota", imp->folder->dest.vname, error,
 		count + 1, migrate_item_class_name(class),
 		migrate_item_class_name(class),

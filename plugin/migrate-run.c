@@ -552,8 +552,8 @@ static int migrate_run_map_folders(struct migrate_run *run)
 	if (migrate_special_use_parse_list(run->set->gmail_skip,
 					   &gmail_skip, &error) < 0) {
 		(void)migrate_run_fail(run, MIGRATE_ERROR_CONFIG,
-			"Invalid setting migrate_gmail_skip=%s: %s", run->set->gmail_skip,
-			error);
+			"Invalid setting migrate_gmail_skip=%s: %s",
+			run->set->gmail_skip, error);
 		return -1;
 	}
 	map_set.gmail_skip = gmail_skip;
@@ -943,14 +943,16 @@ static int migrate_run_verify(struct migrate_run *run)
 	if (failed != NULL) {
 		/* a folder that couldn't be checked isn't verified */
 		(void)migrate_run_fail(run, MIGRATE_ERROR_ITEMS,
-			"verify: folder %s could not be checked: %s", failed->src_name,
-			failed->error == NULL ? "unknown error" : failed->error);
+			"verify: folder %s could not be checked: %s",
+			failed->src_name, failed->error == NULL ?
+			"unknown error" : failed->error);
 		return -1;
 	}
 	if (unexplained > 0) {
 		(void)migrate_run_fail(run, MIGRATE_ERROR_ITEMS,
-			"verify: %u source messages are missing at the destination with no "
-			"explanation in the item log", unexplained);
+			"verify: %u source messages are missing at the "
+			"destination with no explanation in the item log",
+			unexplained);
 		return -1;
 	}
 	if (run->set->pop3_uidls && migrate_pop3_verify(run) < 0)
