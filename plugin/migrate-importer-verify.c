@@ -36,7 +36,7 @@ static bool migrate_verify_explained(struct migrate_importer *imp,
 {
 	const struct migrate_item *item = migrate_importer_find_item(imp, uid);
 
-	return item != NULL && !item->resolved;
+	return item != NULL && migrate_item_is_open(item);
 }
 
 /* A source whose RFC822.SIZE isn't the size of the body it sends
@@ -85,7 +85,7 @@ static void migrate_verify_counts(struct migrate_importer *imp)
 	uint32_t explained = 0, expected;
 
 	array_foreach(&imp->fs.items, item) {
-		if (!item->resolved && item->class != MIGRATE_ITEM_VANISHED)
+		if (migrate_item_is_open(item))
 			explained++;
 	}
 	folder->counters.deferred = explained;

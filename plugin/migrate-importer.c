@@ -145,14 +145,7 @@ migrate_folder_status(const struct migrate_importer *imp)
 	const struct migrate_item *item;
 
 	array_foreach(&imp->fs.items, item) {
-		/* a message that vanished in an earlier pass is gone from
-		   the source for good: nothing left to fix or retry */
-		if (item->class == MIGRATE_ITEM_VANISHED &&
-		    hash_table_lookup(imp->msgs_by_uid,
-				      POINTER_CAST(item->uid)) == NULL)
-			continue;
-		if (!item->resolved && item->class != MIGRATE_ITEM_FILTERED &&
-		    item->class != MIGRATE_ITEM_DUPLICATE)
+		if (migrate_item_is_error(item))
 			return MIGRATE_FOLDER_RESULT_COMPLETED_WITH_ERRORS;
 	}
 	return MIGRATE_FOLDER_RESULT_COMPLETED;

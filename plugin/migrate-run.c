@@ -684,7 +684,7 @@ static bool migrate_run_folder_unchanged(struct migrate_run *run,
 	    result != MIGRATE_FOLDER_RESULT_COMPLETED)
 		return FALSE;
 	array_foreach(&fs.items, item) {
-		if (!item->resolved)
+		if (migrate_item_is_open(item))
 			return FALSE;
 	}
 	if (fs.src_uidvalidity != folder->status_uidvalidity ||

@@ -31,17 +31,36 @@ struct migrate_state {
 	bool locked;
 };
 
-static const char *const migrate_item_class_names[] = {
-	"fetch-failed", "malformed", "too-big", "filtered",
-	"destination-quota", "destination-error", "vanished", "duplicate",
-	"throttled", "timeout", "destination-full", "pop3-unmatched",
-	"sieve-copied", "sieve-not-compiling", "sieve-failed",
+/* One row a class, in enum migrate_item_class order */
+static const struct migrate_item_class_def {
+	const char *name;
+	/* left out on purpose (a filter, the copy in another folder): open,
+	   but not an error of its folder */
+	bool by_choice;
+	/* the message was deleted at the source: never open */
+	bool gone;
+} migrate_item_classes[] = {
+	{ "fetch-failed", FALSE, FALSE },
+	{ "malformed", FALSE, FALSE },
+	{ "too-big", FALSE, FALSE },
+	{ "filtered", TRUE, FALSE },
+	{ "destination-quota", FALSE, FALSE },
+	{ "destination-error", FALSE, FALSE },
+	{ "vanished", FALSE, TRUE },
+	{ "duplicate", TRUE, FALSE },
+	{ "throttled", FALSE, FALSE },
+	{ "timeout", FALSE, FALSE },
+	{ "destination-full", FALSE, FALSE },
+	{ "pop3-unmatched", FALSE, FALSE },
+	{ "sieve-copied", FALSE, FALSE },
+	{ "sieve-not-compiling", FALSE, FALSE },
+	{ "sieve-failed", FALSE, FALSE },
 };
 
 const char *migrate_item_class_name(enum migrate_item_class class)
 {
 	i_assert(class < MIGRATE_ITEM_CLASS_COUNT);
-	return migrate_item_class_names[class];
+	return migrate_item_classes[class].name;
 }
 
 int migrate_item_class_parse(const char *name,
@@ -50,12 +69,24 @@ int migrate_item_class_parse(const char *name,
 	unsigned int i;
 
 	for (i = 0; i < MIGRATE_ITEM_CLASS_COUNT; i++) {
-		if (strcmp(migrate_item_class_names[i], name) == 0) {
+		if (strcmp(migrate_item_classes[i].name, name) == 0) {
 			*class_r = i;
 			return 0;
 		}
 	}
 	return -1;
+}
+
+bool migrate_item_is_open(const struct migrate_item *item)
+{
+	i_assert(item->class < MIGRATE_ITEM_CLASS_COUNT);
+	return !item->resolved && !migrate_item_classes[item->class].gone;
+}
+
+bool migrate_item_is_error(const struct migrate_item *item)
+{
+	return migrate_item_is_open(item) &&
+		!migrate_item_classes[item->class].by_choice;
 }
 
 /* UID map */

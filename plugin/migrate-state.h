@@ -215,5 +215,14 @@ void migrate_uidmap_remove(ARRAY_TYPE(migrate_uid_run) *map,
 const char *migrate_item_class_name(enum migrate_item_class class);
 int migrate_item_class_parse(const char *name,
 			     enum migrate_item_class *class_r);
+/* The one rule of what an item means: open until a later pass resolves
+   it, and then it explains a source message the destination lacks. A
+   vanished message was deleted at the source: it is not missing at the
+   destination, so its item is never open. Used by verify (both modes),
+   a folder's result and the exit code, and the skip of unchanged folders. */
+bool migrate_item_is_open(const struct migrate_item *item);
+/* An open item that makes its folder "completed-with-errors" (exit 2):
+   every class but those left out on purpose (filtered, duplicate) */
+bool migrate_item_is_error(const struct migrate_item *item);
 
 #endif

@@ -215,9 +215,45 @@ static void test_item_classes(void)
 	test_end();
 }
 
+static void test_item_open_error(void)
+{
+	static const struct {
+		enum migrate_item_class class;
+		bool resolved, open, error;
+	} tests[] = {
+		{ MIGRATE_ITEM_FETCH_FAILED, FALSE, TRUE, TRUE },
+		{ MIGRATE_ITEM_FETCH_FAILED, TRUE, FALSE, FALSE },
+		{ MIGRATE_ITEM_TOO_BIG, FALSE, TRUE, TRUE },
+		{ MIGRATE_ITEM_DEST_QUOTA, FALSE, TRUE, TRUE },
+		{ MIGRATE_ITEM_DEST_FULL, FALSE, TRUE, TRUE },
+		{ MIGRATE_ITEM_POP3_UNMATCHED, FALSE, TRUE, TRUE },
+		/* left out on purpose: open (explains the absence), no error */
+		{ MIGRATE_ITEM_FILTERED, FALSE, TRUE, FALSE },
+		{ MIGRATE_ITEM_DUPLICATE, FALSE, TRUE, FALSE },
+		{ MIGRATE_ITEM_FILTERED, TRUE, FALSE, FALSE },
+		/* deleted at the source: nothing is missing */
+		{ MIGRATE_ITEM_VANISHED, FALSE, FALSE, FALSE },
+		{ MIGRATE_ITEM_VANISHED, TRUE, FALSE, FALSE },
+	};
+	struct migrate_item item;
+	unsigned int i;
+
+	test_begin("item log: open and error, one rule");
+	for (i = 0; i < N_ELEMENTS(tests); i++) {
+		i_zero(&item);
+		item.class = tests[i].class;
+		item.resolved = tests[i].resolved;
+		test_assert_idx(migrate_item_is_open(&item) == tests[i].open, i);
+		test_assert_idx(migrate_item_is_error(&item) == tests[i].error,
+				i);
+	}
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
+		test_item_open_error,
 		test_uidmap_add_lookup,
 		test_uidmap_remove_and_order,
 		test_uidmap_decode_invalid,
