@@ -25,6 +25,17 @@ struct map_test {
 	const char *reason;
 };
 
+/* a case that checks more of the result: the destination's special use
+   (when check_use), whether it is an "all mail" folder (unless TEST_ANY),
+   the decoded name (when not NULL) */
+struct map_test_more {
+	struct map_test t;
+	bool check_use;
+	enum migrate_special_use dest_use;
+	enum test_all_mail { TEST_ANY = 0, TEST_YES, TEST_NO } all_mail;
+	const char *decoded_name;
+};
+
 static const char *test_dir;
 
 static const char *test_write_file(const char *name, const char *data)
@@ -93,27 +104,53 @@ static bool test_vname_is_safe(const char *vname)
 }
 
 static void
+test_map_case(struct migrate_folder_map *map, const struct map_test *test,
+	      unsigned int i, struct migrate_folder_dest *dest_r)
+{
+	test_lookup(map, test->name, test->delimiter, test->ns_prefix,
+		    test->src_use, test->src_flags, dest_r);
+	test_assert_strcmp_idx(dest_r->vname, test->vname, i);
+	test_assert_idx(dest_r->skip == test->skip, i);
+	if (test->reason == NULL)
+		test_assert_strcmp_idx(dest_r->reason, NULL, i);
+	else {
+		test_assert_idx(dest_r->reason != NULL &&
+				strstr(dest_r->reason, test->reason) != NULL, i);
+	}
+	test_assert_idx(dest_r->skip || dest_r->vname != NULL, i);
+	test_assert_idx(test_vname_is_safe(dest_r->vname), i);
+}
+
+static void
 test_map_cases(struct migrate_folder_map *map, const struct map_test *tests,
 	       unsigned int count)
 {
 	struct migrate_folder_dest dest;
 	unsigned int i;
 
+	for (i = 0; i < count; i++)
+		test_map_case(map, &tests[i], i, &dest);
+}
+
+static void
+test_map_more_cases(struct migrate_folder_map *map,
+		    const struct map_test_more *tests, unsigned int count)
+{
+	struct migrate_folder_dest dest;
+	unsigned int i;
+
 	for (i = 0; i < count; i++) {
-		test_lookup(map, tests[i].name, tests[i].delimiter,
-			    tests[i].ns_prefix, tests[i].src_use,
-			    tests[i].src_flags, &dest);
-		test_assert_strcmp_idx(dest.vname, tests[i].vname, i);
-		test_assert_idx(dest.skip == tests[i].skip, i);
-		if (tests[i].reason == NULL)
-			test_assert_strcmp_idx(dest.reason, NULL, i);
-		else {
-			test_assert_idx(dest.reason != NULL &&
-					strstr(dest.reason,
-					       tests[i].reason) != NULL, i);
+		test_map_case(map, &tests[i].t, i, &dest);
+		if (tests[i].check_use)
+			test_assert_idx(dest.special_use == tests[i].dest_use, i);
+		if (tests[i].all_mail != TEST_ANY) {
+			test_assert_idx(dest.gmail_all_mail ==
+					(tests[i].all_mail == TEST_YES), i);
 		}
-		test_assert_idx(dest.skip || dest.vname != NULL, i);
-		test_assert_idx(test_vname_is_safe(dest.vname), i);
+		if (tests[i].decoded_name != NULL) {
+			test_assert_strcmp_idx(dest.decoded_name,
+					       tests[i].decoded_name, i);
+		}
 	}
 }
 
@@ -299,6 +336,12 @@ static void test_folder_map_hostile(void)
 		{ "INBOX.../..", '.', "INBOX.", 0, 0, "_/_/_/_/_", FALSE,
 		  "empty name part" },
 	};
+	/* with '.' as destination separator the dot escapes stack up */
+	static const struct map_test dot_tests[] = {
+		{ "a/../b", '/', "", 0, 0, "a.___.b", FALSE, "'..'" },
+		{ ".hidden", '/', "", 0, 0, "_hidden", FALSE, "'.'" },
+		{ "~x.y", '/', "", 0, 0, "_x_y", FALSE, "leading '~'" },
+	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
 	struct migrate_folder_dest dest;
@@ -353,15 +396,9 @@ static void test_folder_map_hostile(void)
 	test_assert(dest.skip && dest.vname == NULL);
 	migrate_folder_map_deinit(&map);
 
-	/* with '.' as destination separator the dot escapes stack up */
 	set.dest_sep = '.';
 	map = test_map_init(&set);
-	test_lookup(map, "a/../b", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "a.___.b");
-	test_lookup(map, ".hidden", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "_hidden");
-	test_lookup(map, "~x.y", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "_x_y");
+	test_map_cases(map, dot_tests, N_ELEMENTS(dot_tests));
 	migrate_folder_map_deinit(&map);
 	test_end();
 }
@@ -385,9 +422,32 @@ static void test_folder_map_special_use_flags(void)
 		{ "Flagged", '/', "", MIGRATE_SPECIAL_USE_FLAGGED, 0,
 		  "Flagged", FALSE, NULL },
 	};
+	static const struct map_test_more use_tests[] = {
+		/* two flags: the first one counts */
+		{ .t = { "Outbox Copies", '/', "",
+			 MIGRATE_SPECIAL_USE_SENT | MIGRATE_SPECIAL_USE_ARCHIVE,
+			 0, "Sent Messages", FALSE, "automap \\Sent" },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_SENT },
+		/* a virtual all-messages folder outside Gmail */
+		{ .t = { "Virtual/All", '/', "", MIGRATE_SPECIAL_USE_ALL, 0,
+			 "Archive", FALSE, "automap \\All" },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_ALL,
+		  .all_mail = TEST_YES },
+	};
+	/* automap off: flags are reported, names are kept */
+	static const struct map_test_more no_automap_tests[] = {
+		{ .t = { "Outbox Copies", '/', "", MIGRATE_SPECIAL_USE_SENT, 0,
+			 "Outbox Copies", FALSE, NULL },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_SENT },
+		{ .t = { "Sent Items", '/', "", 0, 0, "Sent Items", FALSE,
+			 NULL },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_NONE },
+		{ .t = { "Virtual/All", '/', "", MIGRATE_SPECIAL_USE_ALL, 0,
+			 "Virtual/All", FALSE, NULL },
+		  .all_mail = TEST_YES },
+	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
-	struct migrate_folder_dest dest;
 
 	test_begin("folder map: special use by flag");
 	i_zero(&set);
@@ -396,32 +456,13 @@ static void test_folder_map_special_use_flags(void)
 	set.special_use_dest[0] = "Sent Messages";
 	map = test_map_init(&set);
 	test_map_cases(map, tests, N_ELEMENTS(tests));
-	test_lookup(map, "Outbox Copies", '/', "", MIGRATE_SPECIAL_USE_SENT |
-		    MIGRATE_SPECIAL_USE_ARCHIVE, 0, &dest);
-	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_SENT);
-	/* a virtual all-messages folder outside Gmail */
-	test_lookup(map, "Virtual/All", '/', "", MIGRATE_SPECIAL_USE_ALL, 0,
-		    &dest);
-	test_assert(dest.gmail_all_mail && !dest.skip &&
-		    dest.special_use == MIGRATE_SPECIAL_USE_ALL);
-	test_assert_strcmp(dest.vname, "Archive");
+	test_map_more_cases(map, use_tests, N_ELEMENTS(use_tests));
 	migrate_folder_map_deinit(&map);
 
-	/* automap off: flags are reported, names are kept */
 	set.automap = FALSE;
 	map = test_map_init(&set);
-	test_lookup(map, "Outbox Copies", '/', "", MIGRATE_SPECIAL_USE_SENT, 0,
-		    &dest);
-	test_assert_strcmp(dest.vname, "Outbox Copies");
-	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_SENT);
-	test_assert(dest.reason == NULL);
-	test_lookup(map, "Sent Items", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Sent Items");
-	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_NONE);
-	test_lookup(map, "Virtual/All", '/', "", MIGRATE_SPECIAL_USE_ALL, 0,
-		    &dest);
-	test_assert(dest.gmail_all_mail);
-	test_assert_strcmp(dest.vname, "Virtual/All");
+	test_map_more_cases(map, no_automap_tests,
+			    N_ELEMENTS(no_automap_tests));
 	migrate_folder_map_deinit(&map);
 	test_end();
 }
@@ -524,6 +565,18 @@ static void test_folder_map_special_use_names(void)
 		  FALSE, "automap: under \\Trash" },
 		{ "Sent/2019", '/', "", 0, 0, "Sent/2019", FALSE, NULL },
 	};
+	/* configured destination names, '.' separator */
+	static const struct map_test_more configured_tests[] = {
+		{ .t = { "Sent Items/2019", '/', "", 0, 0,
+			 "Sent Messages.2019", FALSE,
+			 "automap: under \\Sent" } },
+		{ .t = { "INBOX.Trash", '.', "INBOX.", 0, 0,
+			 "Deleted Messages", FALSE, "automap \\Trash" },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_TRASH },
+		/* "Junk" is "Junk": no reason */
+		{ .t = { "INBOX.Junk", '.', "INBOX.", 0, 0, "Junk", FALSE,
+			 NULL } },
+	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
 	struct migrate_folder_dest dest;
@@ -556,27 +609,32 @@ static void test_folder_map_special_use_names(void)
 	test_map_cases(map, sub_tests, N_ELEMENTS(sub_tests));
 	migrate_folder_map_deinit(&map);
 
-	/* configured destination names, '.' separator */
 	set.dest_sep = '.';
 	set.special_use_dest[0] = "Sent Messages";
 	set.special_use_dest[2] = "Deleted Messages";
 	map = test_map_init(&set);
-	test_lookup(map, "Sent Items/2019", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Sent Messages.2019");
-	test_lookup(map, "INBOX.Trash", '.', "INBOX.", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Deleted Messages");
-	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_TRASH);
-	test_lookup(map, "INBOX.Junk", '.', "INBOX.", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Junk");
+	test_map_more_cases(map, configured_tests,
+			    N_ELEMENTS(configured_tests));
 	migrate_folder_map_deinit(&map);
 	test_end();
 }
 
 static void test_folder_map_names_yield_to_flags(void)
 {
+	static const struct map_test_more tests[] = {
+		/* the source flags Drafts \Drafts: "Entwürfe" is a plain
+		   folder */
+		{ .t = { "Drafts", '/', "", MIGRATE_SPECIAL_USE_DRAFTS, 0,
+			 "Drafts", FALSE, NULL } },
+		{ .t = { "Entw&APw-rfe", '/', "", 0, 0, "Entw\xc3\xbcrfe",
+			 FALSE, NULL },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_NONE },
+		/* uses the source doesn't flag still map by name */
+		{ .t = { "Papierkorb", '/', "", 0, 0, "Trash", FALSE,
+			 "automap \\Trash" } },
+	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
-	struct migrate_folder_dest dest;
 
 	test_begin("folder map: a flagged folder beats a localized name");
 	i_zero(&set);
@@ -584,16 +642,7 @@ static void test_folder_map_names_yield_to_flags(void)
 	set.automap = TRUE;
 	set.source_flagged = MIGRATE_SPECIAL_USE_DRAFTS;
 	map = test_map_init(&set);
-	/* the source flags Drafts \Drafts: "Entwürfe" is a plain folder */
-	test_lookup(map, "Drafts", '/', "", MIGRATE_SPECIAL_USE_DRAFTS, 0,
-		    &dest);
-	test_assert_strcmp(dest.vname, "Drafts");
-	test_lookup(map, "Entw&APw-rfe", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Entw\xc3\xbcrfe");
-	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_NONE);
-	/* uses the source doesn't flag still map by name */
-	test_lookup(map, "Papierkorb", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Trash");
+	test_map_more_cases(map, tests, N_ELEMENTS(tests));
 	migrate_folder_map_deinit(&map);
 	test_end();
 }
@@ -642,6 +691,19 @@ static void test_folder_map_rules(void)
 		{ "Clients.Caf&AOk-", '.', "", 0, 0,
 		  "Customers/Caf\xc3\xa9", FALSE, "rules.conf:3" },
 	};
+	/* '/' from the rule is converted to the destination separator,
+	   a '.' inside a part is escaped */
+	/* a rule wins over automap, the special use stays */
+	static const struct map_test_more use_tests[] = {
+		{ .t = { "Sent Items", '/', "", MIGRATE_SPECIAL_USE_SENT, 0,
+			 "Sent Stuff", FALSE, "rules.conf:7" },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_SENT },
+	};
+	static const struct map_test dot_tests[] = {
+		{ "Clients/ProjectA", '/', "", 0, 0,
+		  "Customers.ProjectA", FALSE, "rules.conf:3" },
+		{ "dots", '/', "", 0, 0, "a_b", FALSE, "rules.conf:10" },
+	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
 	struct migrate_folder_dest dest;
@@ -655,6 +717,7 @@ static void test_folder_map_rules(void)
 	set.rules_path = path;
 	map = test_map_init(&set);
 	test_map_cases(map, tests, N_ELEMENTS(tests));
+	test_map_more_cases(map, use_tests, N_ELEMENTS(use_tests));
 	/* the reason names the file and line exactly */
 	test_lookup(map, "Clients/ProjectA", '/', "", 0, 0, &dest);
 	test_assert_strcmp(dest.reason, t_strdup_printf(
@@ -662,20 +725,11 @@ static void test_folder_map_rules(void)
 	test_lookup(map, "Old", '/', "", 0, 0, &dest);
 	test_assert_strcmp(dest.reason, t_strdup_printf(
 		"skipped by migrate_folder_map rule %s:5", path));
-	/* a rule wins over automap, the special use stays */
-	test_lookup(map, "Sent Items", '/', "", MIGRATE_SPECIAL_USE_SENT, 0,
-		    &dest);
-	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_SENT);
 	migrate_folder_map_deinit(&map);
 
-	/* '/' from the rule is converted to the destination separator,
-	   a '.' inside a part is escaped */
 	set.dest_sep = '.';
 	map = test_map_init(&set);
-	test_lookup(map, "Clients/ProjectA", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "Customers.ProjectA");
-	test_lookup(map, "dots", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.vname, "a_b");
+	test_map_cases(map, dot_tests, N_ELEMENTS(dot_tests));
 	migrate_folder_map_deinit(&map);
 	test_end();
 }
@@ -754,9 +808,14 @@ static void test_folder_map_include_exclude(void)
 		{ "Work/Caf&AOk-", '/', "", 0, 0, NULL, TRUE,
 		  "excluded by migrate_exclude" },
 	};
+	/* a skipped folder still has its decoded name */
+	static const struct map_test_more named_tests[] = {
+		{ .t = { "Work/Private", '/', "", 0, 0, NULL, TRUE,
+			 "excluded by migrate_exclude" },
+		  .decoded_name = "Work/Private" },
+	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
-	struct migrate_folder_dest dest;
 
 	test_begin("folder map: include and exclude");
 	i_zero(&set);
@@ -765,9 +824,7 @@ static void test_folder_map_include_exclude(void)
 	set.exclude = "^Work/(Private|Caf\xc3\xa9)(/|$)";
 	map = test_map_init(&set);
 	test_map_cases(map, tests, N_ELEMENTS(tests));
-	test_lookup(map, "Work/Private", '/', "", 0, 0, &dest);
-	test_assert_strcmp(dest.reason, "excluded by migrate_exclude");
-	test_assert_strcmp(dest.decoded_name, "Work/Private");
+	test_map_more_cases(map, named_tests, N_ELEMENTS(named_tests));
 	migrate_folder_map_deinit(&map);
 	test_end();
 }
@@ -827,7 +884,25 @@ static void test_folder_map_gmail(void)
 	};
 	struct migrate_folder_map_settings set;
 	struct migrate_folder_map *map;
-	struct migrate_folder_dest dest;
+
+	/* the "all mail" folder, by flag or by name */
+	static const struct map_test_more all_mail_tests[] = {
+		{ .t = { "[Gmail]/All Mail", '/', "", MIGRATE_SPECIAL_USE_ALL,
+			 0, "Archives", FALSE, "automap \\All" },
+		  .check_use = TRUE, .dest_use = MIGRATE_SPECIAL_USE_ALL,
+		  .all_mail = TEST_YES },
+		{ .t = { "[Google Mail]/All Mail", '/', "", 0, 0,
+			 "Archives", FALSE, "automap \\All" },
+		  .all_mail = TEST_YES },
+		{ .t = { "[Gmail]/Sent Mail", '/', "", 0, 0,
+			 "Sent", FALSE, "automap \\Sent" },
+		  .all_mail = TEST_NO },
+	};
+	static const struct map_test_more no_automap_all_mail_tests[] = {
+		{ .t = { "[Gmail]/All Mail", '/', "", 0, 0,
+			 "[Gmail]/All Mail", FALSE, NULL },
+		  .all_mail = TEST_YES },
+	};
 
 	test_begin("folder map: Gmail");
 	i_zero(&set);
@@ -838,22 +913,15 @@ static void test_folder_map_gmail(void)
 	set.special_use_dest[4] = "Archives";
 	map = test_map_init(&set);
 	test_map_cases(map, tests, N_ELEMENTS(tests));
-	test_lookup(map, "[Gmail]/All Mail", '/', "", MIGRATE_SPECIAL_USE_ALL,
-		    0, &dest);
-	test_assert(dest.gmail_all_mail);
-	test_assert(dest.special_use == MIGRATE_SPECIAL_USE_ALL);
-	test_lookup(map, "[Google Mail]/All Mail", '/', "", 0, 0, &dest);
-	test_assert(dest.gmail_all_mail);
-	test_lookup(map, "[Gmail]/Sent Mail", '/', "", 0, 0, &dest);
-	test_assert(!dest.gmail_all_mail);
+	test_map_more_cases(map, all_mail_tests, N_ELEMENTS(all_mail_tests));
 	migrate_folder_map_deinit(&map);
 
 	set.automap = FALSE;
 	set.gmail_skip = MIGRATE_SPECIAL_USE_JUNK;
 	map = test_map_init(&set);
 	test_map_cases(map, no_automap_tests, N_ELEMENTS(no_automap_tests));
-	test_lookup(map, "[Gmail]/All Mail", '/', "", 0, 0, &dest);
-	test_assert(dest.gmail_all_mail);
+	test_map_more_cases(map, no_automap_all_mail_tests,
+			    N_ELEMENTS(no_automap_all_mail_tests));
 	migrate_folder_map_deinit(&map);
 
 	/* one rule for "is this Gmail's layout", any case, whole component */
