@@ -295,6 +295,9 @@ int migrate_settings_parse_date(const char *str, time_t now, time_t *time_r)
 	tm.tm_mon = mon - 1;
 	tm.tm_mday = mday;
 	*time_r = timegm(&tm);
+	/* timegm() makes "2023-02-29" March 1: that is no date */
+	if (tm.tm_mday != (int)mday || tm.tm_mon != (int)mon - 1)
+		return -1;
 	return 0;
 }
 

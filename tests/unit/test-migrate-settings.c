@@ -60,6 +60,27 @@ static void test_settings_date(void)
 		{ "6", -1, 0 },
 		{ "d", -1, 0 },
 	};
+	/* YYYY-MM-DD: midnight UTC */
+	static const struct {
+		const char *input;
+		int ret;
+		time_t time;
+	} dates[] = {
+		{ "2024-02-29", 0, 1709164800 },
+		{ "1970-01-01", 0, 0 },
+		{ "2023-12-31", 0, 1703980800 },
+		/* days that don't exist are refused, not moved on */
+		{ "2023-02-29", -1, 0 },
+		{ "2024-02-30", -1, 0 },
+		{ "2024-04-31", -1, 0 },
+		{ "2024-13-01", -1, 0 },
+		{ "2024-00-10", -1, 0 },
+		{ "2024-01-00", -1, 0 },
+		{ "2024-1-01", -1, 0 },
+		{ "2024-01-01x", -1, 0 },
+		{ "01.01.2024", -1, 0 },
+		{ "", -1, 0 },
+	};
 	time_t now = 1700000000, t;
 
 	test_begin("settings: dates and ages");
@@ -71,9 +92,12 @@ static void test_settings_date(void)
 					24 * 3600, i);
 		}
 	}
-	test_assert(migrate_settings_parse_date("2024-02-29", now, &t) == 0 &&
-		    t == 1709164800);
-	test_assert(migrate_settings_parse_date("2024-13-01", now, &t) < 0);
+	for (unsigned int i = 0; i < N_ELEMENTS(dates); i++) {
+		test_assert_idx(migrate_settings_parse_date(dates[i].input,
+				now, &t) == dates[i].ret, i);
+		if (dates[i].ret == 0)
+			test_assert_idx(t == dates[i].time, i);
+	}
 	test_end();
 }
 
