@@ -116,11 +116,11 @@ for u in $users; do
 	elif dst_equals "(a) $u: destination == source after the cuts" "$u" "$T/src.json"; then
 		rounds_ok=$((rounds_ok + 1))
 	fi
-	made=$(pj "$PROXY_LOG" 'len(d["cuts"])')
+	made=$(proxy_cuts)
 	[ "$made" -ge "$NCUTS" ] && break
 done
 proxy_stop
-made=$(pj "$PROXY_LOG" 'len(d["cuts"])')
+made=$(proxy_cuts)
 info "$made cuts over $rounds migrations ($reruns re-runs after a failed run)"
 pj "$PROXY_LOG" '"\n".join("#   cut %2d: conn %d, %s at %d/%d %s" % (i + 1, c["conn"], c["in"], c["at"], c["of"], c["context"][:50]) for i, c in enumerate(d["cuts"][:12]))'
 if [ "$made" -ge 50 ]; then
@@ -202,7 +202,7 @@ proxy_start bye --count-fetch body --bye-after-fetch 3,9 --unavailable-fetch 6,7
 assert_exit NAME="(c) run with BYE and NO [UNAVAILABLE] exits 0" 0 \
 	via_proxy bye -o plugin/migrate_backoff_max=1s
 proxy_stop
-injected=$(pj "$PROXY_LOG" '" ".join(sorted(i["what"] for i in d["injected"]))')
+injected=$(proxy_injected)
 assert_eq "(c) the proxy injected 2 BYE and 2 NO [UNAVAILABLE]" \
 	"bye bye unavailable unavailable" "$injected"
 if grep -q 'BYE: Server shutting down' "$T/run-bye.err" &&
@@ -223,9 +223,9 @@ proxy_start poi --poison "INBOX:$POISON_UID" || die "faultproxy did not start"
 assert_exit NAME="(d) run with a poison message exits 2" 2 via_proxy poi
 proxy_stop
 assert_eq "(d) the proxy failed exactly one FETCH for INBOX UID $POISON_UID" \
-	"INBOX:$POISON_UID" "$(pj "$PROXY_LOG" '",".join("%s:%d" % (p["folder"], p["uid"]) for p in d["poisoned"])')"
+	"INBOX:$POISON_UID" "$(proxy_poisoned)"
 dst_doveadm -f json migrate report -u poi >"$T/report-poi.json" 2>"$T/report-poi.err"
-item=$(pj "$T/report-poi.json" '";".join("%s %s %s resolved=%s" % (i["folder"], i["uid"], i["reason"], i["resolved"]) for i in d)' 2>&1)
+item=$(report_items "$T/report-poi.json" 2>&1)
 assert_eq "(d) migrate report lists the poison UID as fetch-failed" \
 	"INBOX $POISON_UID fetch-failed resolved=no" "$item"
 dump_without "$T/src-uids.json" INBOX "$POISON_UID" "$T/src-minus-poison.json" ||
@@ -235,7 +235,7 @@ assert_exit NAME="(d) a run without the fault exits 0" 0 \
 	dst_doveadm migrate run -u poi
 dst_equals "(d) after the clean run: destination == source" poi "$T/src.json"
 dst_doveadm -f json migrate report -u poi >"$T/report-poi2.json" 2>"$T/report-poi2.err"
-item=$(pj "$T/report-poi2.json" '";".join("%s %s %s resolved=%s" % (i["folder"], i["uid"], i["reason"], i["resolved"]) for i in d)' 2>&1)
+item=$(report_items "$T/report-poi2.json" 2>&1)
 assert_eq "(d) migrate report marks it resolved" \
 	"INBOX $POISON_UID fetch-failed resolved=yes" "$item"
 
@@ -248,7 +248,7 @@ proxy_stop
 one_error "(e) one error line: stopped after 1 failed message (migrate_errors_max)" \
 	'Stopped after 1 failed messages \(migrate_errors_max\)' "$T/run-emax.err"
 assert_eq "(e) the run stopped before Work: only INBOX UID 2 was refused" \
-	"INBOX:2" "$(pj "$PROXY_LOG" '",".join("%s:%d" % (p["folder"], p["uid"]) for p in d["poisoned"])')"
+	"INBOX:2" "$(proxy_poisoned)"
 dst_doveadm -f json migrate status -u emax >"$T/status-emax.json" 2>/dev/null
 work=$(pj "$T/status-emax.json" '";".join(str(f.get("state")) for f in d if f.get("folder") == "Work")' 2>&1)
 assert_eq "(e) Work was never started" "queued" "$work"
@@ -299,7 +299,7 @@ two_runs() {
 two_runs maxconn 1 mc1 mc2
 assert_eq "(g) both runs with migrate_max_connections=1 exit 0" "0 0" "$rc1 $rc2"
 assert_eq "(g) at most 1 connection to the source at any time" 1 \
-	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+	"$(proxy_max_concurrent)"
 if grep -q 'Waiting for a free connection to .*migrate_max_connections=1' "$T/run-mc2.err"; then
 	pass "(g) the second run logged its wait for a free connection"
 else
@@ -313,7 +313,7 @@ dst_equals "(g) second run: destination == source" mc2 "$T/src-g.json"
 two_runs maxconn2 2 mc3 mc4
 assert_eq "(g) both runs with migrate_max_connections=2 exit 0" "0 0" "$rc1 $rc2"
 assert_eq "(g) with room for both, the runs overlapped" 2 \
-	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+	"$(proxy_max_concurrent)"
 check "(g) no wait logged when a slot is free" \
 	bash -c "! grep -q 'Waiting for a free connection' '$T/run-mc4.err'"
 

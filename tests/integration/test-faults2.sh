@@ -108,7 +108,7 @@ assert_exit NAME="(h) run with a stalled server exits 0" 0 via_proxy stall \
 	-o plugin/migrate_source_timeout=${TIMEOUT_SECS}s -o plugin/migrate_backoff_max=1s
 secs=$(secs_since "$t0")
 proxy_stop
-info "stalled run: ${secs}s, $(pj "$PROXY_LOG" 'd["connections"]') connections"
+info "stalled run: ${secs}s, $(proxy_connections) connections"
 ev=$(pj "$PROXY_LOG" '"%s|%s|%s|%s" % ((lambda e: (e["what"], e["in"], e.get("ended"), e.get("fetch_uids")))(d["slow"][0]) if d["slow"] else ("none",) * 4)')
 info "stall: $ev; $(pj "$PROXY_LOG" '(d["slow"] or [{}])[0].get("context")')"
 assert_match "(h) the proxy stalled inside a message body until the client closed" \
@@ -130,7 +130,7 @@ else
 fi
 one_reconnect "(h) one reconnect warning naming migrate_source_timeout" \
 	"$T/run-stall.err" migrate_source_timeout
-assert_eq "(h) the run reconnected once: 2 connections" 2 "$(pj "$PROXY_LOG" 'd["connections"]')"
+assert_eq "(h) the run reconnected once: 2 connections" 2 "$(proxy_connections)"
 errs=$(errors_of "$T/run-stall.err")
 assert_eq "(h) no error lines" "" "$errs"
 dst_equals "(h) after the stall: destination == source" stall "$T/src.json"
@@ -150,7 +150,7 @@ assert_eq "(h) the proxy paused 1.5 s inside a body, then went on" "stall|body-l
 assert_eq "(h) after a pause shorter than the timeout: no reconnect warning" "" \
 	"$(reconnect_lines "$T/run-pause.err")"
 assert_eq "(h) after a pause shorter than the timeout: one connection" 1 \
-	"$(pj "$PROXY_LOG" 'd["connections"]')"
+	"$(proxy_connections)"
 dst_equals "(h) after the pause: destination == source" pause "$T/src.json"
 
 # A stall in the middle of a protocol line (the FETCH line that announces
@@ -188,7 +188,7 @@ else
 fi
 rl=$(reconnect_lines "$T/run-slow.err")
 assert_eq "(i) no reconnect warning" "" "$rl"
-assert_eq "(i) one connection" 1 "$(pj "$PROXY_LOG" 'd["connections"]')"
+assert_eq "(i) one connection" 1 "$(proxy_connections)"
 assert_eq "(i) no error lines" "" "$(errors_of "$T/run-slow.err")"
 dst_equals "(i) after the trickle: destination == source" slow "$T/src.json"
 
@@ -308,7 +308,7 @@ for mech in PLAIN LOGIN; do
 	outs=$(find "$rdir" -type f -name '*.out' | wc -l)
 	nbody=$(cat "$rdir"/*.in 2>/dev/null | grep -ac 'BODY\[\] {')
 	nfetch=$(cat "$rdir"/*.out 2>/dev/null | grep -aEc 'UID FETCH .*BODY\.PEEK\[\]')
-	ntotal=$(pj "$T/src.json" 'sum(len(b["messages"]) for k, b in d.items() if k != "subscriptions")')
+	ntotal=$(dump_messages "$T/src.json")
 	if [ "$ins" -ge 1 ] && [ "$outs" -ge 1 ] && [ "$nbody" -ge "$ntotal" ] && [ "$nfetch" -ge 1 ]; then
 		pass "(k) $mech: the rawlog holds the conversation ($nfetch body FETCH commands, $nbody bodies for $ntotal messages)"
 	else

@@ -33,7 +33,7 @@ src_seed alice --seed 11 >"$T/seed.out" 2>&1 ||
 	die "seeding failed: $(tail -n 3 "$T/seed.out")"
 src_dump alice "$T/src.json" || die "source dump failed"
 nfolders=$(pj "$T/src.json" 'len([k for k in d if k != "subscriptions"])')
-info "source: $nfolders folders, $(pj "$T/src.json" 'sum(len(v["messages"]) for k, v in d.items() if k != "subscriptions")') messages"
+info "source: $nfolders folders, $(dump_messages "$T/src.json") messages"
 
 for u in pa pb pc pd pe pf pg ph pi; do
 	dst_add_user "$u" userdb_migrate_source_user=alice
@@ -81,7 +81,7 @@ proxy_stop
 assert_match "(a) the run said it used 4 workers" \
 	"Importing [0-9]+ folders in 4 worker processes" "$(cat "$T/run-pa.err")"
 assert_eq "(a) 4 connections to the source at once" 4 \
-	"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+	"$(proxy_max_concurrent)"
 dst_equals "(a) destination == source" pa "$T/src.json"
 assert_eq "(a) the result table lists every imported folder once" "$nfolders" \
 	"$(tail -n +2 "$T/run-pa.out" | grep -v ' skipped ' | awk '{print $1}' | sort -u | grep -c .)"
@@ -165,7 +165,7 @@ capped_run() {
 	assert_exit NAME="$name: exit 0" 0 via_proxy "$user" "$@"
 	proxy_stop
 	assert_eq "$name: at most $max connections at once" "$max" \
-		"$(pj "$PROXY_LOG" 'd["max_concurrent"]')"
+		"$(proxy_max_concurrent)"
 	dst_equals "$name: destination == source" "$user" "$T/src.json"
 }
 
@@ -184,7 +184,7 @@ assert_exit NAME="(i) run with BYE, UNAVAILABLE and THROTTLED in workers: exit 0
 	via_proxy pi -o plugin/migrate_backoff_max=1s
 proxy_stop
 assert_eq "(i) the proxy injected 2 BYE, 1 UNAVAILABLE, 2 THROTTLED" "bye bye throttled throttled unavailable" \
-	"$(pj "$PROXY_LOG" '" ".join(sorted(i["what"] for i in d["injected"]))')"
+	"$(proxy_injected)"
 assert_match "(i) a worker reconnected" "Source connection lost" "$(cat "$T/run-pi.err")"
 assert_match "(i) a worker backed off" "Source server is throttling" "$(cat "$T/run-pi.err")"
 dst_equals "(i) destination == source" pi "$T/src.json"

@@ -49,7 +49,7 @@ via_proxy alice
 rc=$?
 secs=$(($(date +%s) - start))
 proxy_stop
-made=$(pj "$PROXY_LOG" 'len(d["cuts"])')
+made=$(proxy_cuts)
 info "one run: exit $rc after $secs s, $made cuts"
 check "one run with default settings went through $made cuts and exits 0 (exit $rc)" [ "$rc" = 0 ]
 check "the proxy cut $NCUTS connections (made $made)" [ "$made" -ge "$NCUTS" ]

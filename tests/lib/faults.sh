@@ -11,6 +11,32 @@ d = json.load(open(sys.argv[1]))
 print(eval(sys.argv[2]))' "$@"
 }
 
+# What the proxy's log ($PROXY_LOG, or FILE) says:
+# proxy_cuts: how many connections it cut
+proxy_cuts() { pj "${1:-$PROXY_LOG}" 'len(d["cuts"])'; }
+# proxy_connections: how many connections it took
+proxy_connections() { pj "${1:-$PROXY_LOG}" 'd["connections"]'; }
+# proxy_max_concurrent: the most connections open at once
+proxy_max_concurrent() { pj "${1:-$PROXY_LOG}" 'd["max_concurrent"]'; }
+# proxy_injected: the injected responses, sorted, space-separated
+proxy_injected() {
+	pj "${1:-$PROXY_LOG}" '" ".join(sorted(i["what"] for i in d["injected"]))'
+}
+# proxy_poisoned: the poisoned messages as FOLDER:UID,...
+proxy_poisoned() {
+	pj "${1:-$PROXY_LOG}" '",".join("%s:%d" % (p["folder"], p["uid"]) for p in d["poisoned"])'
+}
+
+# dump_messages DUMP: how many messages an imaptool dump holds
+dump_messages() {
+	pj "$1" 'sum(len(b["messages"]) for k, b in d.items() if k != "subscriptions")'
+}
+# report_items REPORT_JSON: "FOLDER UID REASON resolved=yes|no;..." of
+# "migrate report -f json"
+report_items() {
+	pj "$1" '";".join("%s %s %s resolved=%s" % (i["folder"], i["uid"], i["reason"], i["resolved"]) for i in d)'
+}
+
 PROXY_PID=
 PROXY_PORT=
 PROXY_LOG=
