@@ -66,6 +66,9 @@ struct migrate_fetch_ctx {
 	   the bodies) */
 	bool throttled;
 	const char *throttle_text;
+	/* UIDs a FETCH answered OK without: expunged, or kept back by a
+	   broken server; UID SEARCH tells which (migrate_fetch_missing()) */
+	ARRAY_TYPE(seq_range) missing;
 };
 
 /* Keep the pipeline full: FETCH commands for up to the live pipeline depth
@@ -143,10 +146,9 @@ static int migrate_fetch_tagged(struct migrate_fetch_ctx *ctx,
 		    msg->rolled_back || throttled)
 			continue;
 		msg->action = MIGRATE_MSG_FAILED;
-		if (ok) {
-			migrate_importer_item(imp, msg, MIGRATE_ITEM_VANISHED,
-				"expunged on the source during the run");
-		} else {
+		if (ok)
+			seq_range_array_add(&ctx->missing, uid);
+		else {
 			migrate_importer_item(imp, msg,
 				MIGRATE_ITEM_FETCH_FAILED,
 				t_strdup_printf("%s %s", reply->name,
@@ -256,6 +258,60 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 	return migrate_fetch_tagged(ctx, &reply);
 }
 
+/* The messages a FETCH answered OK without. One the server no longer
+   lists was expunged during the run (vanished: nothing is missing); one
+   it still lists was kept back (a failed item, retried by the next run).
+   When the UID SEARCH can't be asked (the pass failed) or is refused,
+   they count as failed: an expunge is never guessed. Returns -1 when the
+   connection failed. */
+static int migrate_fetch_missing(struct migrate_fetch_ctx *ctx, bool can_search)
+{
+	struct migrate_importer *imp = ctx->imp;
+	struct migrate_importer_ctx *ictx = imp->ctx;
+	ARRAY_TYPE(seq_range) present;
+	struct seq_range_iter iter;
+	struct migrate_msg *msg;
+	const char *error = "the UID SEARCH that would tell wasn't asked";
+	unsigned int n = 0;
+	uint32_t uid;
+	string_t *set;
+	int ret = 0;
+
+	if (array_count(&ctx->missing) == 0)
+		return 0;
+	t_array_init(&present, 4);
+	if (can_search) {
+		set = t_str_new(128);
+		imap_write_seq_range(set, &ctx->missing);
+		ret = migrate_importer_search_uids(imp, str_c(set), &present,
+						   &error);
+		if (ret < 0)
+			return -1;
+		if (ret == 0)
+			error = t_strdup_printf("UID SEARCH: %s", error);
+	}
+	seq_range_array_iter_init(&iter, &ctx->missing);
+	while (seq_range_array_iter_nth(&iter, n++, &uid)) {
+		msg = hash_table_lookup(imp->msgs_by_uid, POINTER_CAST(uid));
+		i_assert(msg != NULL);
+		if (ret > 0 && !seq_range_exists(&present, uid)) {
+			migrate_importer_item(imp, msg, MIGRATE_ITEM_VANISHED,
+				"expunged on the source during the run");
+		} else {
+			migrate_importer_item(imp, msg,
+				MIGRATE_ITEM_FETCH_FAILED, ret > 0 ?
+				"the server answered FETCH OK without this "
+				"message, which it still lists" :
+				t_strdup_printf("the server answered FETCH OK "
+						"without this message (%s)",
+						error));
+			ictx->hooks->item_error(ictx->hook_context);
+		}
+	}
+	array_clear(&ctx->missing);
+	return 0;
+}
+
 int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 {
 	struct migrate_importer_ctx *ictx = imp->ctx;
@@ -267,6 +323,7 @@ int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 	i_zero(&ctx);
 	ctx.imp = imp;
 	p_array_init(&ctx.cmds, imp->pool, 16);
+	p_array_init(&ctx.missing, imp->pool, 4);
 	ctx.msgs = array_get(&imp->msgs, &ctx.count);
 	ictx->live->cur_done = 0;
 	ictx->live->cur_total = 0;
@@ -303,6 +360,10 @@ int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 		   stopping here would skip them) */
 		if (ret > 0)
 			migrate_fetch_send(&ctx);
+	} T_END;
+	T_BEGIN {
+		if (migrate_fetch_missing(&ctx, ret > 0) < 0)
+			ret = -1;
 	} T_END;
 	return ret;
 }

@@ -78,7 +78,7 @@ src_dump alice "$T/src-uids.json" --uids || die "source dump failed"
 ROUNDS=40
 users=""
 for r in $(seq 1 $ROUNDS); do users="$users cut$r"; done
-dst_add_users_alice probe $users thr bye poi emax
+dst_add_users_alice probe $users thr bye poi poiok emax
 
 # ------------------------------------------------------------ (a) cuts
 # A pass-through run records the byte map of a whole first pass; the cut
@@ -238,6 +238,20 @@ dst_doveadm -f json migrate report -u poi >"$T/report-poi2.json" 2>"$T/report-po
 item=$(report_items "$T/report-poi2.json" 2>&1)
 assert_eq "(d) migrate report marks it resolved" \
 	"INBOX $POISON_UID fetch-failed resolved=yes" "$item"
+
+# (d2) a server that answers FETCH OK but leaves the message out, though it
+# still lists it: not taken for an expunge (the UID SEARCH still finds
+# it), so a failed item and exit 2, imported by the next run
+proxy_start poiok --poison "INBOX:$POISON_UID" --poison-keep-ok || die "faultproxy did not start"
+assert_exit NAME="(d2) FETCH OK without a listed message: exit 2" 2 via_proxy poiok
+proxy_stop
+dst_doveadm -f json migrate report -u poiok >"$T/report-poiok.json" 2>/dev/null
+assert_eq "(d2) migrate report lists it as fetch-failed, not vanished" \
+	"INBOX $POISON_UID fetch-failed resolved=no" "$(report_items "$T/report-poiok.json" 2>&1)"
+assert_match "(d2) the reason says the server still lists it" "still lists" \
+	"$(pj "$T/report-poiok.json" 'd[0].get("detail", "")' 2>&1)"
+assert_exit NAME="(d2) a run without the fault exits 0" 0 dst_doveadm migrate run -u poiok
+dst_equals "(d2) after the clean run: destination == source" poiok "$T/src.json"
 
 # ------------------------------------------------------------ (e) errors_max
 # two poison messages in two folders; INBOX is imported first

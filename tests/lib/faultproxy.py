@@ -39,6 +39,9 @@ always knows message boundaries) and injects faults:
                                (in FOLDER, or in any folder) and turn the
                                command's tagged OK into
                                "NO Some messages could not be FETCHed"
+  --poison-keep-ok             with --poison: keep the tagged OK (a broken
+                               server that leaves out a message it still
+                               lists, as if it had been expunged)
   --stall-after-bytes N --stall-secs S
                                once: the first connection whose server
                                sent it N bytes gets nothing more from the
@@ -268,6 +271,7 @@ class Proxy:
         self.unavail_fetch = set(parse_int_list(args.unavailable_fetch))
         self.refuse_commands = {c.upper() for c in args.refuse_command}
         self.poison = parse_poison(args.poison)
+        self.poison_keep_ok = args.poison_keep_ok
         self.size_skew = args.size_skew
         self.conn_count = 0
         self.open_conns = 0
@@ -578,7 +582,7 @@ class Conn:
             tag = line.split(" ", 1)[0]
             if tag in self.fetches:
                 del self.fetches[tag]
-                if tag in self.poisoned_tags:
+                if tag in self.poisoned_tags and not self.p.poison_keep_ok:
                     self.poisoned_tags.discard(tag)
                     rest = line.split(" ", 2)
                     if len(rest) >= 2 and rest[1].upper() == "OK":
@@ -826,6 +830,7 @@ def main():
     ap.add_argument("--count-fetch", choices=("any", "body", "list", "flags"),
                     default="any")
     ap.add_argument("--poison", "--poison-uid", dest="poison", default="")
+    ap.add_argument("--poison-keep-ok", action="store_true")
     ap.add_argument("--stall-after-bytes", type=parse_at,
                     help="once, after N server->client bytes of a connection, "
                     "forward nothing from the server for --stall-secs")
