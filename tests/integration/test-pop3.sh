@@ -35,47 +35,10 @@ dst_start --format maildir --pop3 --conf-extra "$T/pop3-hide.conf" ||
 src_seed alice --seed 7 --limit 30 >"$T/seed.out" 2>&1 ||
 	die "seeding failed: $(tail -n 3 "$T/seed.out")"
 
-cat >"$T/pop3.py" <<'EOF'
-import imaplib, poplib, sys
-cmd, port, user, pw = sys.argv[1:5]
-if cmd == "uidl":
-    # "UIDL" lines in POP3 order; the password comes from stdin
-    p = poplib.POP3("127.0.0.1", int(port), timeout=30)
-    p.user(user)
-    p.pass_(pw)
-    for line in p.uidl()[1]:
-        print(line.decode().split(" ", 1)[1])
-    p.quit()
-elif cmd == "hide":
-    # flag INBOX messages (IMAP sequence numbers) hidden from POP3
-    m = imaplib.IMAP4("127.0.0.1", int(port))
-    m.login(user, pw)
-    m.select("INBOX")
-    for seq in sys.argv[5:]:
-        m.store(seq, "+FLAGS", "(POP3Hidden)")
-    m.logout()
-elif cmd == "append":
-    # a corpus message, made new by a Message-ID of its own, into INBOX
-    m = imaplib.IMAP4("127.0.0.1", int(port))
-    m.login(user, pw)
-    with open(sys.argv[5], "rb") as f:
-        msg = f.read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    msg = b"Message-ID: <pop3-new@dovecot-migrate.test>\r\n" + msg
-    m.append("INBOX", None, None, msg)
-    m.logout()
-elif cmd == "mkuser":
-    # Cyrus: the admin creates the user's INBOX
-    m = imaplib.IMAP4("127.0.0.1", int(port))
-    m.login(user, pw)
-    typ, data = m.create("user." + sys.argv[5])
-    if typ != "OK":
-        sys.exit("CREATE: %r" % data)
-    m.logout()
-EOF
-pop3_uidls() { python3 "$T/pop3.py" uidl "$@"; }
+pop3_uidls() { python3 "$HARNESS_LIB/pop3tool.py" uidl "$@"; }
 
 SPW=$(src_password alice)
-python3 "$T/pop3.py" hide "$SRC_PORT" alice "$SPW" 2 5 ||
+python3 "$HARNESS_LIB/pop3tool.py" hide "$SRC_PORT" alice "$SPW" 2 5 ||
 	die "hiding messages from POP3 failed"
 pop3_uidls "$SRC_POP3_PORT" alice "$SPW" >"$T/src.uidl" ||
 	die "POP3 UIDL at the source failed"
@@ -123,7 +86,7 @@ assert_match "plan: POP3 reachable, messages with UIDLs counted" \
 	"shows $N INBOX messages with UIDLs" "$(cat "$LAST_ERR" "$LAST_OUT")"
 
 # ------------------------------------------------------------ unmatched
-python3 "$T/pop3.py" append "$SRC_PORT" alice "$SPW" \
+python3 "$HARNESS_LIB/pop3tool.py" append "$SRC_PORT" alice "$SPW" \
 	"$CORPUS/mimekit/messages__japanese.txt" || die "adding a message failed"
 pop3_uidls "$SRC_POP3_PORT" alice "$SPW" >"$T/src2.uidl"
 assert_exit NAME="INBOX not imported (-m Sent): exit 2" 2 \
@@ -253,46 +216,10 @@ assert_match "plan: POP3 not usable, naming migrate_pop3_port" \
 
 # ------------------------------------------------------------ hostile POP3
 # a fake POP3 server: an endless UIDL line, or a listing that never ends
-cat >"$T/badpop3.py" <<'EOF'
-import os, socket, sys, threading, time
-mode, portfile = sys.argv[1], sys.argv[2]
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", 0))
-ls.listen(4)
-open(portfile + ".tmp", "w").write(str(ls.getsockname()[1]))
-os.rename(portfile + ".tmp", portfile)
-def serve(c):
-    f = c.makefile("rb")
-    c.sendall(b"+OK fake\r\n")
-    try:
-        for line in f:
-            cmd = line.split(b" ")[0].strip().upper()
-            if cmd in (b"USER", b"PASS", b"QUIT"):
-                c.sendall(b"+OK\r\n")
-            elif cmd == b"UIDL" and mode == "longline":
-                c.sendall(b"+OK\r\n1 " + b"x" * 200000 + b"\r\n.\r\n")
-            elif cmd == b"UIDL":
-                c.sendall(b"+OK\r\n1 abc\r\n")
-                time.sleep(30)
-            else:
-                c.sendall(b"-ERR no\r\n")
-    except OSError:
-        pass
-    c.close()
-ls.settimeout(60)
-end = time.time() + 60
-while time.time() < end:
-    try:
-        c, _ = ls.accept()
-    except socket.timeout:
-        break
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-EOF
 dst_add_user hostile userdb_migrate_source_user=alice
 for mode in longline stall; do
 	rm -f "$T/bad-$mode.port"
-	python3 "$T/badpop3.py" $mode "$T/bad-$mode.port" >"$T/bad-$mode.out" 2>&1 &
+	python3 "$HARNESS_LIB/hostile-pop3d.py" $mode "$T/bad-$mode.port" >"$T/bad-$mode.out" 2>&1 &
 	BAD_PID=$!
 	track_pid "$BAD_PID"
 	for i in $(seq 1 50); do [ -s "$T/bad-$mode.port" ] && break; sleep 0.1; done
@@ -382,7 +309,7 @@ done
 cyrus_check pop3
 cyrus_start classic --pop3 ||
 	die "Cyrus did not start: $(tail -n 3 "$CY/master.out" 2>/dev/null | tr '\n' '|')"
-python3 "$T/pop3.py" mkuser "$CY_PORT" cyrus cpw-cyrus alice || die "creating user.alice failed"
+python3 "$HARNESS_LIB/pop3tool.py" mkuser "$CY_PORT" cyrus cpw-cyrus alice || die "creating user.alice failed"
 imaptool seed --host 127.0.0.1 --port "$CY_PORT" --user alice --password cpw-alice \
 	--corpus "$CORPUS" --layout courier --seed 12 --limit 40 --skip-refused \
 	--skip-folder 'Say "hi"' >"$T/seed-cy.out" 2>&1 ||

@@ -69,34 +69,7 @@ one_error "IMAPS without the CA: one error naming the certificate problem" \
 # a raw TCP relay on 127.0.0.2 to the IMAPS port: a trusted certificate
 # that names localhost and 127.0.0.1, reached as 127.0.0.2
 RELAY_PORT=$(free_port)
-cat >"$T/relay.py" <<'EOF'
-import socket, sys, threading
-lport, tport = int(sys.argv[1]), int(sys.argv[2])
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.2", lport))
-ls.listen(8)
-def pump(a, b):
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data:
-                break
-            b.sendall(data)
-    except OSError:
-        pass
-    for s in (a, b):
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-while True:
-    c, _ = ls.accept()
-    u = socket.create_connection(("127.0.0.1", tport))
-    threading.Thread(target=pump, args=(c, u), daemon=True).start()
-    threading.Thread(target=pump, args=(u, c), daemon=True).start()
-EOF
-python3 "$T/relay.py" "$RELAY_PORT" "$SRC_SSL_PORT" >"$T/relay.out" 2>&1 &
+python3 "$HARNESS_LIB/tls-relay.py" "$RELAY_PORT" "$SRC_SSL_PORT" >"$T/relay.out" 2>&1 &
 RELAY_PID=$!
 track_pid $RELAY_PID
 for i in $(seq 1 50); do
@@ -199,46 +172,7 @@ fi
 OAUTH_TOKEN="tok-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 REVOKED_TOKEN="revoked-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 OAUTH_PORT=$(free_port)
-cat >"$T/introspect.py" <<'EOF'
-import http.server, json, sys, urllib.parse
-port, good, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-
-class H(http.server.BaseHTTPRequestHandler):
-    def reply(self, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def token(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        form = urllib.parse.parse_qs(self.rfile.read(n).decode())
-        tok = (form.get("token") or [""])[0]
-        auth = self.headers.get("Authorization", "")
-        if not tok and auth.lower().startswith("bearer "):
-            tok = auth[7:]
-        return tok
-
-    def do_POST(self):
-        tok = self.token()
-        ok = tok == good
-        with open(log, "a") as f:
-            f.write("%s %s\n" % (self.path, "active" if ok else "inactive"))
-        if ok:
-            self.reply({"active": "true", "username": "alice"})
-        else:
-            self.reply({"active": "false"})
-
-    do_GET = do_POST
-
-    def log_message(self, *a):
-        pass
-
-http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
-EOF
-python3 "$T/introspect.py" "$OAUTH_PORT" "$OAUTH_TOKEN" "$T/introspect.log" \
+python3 "$HARNESS_LIB/oauth2-introspect.py" "$OAUTH_PORT" "$OAUTH_TOKEN" "$T/introspect.log" \
 	>"$T/introspect.out" 2>&1 &
 INTROSPECT_PID=$!
 track_pid $INTROSPECT_PID
