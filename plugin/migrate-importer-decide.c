@@ -136,7 +136,7 @@ void migrate_importer_item(struct migrate_importer *imp,
 	    class == MIGRATE_ITEM_DEST_ERROR)
 		seq_range_array_add(&imp->failed_uids, msg->uid);
 	if (!seq_range_array_add(&imp->counted_uids, msg->uid))
-		imp->ctx->live->items_by_class[class]++;
+		imp->ctx->live->counters.items_by_class[class]++;
 	item->reason = p_strdup(imp->pool, str_sanitize(reason, 500));
 	item->last_seen = ioloop_time;
 	item->resolved = FALSE;

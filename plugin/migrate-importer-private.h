@@ -170,7 +170,7 @@ struct migrate_importer {
 	/* UIDs that failed (FETCH or destination) in this folder's run:
 	   later passes of the same run don't retry them */
 	ARRAY_TYPE(seq_range) failed_uids;
-	/* UIDs counted in ctx->live->items_by_class: a later pass meeting the
+	/* UIDs counted in ctx->live->counters: a later pass meeting the
 	   same message again doesn't count it twice */
 	ARRAY_TYPE(seq_range) counted_uids;
 	struct timeval started;

@@ -617,6 +617,18 @@ static void migrate_importer_dest_moved(struct migrate_importer *imp)
 	imp->have_state = FALSE;
 }
 
+void migrate_live_counters_add(struct migrate_live_counters *dest,
+			       const struct migrate_live_counters *src)
+{
+	unsigned int i;
+
+	dest->item_errors += src->item_errors;
+	dest->reconnects += src->reconnects;
+	dest->throttle_waits += src->throttle_waits;
+	for (i = 0; i < MIGRATE_ITEM_CLASS_COUNT; i++)
+		dest->items_by_class[i] += src->items_by_class[i];
+}
+
 struct event *
 migrate_folder_finished_event(struct event *event,
 			      const struct migrate_folder *folder)

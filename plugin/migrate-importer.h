@@ -96,6 +96,18 @@ struct migrate_folder {
 };
 ARRAY_DEFINE_TYPE(migrate_folder, struct migrate_folder *);
 
+/* What a driver counts besides messages: failed messages (for
+   migrate_errors_max), reconnects, throttle waits and the item log's
+   entries by class. A worker hands its own back to the run as one, added
+   with migrate_live_counters_add(). */
+struct migrate_live_counters {
+	unsigned int item_errors;
+	unsigned int reconnects, throttle_waits;
+	/* messages put in the item log, by class (a UID counts once per
+	   folder pass) */
+	unsigned int items_by_class[MIGRATE_ITEM_CLASS_COUNT];
+};
+
 /* What the importer and its driver both read while a folder is imported:
    the driver's progress line, pacing and throttling use it live. */
 struct migrate_importer_live {
@@ -109,9 +121,8 @@ struct migrate_importer_live {
 	/* bodies in flight: lowered by throttling, raised per saved
 	   message by the driver's pacing */
 	unsigned int pipeline_depth;
-	/* messages put in the item log, by class (a UID counts once per
-	   folder pass) */
-	unsigned int items_by_class[MIGRATE_ITEM_CLASS_COUNT];
+	/* the driver's counters, the item log's entries among them */
+	struct migrate_live_counters counters;
 };
 
 /* What the importer asks of its driver. context is the importer
@@ -199,6 +210,10 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
    label folder at the destination (ctx->seen). */
 int migrate_importer_remember_labelled(struct migrate_importer_ctx *ctx,
 	const ARRAY_TYPE(migrate_folder) *folders);
+
+/* dest += src, counter by counter */
+void migrate_live_counters_add(struct migrate_live_counters *dest,
+			       const struct migrate_live_counters *src);
 
 /* The migrate_folder_finished event (a passthrough child of event) with
    the folder's result and counters */

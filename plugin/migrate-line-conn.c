@@ -11,7 +11,7 @@
 #include "safe-memset.h"
 #include "time-util.h"
 #include "migrate-compat.h"
-#include "migrate-source-conn.h"
+#include "migrate-reply-scan.h"
 #include "migrate-line-conn.h"
 
 #include <sys/socket.h>

@@ -86,7 +86,7 @@ int migrate_pacing_reconnect(struct migrate_pacing *pacing, const char *why,
 		msecs = migrate_backoff_msecs(set,
 			MIGRATE_RECONNECT_FIRST_MSECS, pacing->reconnect_streak);
 		pacing->reconnect_streak++;
-		pacing->reconnects++;
+		pacing->live->counters.reconnects++;
 		e_warning(pacing->event, "Source connection lost (%s); "
 			  "reconnecting in %u ms (attempt %u of %u without "
 			  "progress, migrate_reconnect_max)", why, msecs,
@@ -130,7 +130,7 @@ int migrate_pacing_throttle(struct migrate_pacing *pacing, const char *why,
 			pacing->throttle_wait_secs, why);
 		return -1;
 	}
-	pacing->throttle_waits++;
+	live->counters.throttle_waits++;
 	pacing->throttle_streak++;
 	pacing->throttle_wait_secs += (msecs + 999) / 1000;
 	if (live->pipeline_depth > 1)

@@ -22,7 +22,7 @@ struct migrate_pacing {
 	struct event *event;
 	struct migrate_source_conn *conn;
 	/* pipeline_depth, bytes_done and progress are read and written
-	   here */
+	   here, reconnects and throttle waits counted in its counters */
 	struct migrate_importer_live *live;
 	/* Called around every wait (the run lock stays alive), or NULL */
 	void (*keep_alive)(void *context);
@@ -31,7 +31,6 @@ struct migrate_pacing {
 	void (*throttled)(void *context, unsigned int msecs);
 	void *context;
 
-	unsigned int reconnects, throttle_waits;
 	/* Reconnect budget per incident: reconnects in a row without
 	   progress (mail committed, a folder done) since the last one;
 	   live->progress is counted up, and compared with its value at the

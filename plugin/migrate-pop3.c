@@ -19,9 +19,10 @@
 #include "mail-search-build.h"
 #include "migrate-settings.h"
 #include "migrate-line-conn.h"
-#include "migrate-source-conn.h"
+#include "migrate-reply-scan.h"
 #include "migrate-state.h"
-#include "migrate-run.h"
+#include "migrate-importer.h"
+#include "migrate-pacing.h"
 #include "migrate-pop3.h"
 
 /* RFC 1939 allows 512 bytes a line; servers send longer UIDLs and
@@ -80,7 +81,7 @@ struct migrate_pop3_dest_msg {
 };
 
 struct migrate_pop3 {
-	struct migrate_run *run;
+	struct migrate_pop3_ctx ctx;
 	pool_t pool;
 	struct event *event;
 	struct migrate_line_conn *conn;
@@ -258,7 +259,7 @@ static int migrate_pop3_next_line(struct migrate_pop3 *pop3,
 
 static int migrate_pop3_login(struct migrate_pop3 *pop3)
 {
-	const struct migrate_settings *set = pop3->run->set;
+	const struct migrate_settings *set = pop3->ctx.set;
 	const char *line, *cmd, *who;
 	enum migrate_error code;
 	string_t *plain, *b64;
@@ -334,7 +335,7 @@ static int migrate_pop3_capa(struct migrate_pop3 *pop3)
 
 static int migrate_pop3_connect(struct migrate_pop3 *pop3)
 {
-	const struct migrate_settings *set = pop3->run->set;
+	const struct migrate_settings *set = pop3->ctx.set;
 	struct migrate_line_conn_settings lset;
 	enum migrate_error code;
 	const char *line, *error;
@@ -355,7 +356,7 @@ static int migrate_pop3_connect(struct migrate_pop3 *pop3)
 	lset.timeout_secs = set->source_timeout_secs;
 	lset.max_line_length = MIGRATE_POP3_MAX_LINE;
 	lset.max_data_size = MIGRATE_POP3_MAX_LINE;
-	pop3->conn = migrate_line_conn_create(&lset, pop3->run->user,
+	pop3->conn = migrate_line_conn_create(&lset, pop3->ctx.user,
 					      pop3->event);
 	if (migrate_line_conn_connect(pop3->conn, &code, &error) < 0) {
 		migrate_pop3_fail(pop3, code, error);
@@ -544,25 +545,13 @@ static void migrate_pop3_quit(struct migrate_pop3 *pop3)
 
 /* The destination INBOX */
 
-static struct migrate_folder *migrate_pop3_inbox(struct migrate_run *run)
-{
-	struct migrate_folder *folder;
-
-	array_foreach_elem(&run->src.folders, folder) {
-		if (strcasecmp(folder->src_name, "INBOX") == 0 &&
-		    !folder->dest.skip)
-			return folder;
-	}
-	return NULL;
-}
-
 static struct mailbox *
 migrate_pop3_dest_open(struct migrate_pop3 *pop3, const char *vname)
 {
 	struct mail_namespace *ns;
 	struct mailbox *box;
 
-	ns = mail_namespace_find(pop3->run->user->namespaces, vname);
+	ns = mail_namespace_find(pop3->ctx.user->namespaces, vname);
 	box = mailbox_alloc(ns->list, vname, 0);
 	if (mailbox_open(box) < 0 || mailbox_sync(box, 0) < 0) {
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_DESTINATION,
@@ -889,7 +878,7 @@ migrate_pop3_item_reason(struct migrate_pop3 *pop3,
    that match now (resolved) */
 static void migrate_pop3_items_save(struct migrate_pop3 *pop3)
 {
-	struct migrate_run *run = pop3->run;
+	const struct migrate_pop3_ctx *ctx = &pop3->ctx;
 	ARRAY_TYPE(migrate_item) old_items, items;
 	const struct migrate_pop3_msg *msg;
 	struct migrate_item *item, *old;
@@ -898,9 +887,9 @@ static void migrate_pop3_items_save(struct migrate_pop3 *pop3)
 
 	t_array_init(&old_items, 8);
 	t_array_init(&items, 8);
-	if (migrate_state_pop3_items_get(run->state, pool_datastack_create(),
+	if (migrate_state_pop3_items_get(ctx->state, pool_datastack_create(),
 					 &old_items, &error) < 0) {
-		e_error(run->event, "%s", error);
+		e_error(ctx->event, "%s", error);
 		return;
 	}
 	array_foreach(&pop3->msgs, msg) {
@@ -925,7 +914,7 @@ static void migrate_pop3_items_save(struct migrate_pop3 *pop3)
 				break;
 			}
 		}
-		run->live.items_by_class[MIGRATE_ITEM_POP3_UNMATCHED]++;
+		ctx->counters->items_by_class[MIGRATE_ITEM_POP3_UNMATCHED]++;
 	}
 	array_foreach_modifiable(&old_items, old) {
 		if (old->resolved)
@@ -946,11 +935,12 @@ static void migrate_pop3_items_save(struct migrate_pop3 *pop3)
 			array_push_back(&items, old);
 		}
 	}
-	if (migrate_state_pop3_items_set(run->state, &items, &error) < 0)
-		e_error(run->event, "%s", error);
+	if (migrate_state_pop3_items_set(ctx->state, &items, &error) < 0)
+		e_error(ctx->event, "%s", error);
 }
 
-static struct migrate_pop3 *migrate_pop3_init(struct migrate_run *run)
+static struct migrate_pop3 *
+migrate_pop3_init(const struct migrate_pop3_ctx *ctx)
 {
 	struct migrate_pop3 *pop3;
 	pool_t pool;
@@ -958,8 +948,8 @@ static struct migrate_pop3 *migrate_pop3_init(struct migrate_run *run)
 	pool = pool_alloconly_create("migrate pop3", 4096);
 	pop3 = p_new(pool, struct migrate_pop3, 1);
 	pop3->pool = pool;
-	pop3->run = run;
-	pop3->event = event_create(run->event);
+	pop3->ctx = *ctx;
+	pop3->event = event_create(ctx->event);
 	p_array_init(&pop3->msgs, pool, 64);
 	p_array_init(&pop3->dest, pool, 64);
 	return pop3;
@@ -984,11 +974,10 @@ static void migrate_pop3_deinit(struct migrate_pop3 **_pop3)
 
 /* the run's error (doveadm shows it), unless an earlier one (the IMAP
    side's) is there: then it is logged */
-static void migrate_pop3_run_error(struct migrate_run *run,
+static void migrate_pop3_run_error(const struct migrate_pop3_ctx *ctx,
 				   enum migrate_error code, const char *error)
 {
-	if (!migrate_run_fail(run, code, "%s", error))
-		e_error(run->event, "%s", error);
+	ctx->error(ctx->context, code, error);
 }
 
 /* The POP3 messages by hash, for the saves */
@@ -1015,7 +1004,7 @@ static void migrate_pop3_index_hashes(struct migrate_pop3 *pop3)
 }
 
 static int migrate_pop3_prepare_inbox(struct migrate_pop3 *pop3,
-				      struct migrate_folder *inbox)
+				      const struct migrate_folder *inbox)
 {
 	struct migrate_pop3_msg *msg;
 	struct mailbox *box;
@@ -1042,15 +1031,13 @@ static int migrate_pop3_prepare_inbox(struct migrate_pop3 *pop3,
 	return 0;
 }
 
-void migrate_pop3_prepare(struct migrate_run *run)
+struct migrate_pop3 *migrate_pop3_prepare(const struct migrate_pop3_ctx *ctx)
 {
-	struct migrate_folder *inbox;
+	const struct migrate_folder *inbox = ctx->inbox;
 	struct migrate_pop3 *pop3;
 	unsigned int attempt, msecs;
 
-	i_assert(run->pop3 == NULL);
-	run->pop3 = pop3 = migrate_pop3_init(run);
-	inbox = migrate_pop3_inbox(run);
+	pop3 = migrate_pop3_init(ctx);
 	if (inbox == NULL) {
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_ITEMS, "the source's "
 				  "INBOX is not migrated");
@@ -1062,23 +1049,24 @@ void migrate_pop3_prepare(struct migrate_run *run)
 		pop3->logged_in = FALSE;
 		if (migrate_pop3_prepare_inbox(pop3, inbox) == 0 ||
 		    pop3->error_code != MIGRATE_ERROR_TEMP ||
-		    !pop3->logged_in || attempt >= run->set->reconnect_max)
+		    !pop3->logged_in || attempt >= ctx->set->reconnect_max)
 			break;
-		msecs = migrate_backoff_msecs(run->set,
+		msecs = migrate_backoff_msecs(ctx->set,
 			MIGRATE_RECONNECT_FIRST_MSECS, attempt);
-		e_warning(run->event, "POP3 UIDLs: %s; reconnecting in %u ms "
+		e_warning(ctx->event, "POP3 UIDLs: %s; reconnecting in %u ms "
 			  "(attempt %u of %u, migrate_reconnect_max)",
 			  pop3->error, msecs, attempt + 1,
-			  run->set->reconnect_max);
-		migrate_run_sleep(run, msecs);
+			  ctx->set->reconnect_max);
+		migrate_pacing_sleep(ctx->pacing, msecs);
 		array_clear(&pop3->msgs);
 		array_clear(&pop3->dest);
 		pop3->error = NULL;
 		pop3->error_code = MIGRATE_ERROR_NONE;
-		run->pacing.reconnects++;
+		ctx->counters->reconnects++;
 	}
 	if (pop3->conn != NULL)
 		migrate_line_conn_disconnect(pop3->conn);
+	return pop3;
 }
 
 static bool migrate_pop3_have_header_end(const unsigned char *data,
@@ -1096,12 +1084,11 @@ static bool migrate_pop3_have_header_end(const unsigned char *data,
 	return FALSE;
 }
 
-void migrate_pop3_save_uidl(struct migrate_run *run,
+void migrate_pop3_save_uidl(struct migrate_pop3 *pop3,
 			    const struct migrate_folder *folder,
 			    struct mail_save_context *save,
 			    struct istream *body, uoff_t body_size)
 {
-	struct migrate_pop3 *pop3 = run->pop3;
 	struct migrate_pop3_msg *msg, *same_hash = NULL;
 	unsigned char hash[SHA1_RESULTLEN];
 	const unsigned char *data;
@@ -1149,10 +1136,10 @@ void migrate_pop3_save_uidl(struct migrate_run *run,
 	mailbox_save_set_pop3_uidl(save, same_hash->uidl);
 }
 
-int migrate_pop3_carry(struct migrate_run *run)
+int migrate_pop3_carry(struct migrate_pop3 *pop3)
 {
-	struct migrate_pop3 *pop3 = run->pop3;
-	struct migrate_folder *inbox;
+	const struct migrate_pop3_ctx *ctx = &pop3->ctx;
+	const struct migrate_folder *inbox = ctx->inbox;
 	struct migrate_pop3_msg *msg;
 	struct mailbox *box;
 	unsigned int updated = 0, unstorable = 0, unmatched, out_of_order;
@@ -1161,8 +1148,6 @@ int migrate_pop3_carry(struct migrate_run *run)
 	unsigned int count, saved = 0;
 	int ret;
 
-	i_assert(pop3 != NULL);
-	inbox = migrate_pop3_inbox(run);
 	if (pop3->error == NULL && inbox != NULL &&
 	    inbox->result == MIGRATE_FOLDER_RESULT_FAILED) {
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_ITEMS,
@@ -1201,17 +1186,17 @@ int migrate_pop3_carry(struct migrate_run *run)
 		migrate_pop3_items_save(pop3);
 	} T_END;
 	out_of_order = migrate_pop3_out_of_order(pop3);
-	e_info(run->event, "POP3 UIDLs: %u POP3 messages, %u matched, %u "
+	e_info(ctx->event, "POP3 UIDLs: %u POP3 messages, %u matched, %u "
 	       "stored now (%u while saving), %u unmatched", count,
 	       count - unmatched, updated + saved, saved, unmatched);
 	if (out_of_order > 0) {
-		e_warning(run->event, "POP3 UIDLs: %u messages are listed in "
+		e_warning(ctx->event, "POP3 UIDLs: %u messages are listed in "
 			  "another order by the source's POP3 than by their "
 			  "UIDs: POP3 clients at the destination see them in "
 			  "UID order", out_of_order);
 	}
 	if (unstorable > 0) {
-		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
+		migrate_pop3_run_error(ctx, MIGRATE_ERROR_ITEMS,
 			t_strdup_printf("POP3 UIDLs: %u of %u messages were "
 				"stored at the destination before "
 				"migrate_pop3_uidls was on, and %s takes a "
@@ -1221,7 +1206,7 @@ int migrate_pop3_carry(struct migrate_run *run)
 				pop3->dest_storage));
 	}
 	if (unmatched > 0) {
-		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
+		migrate_pop3_run_error(ctx, MIGRATE_ERROR_ITEMS,
 			t_strdup_printf("POP3 UIDLs: %u of %u POP3 messages "
 				"match no message of the destination's INBOX "
 				"(pop3-unmatched): their UIDLs are not carried",
@@ -1229,30 +1214,31 @@ int migrate_pop3_carry(struct migrate_run *run)
 	}
 	return 0;
 failed:
-	migrate_pop3_run_error(run, pop3->error_code, t_strdup_printf(
+	migrate_pop3_run_error(ctx, pop3->error_code, t_strdup_printf(
 		"POP3 UIDLs were not carried (migrate_pop3_uidls; the mail is "
 		"imported, a re-run fills them in): %s", pop3->error));
 	return -1;
 }
 
-void migrate_pop3_free(struct migrate_run *run)
+void migrate_pop3_free(struct migrate_pop3 **pop3)
 {
-	if (run->pop3 != NULL)
-		migrate_pop3_deinit(&run->pop3);
+	if (*pop3 != NULL)
+		migrate_pop3_deinit(pop3);
 }
 
-int migrate_pop3_plan(struct migrate_run *run, const char **summary_r)
+int migrate_pop3_plan(const struct migrate_pop3_ctx *ctx,
+		      const char **summary_r)
 {
 	struct migrate_pop3 *pop3;
 	int ret = 0;
 
-	pop3 = migrate_pop3_init(run);
+	pop3 = migrate_pop3_init(ctx);
 	if (migrate_pop3_connect(pop3) < 0 || migrate_pop3_list(pop3) < 0) {
-		*summary_r = p_strdup_printf(run->pool, "POP3 UIDLs: the "
+		*summary_r = p_strdup_printf(ctx->pool, "POP3 UIDLs: the "
 			"source's POP3 service is not usable: %s", pop3->error);
 		ret = -1;
 	} else {
-		*summary_r = p_strdup_printf(run->pool, "POP3 UIDLs: the %s "
+		*summary_r = p_strdup_printf(ctx->pool, "POP3 UIDLs: the %s "
 			"shows %u INBOX messages with UIDLs, to be carried",
 			migrate_line_conn_name(pop3->conn),
 			array_count(&pop3->msgs));
@@ -1261,18 +1247,17 @@ int migrate_pop3_plan(struct migrate_run *run, const char **summary_r)
 	return ret;
 }
 
-int migrate_pop3_verify(struct migrate_run *run)
+int migrate_pop3_verify(const struct migrate_pop3_ctx *ctx)
 {
+	const struct migrate_folder *inbox = ctx->inbox;
 	struct migrate_pop3 *pop3;
-	struct migrate_folder *inbox;
 	struct mailbox *box = NULL;
 	unsigned int unmatched;
 	int ret = -1;
 
-	inbox = migrate_pop3_inbox(run);
 	if (inbox == NULL)
 		return 0;
-	pop3 = migrate_pop3_init(run);
+	pop3 = migrate_pop3_init(ctx);
 	if (migrate_pop3_connect(pop3) == 0 && migrate_pop3_list(pop3) == 0 &&
 	    (box = migrate_pop3_dest_open(pop3, inbox->dest.vname)) != NULL &&
 	    migrate_pop3_dest_read(pop3, box, FALSE) == 0) {
@@ -1283,18 +1268,18 @@ int migrate_pop3_verify(struct migrate_run *run)
 	if (box != NULL)
 		mailbox_free(&box);
 	if (ret < 0) {
-		migrate_pop3_run_error(run, pop3->error_code,
+		migrate_pop3_run_error(ctx, pop3->error_code,
 			t_strdup_printf("verify: POP3 UIDLs can't be checked "
 				"(migrate_pop3_uidls): %s", pop3->error));
 	} else if ((unmatched = migrate_pop3_unmatched(pop3, FALSE)) > 0) {
-		migrate_pop3_run_error(run, MIGRATE_ERROR_ITEMS,
+		migrate_pop3_run_error(ctx, MIGRATE_ERROR_ITEMS,
 			t_strdup_printf("verify: %u of %u POP3 messages' "
 				"UIDLs are not on any message of the "
 				"destination's INBOX (migrate_pop3_uidls)",
 				unmatched, array_count(&pop3->msgs)));
 		ret = -1;
 	} else {
-		e_info(run->event, "verify: all %u POP3 UIDLs are at the "
+		e_info(ctx->event, "verify: all %u POP3 UIDLs are at the "
 		       "destination", array_count(&pop3->msgs));
 	}
 	migrate_pop3_deinit(&pop3);

@@ -1,6 +1,8 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
 #include "lib.h"
+#include "str.h"
+#include "unichar.h"
 #include "migrate-reply-scan.h"
 
 /* a literal bigger than this can't be one: the "{N}" is just text */
@@ -199,4 +201,49 @@ void migrate_reply_scan_skip(struct migrate_reply_scan *scan, uint64_t size)
 		migrate_scan_line_start(scan);
 		scan->text = TRUE;
 	}
+}
+
+const char *migrate_str_sanitize(const char *text, size_t max_len)
+{
+	return migrate_str_sanitize_pool(unsafe_data_stack_pool, text,
+					 max_len);
+}
+
+const char *migrate_str_sanitize_pool(pool_t pool, const char *text,
+				      size_t max_len)
+{
+	const unsigned char *p = (const unsigned char *)text;
+	string_t *str;
+	unichar_t chr;
+	int len;
+
+	if (text == NULL)
+		return "";
+	str = str_new(pool, I_MIN(strlen(text), max_len) + 4);
+	while (*p != '\0') {
+		if (str_len(str) >= max_len) {
+			str_append(str, "...");
+			break;
+		}
+		len = uni_utf8_get_char((const char *)p, &chr);
+		if (len <= 0) {
+			/* not UTF-8 */
+			str_append_c(str, '?');
+			p++;
+			continue;
+		}
+		/* C0, DEL and C1 controls (ESC, CSI: terminal escape
+		   sequences), bidi overrides and isolates, line and
+		   paragraph separators */
+		if (chr < 0x20 || (chr >= 0x7f && chr < 0xa0) ||
+		    (chr >= 0x202a && chr <= 0x202e) ||
+		    (chr >= 0x2066 && chr <= 0x2069) ||
+		    chr == 0x2028 || chr == 0x2029 || chr == 0x200e ||
+		    chr == 0x200f || chr == 0x061c)
+			str_append_c(str, '?');
+		else
+			str_append_data(str, p, len);
+		p += len;
+	}
+	return str_c(str);
 }

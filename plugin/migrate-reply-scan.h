@@ -51,4 +51,10 @@ int migrate_reply_scan_more(struct migrate_reply_scan *scan,
    literal the caller read itself). */
 void migrate_reply_scan_skip(struct migrate_reply_scan *scan, uint64_t size);
 
+/* text without what could fool a terminal or a reader: control
+   characters, escape sequences, bidi overrides; cut at max_len */
+const char *migrate_str_sanitize(const char *text, size_t max_len);
+const char *migrate_str_sanitize_pool(pool_t pool, const char *text,
+				      size_t max_len);
+
 #endif

@@ -67,7 +67,7 @@ static void migrate_run_progress_tick(struct migrate_run *run)
 		MIGRATE_PROGRESS_INTERVAL_MSECS :
 		MIGRATE_PROGRESS_LOG_INTERVAL_MSECS;
 
-	if (run->workers != NULL ||
+	if (run->workers_running ||
 	    timeval_diff_msecs(&ioloop_timeval, &run->progress_shown) <
 	    (long long)interval)
 		return;
@@ -102,8 +102,6 @@ static void migrate_run_done(struct migrate_run *run, uint32_t *messages_r,
 			     uint64_t *bytes_r)
 {
 	struct migrate_folder *folder;
-	uint32_t messages;
-	uint64_t bytes;
 
 	*messages_r = 0;
 	*bytes_r = 0;
@@ -111,10 +109,9 @@ static void migrate_run_done(struct migrate_run *run, uint32_t *messages_r,
 		*messages_r += folder->counters.imported;
 		*bytes_r += folder->counters.bytes;
 	}
-	if (run->workers != NULL) {
-		migrate_workers_done(run, &messages, &bytes);
-		*messages_r += messages;
-		*bytes_r += bytes;
+	if (run->workers_running) {
+		*messages_r += run->workers.saved;
+		*bytes_r += run->workers.bytes;
 	}
 }
 
@@ -157,10 +154,27 @@ const char *migrate_run_progress_str(struct migrate_run *run)
 			       eta);
 }
 
+/* The progress line while workers run */
+static void migrate_run_workers_progress(struct migrate_run *run)
+{
+	const struct migrate_workers_progress *w = &run->workers;
+
+	if (run->progress_tty) {
+		fprintf(stderr, "\r%s: %u/%u folders, %s (%u workers)\033[K",
+			run->user->username, w->folders_done, w->folders,
+			migrate_run_progress_str(run), w->workers);
+		fflush(stderr);
+	} else {
+		e_info(run->event, "Progress: %u/%u folders done, %"PRIu64
+		       " messages imported (%u workers)", w->folders_done,
+		       w->folders, (uint64_t)w->saved, w->workers);
+	}
+}
+
 static void migrate_run_progress(struct migrate_run *run)
 {
-	if (run->workers != NULL) {
-		migrate_workers_progress(run);
+	if (run->workers_running) {
+		migrate_run_workers_progress(run);
 		return;
 	}
 	if (run->live.cur_folder == NULL)
@@ -169,7 +183,8 @@ static void migrate_run_progress(struct migrate_run *run)
 		fprintf(stderr, "\r%s: %s %u/%u msgs, %s, %u throttle "
 			"waits\033[K", run->user->username, run->live.cur_folder,
 			run->live.cur_done, run->live.cur_total,
-			migrate_run_progress_str(run), run->pacing.throttle_waits);
+			migrate_run_progress_str(run),
+			run->live.counters.throttle_waits);
 		fflush(stderr);
 	} else {
 		e_info(run->event, "Progress: folder %s: %u/%u messages",
@@ -212,7 +227,7 @@ void migrate_run_deinit(struct migrate_run **_run)
 	*_run = NULL;
 	if (run->conn != NULL)
 		migrate_source_conn_destroy(&run->conn);
-	migrate_pop3_free(run);
+	migrate_pop3_free(&run->pop3);
 	migrate_conn_slot_release(&run->conn_slot);
 	if (run->map != NULL)
 		migrate_folder_map_deinit(&run->map);
@@ -271,14 +286,14 @@ static void migrate_run_hook_item_error(void *context)
 {
 	struct migrate_run *run = context;
 
-	run->item_errors++;
+	run->live.counters.item_errors++;
 }
 
 static bool migrate_run_hook_errors_max_reached(void *context,
 						const char **error_r)
 {
 	struct migrate_run *run = context;
-	unsigned int total = run->item_errors;
+	unsigned int total = run->live.counters.item_errors;
 
 	if (run->set->errors_max == 0 || total < run->set->errors_max)
 		return FALSE;
@@ -332,7 +347,9 @@ migrate_run_hook_save_begin(void *context, const struct migrate_folder *folder,
 			    struct mail_save_context *save,
 			    struct istream *body, uoff_t body_size)
 {
-	migrate_pop3_save_uidl(context, folder, save, body, body_size);
+	struct migrate_run *run = context;
+
+	migrate_pop3_save_uidl(run->pop3, folder, save, body, body_size);
 }
 
 static const struct migrate_importer_hooks migrate_run_importer_hooks = {
@@ -409,6 +426,47 @@ static int migrate_run_remember_labelled(struct migrate_run *run)
 	migrate_run_importer_ctx(run, &ctx);
 	return migrate_run_importer_done(run, &ctx,
 		migrate_importer_remember_labelled(&ctx, &run->src.folders));
+}
+
+/* The source's INBOX, when it is migrated */
+static const struct migrate_folder *migrate_run_inbox(struct migrate_run *run)
+{
+	struct migrate_folder *folder;
+
+	array_foreach_elem(&run->src.folders, folder) {
+		if (strcasecmp(folder->src_name, "INBOX") == 0 &&
+		    !folder->dest.skip)
+			return folder;
+	}
+	return NULL;
+}
+
+/* A POP3 failure is the run's error (doveadm shows it), unless an
+   earlier one (the IMAP side's) is there: then it is logged */
+static void migrate_run_pop3_error(void *context, enum migrate_error code,
+				   const char *error)
+{
+	struct migrate_run *run = context;
+
+	if (!migrate_run_fail(run, code, "%s", error))
+		e_error(run->event, "%s", error);
+}
+
+/* What the POP3 side (migrate-pop3.c) works with */
+static void migrate_run_pop3_ctx(struct migrate_run *run,
+				 struct migrate_pop3_ctx *ctx_r)
+{
+	i_zero(ctx_r);
+	ctx_r->pool = run->pool;
+	ctx_r->user = run->user;
+	ctx_r->event = run->event;
+	ctx_r->set = run->set;
+	ctx_r->state = run->state;
+	ctx_r->inbox = migrate_run_inbox(run);
+	ctx_r->pacing = &run->pacing;
+	ctx_r->counters = &run->live.counters;
+	ctx_r->error = migrate_run_pop3_error;
+	ctx_r->context = run;
 }
 
 /* NAMESPACE, LIST, LSUB (migrate-source-list.c) */
@@ -840,6 +898,74 @@ migrate_run_worker_jobs(struct migrate_folder *const *jobs,
 	return count;
 }
 
+/* The workers' hooks: what the run's process does while they run */
+
+static void migrate_run_hook_workers_start(void *context)
+{
+	struct migrate_run *run = context;
+
+	migrate_source_conn_disconnect(run->conn);
+	migrate_conn_slot_release(&run->conn_slot);
+	run->workers_running = TRUE;
+}
+
+static void
+migrate_run_hook_workers_tick(void *context,
+			      const struct migrate_workers_progress *progress)
+{
+	struct migrate_run *run = context;
+
+	run->workers = *progress;
+	migrate_run_lock_keep(run);
+	/* the workers' counts, for status from another process */
+	migrate_run_save_progress(run);
+}
+
+static void
+migrate_run_hook_workers_progress(void *context,
+				  const struct migrate_workers_progress *progress)
+{
+	struct migrate_run *run = context;
+
+	run->workers = *progress;
+	migrate_run_workers_progress(run);
+}
+
+static const struct migrate_workers_hooks migrate_run_workers_hooks = {
+	.start = migrate_run_hook_workers_start,
+	.tick = migrate_run_hook_workers_tick,
+	.progress = migrate_run_hook_workers_progress,
+};
+
+/* migrate_parallel_folders: the folders in worker processes, from this
+   run's importer context and pacing (the template) */
+static int migrate_run_workers(struct migrate_run *run,
+			       struct migrate_folder *const *folders,
+			       unsigned int count, bool *used_r)
+{
+	struct migrate_importer_ctx tmpl;
+	struct migrate_workers_params params;
+	enum migrate_error code;
+	const char *error;
+	int ret;
+
+	migrate_run_importer_ctx(run, &tmpl);
+	i_zero(&params);
+	params.importer = &tmpl;
+	params.pacing = &run->pacing;
+	params.progress_interval_msecs = run->progress_tty ?
+		MIGRATE_PROGRESS_INTERVAL_MSECS :
+		MIGRATE_PROGRESS_LOG_INTERVAL_MSECS;
+	params.hooks = &migrate_run_workers_hooks;
+	params.context = run;
+	ret = migrate_workers_run(&params, folders, count, used_r,
+				  &run->live.counters, &code, &error);
+	run->workers_running = FALSE;
+	if (ret < 0)
+		(void)migrate_run_fail(run, code, "%s", error);
+	return ret;
+}
+
 static int migrate_run_import(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
@@ -876,7 +1002,7 @@ static int migrate_run_import(struct migrate_run *run)
 	migrate_run_save_progress(run);
 
 	job_folders = array_get(&jobs, &job_count);
-	ret = migrate_workers_run(run, job_folders,
+	ret = migrate_run_workers(run, job_folders,
 				  migrate_run_worker_jobs(job_folders, job_count,
 							  labelled_known),
 				  &used_workers);
@@ -955,8 +1081,13 @@ static int migrate_run_verify(struct migrate_run *run)
 			unexplained);
 		return -1;
 	}
-	if (run->set->pop3_uidls && migrate_pop3_verify(run) < 0)
-		return -1;
+	if (run->set->pop3_uidls) {
+		struct migrate_pop3_ctx pop3_ctx;
+
+		migrate_run_pop3_ctx(run, &pop3_ctx);
+		if (migrate_pop3_verify(&pop3_ctx) < 0)
+			return -1;
+	}
 	return 0;
 }
 
@@ -1107,6 +1238,7 @@ static void migrate_run_plan_quota(struct migrate_run *run)
 static int migrate_run_plan(struct migrate_run *run)
 {
 	struct migrate_folder *folder;
+	struct migrate_pop3_ctx pop3_ctx;
 	const char *summary;
 
 	array_foreach_elem(&run->src.folders, folder) {
@@ -1120,7 +1252,8 @@ static int migrate_run_plan(struct migrate_run *run)
 		migrate_run_plan_quota(run);
 	} T_END;
 	if (run->set->pop3_uidls) {
-		if (migrate_pop3_plan(run, &summary) < 0)
+		migrate_run_pop3_ctx(run, &pop3_ctx);
+		if (migrate_pop3_plan(&pop3_ctx, &summary) < 0)
 			e_warning(run->event, "%s", summary);
 		else
 			e_info(run->event, "%s", summary);
@@ -1148,8 +1281,8 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 		rs.planned = run->planned;
 		rs.planned_bytes = run->planned_bytes;
 	}
-	rs.throttle_waits = run->pacing.throttle_waits;
-	rs.reconnects = run->pacing.reconnects;
+	rs.throttle_waits = run->live.counters.throttle_waits;
+	rs.reconnects = run->live.counters.reconnects;
 	if (strcmp(status, "running") != 0 && strcmp(status, "waiting") != 0)
 		run->result = status;
 	if (migrate_state_run_set(run->state, &rs, &error) < 0)
@@ -1222,9 +1355,22 @@ static int migrate_run_take_slot(struct migrate_run *run)
    error in its Sieve row. */
 static void migrate_run_sieve(struct migrate_run *run)
 {
+	struct migrate_sieve_ctx ctx;
+
 	if (!run->set->sieve || run->opts.folder != NULL)
 		return;
-	if (migrate_sieve_execute(run) == 0)
+	i_zero(&ctx);
+	ctx.pool = run->pool;
+	ctx.user = run->user;
+	ctx.event = run->event;
+	ctx.set = run->set;
+	ctx.state = run->state;
+	ctx.import = run->opts.mode == MIGRATE_RUN_MODE_IMPORT;
+	ctx.src = &run->src;
+	ctx.map = run->map;
+	ctx.pacing = &run->pacing;
+	ctx.counters = &run->live.counters;
+	if (migrate_sieve_execute(&ctx, &run->sieve) == 0)
 		return;
 	if (run->sieve->error != NULL)
 		e_error(run->event, "%s", run->sieve->error);
@@ -1338,14 +1484,18 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 	}
 	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
 		/* the UIDLs go with the INBOX messages as they are saved */
-		if (set->pop3_uidls)
-			migrate_pop3_prepare(run);
+		if (set->pop3_uidls) {
+			struct migrate_pop3_ctx pop3_ctx;
+
+			migrate_run_pop3_ctx(run, &pop3_ctx);
+			run->pop3 = migrate_pop3_prepare(&pop3_ctx);
+		}
 		if (migrate_run_import(run) < 0)
 			goto failed;
 		migrate_run_folders_failed(run);
 		/* after the mail: a POP3 failure leaves it imported */
 		if (set->pop3_uidls)
-			(void)migrate_pop3_carry(run);
+			(void)migrate_pop3_carry(run->pop3);
 		migrate_run_sieve(run);
 		migrate_run_save_run_state(run, run->error_code ==
 			MIGRATE_ERROR_NONE ? "completed" :
@@ -1380,15 +1530,15 @@ static void migrate_run_finished(struct migrate_run *run)
 		add_int("bytes", run->totals.bytes)->
 		add_int("duration_msecs", timeval_diff_msecs(&ioloop_timeval,
 							     &run->started_tv))->
-		add_int("item_errors", run->item_errors)->
-		add_int("reconnects", run->pacing.reconnects)->
-		add_int("throttle_waits", run->pacing.throttle_waits);
+		add_int("item_errors", run->live.counters.item_errors)->
+		add_int("reconnects", run->live.counters.reconnects)->
+		add_int("throttle_waits", run->live.counters.throttle_waits);
 	if (run->error != NULL)
 		e->add_str("error", run->error);
 	for (i = 0; i < MIGRATE_ITEM_CLASS_COUNT; i++) T_BEGIN {
 		e->add_int(t_strconcat("items_", t_str_replace(
 			migrate_item_class_name(i), '-', '_'), NULL),
-			run->live.items_by_class[i]);
+			run->live.counters.items_by_class[i]);
 	} T_END;
 	e_info(e->event(), "Run %s: %u imported, %u already there, %u failed, "
 	       "%"PRIu64" bytes (exit %d)",

@@ -7,6 +7,7 @@
 #include "migrate-importer.h"
 #include "migrate-pacing.h"
 #include "migrate-source-list.h"
+#include "migrate-workers.h"
 
 struct mail_user;
 struct migrate_settings;
@@ -68,10 +69,10 @@ struct migrate_run {
 
 	enum migrate_error error_code;
 	const char *error;
-	unsigned int item_errors;
 	/* what the importer updates as it goes: the current folder's
-	   progress, bytes for pacing, the pipeline depth, the messages this
-	   run put in the item log by class */
+	   progress, bytes for pacing, the pipeline depth, and the run's
+	   counters (failed messages, reconnects, throttle waits, the
+	   messages this run put in the item log by class) */
 	struct migrate_importer_live live;
 	/* the run's source connection's pacing, throttling and reconnects
 	   (with their counters) */
@@ -94,9 +95,10 @@ struct migrate_run {
 	/* migrate_pop3_uidls: the source's POP3 view (migrate-pop3.h) */
 	struct migrate_pop3 *pop3;
 
-	/* migrate_parallel_folders (migrate-workers.c): set while workers
-	   run */
-	struct migrate_workers *workers;
+	/* migrate_parallel_folders (migrate-workers.c): while workers run,
+	   what they did so far */
+	bool workers_running;
+	struct migrate_workers_progress workers;
 
 	/* progress (of live.cur_folder) */
 	struct timeval progress_shown;
@@ -133,7 +135,7 @@ void migrate_run_sleep(struct migrate_run *run, unsigned int msecs);
 void migrate_run_lock_keep(struct migrate_run *run);
 
 /* The importer's context for this run's source connection, with the
-   run's hooks: a worker builds its own from it (the template) */
+   run's hooks (the workers build theirs from it: the template) */
 void migrate_run_importer_ctx(struct migrate_run *run,
 			      struct migrate_importer_ctx *ctx_r);
 /* The importer's calls, with this run's context: the importer's error

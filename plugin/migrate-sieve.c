@@ -12,7 +12,9 @@
 #include "imap-utf7.h"
 #include "migrate-settings.h"
 #include "migrate-state.h"
-#include "migrate-run.h"
+#include "migrate-source-list.h"
+#include "migrate-importer.h"
+#include "migrate-pacing.h"
 #include "migrate-managesieve.h"
 #include "migrate-sieve-compat.h"
 #include "migrate-sieve.h"
@@ -24,7 +26,7 @@
 #define MIGRATE_SIEVE_BACKOFF_MSECS 1000
 
 struct migrate_sieve_pass {
-	struct migrate_run *run;
+	const struct migrate_sieve_ctx *ctx;
 	struct migrate_sieve *sieve;
 	struct migrate_sieve_store *store;
 	struct migrate_managesieve *ms;
@@ -97,8 +99,8 @@ static void migrate_sieve_load_sources(struct migrate_sieve_pass *pass)
 {
 	const char *value, *error;
 
-	if (pass->run->state == NULL ||
-	    migrate_state_sieve_sources_get(pass->run->state, pass->pool,
+	if (pass->ctx->state == NULL ||
+	    migrate_state_sieve_sources_get(pass->ctx->state, pass->pool,
 					    &value, &error) <= 0)
 		return;
 	pass->stored_sources = (const char *const *)
@@ -131,9 +133,9 @@ static void migrate_sieve_save_sources(struct migrate_sieve_pass *pass)
 		str_printfa(str, "%s %s\t%s", src_digest, dest_digest,
 			    str_tabescape(script->dest_name));
 	}
-	if (migrate_state_sieve_sources_set(pass->run->state, str_c(str),
+	if (migrate_state_sieve_sources_set(pass->ctx->state, str_c(str),
 					    &error) < 0) {
-		e_error(pass->run->event, "Saving the Sieve scripts' state "
+		e_error(pass->ctx->event, "Saving the Sieve scripts' state "
 			"failed: %s", error);
 	}
 }
@@ -144,7 +146,8 @@ static enum migrate_sieve_map_result
 migrate_sieve_map_name(const char *name, void *context,
 		       const char **new_name_r, const char **reason_r)
 {
-	struct migrate_run *run = context;
+	struct migrate_sieve_pass *pass = context;
+	const struct migrate_sieve_ctx *ctx = pass->ctx;
 	struct migrate_folder *folder = NULL;
 	struct migrate_folder_src src;
 	struct migrate_folder_dest dest;
@@ -154,15 +157,15 @@ migrate_sieve_map_name(const char *name, void *context,
 		*reason_r = "not valid UTF-8";
 		return MIGRATE_SIEVE_MAP_SKIPPED;
 	}
-	folder = migrate_source_list_find(&run->src, str_c(raw));
+	folder = migrate_source_list_find(ctx->src, str_c(raw));
 	if (folder != NULL) {
 		dest = folder->dest;
 	} else {
 		i_zero(&src);
 		src.name = str_c(raw);
-		src.delimiter = run->src.delimiter;
-		src.ns_prefix = run->src.ns_prefix;
-		migrate_folder_map_lookup(run->map, &src,
+		src.delimiter = ctx->src->delimiter;
+		src.ns_prefix = ctx->src->ns_prefix;
+		migrate_folder_map_lookup(ctx->map, &src,
 					  pool_datastack_create(), &dest);
 	}
 	if (dest.skip || dest.vname == NULL) {
@@ -235,7 +238,7 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 		     struct migrate_sieve_script *script,
 		     enum migrate_error *error_code_r, const char **error_r)
 {
-	struct migrate_run *run = pass->run;
+	const struct migrate_sieve_ctx *ctx = pass->ctx;
 	string_t *content = t_str_new(4096), *rewritten, *existing;
 	const char *error, *compile_error;
 	int ret;
@@ -248,7 +251,7 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 				      migrate_sieve_digest(content));
 	rewritten = t_str_new(str_len(content) + 64);
 	if (migrate_sieve_rewrite(str_data(content), str_len(content),
-				  migrate_sieve_map_name, run, pass->pool,
+				  migrate_sieve_map_name, pass, pass->pool,
 				  rewritten, &script->rewrites, &error) < 0)
 		script->rewrite_error = p_strdup(pass->pool, error);
 	script->dest_digest = p_strdup(pass->pool,
@@ -273,15 +276,14 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 			   while the source's stayed as it was then: the
 			   user's edit wins (a source change would win) */
 			script->result =
-				run->opts.mode == MIGRATE_RUN_MODE_IMPORT ?
+				ctx->import ?
 				MIGRATE_SIEVE_RESULT_KEPT :
 				MIGRATE_SIEVE_RESULT_KEEP;
 			return 0;
 		}
 		if (ret > 0 && str_equals(existing, rewritten)) {
 			script->result = MIGRATE_SIEVE_RESULT_UNCHANGED;
-			if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT ||
-			    !script->src_active)
+			if (!ctx->import || !script->src_active)
 				return 0;
 			/* the active one: it is activated only if it
 			   compiles */
@@ -297,7 +299,7 @@ migrate_sieve_script(struct migrate_sieve_pass *pass,
 			return 0;
 		}
 	}
-	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT) {
+	if (!ctx->import) {
 		script->result = ret > 0 ? MIGRATE_SIEVE_RESULT_UPDATE :
 			MIGRATE_SIEVE_RESULT_COPY;
 		return 0;
@@ -372,14 +374,14 @@ static int migrate_sieve_pass(struct migrate_sieve_pass *pass,
 			      enum migrate_error *error_code_r,
 			      const char **error_r)
 {
-	struct migrate_run *run = pass->run;
+	const struct migrate_sieve_ctx *ctx = pass->ctx;
 	ARRAY_TYPE(migrate_managesieve_script) listed;
 	const struct migrate_managesieve_script *ls;
 	struct migrate_sieve_script *script;
 	const char *reason;
 	int ret = 0;
 
-	if (migrate_managesieve_connect(run->set, run->user, run->event,
+	if (migrate_managesieve_connect(ctx->set, ctx->user, ctx->event,
 					&pass->ms, error_code_r, error_r) < 0)
 		return -1;
 	t_array_init(&listed, 16);
@@ -419,7 +421,7 @@ static int migrate_sieve_pass(struct migrate_sieve_pass *pass,
    keeping first_seen and counting attempts */
 static void migrate_sieve_save_items(struct migrate_sieve_pass *pass)
 {
-	struct migrate_run *run = pass->run;
+	const struct migrate_sieve_ctx *ctx = pass->ctx;
 	ARRAY_TYPE(migrate_item) old_items, items;
 	const struct migrate_sieve_script *script;
 	const struct migrate_item *old;
@@ -427,7 +429,7 @@ static void migrate_sieve_save_items(struct migrate_sieve_pass *pass)
 	const char *error;
 	unsigned int uid = 0;
 
-	if (migrate_state_sieve_get(run->state, pass->pool, &old_items,
+	if (migrate_state_sieve_get(ctx->state, pass->pool, &old_items,
 				    &error) < 0)
 		array_clear(&old_items);
 	p_array_init(&items, pass->pool, 8);
@@ -455,17 +457,17 @@ static void migrate_sieve_save_items(struct migrate_sieve_pass *pass)
 			item->first_seen = old->first_seen;
 			item->attempts = old->attempts + 1;
 		}
-		run->live.items_by_class[item->class]++;
+		ctx->counters->items_by_class[item->class]++;
 	}
-	if (migrate_state_sieve_set(run->state, &items, &error) < 0) {
-		e_error(run->event, "Saving the Sieve item log failed: %s",
+	if (migrate_state_sieve_set(ctx->state, &items, &error) < 0) {
+		e_error(ctx->event, "Saving the Sieve item log failed: %s",
 			error);
 	}
 }
 
 static int migrate_sieve_execute_pass(struct migrate_sieve_pass *pass)
 {
-	struct migrate_run *run = pass->run;
+	const struct migrate_sieve_ctx *ctx = pass->ctx;
 	struct migrate_sieve *sieve = pass->sieve;
 	const char *error;
 	enum migrate_error code;
@@ -474,14 +476,14 @@ static int migrate_sieve_execute_pass(struct migrate_sieve_pass *pass)
 
 	/* the destination first: no use reading scripts that can't be
 	   stored */
-	if (migrate_sieve_store_open(run->user, &pass->store, &error) < 0) {
-		if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
+	if (migrate_sieve_store_open(ctx->user, &pass->store, &error) < 0) {
+		if (ctx->import) {
 			migrate_sieve_fail(pass, MIGRATE_ERROR_CONFIG,
 				"Sieve scripts can't be stored (migrate_sieve"
 				"=yes): %s", error);
 			return -1;
 		}
-		e_warning(run->event, "migrate_sieve=yes, but %s", error);
+		e_warning(ctx->event, "migrate_sieve=yes, but %s", error);
 		pass->store = NULL;
 	}
 	migrate_sieve_load_sources(pass);
@@ -493,34 +495,36 @@ static int migrate_sieve_execute_pass(struct migrate_sieve_pass *pass)
 		/* a lost connection is retried like the IMAP side's, a
 		   refused login or a bad setting isn't */
 		if (code != MIGRATE_ERROR_TEMP ||
-		    attempt >= run->set->reconnect_max) {
+		    attempt >= ctx->set->reconnect_max) {
 			migrate_sieve_fail(pass, code, "Sieve scripts: %s",
 					   error);
 			return -1;
 		}
-		e_warning(run->event, "Sieve scripts: %s - reconnecting", error);
-		run->pacing.reconnects++;
-		migrate_run_sleep(run, MIGRATE_SIEVE_BACKOFF_MSECS << I_MIN(attempt, 5));
+		e_warning(ctx->event, "Sieve scripts: %s - reconnecting", error);
+		ctx->counters->reconnects++;
+		migrate_pacing_sleep(ctx->pacing, MIGRATE_SIEVE_BACKOFF_MSECS <<
+				     I_MIN(attempt, 5));
 	}
-	if (pass->store != NULL && run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
+	if (pass->store != NULL && ctx->import)
 		migrate_sieve_activate(pass);
 	return sieve->error != NULL ? -1 : 0;
 }
 
-int migrate_sieve_execute(struct migrate_run *run)
+int migrate_sieve_execute(const struct migrate_sieve_ctx *ctx,
+			  struct migrate_sieve **sieve_r)
 {
 	struct migrate_sieve_pass pass;
 	struct migrate_sieve *sieve;
 	struct migrate_sieve_script *script;
 	int ret;
 
-	sieve = p_new(run->pool, struct migrate_sieve, 1);
-	p_array_init(&sieve->scripts, run->pool, 8);
-	run->sieve = sieve;
+	sieve = p_new(ctx->pool, struct migrate_sieve, 1);
+	p_array_init(&sieve->scripts, ctx->pool, 8);
+	*sieve_r = sieve;
 	i_zero(&pass);
-	pass.run = run;
+	pass.ctx = ctx;
 	pass.sieve = sieve;
-	pass.pool = run->pool;
+	pass.pool = ctx->pool;
 
 	ret = migrate_sieve_execute_pass(&pass);
 	array_foreach_modifiable(&sieve->scripts, script) {
@@ -539,24 +543,22 @@ int migrate_sieve_execute(struct migrate_run *run)
 		else if (script->result == MIGRATE_SIEVE_RESULT_KEPT)
 			sieve->kept++;
 		if (script->error != NULL) {
-			e_error(run->event, "Sieve script %s: %s",
+			e_error(ctx->event, "Sieve script %s: %s",
 				script->src_name, script->error);
-		} else if (script->compile_error != NULL &&
-			   run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
-			e_warning(run->event, "Sieve script %s was stored "
+		} else if (script->compile_error != NULL && ctx->import) {
+			e_warning(ctx->event, "Sieve script %s was stored "
 				  "inactive: it doesn't compile at the "
 				  "destination: %s", script->dest_name,
 				  script->compile_error);
 		}
 	}
-	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT && pass.store != NULL &&
-	    run->state != NULL) {
+	if (ctx->import && pass.store != NULL && ctx->state != NULL) {
 		migrate_sieve_save_items(&pass);
 		migrate_sieve_save_sources(&pass);
 	}
 	migrate_sieve_store_close(&pass.store);
-	if (ret == 0 && run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
-		e_info(run->event, "Sieve scripts: %u copied, %u updated, "
+	if (ret == 0 && ctx->import) {
+		e_info(ctx->event, "Sieve scripts: %u copied, %u updated, "
 		       "%u unchanged, %u kept (changed at the destination), "
 		       "%u not compiling, %u failed",
 		       sieve->copied, sieve->updated, sieve->unchanged,

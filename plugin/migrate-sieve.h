@@ -11,7 +11,36 @@
 #include "migrate-error.h"
 #include "migrate-sieve-rewrite.h"
 
-struct migrate_run;
+struct mail_user;
+struct migrate_settings;
+struct migrate_state;
+struct migrate_source_list;
+struct migrate_folder_map;
+struct migrate_pacing;
+struct migrate_live_counters;
+
+/* What the Sieve pass works with, built by the run */
+struct migrate_sieve_ctx {
+	/* the scripts' results live as long as this pool */
+	pool_t pool;
+	struct mail_user *user;
+	struct event *event;
+	const struct migrate_settings *set;
+	/* NULL in a plan that can't read the state */
+	struct migrate_state *state;
+	/* store the scripts (a run), or only say what a run would do (a
+	   plan) */
+	bool import;
+	/* the mail's folders and map: a script's mailbox names are mapped
+	   the way the mail was */
+	const struct migrate_source_list *src;
+	struct migrate_folder_map *map;
+	/* the run's pacing: the wait before a reconnect keeps the run lock
+	   alive */
+	struct migrate_pacing *pacing;
+	/* reconnects and the scripts' items are counted here */
+	struct migrate_live_counters *counters;
+};
 
 /* What a run (or a plan) did with a script; printed and stored in the
    item log's reason as migrate_sieve_result_to_str() says */
@@ -71,10 +100,11 @@ struct migrate_sieve {
 	unsigned int copied, updated, unchanged, kept, not_compiling, failed;
 };
 
-/* Copy (run) or list (plan) the user's scripts into run->sieve. 0 = every
-   script is there and compiles; -1 = something failed (run->sieve says
-   what; the mail's result is not changed here). */
-int migrate_sieve_execute(struct migrate_run *run);
+/* Copy (run) or list (plan) the user's scripts into *sieve_r (from
+   ctx->pool). 0 = every script is there and compiles; -1 = something
+   failed (*sieve_r says what; the mail's result is not changed here). */
+int migrate_sieve_execute(const struct migrate_sieve_ctx *ctx,
+			  struct migrate_sieve **sieve_r);
 
 /* A script's row note: active, renamed, rewrites, names left alone,
    compiler error */

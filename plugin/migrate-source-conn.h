@@ -133,11 +133,6 @@ int migrate_source_conn_wait_tag(struct migrate_source_conn *conn,
    and reading what it sends), whatever trickles or repeats. */
 void migrate_source_conn_progress(struct migrate_source_conn *conn);
 
-/* text without what could fool a terminal or a reader: control
-   characters, escape sequences, bidi overrides; cut at max_len */
-const char *migrate_str_sanitize(const char *text, size_t max_len);
-const char *migrate_str_sanitize_pool(pool_t pool, const char *text,
-				      size_t max_len);
 /* text, or a placeholder when it holds the source password, the token or
    a SASL response sent with them (raw or base64) */
 const char *migrate_source_conn_redact(struct migrate_source_conn *conn,

@@ -8,6 +8,7 @@
 #include "imap-arg.h"
 #include "migrate-compat.h"
 #include "migrate-folder-map.h"
+#include "migrate-reply-scan.h"
 #include "migrate-source-conn.h"
 #include "migrate-source-list.h"
 

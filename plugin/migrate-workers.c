@@ -16,9 +16,8 @@
 #include "migrate-settings.h"
 #include "migrate-source-conn.h"
 #include "migrate-conn-slots.h"
+#include "migrate-importer.h"
 #include "migrate-pacing.h"
-#include "migrate-pop3.h"
-#include "migrate-run.h"
 #include "migrate-compat.h"
 #include "migrate-workers.h"
 
@@ -62,8 +61,7 @@ struct migrate_worker_slot {
 	bool no_start;
 	enum migrate_error error_code;
 	char error[MIGRATE_WORKER_ERROR_MAX];
-	unsigned int item_errors, reconnects, throttle_waits;
-	unsigned int items_by_class[MIGRATE_ITEM_CLASS_COUNT];
+	struct migrate_live_counters counters;
 	/* progress */
 	uint32_t saved;
 	uint64_t bytes;
@@ -91,7 +89,8 @@ struct migrate_workers {
 };
 
 struct migrate_workers_wait {
-	struct migrate_run *run;
+	const struct migrate_workers_params *params;
+	struct migrate_workers *w;
 	struct ioloop *ioloop;
 	bool killed;
 };
@@ -194,13 +193,12 @@ migrate_jobs_group(struct migrate_folder *const *folders, unsigned int count,
 
 /* How many workers for this many groups of folders: 0 = none */
 static unsigned int
-migrate_workers_wanted(struct migrate_run *run, unsigned int group_count)
+migrate_workers_wanted(const struct migrate_workers_params *params,
+		       unsigned int group_count)
 {
-	const struct migrate_settings *set = run->set;
+	const struct migrate_settings *set = params->importer->set;
 	unsigned int n = set->parallel_folders;
 
-	if (run->opts.mode != MIGRATE_RUN_MODE_IMPORT)
-		return 0;
 	/* it needs every identity seen so far in one process (Gmail's All
 	   Mail doesn't: the run keeps it for itself, see
 	   migrate_run_worker_jobs()) */
@@ -275,13 +273,13 @@ static void migrate_worker_job_save(struct migrate_worker_job *job,
 	__atomic_store_n(&job->done, TRUE, __ATOMIC_SEQ_CST);
 }
 
-/* One worker process's context, built after the fork from the run (the
-   template, only read here): its own settings (its share of the rate
-   caps), mail user, state and source connections, connection slot,
-   pacing and counters, and the importer context with the workers'
-   hooks. */
+/* One worker process's context, built after the fork from the run's
+   importer context and pacing (the template, only read here): its own
+   settings (its share of the rate caps), mail user, state and source
+   connections, connection slot, pacing and counters, and the importer
+   context with the workers' hooks. */
 struct migrate_worker {
-	struct migrate_run *run;
+	const struct migrate_workers_params *params;
 	struct migrate_workers *w;
 	struct migrate_worker_slot *slot;
 	pool_t pool;
@@ -293,7 +291,6 @@ struct migrate_worker {
 	struct migrate_importer_live live;
 	struct migrate_pacing pacing;
 	struct migrate_importer_ctx ctx;
-	unsigned int item_errors;
 };
 
 static int migrate_worker_connect(struct migrate_worker *worker)
@@ -360,7 +357,8 @@ migrate_worker_import(struct migrate_worker *worker,
 
 /* The worker's hooks: one migrate_errors_max and one throttle budget for
    all workers, progress in the worker's slot; the run's process holds
-   the run lock and saves the run's progress */
+   the run lock and saves the run's progress; the Gmail label lookup and
+   save_begin are the template's */
 
 static unsigned int
 migrate_worker_item_errors_add(struct migrate_worker *worker, unsigned int add)
@@ -373,7 +371,7 @@ static void migrate_worker_hook_item_error(void *context)
 {
 	struct migrate_worker *worker = context;
 
-	worker->item_errors++;
+	worker->live.counters.item_errors++;
 	(void)migrate_worker_item_errors_add(worker, 1);
 }
 
@@ -455,8 +453,9 @@ static bool migrate_worker_hook_gmail_label_imported(void *context,
 						     const char *label)
 {
 	struct migrate_worker *worker = context;
+	const struct migrate_importer_ctx *tmpl = worker->params->importer;
 
-	return migrate_run_gmail_label_imported(worker->run, label);
+	return tmpl->hooks->gmail_label_imported(tmpl->hook_context, label);
 }
 
 static void migrate_worker_hook_plan_folder(void *context ATTR_UNUSED,
@@ -481,8 +480,10 @@ migrate_worker_hook_save_begin(void *context,
 			       struct istream *body, uoff_t body_size)
 {
 	struct migrate_worker *worker = context;
+	const struct migrate_importer_ctx *tmpl = worker->params->importer;
 
-	migrate_pop3_save_uidl(worker->run, folder, save, body, body_size);
+	tmpl->hooks->save_begin(tmpl->hook_context, folder, save, body,
+				body_size);
 }
 
 /* Two processes of one user creating or opening mailboxes at once can
@@ -548,7 +549,7 @@ static void migrate_worker_settings(struct migrate_worker *worker)
 	struct migrate_settings *set = &worker->set;
 	unsigned int count = worker->w->worker_count;
 
-	*set = *worker->run->set;
+	*set = *worker->params->importer->set;
 	if (set->max_messages_per_second > 0) {
 		set->max_messages_per_second /= count;
 		if (set->max_messages_per_second == 0)
@@ -565,25 +566,23 @@ static void migrate_worker_settings(struct migrate_worker *worker)
    owns replaces the run's, the counters start at zero */
 static void migrate_worker_init(struct migrate_worker *worker)
 {
-	struct migrate_run *run = worker->run;
+	const struct migrate_importer_ctx *tmpl = worker->params->importer;
 
 	worker->pool = pool_alloconly_create("migrate worker", 1024);
 	migrate_worker_settings(worker);
-	worker->live = run->live;
-	memset(worker->live.items_by_class, 0,
-	       sizeof(worker->live.items_by_class));
+	worker->live = *tmpl->live;
+	i_zero(&worker->live.counters);
 	worker->live.bytes_done = 0;
-	worker->pacing = run->pacing;
+	worker->pacing = *worker->params->pacing;
 	worker->pacing.set = &worker->set;
 	worker->pacing.live = &worker->live;
 	worker->pacing.keep_alive = NULL;
 	worker->pacing.throttled = migrate_worker_throttled;
 	worker->pacing.context = worker;
-	worker->pacing.reconnects = worker->pacing.throttle_waits = 0;
 	worker->pacing.throttle_wait_secs = 0;
 	worker->pacing.pace_start.tv_sec = 0;
 
-	migrate_run_importer_ctx(run, &worker->ctx);
+	worker->ctx = *tmpl;
 	worker->ctx.pool = worker->pool;
 	worker->ctx.set = &worker->set;
 	worker->ctx.live = &worker->live;
@@ -596,8 +595,8 @@ static int migrate_worker_open(struct migrate_worker *worker)
 {
 	const char *error;
 
-	if (migrate_worker_user_init(worker->run->user, &worker->user,
-				     &error) < 0) {
+	if (migrate_worker_user_init(worker->params->importer->user,
+				     &worker->user, &error) < 0) {
 		migrate_worker_fail(worker->slot, t_strdup_printf(
 			"Worker couldn't initialize the mail user: %s", error));
 		return -1;
@@ -608,7 +607,7 @@ static int migrate_worker_open(struct migrate_worker *worker)
 		return -1;
 	}
 	worker->conn = migrate_source_conn_create(&worker->set, worker->user,
-						  worker->run->event);
+						  worker->params->importer->event);
 	worker->pacing.conn = worker->conn;
 	worker->ctx.user = worker->user;
 	worker->ctx.state = worker->state;
@@ -617,8 +616,9 @@ static int migrate_worker_open(struct migrate_worker *worker)
 }
 
 static void ATTR_NORETURN
-migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
-		    unsigned int idx, struct migrate_folder *const *folders,
+migrate_worker_main(const struct migrate_workers_params *params,
+		    struct migrate_workers *w, unsigned int idx,
+		    struct migrate_folder *const *folders,
 		    const struct migrate_job_group *groups, pid_t parent_pid)
 {
 	struct migrate_worker worker;
@@ -644,7 +644,7 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	/* the parent's connection, slot, state and user are left untouched:
 	   this process builds its own */
 	i_zero(&worker);
-	worker.run = run;
+	worker.params = params;
 	worker.w = w;
 	worker.slot = slot;
 	migrate_worker_init(&worker);
@@ -653,11 +653,7 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 	if (migrate_worker_connect(&worker) == 0)
 		ret = migrate_worker_import(&worker, folders, groups);
 
-	slot->item_errors = worker.item_errors;
-	slot->reconnects = worker.pacing.reconnects;
-	slot->throttle_waits = worker.pacing.throttle_waits;
-	memcpy(slot->items_by_class, worker.live.items_by_class,
-	       sizeof(slot->items_by_class));
+	slot->counters = worker.live.counters;
 	migrate_source_conn_destroy(&worker.conn);
 	migrate_conn_slot_release(&worker.conn_slot);
 	migrate_state_close(&worker.state);
@@ -668,42 +664,30 @@ migrate_worker_main(struct migrate_run *run, struct migrate_workers *w,
 
 /* parent side */
 
-void migrate_workers_done(struct migrate_run *run, uint32_t *messages_r,
-			  uint64_t *bytes_r)
+static void migrate_workers_progress_get(const struct migrate_workers *w,
+					 struct migrate_workers_progress *p_r)
 {
-	struct migrate_workers *w = run->workers;
 	unsigned int i;
 
-	*messages_r = 0;
-	*bytes_r = 0;
+	i_zero(p_r);
+	p_r->workers = w->worker_count;
+	p_r->folders = w->job_count;
+	for (i = 0; i < w->job_count; i++) {
+		if (__atomic_load_n(&w->jobs[i].done, __ATOMIC_SEQ_CST))
+			p_r->folders_done++;
+	}
 	for (i = 0; i < w->worker_count; i++) {
-		*messages_r += w->slots[i].saved;
-		*bytes_r += w->slots[i].bytes;
+		p_r->saved += w->slots[i].saved;
+		p_r->bytes += w->slots[i].bytes;
 	}
 }
 
-void migrate_workers_progress(struct migrate_run *run)
+static void migrate_workers_progress(struct migrate_workers_wait *ctx)
 {
-	struct migrate_workers *w = run->workers;
-	unsigned int i, done = 0;
-	uint64_t saved = 0;
+	struct migrate_workers_progress progress;
 
-	for (i = 0; i < w->job_count; i++) {
-		if (__atomic_load_n(&w->jobs[i].done, __ATOMIC_SEQ_CST))
-			done++;
-	}
-	for (i = 0; i < w->worker_count; i++)
-		saved += w->slots[i].saved;
-	if (run->progress_tty) {
-		fprintf(stderr, "\r%s: %u/%u folders, %s (%u workers)\033[K",
-			run->user->username, done, w->job_count,
-			migrate_run_progress_str(run), w->worker_count);
-		fflush(stderr);
-	} else {
-		e_info(run->event, "Progress: %u/%u folders done, %"PRIu64
-		       " messages imported (%u workers)", done, w->job_count,
-		       saved, w->worker_count);
-	}
+	migrate_workers_progress_get(ctx->w, &progress);
+	ctx->params->hooks->progress(ctx->params->context, &progress);
 }
 
 static void migrate_workers_eof(struct migrate_workers_wait *ctx)
@@ -714,9 +698,10 @@ static void migrate_workers_eof(struct migrate_workers_wait *ctx)
 
 static void migrate_workers_tick(struct migrate_workers_wait *ctx)
 {
-	migrate_run_lock_keep(ctx->run);
-	/* the workers' counts, for status from another process */
-	migrate_run_save_progress(ctx->run);
+	struct migrate_workers_progress progress;
+
+	migrate_workers_progress_get(ctx->w, &progress);
+	ctx->params->hooks->tick(ctx->params->context, &progress);
 	if (master_service_is_killed(master_service)) {
 		ctx->killed = TRUE;
 		io_loop_stop(ctx->ioloop);
@@ -734,8 +719,11 @@ static void migrate_workers_signal(const siginfo_t *si ATTR_UNUSED,
 	io_loop_stop(ctx->ioloop);
 }
 
-static void migrate_workers_wait(struct migrate_run *run, int fd)
+/* Until every worker exited. Returns FALSE when a signal stopped them. */
+static bool migrate_workers_wait(const struct migrate_workers_params *params,
+				 struct migrate_workers *w, int fd)
 {
+	struct event *event = params->importer->event;
 	struct migrate_workers_wait ctx;
 	struct ioloop *prev_ioloop = current_ioloop;
 	struct timeout *to, *to_progress;
@@ -744,15 +732,14 @@ static void migrate_workers_wait(struct migrate_run *run, int fd)
 	int status;
 
 	i_zero(&ctx);
-	ctx.run = run;
+	ctx.params = params;
+	ctx.w = w;
 	ctx.ioloop = io_loop_create();
 	io = io_add(fd, IO_READ, migrate_workers_eof, &ctx);
 	to = timeout_add(MIGRATE_WORKERS_TICK_MSECS, migrate_workers_tick,
 			 &ctx);
-	to_progress = timeout_add(run->progress_tty ?
-				  MIGRATE_PROGRESS_INTERVAL_MSECS :
-				  MIGRATE_PROGRESS_LOG_INTERVAL_MSECS,
-				  migrate_workers_progress, run);
+	to_progress = timeout_add(params->progress_interval_msecs,
+				  migrate_workers_progress, &ctx);
 	lib_signals_set_handler(SIGTERM, LIBSIG_FLAG_DELAYED,
 				migrate_workers_signal, &ctx);
 	lib_signals_set_handler(SIGINT, LIBSIG_FLAG_DELAYED,
@@ -767,8 +754,8 @@ static void migrate_workers_wait(struct migrate_run *run, int fd)
 	io_loop_destroy(&ctx.ioloop);
 	io_loop_set_current(prev_ioloop);
 
-	for (i = 0; i < run->workers->worker_count; i++) {
-		pid_t pid = run->workers->slots[i].pid;
+	for (i = 0; i < w->worker_count; i++) {
+		pid_t pid = w->slots[i].pid;
 
 		if (pid <= 0)
 			continue;
@@ -779,16 +766,12 @@ static void migrate_workers_wait(struct migrate_run *run, int fd)
 			continue;
 		}
 		if (WIFSIGNALED(status) && !ctx.killed) {
-			e_error(run->event, "Worker process %ld was killed by "
+			e_error(event, "Worker process %ld was killed by "
 				"signal %d: its unfinished folder is imported "
 				"again", (long)pid, WTERMSIG(status));
 		}
 	}
-	if (ctx.killed) {
-		(void)migrate_run_fail(run, MIGRATE_ERROR_TEMP,
-			"Interrupted by a signal: the workers were stopped; "
-			"a new run resumes");
-	}
+	return !ctx.killed;
 }
 
 /* The worker logged the folder's migrate_folder_finished, but a worker
@@ -796,10 +779,10 @@ static void migrate_workers_wait(struct migrate_run *run, int fd)
    sent again from here at debug level, which the stats service counts
    and the log shows only with debug on. Its own duration is ~0: the
    folder's is in duration_msecs. */
-static void migrate_workers_folder_event(struct migrate_run *run,
+static void migrate_workers_folder_event(struct event *parent,
 					 const struct migrate_folder *folder)
 {
-	struct event *event = event_create(run->event);
+	struct event *event = event_create(parent);
 
 	event_add_str(event, "folder", folder->dest.vname);
 	e_debug(migrate_folder_finished_event(event, folder),
@@ -808,14 +791,20 @@ static void migrate_workers_folder_event(struct migrate_run *run,
 	event_unref(&event);
 }
 
-static void migrate_workers_merge(struct migrate_run *run,
-				  struct migrate_folder *const *folders)
+/* The workers' results into the folders and counters; the first error
+   that stops the run into code_r/error_r (unless *code_r has one) */
+static void migrate_workers_merge(const struct migrate_workers_params *params,
+				  struct migrate_workers *w,
+				  struct migrate_folder *const *folders,
+				  struct migrate_live_counters *counters,
+				  enum migrate_error *code_r,
+				  const char **error_r)
 {
-	struct migrate_workers *w = run->workers;
+	const struct migrate_importer_ctx *tmpl = params->importer;
 	struct migrate_worker_slot *slot;
 	struct migrate_worker_job *job;
 	struct migrate_folder *folder;
-	unsigned int i, j;
+	unsigned int i;
 
 	for (i = 0; i < w->job_count; i++) {
 		job = &w->jobs[i];
@@ -824,29 +813,26 @@ static void migrate_workers_merge(struct migrate_run *run,
 		folder = folders[i];
 		folder->result = job->result;
 		folder->uids_preserved = job->uids_preserved[0] == '\0' ?
-			NULL : p_strdup(run->pool, job->uids_preserved);
+			NULL : p_strdup(tmpl->pool, job->uids_preserved);
 		folder->error = job->error[0] == '\0' ? NULL :
-			p_strdup(run->pool, job->error);
+			p_strdup(tmpl->pool, job->error);
 #define MIGRATE_COPY_COUNTER(name) folder->name = job->name;
 		MIGRATE_JOB_COUNTERS(MIGRATE_COPY_COUNTER)
 #undef MIGRATE_COPY_COUNTER
 		if (folder->finished_event)
-			migrate_workers_folder_event(run, folder);
+			migrate_workers_folder_event(tmpl->event, folder);
 	}
 	for (i = 0; i < w->worker_count; i++) {
 		slot = &w->slots[i];
-		run->item_errors += slot->item_errors;
-		run->pacing.reconnects += slot->reconnects;
-		run->pacing.throttle_waits += slot->throttle_waits;
-		for (j = 0; j < MIGRATE_ITEM_CLASS_COUNT; j++)
-			run->live.items_by_class[j] += slot->items_by_class[j];
+		migrate_live_counters_add(counters, &slot->counters);
 		if (slot->no_start) {
-			e_warning(run->event, "Worker %u didn't start: %s; "
+			e_warning(tmpl->event, "Worker %u didn't start: %s; "
 				  "its folders are imported by the others",
 				  i + 1, slot->error);
-		} else if (slot->error_code != MIGRATE_ERROR_NONE) {
-			(void)migrate_run_fail(run, slot->error_code, "%s",
-					       slot->error);
+		} else if (slot->error_code != MIGRATE_ERROR_NONE &&
+			   *code_r == MIGRATE_ERROR_NONE) {
+			*code_r = slot->error_code;
+			*error_r = p_strdup(tmpl->pool, slot->error);
 		}
 	}
 }
@@ -854,15 +840,16 @@ static void migrate_workers_merge(struct migrate_run *run,
 /* The destination lock's file, unlinked at once: only the workers, which
    inherit the fd, can reach it. -1 when it can't be made (the workers then
    open folders without it, as a run with one worker would). */
-static int migrate_workers_lock_file_create(struct migrate_run *run)
+static int migrate_workers_lock_file_create(struct mail_user *user,
+					    struct event *event)
 {
 	string_t *path = t_str_new(128);
 	int fd;
 
-	mail_user_set_get_temp_prefix(path, run->user->set);
+	mail_user_set_get_temp_prefix(path, user->set);
 	fd = safe_mkstemp(path, 0600, (uid_t)-1, (gid_t)-1);
 	if (fd == -1) {
-		e_warning(run->event, "safe_mkstemp(%s) failed: %m: workers "
+		e_warning(event, "safe_mkstemp(%s) failed: %m: workers "
 			  "open their destination folders unlocked",
 			  str_c(path));
 		return -1;
@@ -872,10 +859,13 @@ static int migrate_workers_lock_file_create(struct migrate_run *run)
 	return fd;
 }
 
-int migrate_workers_run(struct migrate_run *run,
+int migrate_workers_run(const struct migrate_workers_params *params,
 			struct migrate_folder *const *folders,
-			unsigned int count, bool *used_r)
+			unsigned int count, bool *used_r,
+			struct migrate_live_counters *counters,
+			enum migrate_error *code_r, const char **error_r)
 {
+	const struct migrate_importer_ctx *tmpl = params->importer;
 	ARRAY_TYPE(migrate_folder) sorted;
 	ARRAY_TYPE(migrate_job_group) groups;
 	struct migrate_folder *const *jobs;
@@ -887,10 +877,12 @@ int migrate_workers_run(struct migrate_run *run,
 	int fds[2];
 
 	*used_r = FALSE;
+	*code_r = MIGRATE_ERROR_NONE;
+	*error_r = NULL;
 	if (count < 2)
 		return 0;
 	migrate_jobs_group(folders, count, &sorted, &groups);
-	workers = migrate_workers_wanted(run, array_count(&groups));
+	workers = migrate_workers_wanted(params, array_count(&groups));
 	if (workers == 0)
 		return 0;
 
@@ -899,39 +891,38 @@ int migrate_workers_run(struct migrate_run *run,
 	mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
 		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (mem == MAP_FAILED) {
-		e_warning(run->event, "mmap(%zu) failed: %m: importing the "
+		e_warning(tmpl->event, "mmap(%zu) failed: %m: importing the "
 			  "folders one by one", size);
 		return 0;
 	}
 	if (pipe(fds) < 0) {
-		e_warning(run->event, "pipe() failed: %m: importing the "
+		e_warning(tmpl->event, "pipe() failed: %m: importing the "
 			  "folders one by one");
 		(void)munmap(mem, size);
 		return 0;
 	}
 	w = mem;
-	w->dest_lock_fd = migrate_workers_lock_file_create(run);
+	w->dest_lock_fd = migrate_workers_lock_file_create(tmpl->user,
+							    tmpl->event);
 	/* a token command a worker runs mustn't hold the pipe open */
 	fd_close_on_exec(fds[0], TRUE);
 	fd_close_on_exec(fds[1], TRUE);
 	w->size = size;
 	w->job_count = count;
 	w->worker_count = workers;
-	w->item_errors = run->item_errors;
+	w->item_errors = tmpl->live->counters.item_errors;
 	w->slots = PTR_OFFSET(mem, sizeof(*w));
 	w->jobs = PTR_OFFSET(w->slots, sizeof(w->slots[0]) * workers);
 
 	jobs = array_front(&sorted);
 	w->group_count = array_count(&groups);
 
-	e_info(run->event, "Importing %u folders in %u worker processes "
+	e_info(tmpl->event, "Importing %u folders in %u worker processes "
 	       "(migrate_parallel_folders=%u)", count, workers,
-	       run->set->parallel_folders);
+	       tmpl->set->parallel_folders);
 	/* the workers open their own connections: at most `workers' are
-	   open at once, and this one would only idle */
-	migrate_source_conn_disconnect(run->conn);
-	migrate_conn_slot_release(&run->conn_slot);
-	run->workers = w;
+	   open at once */
+	params->hooks->start(params->context);
 	*used_r = TRUE;
 	fflush(stdout);
 	fflush(stderr);
@@ -939,26 +930,28 @@ int migrate_workers_run(struct migrate_run *run,
 		pid_t pid = fork();
 
 		if (pid < 0) {
-			e_warning(run->event, "fork() failed: %m");
+			e_warning(tmpl->event, "fork() failed: %m");
 			break;
 		}
 		if (pid == 0) {
 			i_close_fd(&fds[0]);
 			/* fds[1] stays open until the worker exits */
-			migrate_worker_main(run, w, i, jobs,
+			migrate_worker_main(params, w, i, jobs,
 					    array_front(&groups), parent_pid);
 		}
 		w->slots[i].pid = pid;
 		started++;
 	}
 	i_close_fd(&fds[1]);
-	if (started > 0)
-		migrate_workers_wait(run, fds[0]);
+	if (started > 0 && !migrate_workers_wait(params, w, fds[0])) {
+		*code_r = MIGRATE_ERROR_TEMP;
+		*error_r = "Interrupted by a signal: the workers were "
+			"stopped; a new run resumes";
+	}
 	i_close_fd(&fds[0]);
-	migrate_workers_merge(run, jobs);
-	run->workers = NULL;
+	migrate_workers_merge(params, w, jobs, counters, code_r, error_r);
 	if (w->dest_lock_fd != -1)
 		i_close_fd(&w->dest_lock_fd);
 	(void)munmap(mem, size);
-	return run->error_code == MIGRATE_ERROR_NONE ? 0 : -1;
+	return *code_r == MIGRATE_ERROR_NONE ? 0 : -1;
 }

@@ -49,7 +49,7 @@ fi
 unit_programs() {
 	[ -f tests/Makefile ] || return 0
 	# shellcheck disable=SC2016 # make expands these, not the shell
-	printf 'print-unit-programs:\n\t@echo $(test_programs) $(check_PROGRAMS)\n' |
+	printf 'print-unit-programs:\n\t@echo $(test_programs) $(check_PROGRAMS) $(test_scripts)\n' |
 		make -s -C tests -f Makefile -f - print-unit-programs 2>/dev/null |
 		tr ' ' '\n' | awk 'NF && !seen[$0]++'
 }

@@ -224,7 +224,7 @@ static void test_classify_filters(void)
 					item->attempts == 0 &&
 					migrate_item_is_open(item) &&
 					!migrate_item_is_error(item), i);
-			test_assert_idx(t.live.items_by_class[
+			test_assert_idx(t.live.counters.items_by_class[
 				MIGRATE_ITEM_FILTERED] == 1, i);
 			break;
 		case MIGRATE_MSG_TOO_BIG:
