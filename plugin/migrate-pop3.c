@@ -972,8 +972,7 @@ static void migrate_pop3_deinit(struct migrate_pop3 **_pop3)
 	pool_unref(&pop3->pool);
 }
 
-/* the run's error (doveadm shows it), unless an earlier one (the IMAP
-   side's) is there: then it is logged */
+/* the failure goes to the run, which keeps its first error */
 static void migrate_pop3_run_error(const struct migrate_pop3_ctx *ctx,
 				   enum migrate_error code, const char *error)
 {

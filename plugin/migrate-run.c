@@ -923,7 +923,7 @@ migrate_run_hook_workers_tick(void *context,
 
 static void
 migrate_run_hook_workers_progress(void *context,
-				  const struct migrate_workers_progress *progress)
+	const struct migrate_workers_progress *progress)
 {
 	struct migrate_run *run = context;
 

@@ -500,7 +500,8 @@ static int migrate_sieve_execute_pass(struct migrate_sieve_pass *pass)
 					   error);
 			return -1;
 		}
-		e_warning(ctx->event, "Sieve scripts: %s - reconnecting", error);
+		e_warning(ctx->event, "Sieve scripts: %s - reconnecting",
+			  error);
 		ctx->counters->reconnects++;
 		migrate_pacing_sleep(ctx->pacing, MIGRATE_SIEVE_BACKOFF_MSECS <<
 				     I_MIN(attempt, 5));

@@ -607,7 +607,7 @@ static int migrate_worker_open(struct migrate_worker *worker)
 		return -1;
 	}
 	worker->conn = migrate_source_conn_create(&worker->set, worker->user,
-						  worker->params->importer->event);
+		worker->params->importer->event);
 	worker->pacing.conn = worker->conn;
 	worker->ctx.user = worker->user;
 	worker->ctx.state = worker->state;

@@ -61,8 +61,9 @@ struct migrate_workers_params {
 	void *context;
 };
 
-/* Import these folders in up to migrate_parallel_folders workers. Uses
-   none (*used_r = FALSE) for fewer than two destination folders, with
+/* Import these folders in up to migrate_parallel_folders workers (a run
+   that imports calls it; plan and verify don't). Uses none (*used_r =
+   FALSE) for fewer than two destination folders, with
    migrate_parallel_folders <= 1, and when a Gmail All Mail (\All)
    folder or migrate_dedupe_across_folders needs every identity in one
    process. The folders' results are filled in (strings from the
