@@ -39,7 +39,7 @@ cycles() {
 		nodes[to] = 1
 	}
 	# depth-first: an edge back to a module on the stack closes a circle
-	function visit(node,    i, count, next_nodes, next_node, path) {
+	function visit(node,    i, j, count, next_nodes, next_node, path) {
 		state[node] = 1
 		stack[++depth] = node
 		count = split(edges[node], next_nodes, " ")
@@ -88,12 +88,12 @@ printf '#include "migrate-a.h"\n' >"$tmp/migrate-c.c"
 printf '#include "migrate-importer-private.h"\n' >"$tmp/migrate-importer-x.c"
 found=$(cycles "$tmp")
 case "$found" in
-*"migrate-a -> migrate-b -> migrate-c -> migrate-a"* | \
-*"migrate-b -> migrate-c -> migrate-a -> migrate-b"* | \
-*"migrate-c -> migrate-a -> migrate-b -> migrate-c"*)
-	[ "$(echo "$found" | wc -l)" = 1 ] && check "layers: a planted circle is found" ok ||
-		check "layers: a planted circle is found" FAILED ;;
-*)	check "layers: a planted circle is found" FAILED ;;
+"migrate-a -> migrate-b -> migrate-c -> migrate-a" | \
+"migrate-b -> migrate-c -> migrate-a -> migrate-b" | \
+"migrate-c -> migrate-a -> migrate-b -> migrate-c")
+	check "layers: a planted circle is found" ok ;;
+*)	echo "found: $found"
+	check "layers: a planted circle is found" FAILED ;;
 esac
 
 if ! ls "$plugin_dir"/migrate-*.c >/dev/null 2>&1; then
