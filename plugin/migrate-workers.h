@@ -64,9 +64,9 @@ struct migrate_workers_params {
 /* Import these folders in up to migrate_parallel_folders workers (a run
    that imports calls it; plan and verify don't). Uses none (*used_r =
    FALSE) for fewer than two destination folders, with
-   migrate_parallel_folders <= 1, and when a Gmail All Mail (\All)
-   folder or migrate_dedupe_across_folders needs every identity in one
-   process. The folders' results are filled in (strings from the
+   migrate_parallel_folders <= 1, and when migrate_dedupe_across_folders
+   needs every identity in one process (the run leaves Gmail's All Mail
+   out of folders). The folders' results are filled in (strings from the
    template's pool) as if this process had imported them; folders the
    workers left undone keep result == NULL. The workers' counters are
    added to *counters. Returns -1 if a worker hit an error that stops
