@@ -60,7 +60,7 @@ unit_summary() {
 }
 
 run_unit_tests() {
-	local progs prog rc summary check_rc
+	local progs prog rc summary check_rc log
 	section "unit tests (make check)"
 	mapfile -t progs < <(unit_programs)
 	timeout -k 10 600 make -j"$JOBS" check >"$LOGDIR/check.log" 2>&1
@@ -80,14 +80,16 @@ run_unit_tests() {
 			result FAIL "unit $prog" "not built (make check exit $check_rc, see $LOGDIR/check.log)"
 			continue
 		fi
-		(cd tests && timeout -k 10 300 "./$prog") >"$LOGDIR/unit-$prog.log" 2>&1
+		# a test script may sit in a subdirectory (unit/test-*.sh)
+		log="$LOGDIR/unit-${prog//\//-}.log"
+		(cd tests && timeout -k 10 300 "./$prog") >"$log" 2>&1
 		rc=$?
-		summary=$(unit_summary "$LOGDIR/unit-$prog.log")
+		summary=$(unit_summary "$log")
 		if [ $rc = 0 ]; then
 			result PASS "unit $prog${summary:+ ($summary failed)}"
 		else
-			{ grep -E 'Assert|FAILED|Panic|Fatal' "$LOGDIR/unit-$prog.log" ||
-				tail -n 5 "$LOGDIR/unit-$prog.log"; } | head -n 20 | sed 's/^/#   /'
+			{ grep -E 'Assert|FAILED|Panic|Fatal' "$log" ||
+				tail -n 5 "$log"; } | head -n 20 | sed 's/^/#   /'
 			result FAIL "unit $prog" "exit $rc${summary:+, $summary tests failed}"
 		fi
 	done
