@@ -258,6 +258,50 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 	return migrate_fetch_tagged(ctx, &reply);
 }
 
+/* UIDs per UID SEARCH of migrate_fetch_missing(): what a server answers
+   stays small however many UIDs it left out */
+#define MIGRATE_MISSING_SEARCH_CHUNK 1000
+
+/* UID SEARCH for ctx->missing, a chunk at a time; the UIDs the server
+   still lists are added to present. Returns 1, 0 if refused, -1 if the
+   connection failed. */
+static int
+migrate_fetch_missing_search(struct migrate_fetch_ctx *ctx,
+			     ARRAY_TYPE(seq_range) *present,
+			     const char **error_r)
+{
+	ARRAY_TYPE(seq_range) chunk, found;
+	struct seq_range_iter iter;
+	unsigned int n = 0, count = 0;
+	uint32_t uid;
+	string_t *set;
+	bool more = TRUE;
+	int ret = 1;
+
+	t_array_init(&chunk, 16);
+	set = t_str_new(128);
+	seq_range_array_iter_init(&iter, &ctx->missing);
+	while (ret > 0 && more) {
+		more = seq_range_array_iter_nth(&iter, n++, &uid);
+		if (more) {
+			seq_range_array_add(&chunk, uid);
+			if (++count < MIGRATE_MISSING_SEARCH_CHUNK)
+				continue;
+		}
+		if (count == 0)
+			break;
+		str_truncate(set, 0);
+		imap_write_seq_range(set, &chunk);
+		ret = migrate_importer_search_uids(ctx->imp, str_c(set),
+						   &found, error_r);
+		if (ret > 0)
+			seq_range_array_merge(present, &found);
+		array_clear(&chunk);
+		count = 0;
+	}
+	return ret;
+}
+
 /* The messages a FETCH answered OK without. One the server no longer
    lists was expunged during the run (vanished: nothing is missing); one
    it still lists was kept back (a failed item, retried by the next run).
@@ -271,20 +315,16 @@ static int migrate_fetch_missing(struct migrate_fetch_ctx *ctx, bool can_search)
 	ARRAY_TYPE(seq_range) present;
 	struct seq_range_iter iter;
 	struct migrate_msg *msg;
-	const char *error = "the UID SEARCH that would tell wasn't asked";
+	const char *error = "no UID SEARCH after the failure";
 	unsigned int n = 0;
 	uint32_t uid;
-	string_t *set;
 	int ret = 0;
 
 	if (array_count(&ctx->missing) == 0)
 		return 0;
 	t_array_init(&present, 4);
 	if (can_search) {
-		set = t_str_new(128);
-		imap_write_seq_range(set, &ctx->missing);
-		ret = migrate_importer_search_uids(imp, str_c(set), &present,
-						   &error);
+		ret = migrate_fetch_missing_search(ctx, &present, &error);
 		if (ret < 0)
 			return -1;
 		if (ret == 0)
@@ -300,10 +340,8 @@ static int migrate_fetch_missing(struct migrate_fetch_ctx *ctx, bool can_search)
 		} else {
 			migrate_importer_item(imp, msg,
 				MIGRATE_ITEM_FETCH_FAILED, ret > 0 ?
-				"the server answered FETCH OK without this "
-				"message, which it still lists" :
-				t_strdup_printf("the server answered FETCH OK "
-						"without this message (%s)",
+				"FETCH OK without it; UID SEARCH still lists it" :
+				t_strdup_printf("FETCH OK without it (%s)",
 						error));
 			ictx->hooks->item_error(ictx->hook_context);
 		}
