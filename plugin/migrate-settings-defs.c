@@ -73,6 +73,8 @@ const struct migrate_setting_def migrate_setting_defs[] = {
 	  FIELD(pipeline_depth) },
 	{ "migrate_parallel_folders", MIGRATE_SETTING_UINT, "4",
 	  FIELD(parallel_folders) },
+	{ "migrate_worker_messages", MIGRATE_SETTING_UINT, "100",
+	  FIELD(worker_messages) },
 	{ "migrate_max_messages_per_second", MIGRATE_SETTING_UINT, "0",
 	  FIELD(max_messages_per_second) },
 	{ "migrate_max_bytes_per_second", MIGRATE_SETTING_SIZE, "0",

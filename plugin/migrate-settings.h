@@ -59,6 +59,10 @@ struct migrate_settings {
 	/* folders imported at once, each by a worker process with its own
 	   source connection (migrate-workers.h) */
 	unsigned int parallel_folders;
+	/* a worker per this many messages to import (or per
+	   MIGRATE_WORKER_BYTES or MIGRATE_WORKER_FOLDERS), up to
+	   parallel_folders; 0 = always parallel_folders */
+	unsigned int worker_messages;
 	uoff_t max_message_size;
 
 	unsigned int reconnect_max;

@@ -191,13 +191,47 @@ migrate_jobs_group(struct migrate_folder *const *folders, unsigned int count,
 	}
 }
 
+/* The other two measures of migrate_worker_messages' share of work */
+#define MIGRATE_WORKER_BYTES (8ULL * 1024 * 1024)
+#define MIGRATE_WORKER_FOLDERS 8
+
+/* How many workers the work to do is worth: one per
+   migrate_worker_messages messages, per MIGRATE_WORKER_BYTES or per
+   MIGRATE_WORKER_FOLDERS groups, whichever asks more. Each worker logs in
+   anew: for a small mailbox the logins cost the source more than they
+   save (bench/README.md "Bulk onboarding"). */
+static unsigned int
+migrate_workers_for_work(const struct migrate_settings *set,
+			 struct migrate_folder *const *folders,
+			 unsigned int count, unsigned int group_count)
+{
+	uint64_t messages = 0, bytes = 0, n;
+	unsigned int i;
+
+	if (set->worker_messages == 0)
+		return UINT_MAX;
+	for (i = 0; i < count; i++) {
+		/* no STATUS: the work isn't known */
+		if (!folders[i]->have_status)
+			return UINT_MAX;
+		messages += folders[i]->planned;
+		bytes += folders[i]->planned_bytes;
+	}
+	n = (messages + set->worker_messages - 1) / set->worker_messages;
+	n = I_MAX(n, (bytes + MIGRATE_WORKER_BYTES - 1) / MIGRATE_WORKER_BYTES);
+	n = I_MAX(n, (group_count + MIGRATE_WORKER_FOLDERS - 1) /
+		  MIGRATE_WORKER_FOLDERS);
+	return n > UINT_MAX ? UINT_MAX : (unsigned int)n;
+}
+
 /* How many workers for this many groups of folders: 0 = none */
 static unsigned int
 migrate_workers_wanted(const struct migrate_workers_params *params,
-		       unsigned int group_count)
+		       struct migrate_folder *const *folders,
+		       unsigned int count, unsigned int group_count)
 {
 	const struct migrate_settings *set = params->importer->set;
-	unsigned int n = set->parallel_folders;
+	unsigned int n = set->parallel_folders, work;
 
 	/* it needs every identity seen so far in one process (Gmail's All
 	   Mail doesn't: the run keeps it for itself, see
@@ -206,6 +240,13 @@ migrate_workers_wanted(const struct migrate_workers_params *params,
 		return 0;
 	if (n > group_count)
 		n = group_count;
+	work = migrate_workers_for_work(set, folders, count, group_count);
+	if (n > work) {
+		e_debug(params->importer->event, "%u workers are enough for "
+			"the work to do (migrate_worker_messages=%u)",
+			work, set->worker_messages);
+		n = work;
+	}
 	if (set->max_connections > 0 && n > set->max_connections)
 		n = set->max_connections;
 	/* each worker gets its share of a rate cap */
@@ -882,7 +923,8 @@ int migrate_workers_run(const struct migrate_workers_params *params,
 	if (count < 2)
 		return 0;
 	migrate_jobs_group(folders, count, &sorted, &groups);
-	workers = migrate_workers_wanted(params, array_count(&groups));
+	workers = migrate_workers_wanted(params, folders, count,
+					 array_count(&groups));
 	if (workers == 0)
 		return 0;
 

@@ -22,6 +22,9 @@
 #   (j) two source folders mapped onto one destination folder go to one
 #       worker: a message in both arrives once, as without workers
 #   (k) an invalid migrate_parallel_folders: one error line naming it, 78
+#   (l) migrate_worker_messages (the harness sets 0 for the cases above:
+#       test mailboxes are small): a worker per that many messages, 8 MB
+#       or 8 folders to import; a small mailbox takes one connection
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
 
@@ -240,5 +243,32 @@ errors=$(grep -E 'Error|Fatal|Panic' "$LAST_ERR")
 assert_eq "(k) one error line" 1 "$(printf '%s\n' "$errors" | grep -c .)"
 assert_match "(k) it names the setting" "migrate_parallel_folders" "$errors"
 assert_eq "(k) nothing written at the destination" "" "$(dst_mail_files pk)"
+
+# ------------------------------------------------------------ (l)
+dst_add_user pl1 userdb_migrate_source_user=alice
+dst_add_user pl2 userdb_migrate_source_user=alice
+# a share bigger than the mailbox's messages: the folders and bytes
+# measures alone decide (the seeded mailbox: ~12 MB, under 16 folders:
+# at most 2 workers; 1 when the source has no STATUS=SIZE)
+proxy_start l1 || die "faultproxy did not start"
+assert_exit NAME="(l) migrate_worker_messages=1000000: exit 0" 0 \
+	via_proxy pl1 -o plugin/migrate_worker_messages=1000000
+proxy_stop
+nworkers=$(sed -n 's/.*Importing [0-9]* folders in \([0-9]*\) worker processes.*/\1/p' \
+	"$T/run-pl1.err" | head -n 1)
+if [ "$nfolders" -le 16 ] && [ "${nworkers:-1}" -le 2 ]; then
+	pass "(l) a small mailbox: ${nworkers:-no} workers (not migrate_parallel_folders' 4)"
+else
+	fail "(l) a small mailbox: at most 2 workers" "${nworkers:-none}, $nfolders folders"
+fi
+assert_eq "(l) ... and as many connections" "${nworkers:-1}" "$(proxy_max_concurrent)"
+dst_equals "(l) destination == source" pl1 "$T/src.json"
+proxy_start l2 || die "faultproxy did not start"
+assert_exit NAME="(l) migrate_worker_messages=1: exit 0" 0 \
+	via_proxy pl2 -o plugin/migrate_worker_messages=1
+proxy_stop
+assert_match "(l) a worker per message: migrate_parallel_folders (4) workers" \
+	"Importing [0-9]+ folders in 4 worker processes" "$(cat "$T/run-pl2.err")"
+dst_equals "(l) destination == source" pl2 "$T/src.json"
 
 harness_done

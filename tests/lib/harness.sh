@@ -896,6 +896,7 @@ EOF
 		[ "$HARNESS_MIGRATE_SETTINGS" = 0 ] ||
 			conf_settings migrate_source_host=127.0.0.1 \
 				migrate_source_port="${SRC_PORT:-143}" migrate_source_ssl=no \
+				migrate_worker_messages=0 \
 				migrate_source_password_file="$T/srcpw/$(conf_var user)"
 		[ -n "$extra" ] && cat "$extra"
 	} >"$DST_DIR/dovecot.conf"
