@@ -362,16 +362,21 @@ for fmt in ${FULL_FORMATS:-sdbox mdbox maildir}; do
 	# not one line per message (85 on Maildir before): per folder that hit
 	# the wall (parallel workers can hit it in more than one), lib-storage
 	# logs 2-3 lines of its own for a refused save, a save is refused at
-	# most twice (in a batch, then alone); the run says it once
-	worst=$(sed -n 's/.*Error: Mailbox \([^:]*\): Saving mail[^:]*: .*/\1/p' "$T/run.err" |
-		sort | uniq -c | sort -rn | awk 'NR == 1 {print $1 + 0}')
-	if [ "${worst:-0}" -le 6 ]; then
-		pass "full $fmt: at most 6 storage error lines per folder (${worst:-0})"
+	# most twice (in a batch, then alone); the run says it once. Where the
+	# disk fills while lib-index writes its cache, Dovecot logs that write
+	# too (seen on 2.4 mdbox): storage lines of the same folder, hence 8.
+	worst=$(sed -n -e 's/.*Error: Mailbox \([^:]*\): Saving mail[^:]*: .*/\1/p' \
+		-e 's/.*Error: Mailbox \([^:]*\): write() failed with file .*: No space left on device.*/\1/p' \
+		"$T/run.err" | sort | uniq -c | sort -rn | awk 'NR == 1 {print $1 + 0}')
+	if [ "${worst:-0}" -le 8 ]; then
+		pass "full $fmt: at most 8 storage error lines per folder (${worst:-0})"
 	else
-		fail "full $fmt: at most 6 storage error lines per folder" "$worst: $(grep Error "$T/run.err" | head -n 3 | tr '\n' '|')"
+		fail "full $fmt: at most 8 storage error lines per folder" "$worst: $(grep Error "$T/run.err" | head -n 3 | tr '\n' '|')"
 	fi
 	assert_eq "full $fmt: no other error lines" "" \
-		"$(grep Error "$T/run.err" | grep -v -e 'Error: Mailbox [^:]*: Saving mail[^:]*: ' -e 'Error: migrate: ' | head -n 3)"
+		"$(grep Error "$T/run.err" | grep -v -e 'Error: Mailbox [^:]*: Saving mail[^:]*: ' \
+			-e 'Error: Mailbox [^:]*: write() failed with file .*: No space left on device' \
+			-e 'Error: migrate: ' | head -n 3)"
 	assert_eq "full $fmt: one error line of the run's own" 1 "$(grep -c 'Error: migrate:' "$T/run.err")"
 	assert_match "full $fmt: the run's error says the file system is full and what to do" \
 		'migrate: Destination file system full in .*(No space left on device|Not enough disk space).*What fit is kept.*destination-full.*free space' \
