@@ -210,6 +210,22 @@ int migrate_importer_dest_scan(struct migrate_importer *imp, uint32_t min_uid)
 	return migrate_importer_dest_scan_uids(imp, &uids);
 }
 
+int migrate_importer_dest_rescan(struct migrate_importer *imp)
+{
+	ARRAY_TYPE(seq_range) uids;
+	const struct migrate_uid_run *run;
+
+	t_array_init(&uids, 8);
+	seq_range_array_add_range(&uids, 1, (uint32_t)-1);
+	/* mail the map owns is claimed already: offering it again would let
+	   a second source copy of the same message claim it too */
+	array_foreach(&imp->fs.uidmap, run) {
+		seq_range_array_remove_range(&uids, run->dst_uid,
+					     run->dst_uid + run->count - 1);
+	}
+	return migrate_importer_dest_scan_uids(imp, &uids);
+}
+
 void migrate_importer_rollback(struct migrate_importer *imp)
 {
 	const uint32_t *src_uidp;
@@ -316,6 +332,7 @@ static int migrate_importer_commit_failed(struct migrate_importer *imp)
 			  "after a resync: %s", errstr);
 		migrate_importer_rollback(imp);
 		(void)mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FORCE_RESYNC);
+		imp->dest_resynced = TRUE;
 		return 0;
 	}
 	migrate_importer_set_error(ctx, error == MAIL_ERROR_NOQUOTA ?

@@ -81,7 +81,9 @@ static void migrate_fetch_send(struct migrate_fetch_ctx *ctx)
 	unsigned int chunk;
 	string_t *line;
 
-	if (ctx->throttled)
+	/* throttled, or the destination resynced: the next pass decides
+	   again what is missing */
+	if (ctx->throttled || imp->dest_resynced)
 		return;
 	while (ctx->in_flight < ictx->live->pipeline_depth &&
 	       ctx->next < ctx->count) {
@@ -227,6 +229,14 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 	}
 	if (reply.body != NULL) {
 		msg = migrate_importer_body_msg(imp, &reply, &tmp);
+		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
+		    imp->dest_resynced) {
+			/* what the resync found isn't matched yet: saving
+			   now could copy a message a second time */
+			msg->rolled_back = TRUE;
+			imp->batch_rolled_back = TRUE;
+			msg = NULL;
+		}
 		if (msg != NULL && msg->action == MIGRATE_MSG_IMPORT &&
 		    reply.body_size > ictx->set->max_message_size)
 			migrate_importer_too_big_literal(imp, msg,

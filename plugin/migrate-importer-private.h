@@ -119,6 +119,11 @@ struct migrate_importer {
 	   message is committed on its own, so a refusal costs no other */
 	bool quota_single;
 	unsigned int commit_retries;
+	/* a failed commit made the storage resync (rebuild) its index: it
+	   may now hold mail no pass has seen (a crashed run's files), at
+	   any UID. The pass saves nothing more; the next one reads every
+	   destination message the UID map doesn't own. */
+	bool dest_resynced;
 	/* the server refused the flag sync: don't record its HIGHESTMODSEQ */
 	bool flag_sync_failed;
 	bool preserve_uids;
@@ -273,6 +278,9 @@ int migrate_importer_dest_scan_uids(struct migrate_importer *imp,
 /* Read the identities of destination mail with UID >= min_uid (returns as
    migrate_importer_dest_scan_uids()). */
 int migrate_importer_dest_scan(struct migrate_importer *imp, uint32_t min_uid);
+/* Read the identities of every destination message the UID map doesn't
+   own (after ->dest_resynced; returns as migrate_importer_dest_scan_uids()). */
+int migrate_importer_dest_rescan(struct migrate_importer *imp);
 /* Drop the open transaction. Its messages go back to IMPORT, so the high-water
    mark can't pass them and a later pass fetches them again. */
 void migrate_importer_rollback(struct migrate_importer *imp);

@@ -273,8 +273,14 @@ migrate_importer_pass_validate(struct migrate_importer *imp)
 	}
 	hash_table_clear(imp->dest_ids, TRUE);
 	hash_table_clear(imp->dest_fingerprints, TRUE);
-	if (status.uidnext > imp->fs.dst_uidnext &&
-	    migrate_importer_dest_scan(imp, imp->fs.dst_uidnext) < 0)
+	if (imp->dest_resynced) {
+		/* the rebuilt index may hold a crashed run's mail below
+		   dst_uidnext too (a later batch of the last pass moved it) */
+		imp->dest_resynced = FALSE;
+		if (migrate_importer_dest_rescan(imp) < 0)
+			return MIGRATE_PASS_RUN_FAILED;
+	} else if (status.uidnext > imp->fs.dst_uidnext &&
+		   migrate_importer_dest_scan(imp, imp->fs.dst_uidnext) < 0)
 		return MIGRATE_PASS_RUN_FAILED;
 	return MIGRATE_PASS_CONTINUE;
 }
