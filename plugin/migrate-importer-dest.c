@@ -71,8 +71,12 @@ int migrate_importer_dest_open(struct migrate_importer *imp)
 				goto failed;
 		}
 	}
+	/* FULL_READ: Maildir skips a cur/ whose mtime changed within the
+	   last second, and a run killed mid-commit changed it just then:
+	   its mail would stay unseen until after this run had copied it
+	   once more */
 	if (mailbox_open(imp->box) < 0 ||
-	    mailbox_sync(imp->box, 0) < 0)
+	    mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FULL_READ) < 0)
 		goto failed;
 	mailbox_get_open_status(imp->box, STATUS_UIDVALIDITY | STATUS_UIDNEXT |
 				STATUS_MESSAGES, &status);
@@ -143,7 +147,8 @@ migrate_importer_dest_scan_uids(struct migrate_importer *imp,
 	buffer_t *buf;
 	int ret = 0;
 
-	if (mailbox_sync(imp->box, 0) < 0)
+	/* FULL_READ: see migrate_importer_dest_open() */
+	if (mailbox_sync(imp->box, MAILBOX_SYNC_FLAG_FULL_READ) < 0)
 		return -1;
 	t = mailbox_transaction_begin(imp->box, 0, __func__);
 	search_args = mail_search_build_init();

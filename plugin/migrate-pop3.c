@@ -553,7 +553,9 @@ migrate_pop3_dest_open(struct migrate_pop3 *pop3, const char *vname)
 
 	ns = mail_namespace_find(pop3->ctx.user->namespaces, vname);
 	box = mailbox_alloc(ns->list, vname, 0);
-	if (mailbox_open(box) < 0 || mailbox_sync(box, 0) < 0) {
+	/* FULL_READ: as migrate_importer_dest_open() */
+	if (mailbox_open(box) < 0 ||
+	    mailbox_sync(box, MAILBOX_SYNC_FLAG_FULL_READ) < 0) {
 		migrate_pop3_fail(pop3, MIGRATE_ERROR_DESTINATION,
 			t_strdup_printf("Can't open the destination's %s: %s",
 				vname, mailbox_get_last_internal_error(box,
