@@ -121,6 +121,24 @@ failed:
 	return -1;
 }
 
+void migrate_importer_dest_recover(struct mail_user *user,
+				   struct event *event)
+{
+	struct mail_namespace *ns;
+	struct mailbox *box;
+
+	ns = mail_namespace_find_inbox(user->namespaces);
+	box = mailbox_alloc(ns->list, "INBOX", 0);
+	if (mailbox_open(box) < 0 ||
+	    mailbox_sync(box, MAILBOX_SYNC_FLAG_FORCE_RESYNC) < 0) {
+		/* the folders' own syncs still see what they can */
+		e_warning(event, "Resyncing the destination after the last "
+			  "run's crash failed: %s",
+			  mailbox_get_last_internal_error(box, NULL));
+	}
+	mailbox_free(&box);
+}
+
 void migrate_importer_dest_status(struct migrate_importer *imp,
 				  struct mailbox_status *status_r)
 {

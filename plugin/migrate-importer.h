@@ -211,6 +211,15 @@ int migrate_importer_verify(struct migrate_importer_ctx *ctx,
 int migrate_importer_remember_labelled(struct migrate_importer_ctx *ctx,
 	const ARRAY_TYPE(migrate_folder) *folders);
 
+/* The last run ended without a word (killed, crashed): its last commit may
+   have left mail in the destination's files that the index doesn't know.
+   Resync the user's INBOX before anything is scanned: mdbox rebuilds the
+   whole storage from its files then, instead of during the import, when a
+   folder already scanned would get that mail a second time. (sdbox and
+   Maildir find such mail per folder: migrate_importer_folder().) */
+void migrate_importer_dest_recover(struct mail_user *user,
+				   struct event *event);
+
 /* dest += src, counter by counter */
 void migrate_live_counters_add(struct migrate_live_counters *dest,
 			       const struct migrate_live_counters *src);

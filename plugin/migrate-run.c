@@ -1289,6 +1289,23 @@ static void migrate_run_save_run_state(struct migrate_run *run,
 		e_error(run->event, "%s", error);
 }
 
+/* A run killed mid-import left its record saying "running" (or
+   "waiting"): the destination is resynced before this one scans it */
+static void migrate_run_recover(struct migrate_run *run)
+{
+	struct migrate_run_state rs;
+	const char *error;
+
+	if (migrate_state_run_get(run->state, pool_datastack_create(), &rs,
+				  &error) <= 0 || rs.status == NULL ||
+	    (strcmp(rs.status, "running") != 0 &&
+	     strcmp(rs.status, "waiting") != 0))
+		return;
+	e_info(run->event, "The last run didn't end (killed or crashed while "
+	       "%s): resyncing the destination first", rs.status);
+	migrate_importer_dest_recover(run->user, run->event);
+}
+
 void migrate_run_save_progress(struct migrate_run *run)
 {
 	if (run->state == NULL || run->result != NULL ||
@@ -1469,8 +1486,10 @@ static int migrate_run_execute_mode(struct migrate_run *run)
 	/* a mistyped -m leaves the state as it was */
 	if (migrate_run_check_selected(run) < 0)
 		return -1;
-	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT)
+	if (run->opts.mode == MIGRATE_RUN_MODE_IMPORT) {
+		migrate_run_recover(run);
 		migrate_run_save_run_state(run, "running");
+	}
 	if (migrate_run_status(run) < 0)
 		goto failed;
 
