@@ -334,7 +334,10 @@ void migrate_importer_remember(struct migrate_importer *imp)
 	if (!ctx->set->dedupe_across_folders && !ctx->have_all_folder)
 		return;
 	array_foreach_elem(&imp->msgs, msg) {
-		if (msg->action == MIGRATE_MSG_DUPLICATE)
+		/* listed without headers: All Mail reads the label folders'
+		   identities from the destination */
+		if (msg->action == MIGRATE_MSG_DUPLICATE ||
+		    msg->headers_unknown)
 			continue;
 		/* both keys: All Mail without X-GM-LABELS and the destination
 		   side only know the header identity */

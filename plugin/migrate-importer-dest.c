@@ -43,6 +43,30 @@ static void migrate_dest_update_flags(struct migrate_importer *imp,
 				      struct mail *mail,
 				      const struct migrate_msg *src);
 
+bool migrate_importer_dest_has_mail(struct migrate_importer *imp)
+{
+	struct mail_namespace *ns;
+	struct mailbox *box;
+	struct mailbox_status status;
+	enum mailbox_existence existence;
+	bool ret;
+
+	ns = mail_namespace_find(imp->ctx->user->namespaces,
+				 imp->folder->dest.vname);
+	box = mailbox_alloc(ns->list, imp->folder->dest.vname, 0);
+	/* unreadable: as if it had mail (dest_open says why) */
+	if (mailbox_exists(box, TRUE, &existence) < 0)
+		ret = TRUE;
+	else if (existence != MAILBOX_EXISTENCE_SELECT)
+		ret = FALSE;
+	else if (mailbox_get_status(box, STATUS_MESSAGES, &status) < 0)
+		ret = TRUE;
+	else
+		ret = status.messages > 0;
+	mailbox_free(&box);
+	return ret;
+}
+
 int migrate_importer_dest_open(struct migrate_importer *imp)
 {
 	struct migrate_importer_ctx *ctx = imp->ctx;

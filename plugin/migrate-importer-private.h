@@ -74,6 +74,10 @@ struct migrate_msg {
 	/* no destination mail has its identity, but some has its header
 	   fingerprint with another size: check the size of the body */
 	bool verify_size;
+	/* listed without its headers (migrate_importer ->list_light): no
+	   identity, Message-ID, subject or date until
+	   migrate_importer_describe_items() */
+	bool headers_unknown;
 };
 
 struct migrate_seq_uid {
@@ -166,6 +170,11 @@ struct migrate_importer {
 	/* the listing came pipelined with EXAMINE, up to prefetch_end */
 	bool prefetched;
 	uint32_t prefetch_start, prefetch_end;
+	/* a folder's first import into an empty destination folder: nothing
+	   to match by identity, so the listing asks for no headers (the
+	   source reads no message for it); prefetch_light is what the
+	   prefetched listing was */
+	bool list_light, prefetch_light;
 	/* the flag sync FETCH sent in the same burst, still unread */
 	unsigned int flags_tag;
 	const char *flags_cmd;
@@ -246,6 +255,10 @@ int migrate_importer_search_uids(struct migrate_importer *imp,
 				 const char *uidset,
 				 ARRAY_TYPE(seq_range) *uids_r,
 				 const char **error_r);
+/* The items of messages listed without their headers (->list_light)
+   get their Message-ID, subject and date: one header FETCH for them all.
+   Returns 0, -1 when the run fails (ctx->error). */
+int migrate_importer_describe_items(struct migrate_importer *imp);
 /* Messages the listing couldn't read (the server said NO) still exist:
    record them as failed items so the high-water mark can't pass them
    silently and a later run retries them. */
@@ -266,6 +279,9 @@ migrate_importer_flags_cmd(struct migrate_importer *imp, uint32_t max_uid,
 void migrate_importer_dest_failed(struct migrate_importer *imp,
 				  struct mailbox *box, const char *what);
 
+/* Whether the destination folder holds mail already (TRUE also when it
+   can't be read). Doesn't create it. */
+bool migrate_importer_dest_has_mail(struct migrate_importer *imp);
 /* Returns 1 when the folder is open, 0 when it can't exist at the destination
    (folder->error says why; the run goes on), -1 when the run fails. */
 int migrate_importer_dest_open(struct migrate_importer *imp);

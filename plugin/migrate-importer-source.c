@@ -365,6 +365,7 @@ static void migrate_list_cb(const struct migrate_reply *reply,
 	msg->uid = uid;
 	msg->seq = reply->num;
 	msg->listed = TRUE;
+	msg->headers_unknown = imp->list_light;
 	migrate_seq_set(imp, reply->num, uid);
 	migrate_identity_compute(hdr == NULL ? uchar_empty_ptr : hdr,
 				 hdr_size, msg->size, imp->pool, &info);
@@ -383,6 +384,10 @@ static const char *migrate_list_cmd(struct migrate_importer *imp,
 		imp->folder->dest.gmail_all_mail ? " X-GM-MSGID X-GM-LABELS" :
 		" X-GM-MSGID";
 
+	if (imp->list_light) {
+		return t_strdup_printf("UID FETCH %s (UID RFC822.SIZE "
+			"INTERNALDATE FLAGS%s)", uidset, gm_items);
+	}
 	return t_strdup_printf("UID FETCH %s (UID RFC822.SIZE INTERNALDATE "
 		"FLAGS%s BODY.PEEK[HEADER.FIELDS ("
 		MIGRATE_IDENTITY_FETCH_FIELDS ")])", uidset, gm_items);
@@ -590,6 +595,93 @@ int migrate_importer_list_missing(struct migrate_importer *imp,
 			"the server refused to FETCH this message's headers");
 		ctx->hooks->item_error(ctx->hook_context);
 	}
+	return 0;
+}
+
+static void migrate_describe_cb(const struct migrate_reply *reply,
+				struct migrate_importer *imp)
+{
+	struct migrate_identity_info info;
+	struct migrate_item *item;
+	struct migrate_msg *msg;
+	const unsigned char *hdr;
+	size_t hdr_size;
+	uint32_t uid;
+
+	if (strcasecmp(reply->name, "FETCH") != 0)
+		return;
+	uid = migrate_importer_parse_fetch(imp,
+		migrate_importer_fetch_args_normalize(reply->args), NULL,
+		&hdr, &hdr_size);
+	msg = uid == 0 || hdr == NULL ? NULL :
+		hash_table_lookup(imp->msgs_by_uid, POINTER_CAST(uid));
+	/* once per message: a server repeating a reply can't grow memory */
+	if (msg == NULL || !msg->headers_unknown)
+		return;
+	msg->headers_unknown = FALSE;
+	migrate_identity_compute(hdr, hdr_size, msg->size, imp->pool, &info);
+	msg->identity = info.identity;
+	msg->message_id = info.message_id;
+	msg->subject = info.subject;
+	msg->date = info.date;
+	item = migrate_importer_find_item(imp, uid);
+	if (item != NULL) {
+		item->message_id = msg->message_id;
+		item->subject = msg->subject;
+		item->date = msg->date;
+	}
+}
+
+/* UIDs per header FETCH of migrate_importer_describe_items() */
+#define MIGRATE_DESCRIBE_CHUNK 1000
+
+static int migrate_describe_uids(struct migrate_importer *imp,
+				 const ARRAY_TYPE(seq_range) *uids)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	enum migrate_error code;
+	const char *error;
+	string_t *set = t_str_new(128);
+	int ret;
+
+	imap_write_seq_range(set, uids);
+	ret = migrate_source_conn_run(ctx->conn, t_strdup_printf(
+		"UID FETCH %s (UID BODY.PEEK[HEADER.FIELDS ("
+		MIGRATE_IDENTITY_FETCH_FIELDS ")])", str_c(set)),
+		(migrate_untagged_callback_t *)migrate_describe_cb, imp,
+		&code, &error);
+	if (ret < 0) {
+		migrate_importer_set_error(ctx, code, "%s", error);
+		return -1;
+	}
+	/* refused: the items keep their UID and size */
+	if (ret == 0)
+		e_debug(imp->event, "Describing items: %s", error);
+	return 0;
+}
+
+int migrate_importer_describe_items(struct migrate_importer *imp)
+{
+	ARRAY_TYPE(seq_range) uids;
+	struct migrate_msg *msg;
+	unsigned int count = 0;
+
+	t_array_init(&uids, 16);
+	array_foreach_elem(&imp->msgs, msg) {
+		if (!msg->headers_unknown ||
+		    migrate_importer_find_item(imp, msg->uid) == NULL)
+			continue;
+		seq_range_array_add(&uids, msg->uid);
+		/* a command line stays short however sparse the UIDs */
+		if (++count < MIGRATE_DESCRIBE_CHUNK)
+			continue;
+		if (migrate_describe_uids(imp, &uids) < 0)
+			return -1;
+		array_clear(&uids);
+		count = 0;
+	}
+	if (count > 0 && migrate_describe_uids(imp, &uids) < 0)
+		return -1;
 	return 0;
 }
 

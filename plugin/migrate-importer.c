@@ -8,6 +8,7 @@
 #include "time-util.h"
 #include "mail-storage.h"
 #include "mail-namespace.h"
+#include "migrate-settings.h"
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
 #include "migrate-importer-private.h"
@@ -197,6 +198,14 @@ static void migrate_importer_pass_plan(struct migrate_importer *imp,
 	imp->listing_incomplete = FALSE;
 	imp->prefetch_end = 0;
 	imp->prefetch_start = 0;
+	/* checked again once the destination folder is open
+	   (migrate_importer_pass_validate()) */
+	imp->list_light = imp->pass_no == 0 && !imp->have_state &&
+		array_count(&imp->fs.items) == 0 &&
+		!imp->ctx->set->dedupe_across_folders &&
+		!imp->ctx->delete_mode && !folder->dest.gmail_all_mail &&
+		!migrate_importer_dest_has_mail(imp);
+	imp->prefetch_light = imp->list_light;
 	if (imp->pass_no++ != 0 || !folder->have_status ||
 	    folder->status_messages == 0 ||
 	    array_count(&imp->fs.items) != 0)
@@ -271,6 +280,10 @@ migrate_importer_pass_validate(struct migrate_importer *imp)
 		imp->fs.src_uidvalidity = imp->uidvalidity;
 		imp->fs.dst_uidvalidity = status.uidvalidity;
 	}
+	/* mail at the destination already (a run that crashed before its
+	   state knew the folder, a lost state): list with headers */
+	if (status.messages > 0)
+		imp->list_light = FALSE;
 	hash_table_clear(imp->dest_ids, TRUE);
 	hash_table_clear(imp->dest_fingerprints, TRUE);
 	if (imp->dest_resynced) {
@@ -325,6 +338,7 @@ static void migrate_importer_pass_list_uids(struct migrate_importer *imp,
 static bool migrate_importer_prefetch_usable(struct migrate_importer *imp)
 {
 	return imp->relist_below == 0 && imp->prefetched &&
+		(!imp->prefetch_light || imp->list_light) &&
 		imp->uidvalidity == imp->folder->status_uidvalidity &&
 		imp->prefetch_start == imp->fs.last_uid + 1 &&
 		array_count(&imp->fs.items) == 0 &&
@@ -416,6 +430,16 @@ migrate_importer_pass_fetch(struct migrate_importer *imp)
 	return MIGRATE_PASS_CONTINUE;
 }
 
+/* Phase "describe": the items of mail listed without headers get their
+   Message-ID, subject and date for the item log */
+static enum migrate_pass_result
+migrate_importer_pass_describe(struct migrate_importer *imp)
+{
+	if (imp->list_light && migrate_importer_describe_items(imp) < 0)
+		return MIGRATE_PASS_RUN_FAILED;
+	return MIGRATE_PASS_CONTINUE;
+}
+
 /* The high-water mark after a pass: everything listed is handled
    (imported, present, or logged) */
 static void migrate_importer_pass_advance(struct migrate_importer *imp)
@@ -504,6 +528,9 @@ migrate_importer_pass(struct migrate_importer *imp)
 	    MIGRATE_PASS_CONTINUE)
 		return ret;
 	if ((ret = migrate_importer_pass_fetch(imp)) != MIGRATE_PASS_CONTINUE)
+		return ret;
+	if ((ret = migrate_importer_pass_describe(imp)) !=
+	    MIGRATE_PASS_CONTINUE)
 		return ret;
 	return migrate_importer_pass_finish(imp);
 }

@@ -93,9 +93,24 @@ src_dump alice "$T/s1.json" --uids || die "source dump failed"
 gaps=$(python3 "$CHECKS" uid-gaps "$T/s1.json")
 if [ "$gaps" -ge 3 ]; then pass "the source has UID gaps ($gaps)"; else fail "the source has UID gaps" "$gaps"; fi
 
-assert_exit NAME="first run exits 0" 0 migrate alice
+# a first import into empty folders lists without headers (nothing to
+# match them against: the source reads no message for the listing)
+mkdir -p "$T/raw1" && chown "$MAIL_USER:$MAIL_USER" "$T/raw1"
+assert_exit NAME="first run exits 0" 0 migrate alice \
+	-o plugin/migrate_source_rawlog_dir="$T/raw1"
 dst_equals "first run: same messages, UIDs and UIDVALIDITY as the source" \
 	alice "$T/s1.json" --uids --uidvalidity
+listing_cmds() { # DIR: the listing commands of the run's rawlogs
+	cat "$1"/*.out 2>/dev/null | grep -a 'UID FETCH .*RFC822.SIZE' |
+		grep -av 'BODY.PEEK\[\]'
+}
+assert_eq "first run into empty folders: the listing asks for no headers" "0 listings with headers" \
+	"$(listing_cmds "$T/raw1" | grep -ac 'HEADER.FIELDS') listings with headers"
+if [ "$(listing_cmds "$T/raw1" | wc -l)" -ge 3 ]; then
+	pass "first run: the folders were listed"
+else
+	fail "first run: the folders were listed" "$(listing_cmds "$T/raw1" | head -n 2)"
+fi
 cp "$T/dst-alice.json" "$T/d1.json"
 st=$(status_uids alice)
 nfolders=$(printf '%s\n' "$st" | grep -c .)
@@ -188,7 +203,17 @@ section "3b. state lost"
 dict="$(dst_home alice)/.dovecot-migrate.dict"
 if [ -e "$dict" ]; then pass "state dict exists ($dict)"; else fail "state dict exists" "$dict"; fi
 rm -f "$dict"
-assert_exit NAME="run without state exits 0" 0 migrate alice
+# the destination has mail the state doesn't know: listed with headers
+mkdir -p "$T/raw4" && chown "$MAIL_USER:$MAIL_USER" "$T/raw4"
+assert_exit NAME="run without state exits 0" 0 migrate alice \
+	-o plugin/migrate_source_rawlog_dir="$T/raw4"
+if [ "$(listing_cmds "$T/raw4" | grep -ac 'HEADER.FIELDS')" -ge 3 ] &&
+	! listing_cmds "$T/raw4" | grep -aqv 'HEADER.FIELDS'; then
+	pass "lost state, mail at the destination: every listing asks for headers"
+else
+	fail "lost state, mail at the destination: every listing asks for headers" \
+		"$(listing_cmds "$T/raw4" | head -n 3)"
+fi
 dst_dump alice "$T/d4.json" --uids || fail "destination dump" failed
 h minus "$T/d4.json" "$T/d4-own.json" "INBOX:$deliver1" || fail "lost state: the delivery stays" "gone"
 compare_dumps "lost state: no duplicates, no losses" "$T/s3.json" "$T/d4-own.json"

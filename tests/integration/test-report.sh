@@ -223,10 +223,19 @@ assert_eq "report: the filtered message's source uid" 5 \
 	"$(report_field "$T/report.json" Sizes report-filtered uid)"
 assert_eq "report: the filtered message is not resolved yet" no \
 	"$(report_field "$T/report.json" Sizes report-filtered resolved)"
+# Batch was imported into an empty folder, so it was listed without
+# headers: a message expunged before its body came is known by UID and
+# size only (nothing could read its headers any more)
+report_uid_field() { # FILE FOLDER UID FIELD
+	python3 -c 'import json,sys
+rows = json.load(open(sys.argv[1]))
+m = [r for r in rows if r["folder"] == sys.argv[2] and str(r["uid"]) == sys.argv[3]]
+print(m[0][sys.argv[4]] if len(m) == 1 else "rows=%d" % len(m))' "$@" 2>&1
+}
 assert_eq "report: the message expunged during the slow run is vanished" vanished \
-	"$(report_field "$T/report.json" Batch "batch 55" reason)"
-assert_eq "report: the vanished message's uid" 55 \
-	"$(report_field "$T/report.json" Batch "batch 55" uid)"
+	"$(report_uid_field "$T/report.json" Batch 55 reason)"
+assert_match "report: the vanished message's size" '^[0-9]{3,}$' \
+	"$(report_uid_field "$T/report.json" Batch 55 size)"
 assert_match "report: the Message-ID of the too-big one" '^<gen-Sizes-70000-1@report.test>$' \
 	"$(report_field "$T/report.json" Sizes report-too-big message_id)"
 assert_eq "report: the too-big one was attempted once" 1 \
