@@ -45,15 +45,20 @@ static void migrate_dest_update_flags(struct migrate_importer *imp,
 
 bool migrate_importer_dest_has_mail(struct migrate_importer *imp)
 {
+	struct migrate_importer_ctx *ctx = imp->ctx;
 	struct mail_namespace *ns;
 	struct mailbox *box;
 	struct mailbox_status status;
 	enum mailbox_existence existence;
 	bool ret;
 
-	ns = mail_namespace_find(imp->ctx->user->namespaces,
+	ns = mail_namespace_find(ctx->user->namespaces,
 				 imp->folder->dest.vname);
 	box = mailbox_alloc(ns->list, imp->folder->dest.vname, 0);
+	/* opening it may update the mailbox list index, as in
+	   migrate_importer_dest_open() */
+	if (ctx->hooks->dest_lock != NULL)
+		ctx->hooks->dest_lock(ctx->hook_context);
 	/* unreadable: as if it had mail (dest_open says why) */
 	if (mailbox_exists(box, TRUE, &existence) < 0)
 		ret = TRUE;
@@ -64,6 +69,8 @@ bool migrate_importer_dest_has_mail(struct migrate_importer *imp)
 	else
 		ret = status.messages > 0;
 	mailbox_free(&box);
+	if (ctx->hooks->dest_unlock != NULL)
+		ctx->hooks->dest_unlock(ctx->hook_context);
 	return ret;
 }
 
