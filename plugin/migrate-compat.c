@@ -1,8 +1,5 @@
 /* Copyright (c) 2026 dovecot-migrate authors, see the included COPYING file */
 
-#ifndef _GNU_SOURCE
-#  define _GNU_SOURCE /* syncfs() */
-#endif
 #include "lib.h"
 #include "array.h"
 #include "str.h"
@@ -539,28 +536,6 @@ int migrate_compat_quota_storage(struct quota_root *root,
 				 value_r, limit_r, error_r);
 #endif
 	return 0;
-}
-
-int migrate_compat_syncfs(const char *path, const char **error_r)
-{
-#ifdef MIGRATE_HAVE_SYNCFS
-	int fd, ret = 0;
-
-	fd = open(path, O_RDONLY | O_DIRECTORY);
-	if (fd == -1) {
-		*error_r = t_strdup_printf("open(%s) failed: %m", path);
-		return -1;
-	}
-	if (syncfs(fd) < 0) {
-		*error_r = t_strdup_printf("syncfs(%s) failed: %m", path);
-		ret = -1;
-	}
-	i_close_fd(&fd);
-	return ret;
-#else
-	(void)path; (void)error_r;
-	return 0;
-#endif
 }
 
 failure_callback_t *migrate_compat_log_info_local_begin(void)

@@ -166,10 +166,6 @@ int migrate_compat_quota_storage(struct quota_root *root,
    structs. */
 void migrate_compat_stats_client_after_fork(void);
 
-/* Make the file system holding path durable (syncfs(); a no-op where
-   the platform has none) */
-int migrate_compat_syncfs(const char *path, const char **error_r);
-
 /* Dovecot 2.3's doveadm client (doveadm_worker_count, -S) hangs when
    several doveadm-server connections print at once: a connection whose
    table rows arrive while another one is printing waits, and gets its

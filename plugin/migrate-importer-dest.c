@@ -11,9 +11,9 @@
 #include "mail-namespace.h"
 #include "mail-search-build.h"
 #include "migrate-settings.h"
-#include "migrate-compat.h"
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
+#include "migrate-syncfs.h"
 #include "migrate-importer-private.h"
 
 /* The destination mailbox of a folder's pass: opening (or creating) it,
@@ -307,21 +307,6 @@ void migrate_importer_rollback(struct migrate_importer *imp)
 	imp->trans_save_failed = FALSE;
 }
 
-/* migrate_fsync=batch: the batch's files were written without fsync();
-   one syncfs() makes all of them (and their directory entries) durable
-   before the state may say they were imported. */
-static int
-migrate_importer_make_durable(struct migrate_importer *imp,
-			      const char **error_r)
-{
-	const char *path;
-
-	/* syncfs() flushes the whole file system the mail root is on */
-	path = mailbox_list_get_root_forced(mailbox_get_namespace(
-		imp->box)->list, MAILBOX_LIST_PATH_TYPE_MAILBOX);
-	return migrate_compat_syncfs(path, error_r);
-}
-
 /* lib-storage has no error code of its own for a full file system:
    ENOSPC is an internal error carrying strerror()'s text, a full index
    is MAIL_ERROR_NOQUOTA "Not enough disk space" (a quota says "quota") */
@@ -399,29 +384,100 @@ static int migrate_importer_commit_failed(struct migrate_importer *imp)
 	return -1;
 }
 
-/* After a commit: the mail is durable, the high-water mark moves, and
-   the state records the map and what status shows of the running pass */
-static int migrate_importer_commit_record(struct migrate_importer *imp)
+/* The batch's state record is written: status shows it, a resumed run
+   trusts it */
+static int
+migrate_importer_record(struct migrate_importer *imp,
+			struct dict_transaction_context **record)
 {
 	struct migrate_importer_ctx *ctx = imp->ctx;
-	struct migrate_folder_state fs;
-	struct mailbox_status status;
 	const char *errstr;
 
-	/* the mail is safe now: the state may follow. The box's view
-	   only sees the commit after a sync: without it dst_uidnext
-	   would be stale, and a resumed run would match mail this map
-	   already owns by identity once more. */
-	if (mailbox_sync(imp->box, 0) < 0) {
-		migrate_importer_dest_failed(imp, imp->box,
-					     "sync after commit failed");
+	if (migrate_state_folder_set_commit(ctx->state, record, &errstr) < 0) {
+		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, "%s",
+					   errstr);
 		return -1;
 	}
-	if (ctx->batch_fsync &&
-	    migrate_importer_make_durable(imp, &errstr) < 0) {
+	ctx->hooks->save_progress(ctx->hook_context);
+	return 0;
+}
+
+int migrate_importer_durable_wait(struct migrate_importer *imp)
+{
+	const char *errstr;
+
+	if (imp->durable_sync == NULL)
+		return 0;
+	if (migrate_syncfs_finish(&imp->durable_sync, &errstr) < 0) {
+		migrate_state_folder_set_rollback(&imp->durable_record);
+		migrate_importer_set_error(imp->ctx, MIGRATE_ERROR_DESTINATION,
+			"Destination folder %s: %s", imp->folder->dest.vname,
+			errstr);
+		return -1;
+	}
+	return migrate_importer_record(imp, &imp->durable_record);
+}
+
+int migrate_importer_durable_poll(struct migrate_importer *imp)
+{
+	if (imp->durable_sync == NULL ||
+	    !migrate_syncfs_is_done(imp->durable_sync))
+		return 0;
+	return migrate_importer_durable_wait(imp);
+}
+
+/* migrate_fsync=batch: the batch's files were written without fsync();
+   one syncfs() makes all of them (and their directory entries) durable
+   before the state may say they were imported. It runs in the background
+   while the next batch is fetched and saved; the record waits for it
+   (migrate_importer_durable_poll()), and the next commit waits for both. */
+static int
+migrate_importer_make_durable(struct migrate_importer *imp,
+			      struct dict_transaction_context **record)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	const char *path, *errstr;
+
+	/* syncfs() flushes the whole file system the mail root is on */
+	path = mailbox_list_get_root_forced(mailbox_get_namespace(
+		imp->box)->list, MAILBOX_LIST_PATH_TYPE_MAILBOX);
+	imp->durable_sync = migrate_syncfs_start(path, &errstr);
+	if (imp->durable_sync != NULL) {
+		imp->durable_record = *record;
+		*record = NULL;
+		return 0;
+	}
+	/* no thread: in the foreground */
+	e_debug(imp->event, "syncfs in the foreground: %s", errstr);
+	if (migrate_syncfs(path, &errstr) < 0) {
+		migrate_state_folder_set_rollback(record);
 		migrate_importer_set_error(ctx, MIGRATE_ERROR_DESTINATION,
 			"Destination folder %s: %s", imp->folder->dest.vname,
 			errstr);
+		return -1;
+	}
+	return migrate_importer_record(imp, record);
+}
+
+/* After a commit: the high-water mark moves, and once the mail is
+   durable the state records the map and what status shows of the running
+   pass */
+static int migrate_importer_commit_record(struct migrate_importer *imp)
+{
+	struct migrate_importer_ctx *ctx = imp->ctx;
+	struct dict_transaction_context *record;
+	struct migrate_folder_state fs;
+	struct mailbox_status status;
+
+	/* the previous batch's record comes first */
+	if (migrate_importer_durable_wait(imp) < 0)
+		return -1;
+	/* The box's view only sees the commit after a sync: without it
+	   dst_uidnext would be stale, and a resumed run would match mail
+	   this map already owns by identity once more. */
+	if (mailbox_sync(imp->box, 0) < 0) {
+		migrate_importer_dest_failed(imp, imp->box,
+					     "sync after commit failed");
 		return -1;
 	}
 	migrate_importer_dest_status(imp, &status);
@@ -439,14 +495,12 @@ static int migrate_importer_commit_record(struct migrate_importer *imp)
 	fs.total_imported += imp->folder->counters.imported;
 	fs.planned = imp->folder->planned;
 	fs.planned_bytes = imp->folder->planned_bytes;
-	if (migrate_state_folder_set(ctx->state, imp->folder->src_name,
-				     &fs, &errstr) < 0) {
-		migrate_importer_set_error(ctx, MIGRATE_ERROR_TEMP, "%s",
-					   errstr);
-		return -1;
-	}
-	ctx->hooks->save_progress(ctx->hook_context);
-	return 0;
+	/* taken now: what later batches change isn't durable yet */
+	record = migrate_state_folder_set_begin(ctx->state,
+						imp->folder->src_name, &fs);
+	if (ctx->batch_fsync)
+		return migrate_importer_make_durable(imp, &record);
+	return migrate_importer_record(imp, &record);
 }
 
 int migrate_importer_commit(struct migrate_importer *imp)

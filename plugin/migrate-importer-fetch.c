@@ -256,6 +256,9 @@ static int migrate_fetch_step(struct migrate_fetch_ctx *ctx)
 		if (migrate_importer_batch_full(imp) &&
 		    migrate_importer_commit(imp) < 0)
 			return -1;
+		/* the last batch is durable: its record follows */
+		if (migrate_importer_durable_poll(imp) < 0)
+			return -1;
 		return 1;
 	}
 	if (reply.type == MIGRATE_REPLY_UNTAGGED) {
@@ -396,6 +399,7 @@ int migrate_importer_fetch_bodies(struct migrate_importer *imp)
 			/* everything in flight is answered: back off, then
 			   re-send what the throttled commands didn't get */
 			if (migrate_importer_commit(imp) < 0 ||
+			    migrate_importer_durable_wait(imp) < 0 ||
 			    migrate_importer_throttle(ictx,
 						      ctx.throttle_text) < 0)
 				ret = -1;

@@ -157,6 +157,10 @@ struct migrate_importer {
 	bool keywords_capped;
 	/* when the open transaction saved its first message */
 	time_t trans_started;
+	/* migrate_fsync=batch: the last commit's syncfs() still running in
+	   the background, and the state record that waits for it */
+	struct migrate_syncfs *durable_sync;
+	struct dict_transaction_context *durable_record;
 
 	/* UIDs saved in the open transaction, in order */
 	ARRAY_TYPE(uint32_t) pending_uids;
@@ -279,6 +283,11 @@ migrate_importer_flags_cmd(struct migrate_importer *imp, uint32_t max_uid,
 void migrate_importer_dest_failed(struct migrate_importer *imp,
 				  struct mailbox *box, const char *what);
 
+/* The last commit's mail is durable and its state record written: waits
+   for its syncfs() (_wait) or only looks (_poll). Returns 0, -1 when the
+   run fails (ctx->error). */
+int migrate_importer_durable_wait(struct migrate_importer *imp);
+int migrate_importer_durable_poll(struct migrate_importer *imp);
 /* Whether the destination folder holds mail already (TRUE also when it
    can't be read). Doesn't create it. */
 bool migrate_importer_dest_has_mail(struct migrate_importer *imp);

@@ -9,6 +9,7 @@
 #include "mail-storage.h"
 #include "mail-namespace.h"
 #include "migrate-settings.h"
+#include "migrate-syncfs.h"
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
 #include "migrate-importer-private.h"
@@ -408,9 +409,11 @@ migrate_importer_pass_fetch(struct migrate_importer *imp)
 	if (ret < 0) {
 		/* keep what was saved */
 		(void)migrate_importer_commit(imp);
+		(void)migrate_importer_durable_wait(imp);
 		return MIGRATE_PASS_RUN_FAILED;
 	}
-	if (migrate_importer_commit(imp) < 0)
+	if (migrate_importer_commit(imp) < 0 ||
+	    migrate_importer_durable_wait(imp) < 0)
 		return MIGRATE_PASS_RUN_FAILED;
 	if (imp->late_claims) {
 		/* their flags, as for mail matched before the fetch */
@@ -561,6 +564,15 @@ void migrate_importer_init(struct migrate_importer *imp,
 
 void migrate_importer_deinit(struct migrate_importer *imp)
 {
+	const char *error;
+
+	/* the passes wait for their records: one left is stale (a newer
+	   state may be written already), and its mail is matched by
+	   identity by the next run */
+	if (imp->durable_sync != NULL) {
+		(void)migrate_syncfs_finish(&imp->durable_sync, &error);
+		migrate_state_folder_set_rollback(&imp->durable_record);
+	}
 	if (imp->trans != NULL)
 		mailbox_transaction_rollback(&imp->trans);
 	if (imp->box != NULL)

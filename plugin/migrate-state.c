@@ -535,10 +535,10 @@ int migrate_state_folder_get(struct migrate_state *state,
 	return 1;
 }
 
-int migrate_state_folder_set(struct migrate_state *state,
-			     const char *src_name,
-			     const struct migrate_folder_state *fs,
-			     const char **error_r)
+struct dict_transaction_context *
+migrate_state_folder_set_begin(struct migrate_state *state,
+			       const char *src_name,
+			       const struct migrate_folder_state *fs)
 {
 	struct dict_transaction_context *trans;
 	string_t *str = t_str_new(256);
@@ -559,6 +559,29 @@ int migrate_state_folder_set(struct migrate_state *state,
 		dict_set(trans, folder_key(src_name, "items"), str_c(str));
 	else
 		dict_unset(trans, folder_key(src_name, "items"));
+	return trans;
+}
+
+int migrate_state_folder_set_commit(struct migrate_state *state,
+				    struct dict_transaction_context **trans,
+				    const char **error_r)
+{
+	return migrate_state_commit(state, trans, error_r);
+}
+
+void migrate_state_folder_set_rollback(struct dict_transaction_context **trans)
+{
+	dict_transaction_rollback(trans);
+}
+
+int migrate_state_folder_set(struct migrate_state *state,
+			     const char *src_name,
+			     const struct migrate_folder_state *fs,
+			     const char **error_r)
+{
+	struct dict_transaction_context *trans;
+
+	trans = migrate_state_folder_set_begin(state, src_name, fs);
 	return migrate_state_commit(state, &trans, error_r);
 }
 

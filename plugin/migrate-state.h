@@ -19,6 +19,7 @@
 #include "migrate-counters.h"
 
 struct mail_user;
+struct dict_transaction_context;
 
 struct migrate_uid_run {
 	uint32_t src_uid, dst_uid, count;
@@ -123,6 +124,17 @@ int migrate_state_folder_set(struct migrate_state *state,
 			     const char *src_name,
 			     const struct migrate_folder_state *fs,
 			     const char **error_r);
+/* The same in two steps: the folder's state is taken at _begin() and
+   written at _commit() (a batch's record waits until its mail is
+   durable), or dropped by _rollback() */
+struct dict_transaction_context *
+migrate_state_folder_set_begin(struct migrate_state *state,
+			       const char *src_name,
+			       const struct migrate_folder_state *fs);
+int migrate_state_folder_set_commit(struct migrate_state *state,
+				    struct dict_transaction_context **trans,
+				    const char **error_r);
+void migrate_state_folder_set_rollback(struct dict_transaction_context **trans);
 int migrate_state_folders_get(struct migrate_state *state, pool_t pool,
 			      ARRAY_TYPE(const_string) *names,
 			      const char **error_r);
