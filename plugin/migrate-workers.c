@@ -32,6 +32,9 @@
 #endif
 
 #define MIGRATE_WORKER_ERROR_MAX 1024
+/* How much a worker lowers its CPU priority when it takes any folder but
+   the largest (migrate_worker_yield_cpu()) */
+#define MIGRATE_WORKER_NICE_OTHERS 10
 #define MIGRATE_WORKERS_TICK_MSECS 1000
 
 /* The counters of struct migrate_folder a worker hands back */
@@ -332,6 +335,8 @@ struct migrate_worker {
 	struct migrate_importer_live live;
 	struct migrate_pacing pacing;
 	struct migrate_importer_ctx ctx;
+	/* runs at a lower CPU priority (took a group other than the first) */
+	bool yielded_cpu;
 };
 
 static int migrate_worker_connect(struct migrate_worker *worker)
@@ -362,6 +367,24 @@ static int migrate_worker_connect(struct migrate_worker *worker)
 	return 0;
 }
 
+/* The largest group decides how long the run takes: the worker that takes
+   it keeps the run's CPU priority, every other worker lowers its own, so
+   on a destination short of CPU the big folder isn't slowed by the small
+   ones, which use what it leaves (bench/README.md, "How the scheduler
+   decides"). Once lowered it stays so: raising it back needs privileges. */
+static void migrate_worker_yield_cpu(struct migrate_worker *worker,
+				     unsigned int group_idx)
+{
+	if (group_idx == 0 || worker->yielded_cpu)
+		return;
+	worker->yielded_cpu = TRUE;
+	errno = 0;
+	if (nice(MIGRATE_WORKER_NICE_OTHERS) == -1 && errno != 0) {
+		e_debug(worker->ctx.event, "nice(%d) failed: %m",
+			MIGRATE_WORKER_NICE_OTHERS);
+	}
+}
+
 static int
 migrate_worker_import(struct migrate_worker *worker,
 		      struct migrate_folder *const *folders,
@@ -377,6 +400,7 @@ migrate_worker_import(struct migrate_worker *worker,
 		g = __atomic_fetch_add(&w->next_group, 1, __ATOMIC_SEQ_CST);
 		if (g >= w->group_count)
 			break;
+		migrate_worker_yield_cpu(worker, g);
 		group = &groups[g];
 		for (i = group->start; i < group->start + group->count; i++) {
 			folder = folders[i];

@@ -25,6 +25,8 @@
 #   (l) migrate_worker_messages (the harness sets 0 for the cases above:
 #       test mailboxes are small): a worker per that many messages, 8 MB
 #       or 8 folders to import; a small mailbox takes one connection
+#   (m) the worker on the largest folder keeps the run's CPU priority, the
+#       others lower theirs (nice +10)
 . "$(dirname "$0")/../lib/harness.sh"
 . "$HARNESS_LIB/faults.sh"
 
@@ -38,7 +40,7 @@ src_dump alice "$T/src.json" || die "source dump failed"
 nfolders=$(pj "$T/src.json" 'len([k for k in d if k != "subscriptions"])')
 info "source: $nfolders folders, $(dump_messages "$T/src.json") messages"
 
-for u in pa pb pc pd pe pf pg ph pi; do
+for u in pa pb pc pd pe pf pg ph pi pm; do
 	dst_add_user "$u" userdb_migrate_source_user=alice
 done
 
@@ -158,6 +160,24 @@ assert_match "(e) one error line says it was interrupted" "Interrupted by a sign
 assert_exit NAME="(e) re-run exits 0" 0 dst_doveadm -o plugin/migrate_source_port="$SRC_PORT" \
 	migrate run -u pe
 dst_equals "(e) destination == source, no duplicates" pe "$T/src.json"
+
+# ------------------------------------------------------------ (m)
+# nice_of PID: the process's nice value (field 19 of /proc/PID/stat)
+nice_of() { awk '{print $19}' "/proc/$1/stat" 2>/dev/null; }
+bg_run pm
+sleep 1
+base=$(nice_of "$BG_PID")
+nices=
+for k in $KIDS; do nices="$nices $(nice_of "$k")"; done
+info "(m) run's process: nice $base, workers:$nices"
+assert_eq "(m) 4 workers" 4 "$(echo $nices | wc -w)"
+assert_eq "(m) one worker (the largest folder's) at the run's priority" 1 \
+	"$(printf '%s\n' $nices | grep -cx -- "$base")"
+assert_eq "(m) the others at nice +10" 3 \
+	"$(printf '%s\n' $nices | grep -cx -- "$((base + 10 > 19 ? 19 : base + 10))")"
+wait "$BG_PID"
+assert_eq "(m) the run exits 0" 0 "$?"
+dst_equals "(m) destination == source" pm "$T/src.json"
 
 # capped_run NAME USER MAX [doveadm -o options...]: through the proxy; at
 # most MAX connections at once, destination == source
