@@ -61,6 +61,14 @@ static void *migrate_syncfs_thread(void *context)
 }
 #endif
 
+static void migrate_syncfs_free(struct migrate_syncfs *sync)
+{
+	if (sync->fd != -1)
+		i_close_fd(&sync->fd);
+	i_free(sync->path);
+	i_free(sync);
+}
+
 struct migrate_syncfs *
 migrate_syncfs_start(const char *path, const char **error_r)
 {
@@ -74,8 +82,7 @@ migrate_syncfs_start(const char *path, const char **error_r)
 	int ret;
 
 	if ((sync->fd = migrate_syncfs_open(path, error_r)) == -1) {
-		i_free(sync->path);
-		i_free(sync);
+		migrate_syncfs_free(sync);
 		return NULL;
 	}
 	/* the thread takes no signal: Dovecot's handlers stay with the
@@ -89,9 +96,7 @@ migrate_syncfs_start(const char *path, const char **error_r)
 	if (ret != 0) {
 		*error_r = t_strdup_printf("pthread_create() failed: %s",
 					   strerror(ret));
-		i_close_fd(&sync->fd);
-		i_free(sync->path);
-		i_free(sync);
+		migrate_syncfs_free(sync);
 		return NULL;
 	}
 	sync->thread_started = TRUE;
@@ -120,9 +125,6 @@ int migrate_syncfs_finish(struct migrate_syncfs **_sync, const char **error_r)
 					   sync->path, strerror(sync->error));
 		ret = -1;
 	}
-	if (sync->fd != -1)
-		i_close_fd(&sync->fd);
-	i_free(sync->path);
-	i_free(sync);
+	migrate_syncfs_free(sync);
 	return ret;
 }
