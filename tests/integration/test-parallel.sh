@@ -168,7 +168,8 @@ bg_run pm
 sleep 1
 base=$(nice_of "$BG_PID")
 nices=
-for k in $KIDS; do nices="$nices $(nice_of "$k")"; done
+# every worker has taken its first folder by now
+for k in $(children "$BG_PID"); do nices="$nices $(nice_of "$k")"; done
 info "(m) run's process: nice $base, workers:$nices"
 assert_eq "(m) 4 workers" 4 "$(echo $nices | wc -w)"
 assert_eq "(m) one worker (the largest folder's) at the run's priority" 1 \
