@@ -14,6 +14,7 @@
 #include "mail-namespace.h"
 #include "mail-storage-settings.h"
 #include "mail-storage-service.h"
+#include "mail-cache.h"
 #include "connection.h"
 #include "stats-client.h"
 #include "master-service-private.h"
@@ -509,6 +510,18 @@ void migrate_compat_stats_client_after_fork(void)
 	   epoll set too */
 	conn->io = NULL;
 	stats_client_deinit(&master_service->stats_client);
+}
+
+void migrate_compat_cache_register_fields(struct mail_cache *cache,
+					  struct mail_cache_field *fields,
+					  unsigned int count)
+{
+#ifdef MIGRATE_HAVE_CACHE_REGISTER_POOL
+	mail_cache_register_fields(cache, fields, count,
+				   unsafe_data_stack_pool);
+#else
+	mail_cache_register_fields(cache, fields, count);
+#endif
 }
 
 int migrate_compat_quota_storage(struct quota_root *root,

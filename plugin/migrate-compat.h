@@ -16,6 +16,8 @@ struct mail_storage_service_user;
 struct ssl_iostream;
 struct ssl_iostream_context;
 struct settings_instance;
+struct mail_cache;
+struct mail_cache_field;
 
 #ifndef MIGRATE_HAVE_STR_BEGINS_WITH
 /* 2.4's str_begins() takes a third argument; str_begins_with() is the
@@ -53,6 +55,12 @@ migrate_doveadm_accept_option(struct doveadm_mail_cmd_context *ctx ATTR_UNUSED,
 #else
 #  define migrate_doveadm_print_header_allow() ((void)0)
 #endif
+
+/* mail_cache_register_fields(): 2.4 also takes a pool, for a field name
+   it has to truncate */
+void migrate_compat_cache_register_fields(struct mail_cache *cache,
+					  struct mail_cache_field *fields,
+					  unsigned int count);
 
 /* The file of the embedded state dict, in the user's home: the same file
    on 2.3 and 2.4, so a state survives the upgrade. */

@@ -14,6 +14,9 @@
 #include "migrate-source-conn.h"
 #include "migrate-identity.h"
 #include "migrate-syncfs.h"
+#include "migrate-compat.h"
+#include "mail-storage-private.h"
+#include "mail-cache.h"
 #include "migrate-importer-private.h"
 
 /* The destination mailbox of a folder's pass: opening (or creating) it,
@@ -74,6 +77,29 @@ bool migrate_importer_dest_has_mail(struct migrate_importer *imp)
 	return ret;
 }
 
+/* The identity headers go into the destination's index cache as mail is
+   saved: registered with the "temp" caching decision (the one an IMAP
+   client's FETCH of them sets; a header lookup alone registers "no", which
+   this raises, and "yes" stays) before the first save, the save's header
+   parse adds them, and a later scan of the folder (Gmail's All Mail
+   reading its label folders, verify, a run without its state) reads them
+   there instead of opening every message. */
+static void migrate_importer_dest_cache_identity(struct mailbox *box)
+{
+	struct mail_cache_field *fields;
+	unsigned int i, count;
+
+	count = str_array_length(migrate_identity_fields);
+	fields = t_new(struct mail_cache_field, count);
+	for (i = 0; i < count; i++) {
+		fields[i].name = t_strconcat("hdr.", migrate_identity_fields[i],
+					     NULL);
+		fields[i].type = MAIL_CACHE_FIELD_HEADER;
+		fields[i].decision = MAIL_CACHE_DECISION_TEMP;
+	}
+	migrate_compat_cache_register_fields(box->cache, fields, count);
+}
+
 int migrate_importer_dest_open(struct migrate_importer *imp)
 {
 	struct migrate_importer_ctx *ctx = imp->ctx;
@@ -127,6 +153,7 @@ int migrate_importer_dest_open(struct migrate_importer *imp)
 	}
 	imp->preserve_uids = ctx->set->preserve_uids &&
 		status.uidvalidity == imp->uidvalidity;
+	migrate_importer_dest_cache_identity(imp->box);
 	/* setting it again is harmless; reading it needs a list refresh */
 	if (folder->subscribed && ctx->set->subscriptions)
 		(void)mailbox_set_subscribed(imp->box, TRUE);
